@@ -1,0 +1,64 @@
+"""JSON errors for every HTTP endpoint: known exceptions map to statuses, nothing leaks a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.machine import CommandRejected
+from orchestrator.ports import BackendUnavailable, UnknownWorkflow, VersionConflict
+from orchestrator.runtime import ExecutionNotFound, InputInvalid
+from schemas.validation import DefinitionError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> web.Response:
+    """The one error shape: ``{"error": {"code", "message", "details"}}``."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return web.json_response({"error": body}, status=status)
+
+
+def problems_details(problems: list[Any]) -> list[dict[str, str]]:
+    return [{"location": p.location, "message": p.message} for p in problems]
+
+
+def response_for(exc: Exception) -> web.Response | None:
+    """The response for a known domain exception, else None."""
+    if isinstance(exc, DefinitionError):
+        return error_response(400, "invalid_definition", "the definition is invalid", problems_details(exc.problems))
+    if isinstance(exc, InputInvalid):
+        return error_response(400, "invalid_input", "the input does not match the input schema", problems_details(exc.problems))
+    if isinstance(exc, UnknownWorkflow):
+        return error_response(404, "unknown_workflow", str(exc).strip("'\""))
+    if isinstance(exc, ExecutionNotFound):
+        return error_response(404, "unknown_execution", str(exc).strip("'\""))
+    if isinstance(exc, VersionConflict):
+        return error_response(409, "version_conflict", str(exc))
+    if isinstance(exc, CommandRejected):
+        return error_response(409, "rejected", str(exc))
+    if isinstance(exc, BackendUnavailable):
+        return error_response(503, "backend_unavailable", str(exc))
+    return None
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Turn exceptions into JSON errors; aiohttp's own HTTP errors keep their status."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+    except Exception as exc:
+        known = response_for(exc)
+        if known is not None:
+            return known
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; see the server log")

@@ -1,0 +1,1 @@
+"""Adapters for the ports, one module per backend, chosen by URL (see ``orchestrator.urls``)."""

@@ -1,0 +1,59 @@
+"""In-process transport (``inprocess://``): commands go straight to the engine, tasks to a worker pool.
+
+Ordering per execution comes from the engine's per-execution lock. Tasks wait in an asyncio
+queue drained by ``concurrency`` worker coroutines, created in ``start`` and cancelled in ``stop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from urllib.parse import parse_qs, urlsplit
+
+from orchestrator.commands import Command
+from orchestrator.ports import CommandHandler, StepTask, TaskHandler
+
+
+class InProcessTransport:
+    def __init__(self, concurrency: int = 64) -> None:
+        self._concurrency = concurrency
+        self._queue: asyncio.Queue[StepTask] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self._on_command: CommandHandler | None = None
+        self._on_task: TaskHandler | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> InProcessTransport:
+        query = parse_qs(urlsplit(url).query)
+        return cls(concurrency=int(query.get("concurrency", ["64"])[0]))
+
+    async def start(self, on_command: CommandHandler, on_task: TaskHandler) -> None:
+        self._on_command, self._on_task = on_command, on_task
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"inprocess-worker-{i}") for i in range(self._concurrency)
+        ]
+
+    async def stop(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        self._workers = []
+
+    async def submit(self, command: Command) -> None:
+        assert self._on_command is not None, "transport not started"
+        await self._on_command(command)
+
+    async def dispatch(self, task: StepTask) -> None:
+        self._queue.put_nowait(task)
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    async def _work(self) -> None:
+        assert self._on_task is not None
+        while True:
+            task = await self._queue.get()
+            await self._on_task(task)

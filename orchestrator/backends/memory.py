@@ -1,0 +1,111 @@
+"""In-memory event log and registry (``memory://``): for tests; trusted because it passes the contracts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from orchestrator.backends.paging import page_summaries
+from orchestrator.ports import (
+    ConcurrencyError,
+    ExecutionPage,
+    ExecutionQuery,
+    ExecutionSummary,
+    UnknownWorkflow,
+    VersionConflict,
+)
+from orchestrator.summary import check_sequences, summarize
+from schemas.definition import WorkflowDefinition
+from schemas.envelope import Envelope
+
+
+class MemoryEventLog:
+    def __init__(self) -> None:
+        self._events: dict[str, list[Envelope]] = {}
+        self._summaries: dict[str, ExecutionSummary] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryEventLog:
+        return cls()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def append(self, execution_id: str, expected_sequence: int, events: Sequence[Envelope]) -> None:
+        check_sequences(execution_id, expected_sequence, events)
+        stream = self._events.get(execution_id, [])
+        if len(stream) != expected_sequence:
+            raise ConcurrencyError(execution_id, expected_sequence)
+        summary = summarize(self._summaries.get(execution_id), events)
+        self._events[execution_id] = [*stream, *events]
+        self._summaries[execution_id] = summary
+
+    async def read(
+        self, execution_id: str, after_sequence: int = 0, limit: int | None = None
+    ) -> list[Envelope]:
+        stream = self._events.get(execution_id, [])[after_sequence:]
+        return stream if limit is None else stream[:limit]
+
+    async def summary(self, execution_id: str) -> ExecutionSummary | None:
+        return self._summaries.get(execution_id)
+
+    async def list_executions(self, query: ExecutionQuery) -> ExecutionPage:
+        return page_summaries(list(self._summaries.values()), query)
+
+
+class MemoryRegistry:
+    def __init__(self) -> None:
+        self._versions: dict[str, dict[int, WorkflowDefinition]] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryRegistry:
+        return cls()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def register(self, definition: WorkflowDefinition) -> WorkflowDefinition:
+        versions = self._versions.setdefault(definition.name, {})
+        if definition.version is None:
+            latest = versions[max(versions)] if versions else None
+            if latest is not None and same_content(latest, definition):
+                return latest
+            definition = definition.with_version(max(versions, default=0) + 1)
+        assert definition.version is not None
+        existing = versions.get(definition.version)
+        if existing is not None:
+            if not same_content(existing, definition):
+                raise VersionConflict(f"{definition.name} v{definition.version} exists with other content")
+            return existing
+        versions[definition.version] = definition
+        return definition
+
+    async def get(self, name: str, version: int | None = None) -> WorkflowDefinition:
+        versions = self._versions.get(name)
+        if not versions:
+            raise UnknownWorkflow(f"unknown workflow {name!r}")
+        if version is None:
+            return versions[max(versions)]
+        if version not in versions:
+            raise UnknownWorkflow(f"workflow {name!r} has no version {version}")
+        return versions[version]
+
+    async def list(self) -> list[WorkflowDefinition]:
+        return [v[max(v)] for _, v in sorted(self._versions.items())]
+
+    async def versions(self, name: str) -> list[int]:
+        return sorted(self._versions.get(name, {}))
+
+
+def same_content(a: WorkflowDefinition, b: WorkflowDefinition) -> bool:
+    return canonical(a) == canonical(b)
+
+
+def canonical(definition: WorkflowDefinition) -> str:
+    """Definition content without its version, as canonical JSON."""
+    return definition.model_copy(update={"version": None}).model_dump_json(exclude_defaults=True)

@@ -1,0 +1,83 @@
+"""Commands: inputs to the machine. Each carries the time the handler stamped on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """A step failure as reported by a connector."""
+
+    type: str
+    message: str = ""
+    retryable: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "retryable": self.retryable}
+
+
+@dataclass(frozen=True, slots=True)
+class ParentRef:
+    execution_id: str
+    step: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    execution_id: str
+    now: float
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartExecution(Command):
+    workflow: str
+    version: int
+    input: Any = None
+    tenant: str = "default"
+    dedup_key: str | None = None
+    parent: ParentRef | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteStep(Command):
+    step: str
+    attempt_id: str
+    output: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailStep(Command):
+    step: str
+    attempt_id: str
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FireTimer(Command):
+    timer_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliverEvent(Command):
+    """An external event or signal. Without a correlation key it targets the execution directly."""
+
+    name: str
+    payload: Any = None
+    correlation_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildFinished(Command):
+    child_id: str
+    status: str
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelExecution(Command):
+    reason: str = ""

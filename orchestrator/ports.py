@@ -1,0 +1,167 @@
+"""Ports: the small interfaces the engine drives. One module per backend implements each."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from orchestrator.commands import Command
+from schemas.definition import WorkflowDefinition
+from schemas.envelope import Envelope
+
+
+class ConcurrencyError(Exception):
+    """Another writer appended first: the expected sequence is no longer the last one."""
+
+    def __init__(self, execution_id: str, expected: int) -> None:
+        super().__init__(f"execution {execution_id}: sequence {expected} is not the last one")
+        self.execution_id = execution_id
+        self.expected = expected
+
+
+class UnknownWorkflow(LookupError):
+    """No definition with that name (and version)."""
+
+
+class VersionConflict(ValueError):
+    """That name and version is registered with different content; versions are immutable."""
+
+
+class BackendUnavailable(ConnectionError):
+    """A backend cannot be reached; the message names the URL and what failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSummary:
+    """One row of the executions index, kept by the event log beside the events."""
+
+    execution_id: str
+    workflow: str
+    version: int
+    tenant: str
+    status: str
+    started_at: str
+    updated_at: str
+    last_sequence: int
+    parent_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution_id,
+            "workflow": self.workflow,
+            "version": self.version,
+            "tenant": self.tenant,
+            "status": self.status,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+            "last_sequence": self.last_sequence,
+            "parent_id": self.parent_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionQuery:
+    """Filters for listing executions, newest first. Times are RFC 3339 strings."""
+
+    workflow: str | None = None
+    status: str | None = None
+    started_after: str | None = None
+    started_before: str | None = None
+    tenant: str | None = None
+    limit: int = 100
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPage:
+    items: list[ExecutionSummary]
+    next_cursor: str | None
+
+
+class EventLog(Protocol):
+    """Append-only per-execution event streams with optimistic concurrency."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def append(self, execution_id: str, expected_sequence: int, events: Sequence[Envelope]) -> None:
+        """Append events numbered expected_sequence+1...; ConcurrencyError if not the last."""
+
+    async def read(
+        self, execution_id: str, after_sequence: int = 0, limit: int | None = None
+    ) -> list[Envelope]:
+        """Events with sequence > after_sequence, in order (at most ``limit``)."""
+
+    async def summary(self, execution_id: str) -> ExecutionSummary | None: ...
+
+    async def list_executions(self, query: ExecutionQuery) -> ExecutionPage: ...
+
+
+class Registry(Protocol):
+    """Workflow definitions by (name, version). Versions are immutable."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def register(self, definition: WorkflowDefinition) -> WorkflowDefinition:
+        """Store a definition; assign the next version if it has none. Same content: no-op."""
+
+    async def get(self, name: str, version: int | None = None) -> WorkflowDefinition:
+        """A version (latest when None); UnknownWorkflow if missing."""
+
+    async def list(self) -> list[WorkflowDefinition]:
+        """The latest version of every workflow."""
+
+    async def versions(self, name: str) -> list[int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepTask:
+    """A unit of work for a worker: run one attempt of a task step."""
+
+    execution_id: str
+    workflow: str
+    step: str
+    attempt: int
+    attempt_id: str
+    connector: str
+    config: dict[str, Any]
+    args: Any
+    idempotency_key: str
+    timeout_seconds: float | None = None
+
+
+CommandHandler = Callable[[Command], Awaitable[None]]
+TaskHandler = Callable[[StepTask], Awaitable[None]]
+
+
+class Transport(Protocol):
+    """Moves commands to the engine (ordered per execution) and tasks to workers."""
+
+    async def start(self, on_command: CommandHandler, on_task: TaskHandler) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def submit(self, command: Command) -> None:
+        """Deliver a command to whoever owns its execution."""
+
+    async def dispatch(self, task: StepTask) -> None:
+        """Hand a task to a worker."""
+
+
+TimerCallback = Callable[[str, str], Awaitable[None]]
+
+
+class Timers(Protocol):
+    """Durable timers as a projection of TimerScheduled events: fire ``on_due(execution, timer)``."""
+
+    async def start(self, on_due: TimerCallback) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def schedule(self, execution_id: str, timer_id: str, due: float) -> None: ...
+
+    def cancel(self, execution_id: str, timer_id: str) -> None: ...

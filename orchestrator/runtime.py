@@ -1,0 +1,270 @@
+"""The orchestrator in one process: backends from settings, engine, workers, timers, recovery.
+
+This is also the library API that the REST API, the CLI and triggers call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import jsonschema
+
+from connectors.base import Connectors
+from connectors.defaults import default_connectors
+from orchestrator.commands import CancelExecution, DeliverEvent, StartExecution
+from orchestrator.effects import Effects
+from orchestrator.engine import Engine
+from orchestrator.machine import ExecutionExists
+from orchestrator.ports import (
+    EventLog,
+    ExecutionPage,
+    ExecutionQuery,
+    ExecutionSummary,
+    Registry,
+    Timers,
+    Transport,
+)
+from orchestrator.settings import Settings
+from orchestrator.state import ExecutionState, fold
+from orchestrator.urls import EVENT_LOGS, REGISTRIES, TIMERS, TRANSPORTS, open_backend
+from orchestrator.worker import Worker
+from schemas.definition import WorkflowDefinition
+from schemas.envelope import Envelope
+from schemas.validation import Problem
+
+log = logging.getLogger(__name__)
+DEDUP_NAMESPACE = uuid.UUID("0b5c7f36-2d0e-4a8e-9b43-6a1f3f2e8c21")
+
+
+class InputInvalid(ValueError):
+    """The workflow input does not match the definition's input schema."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("input does not match the input schema: " + "; ".join(map(str, problems)))
+
+
+class ExecutionNotFound(LookupError):
+    """No execution with that id."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    execution_id: str
+    created: bool  # False: the dedup key matched an existing execution; nothing was started
+
+
+def execution_id_for(tenant: str, workflow: str, dedup_key: str) -> str:
+    """Executions started with the same dedup key share one id, so the log rejects the second."""
+    return str(uuid.uuid5(DEDUP_NAMESPACE, f"{tenant}/{workflow}/{dedup_key}"))
+
+
+class Runtime:
+    """Start with ``async with Runtime(settings) as runtime:``; everything closes on exit."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        connectors: Connectors | None = None,
+        clock: Callable[[], float] = time.time,
+        event_log: EventLog | None = None,
+        registry: Registry | None = None,
+        transport: Transport | None = None,
+        timers: Timers | None = None,
+        recover: bool = True,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        s = self.settings
+        self.clock = clock
+        self.log: EventLog = event_log or open_backend(EVENT_LOGS, s.event_log_url, "event log")
+        self.registry: Registry = registry or open_backend(REGISTRIES, s.effective_registry_url, "registry")
+        self.transport: Transport = transport or open_backend(TRANSPORTS, s.transport_url, "transport")
+        self.timers: Timers = timers or open_backend(TIMERS, s.timers_url, "timers", clock)
+        self.connectors = connectors or default_connectors(s.python_threads)
+        self.engine = Engine(self.log, self.registry, clock=clock)
+        self.effects = Effects(self.engine, self.registry, self.transport, self.timers, clock)
+        self.engine.observers.append(self.effects.on_committed)
+        self.worker = Worker(self.connectors, self.transport, clock)
+        self._recover = recover
+        self._validators: dict[tuple[str, int], Any] = {}
+        self.definition_observers: list[Callable[[WorkflowDefinition], None]] = []
+        self._stack: AsyncExitStack | None = None
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        stack = AsyncExitStack()
+        try:
+            for part in (self.log, self.registry, self.connectors):
+                await part.start()
+                stack.push_async_callback(part.stop)
+            await self.transport.start(self.engine.handle_quietly, self.worker.run)
+            stack.push_async_callback(self.transport.stop)
+            await self.timers.start(self.effects.on_timer)
+            stack.push_async_callback(self.timers.stop)
+            if self._recover:
+                await self.recover()
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+
+    async def stop(self) -> None:
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
+
+    async def recover(self) -> int:
+        """Resume every running execution from its log; returns how many."""
+        count, cursor = 0, None
+        while True:
+            page = await self.log.list_executions(ExecutionQuery(status="running", limit=500, cursor=cursor))
+            for summary in page.items:
+                state = await self.engine.load(summary.execution_id)
+                if state is not None and not state.terminal:
+                    await self.effects.resume(state)
+                    count += 1
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        if count:
+            log.info("resumed %d running executions", count)
+        return count
+
+    # -- definitions ------------------------------------------------------------------
+
+    async def register(self, definition: WorkflowDefinition) -> WorkflowDefinition:
+        """Store a definition (immutable per version) and tell observers such as the webhook index."""
+        stored = await self.registry.register(definition)
+        for observer in self.definition_observers:
+            observer(stored)
+        return stored
+
+    # -- executions -------------------------------------------------------------------
+
+    async def start_execution(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        version: int | None = None,
+        dedup_key: str | None = None,
+        actor: str | None = None,
+        tenant: str = "default",
+        metadata: dict[str, Any] | None = None,
+    ) -> StartResult:
+        """Start an execution; returns once its start is durable. UnknownWorkflow, InputInvalid."""
+        definition = await self.registry.get(workflow, version)
+        assert definition.version is not None
+        self.check_input(definition, input)
+        if dedup_key is None:
+            execution_id = str(uuid.uuid4())
+        else:
+            execution_id = execution_id_for(tenant, workflow, dedup_key)
+        command = StartExecution(
+            execution_id=execution_id,
+            now=self.clock(),
+            actor=actor,
+            workflow=workflow,
+            version=definition.version,
+            input=input,
+            tenant=tenant,
+            dedup_key=dedup_key,
+            metadata=metadata or {},
+        )
+        try:
+            await self.engine.handle(command)
+        except ExecutionExists:
+            return StartResult(execution_id, created=False)
+        return StartResult(execution_id, created=True)
+
+    def check_input(self, definition: WorkflowDefinition, value: Any) -> None:
+        if not definition.input_schema:
+            return
+        key = (definition.name, definition.version or 0)
+        validator = self._validators.get(key)
+        if validator is None:
+            cls = jsonschema.validators.validator_for(definition.input_schema)
+            validator = self._validators[key] = cls(definition.input_schema)
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+        if errors:
+            problems = [
+                Problem("input" + "".join(f"[{p!r}]" for p in e.absolute_path), e.message) for e in errors
+            ]
+            raise InputInvalid(problems)
+
+    async def state(self, execution_id: str, at_sequence: int | None = None) -> ExecutionState:
+        if at_sequence is None:
+            state = await self.engine.load(execution_id)
+        else:
+            state = fold(await self.log.read(execution_id, 0, at_sequence))
+        if state is None:
+            raise ExecutionNotFound(f"no execution {execution_id}")
+        return state
+
+    async def summary(self, execution_id: str) -> ExecutionSummary:
+        summary = await self.log.summary(execution_id)
+        if summary is None:
+            raise ExecutionNotFound(f"no execution {execution_id}")
+        return summary
+
+    async def history(
+        self, execution_id: str, after_sequence: int = 0, limit: int | None = None, types: set[str] | None = None
+    ) -> list[Envelope]:
+        """Events after ``after_sequence``; with ``types``, only those (``limit`` counts matches)."""
+        if await self.log.summary(execution_id) is None:
+            raise ExecutionNotFound(f"no execution {execution_id}")
+        if not types:
+            return await self.log.read(execution_id, after_sequence, limit)
+        found: list[Envelope] = []
+        while limit is None or len(found) < limit:
+            chunk = await self.log.read(execution_id, after_sequence, 1000)
+            if not chunk:
+                break
+            found += [e for e in chunk if e.type in types]
+            after_sequence = chunk[-1].sequence
+        return found if limit is None else found[:limit]
+
+    async def list_executions(self, query: ExecutionQuery) -> ExecutionPage:
+        return await self.log.list_executions(query)
+
+    async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionState:
+        await self.summary(execution_id)
+        return await self.effects.wait_finished(execution_id, timeout)
+
+    async def cancel(self, execution_id: str, reason: str = "", actor: str | None = None) -> ExecutionState:
+        await self.summary(execution_id)
+        await self.engine.handle(CancelExecution(execution_id=execution_id, now=self.clock(), actor=actor, reason=reason))
+        return await self.state(execution_id)
+
+    async def signal(self, execution_id: str, name: str, payload: Any = None, actor: str | None = None) -> ExecutionState:
+        """Deliver an event to one execution; buffered if it is not waiting for it yet."""
+        await self.summary(execution_id)
+        await self.engine.handle(DeliverEvent(execution_id=execution_id, now=self.clock(), actor=actor, name=name, payload=payload))
+        return await self.state(execution_id)
+
+    async def publish_event(self, name: str, correlation_key: str | None, payload: Any = None, actor: str | None = None) -> list[str]:
+        """Deliver an event to every execution waiting on (name, correlation key); their ids."""
+        delivered = []
+        for execution_id in self.effects.waits.waiting((name, correlation_key)):
+            committed = await self.engine.handle(
+                DeliverEvent(execution_id=execution_id, now=self.clock(), actor=actor, name=name, payload=payload, correlation_key=correlation_key)
+            )
+            if committed is not None:
+                delivered.append(execution_id)
+        return delivered

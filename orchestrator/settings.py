@@ -1,0 +1,114 @@
+"""One frozen settings object, read from ``ORCHESTRATOR_*`` environment variables, passed explicitly."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PREFIX = "ORCHESTRATOR_"
+SECRET_PREFIX = PREFIX + "SECRET_"
+
+# Every variable the code reads, with its default; the README and docker-compose list the same.
+VARIABLES: dict[str, str] = {
+    "ORCHESTRATOR_EVENT_LOG_URL": "sqlite:///orchestrator.db",
+    "ORCHESTRATOR_REGISTRY_URL": "(same as the event log)",
+    "ORCHESTRATOR_TRANSPORT_URL": "inprocess://",
+    "ORCHESTRATOR_TIMERS_URL": "memory://",
+    "ORCHESTRATOR_HOST": "127.0.0.1",
+    "ORCHESTRATOR_PORT": "8080",
+    "ORCHESTRATOR_WORKER_CONCURRENCY": "64",
+    "ORCHESTRATOR_PYTHON_THREADS": "8",
+    "ORCHESTRATOR_MAX_BODY_BYTES": "1048576",
+    "ORCHESTRATOR_DEFINITIONS": "(none)",
+    "ORCHESTRATOR_SECRETS_FILE": "(none)",
+    "ORCHESTRATOR_SECRET_<NAME>": "(none)",
+}
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    event_log_url: str = "sqlite:///orchestrator.db"
+    registry_url: str | None = None
+    transport_url: str = "inprocess://"
+    timers_url: str = "memory://"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    worker_concurrency: int = 64
+    python_threads: int = 8
+    max_body_bytes: int = 1_048_576
+    definitions: tuple[str, ...] = ()
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def effective_registry_url(self) -> str:
+        return self.registry_url or self.event_log_url
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(PREFIX + name)
+            return value if value else None
+
+        def number(name: str, default: int) -> int:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise SettingsError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+
+        secrets = _secrets_file(get("SECRETS_FILE"))
+        secrets.update({k[len(SECRET_PREFIX):]: v for k, v in env.items() if k.startswith(SECRET_PREFIX)})
+        definitions = tuple(p for p in (get("DEFINITIONS") or "").split(os.pathsep) if p)
+        return cls(
+            event_log_url=get("EVENT_LOG_URL") or cls.event_log_url,
+            registry_url=get("REGISTRY_URL"),
+            transport_url=get("TRANSPORT_URL") or cls.transport_url,
+            timers_url=get("TIMERS_URL") or cls.timers_url,
+            host=get("HOST") or cls.host,
+            port=number("PORT", cls.port),
+            worker_concurrency=number("WORKER_CONCURRENCY", cls.worker_concurrency),
+            python_threads=number("PYTHON_THREADS", cls.python_threads),
+            max_body_bytes=number("MAX_BODY_BYTES", cls.max_body_bytes),
+            definitions=definitions,
+            secrets=secrets,
+        )
+
+    def secret(self, name: str) -> str | None:
+        """A secret by name: ORCHESTRATOR_SECRET_<NAME> or the secrets file (names are case-insensitive)."""
+        if name in self.secrets:
+            return self.secrets[name]
+        upper = name.upper()
+        for key, value in self.secrets.items():
+            if key.upper() == upper:
+                return value
+        return None
+
+
+def _secrets_file(path: str | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise SettingsError(f"cannot read secrets file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"secrets file {path} must hold a mapping of name: value")
+    return {str(k): str(v) for k, v in data.items()}

@@ -1,0 +1,182 @@
+"""Workflow definition format: pydantic v2 models, loaded from YAML/JSON or built in Python.
+
+Expressions are JMESPath evaluated over the execution context
+``{"input": ..., "steps": {name: output}, "execution": {"id": ...}}``. In an ``input`` mapping every
+string value is an expression; write a literal string as a JMESPath raw string: ``'text'``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+StepName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
+Expression = Annotated[str, Field(min_length=1, description="A JMESPath expression.")]
+Mapping = dict[str, Any]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Backoff(_Model):
+    """Delay before attempt n+1: min(initial * multiplier**(n-1), max)."""
+
+    initial_seconds: float = Field(1.0, ge=0)
+    multiplier: float = Field(2.0, ge=1)
+    max_seconds: float = Field(300.0, ge=0)
+
+
+class RetryPolicy(_Model):
+    """How a failed task is retried. ``retry_on`` holds glob patterns of error types."""
+
+    max_attempts: int = Field(1, ge=1, le=1000)
+    backoff: Backoff = Backoff()
+    jitter: float = Field(0.0, ge=0, le=1, description="Fraction of the delay that is randomised.")
+    retry_on: list[str] | None = Field(
+        None, description="Error types to retry (globs). Default: errors the connector marks retryable."
+    )
+    non_retryable: list[str] = Field(default_factory=list)
+
+
+class _StepBase(_Model):
+    name: StepName
+    description: str = ""
+
+
+class TaskStep(_StepBase):
+    """Call a connector with arguments mapped from the context."""
+
+    type: Literal["task"] = "task"
+    connector: str = Field(description="Connector name, e.g. 'http' or 'python'.")
+    config: Mapping = Field(default_factory=dict, description="Static connector settings.")
+    input: Mapping = Field(default_factory=dict, description="Arguments: expressions over the context.")
+    output: Expression | None = Field(None, description="Expression over {'result': ...} kept as output.")
+    retry: RetryPolicy = RetryPolicy()
+    timeout_seconds: float | None = Field(None, gt=0)
+    next: StepName | None = None
+    on_error: StepName | None = Field(None, description="Step to go to when retries are exhausted.")
+
+
+class ChoiceRule(_Model):
+    when: Expression
+    next: StepName
+
+
+class ChoiceStep(_StepBase):
+    """Go to the first rule whose condition is truthy, else to ``default``."""
+
+    type: Literal["choice"] = "choice"
+    choices: list[ChoiceRule] = Field(min_length=1)
+    default: StepName | None = None
+
+
+class Branch(_Model):
+    name: StepName | None = None
+    steps: list[Step] = Field(min_length=1)
+
+
+class ParallelStep(_StepBase):
+    """Run branches concurrently; the output is the list of branch outputs."""
+
+    type: Literal["parallel"] = "parallel"
+    branches: list[Branch] = Field(min_length=1)
+    next: StepName | None = None
+    on_error: StepName | None = None
+
+
+class WaitStep(_StepBase):
+    """A durable timer: ``seconds`` or ``until`` (an expression giving an ISO-8601 time)."""
+
+    type: Literal["wait"] = "wait"
+    seconds: float | None = Field(None, ge=0)
+    until: Expression | None = None
+    next: StepName | None = None
+
+
+class WaitForEventStep(_StepBase):
+    """Pause until an event named ``event`` arrives with a matching correlation key."""
+
+    type: Literal["wait_for_event"] = "wait_for_event"
+    event: str = Field(min_length=1)
+    correlation_key: Expression | None = None
+    timeout_seconds: float | None = Field(None, gt=0)
+    on_timeout: StepName | None = None
+    next: StepName | None = None
+
+
+class SubworkflowStep(_StepBase):
+    """Start a child workflow and wait for its result."""
+
+    type: Literal["subworkflow"] = "subworkflow"
+    workflow: str
+    version: int | None = None
+    input: Mapping = Field(default_factory=dict)
+    next: StepName | None = None
+    on_error: StepName | None = None
+
+
+class SucceedStep(_StepBase):
+    type: Literal["succeed"] = "succeed"
+    output: Expression | None = None
+
+
+class FailStep(_StepBase):
+    type: Literal["fail"] = "fail"
+    error: str = "Failed"
+    cause: Expression | None = None
+
+
+Step = Annotated[
+    TaskStep
+    | ChoiceStep
+    | ParallelStep
+    | WaitStep
+    | WaitForEventStep
+    | SubworkflowStep
+    | SucceedStep
+    | FailStep,
+    Field(discriminator="type"),
+]
+
+
+class SignatureConfig(_Model):
+    """HMAC-SHA256 verification. ``secret`` names a secret from config/env, never its value."""
+
+    preset: Literal["github", "stripe", "generic"]
+    secret: str = Field(pattern=r"^[A-Za-z0-9_]+$", description="Secret name (env ORCHESTRATOR_SECRET_<NAME>).")
+    header: str | None = Field(None, description="Header for the generic preset.")
+    tolerance_seconds: int = Field(300, gt=0, description="Replay window for the stripe preset.")
+
+
+class WebhookTrigger(_Model):
+    type: Literal["webhook"] = "webhook"
+    name: StepName = Field(description="Served at POST /hooks/{name}.")
+    signature: SignatureConfig | None = None
+    idempotency_header: str | None = Field(None, description="e.g. X-GitHub-Delivery")
+    idempotency_field: Expression | None = Field(None, description="Body field used as dedup key.")
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    enabled: bool = True
+
+
+Trigger = Annotated[WebhookTrigger, Field(discriminator="type")]
+
+
+class WorkflowDefinition(_Model):
+    """A named, versioned workflow."""
+
+    name: StepName
+    version: int | None = Field(None, ge=1, description="Assigned by the registry when omitted.")
+    description: str = ""
+    input_schema: Mapping = Field(default_factory=dict, description="JSON Schema of the input.")
+    start: StepName | None = Field(None, description="First step; defaults to the first listed.")
+    output: Expression | None = Field(None, description="Workflow output; default last step's.")
+    triggers: list[Trigger] = Field(default_factory=list)
+    steps: list[Step] = Field(min_length=1)
+
+    def with_version(self, version: int) -> WorkflowDefinition:
+        return self.model_copy(update={"version": version})
+
+
+Branch.model_rebuild()

@@ -1,0 +1,113 @@
+"""The event envelope: CloudEvents 1.0 attributes plus our extensions, the same bytes everywhere.
+
+Serialised as a structured-mode CloudEvent (JSON). ``data`` is the event payload after a
+bytes -> bytes codec chain named by the ``codec`` extension; with the identity codec it is
+stored inline as JSON, otherwise as ``data_base64``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+SCHEMA_VERSION = 1
+SPEC_VERSION = "1.0"
+TYPE_PREFIX = "io.orchestrator."
+DEFAULT_SOURCE = "/orchestrator"
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class EnvelopeError(ValueError):
+    """Bytes that are not a valid envelope."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One immutable event of one execution."""
+
+    id: str
+    type: str  # short domain type, e.g. "StepSucceeded"; the CloudEvent type adds TYPE_PREFIX
+    subject: str  # execution id
+    sequence: int  # gap-free per execution, starting at 1
+    time: str  # RFC 3339
+    workflow: str
+    workflowversion: int
+    data: Any
+    tenant: str = "default"
+    source: str = DEFAULT_SOURCE
+    actor: str | None = None
+    schemaversion: int = SCHEMA_VERSION
+    codec: str = "identity"
+
+    def to_cloudevent(self) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "specversion": SPEC_VERSION,
+            "id": self.id,
+            "source": self.source,
+            "type": TYPE_PREFIX + self.type,
+            "subject": self.subject,
+            "time": self.time,
+            "datacontenttype": "application/json",
+            "sequence": self.sequence,
+            "workflow": self.workflow,
+            "workflowversion": self.workflowversion,
+            "tenant": self.tenant,
+            "schemaversion": self.schemaversion,
+            "codec": self.codec,
+        }
+        if self.actor is not None:
+            event["actor"] = self.actor
+        event["data"] = self.data
+        return event
+
+    def to_bytes(self) -> bytes:
+        return _dumps(self.to_cloudevent()).encode()
+
+    @classmethod
+    def from_cloudevent(cls, event: dict[str, Any]) -> Envelope:
+        try:
+            version = int(event.get("schemaversion", 1))
+            event = upcast(event, version)
+            data = event["data"] if "data" in event else _decode_base64(event)
+            return cls(
+                id=event["id"],
+                type=event["type"].removeprefix(TYPE_PREFIX),
+                subject=event["subject"],
+                sequence=int(event["sequence"]),
+                time=event["time"],
+                workflow=event["workflow"],
+                workflowversion=int(event["workflowversion"]),
+                data=data,
+                tenant=event.get("tenant", "default"),
+                source=event.get("source", DEFAULT_SOURCE),
+                actor=event.get("actor"),
+                schemaversion=SCHEMA_VERSION,
+                codec=event.get("codec", "identity"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EnvelopeError(f"not an orchestrator event envelope: {exc!r}") from None
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Envelope:
+        try:
+            event = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise EnvelopeError(f"envelope is not JSON: {exc}") from None
+        if not isinstance(event, dict):
+            raise EnvelopeError("envelope is not a JSON object")
+        return cls.from_cloudevent(event)
+
+
+def _decode_base64(event: dict[str, Any]) -> Any:
+    if event.get("codec", "identity") != "identity":
+        raise ValueError(f"codec {event['codec']!r} is not available")
+    return json.loads(base64.b64decode(event["data_base64"]))
+
+
+def upcast(event: dict[str, Any], version: int) -> dict[str, Any]:
+    """Bring an older envelope up to SCHEMA_VERSION. Version 1 is the first; nothing to do yet."""
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"schemaversion {version} is newer than this code ({SCHEMA_VERSION})")
+    return event
