@@ -55,7 +55,9 @@ class Connectors:
         try:
             return self._by_name[name]
         except KeyError:
-            raise ConnectorError("connector.unknown", f"no connector named {name!r}", retryable=False) from None
+            raise ConnectorError(
+                "connector.unknown", f"no connector named {name!r}", retryable=False
+            ) from None
 
     def names(self) -> list[str]:
         return sorted(self._by_name)
@@ -74,6 +76,9 @@ class Connectors:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()

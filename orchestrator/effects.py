@@ -54,9 +54,7 @@ class WaitIndex:
 def wait_keys(state: ExecutionState | None) -> set[WaitKey]:
     if state is None or state.terminal:
         return set()
-    return {
-        (a.event or "", a.correlation_key) for a in state.active.values() if a.kind == "wait_for_event"
-    }
+    return {(a.event or "", a.correlation_key) for a in state.active.values() if a.kind == "wait_for_event"}
 
 
 def child_ids(state: ExecutionState | None) -> set[str]:
@@ -96,7 +94,9 @@ class Effects:
         for child_id in child_ids(c.before) - child_ids(after):
             finished = getattr(c.command, "child_id", None) == child_id
             if not finished:
-                await self.submit(CancelExecution(execution_id=child_id, now=self.clock(), reason="parent moved on"))
+                await self.submit(
+                    CancelExecution(execution_id=child_id, now=self.clock(), reason="parent moved on")
+                )
         if after.terminal:
             await self._finished_execution(after)
 
@@ -108,7 +108,9 @@ class Effects:
         for active in state.active.values():
             step = graph.steps.get(active.step)
             if active.kind == "task" and active.phase == "running" and isinstance(step, TaskStep):
-                await self.transport.dispatch(task_from_active(state, step, active.attempt, active.attempt_id, active.args))
+                await self.transport.dispatch(
+                    task_from_active(state, step, active.attempt, active.attempt_id, active.args)
+                )
             elif active.kind == "subworkflow" and active.child_id:
                 child = await self.engine.load(active.child_id)
                 if child is None:
@@ -162,7 +164,15 @@ class Effects:
             version = step.version or (await self.registry.get(step.workflow)).version or 1
         except UnknownWorkflow as exc:
             error = {"type": "workflow.unknown", "message": str(exc)}
-            await self.submit(ChildFinished(execution_id=parent.execution_id, now=self.clock(), child_id=child_id, status="failed", error=error))
+            await self.submit(
+                ChildFinished(
+                    execution_id=parent.execution_id,
+                    now=self.clock(),
+                    child_id=child_id,
+                    status="failed",
+                    error=error,
+                )
+            )
             return
         await self.submit(
             StartExecution(
@@ -212,7 +222,9 @@ def task_from_event(state: ExecutionState, data: dict[str, Any]) -> StepTask:
     )
 
 
-def task_from_active(state: ExecutionState, step: TaskStep, attempt: int, attempt_id: str, args: Any) -> StepTask:
+def task_from_active(
+    state: ExecutionState, step: TaskStep, attempt: int, attempt_id: str, args: Any
+) -> StepTask:
     visit = state.visits.get(step.name, 1)
     return StepTask(
         execution_id=state.execution_id,

@@ -142,7 +142,11 @@ class Engine:
         raise ConcurrencyError(command.execution_id, -1)
 
     def _stamp(
-        self, before: ExecutionState | None, after: ExecutionState, command: Command, events: list[Event]
+        self,
+        before: ExecutionState | None,
+        after: ExecutionState,
+        command: Command,
+        events: list[Event],
     ) -> list[Envelope]:
         time = rfc3339(command.now)
         first = before.sequence + 1 if before else 1

@@ -27,7 +27,6 @@ from orchestrator.events import Event
 from orchestrator.state import MISSING, ExecutionState, evolve
 from schemas.definition import (
     ChoiceStep,
-    FailStep as FailStepDef,
     ParallelStep,
     RetryPolicy,
     SubworkflowStep,
@@ -35,6 +34,9 @@ from schemas.definition import (
     TaskStep,
     WaitForEventStep,
     WaitStep,
+)
+from schemas.definition import (
+    FailStep as FailStepDef,
 )
 from schemas.expressions import ExpressionError, evaluate, evaluate_mapping, truthy
 from schemas.graph import Scope, WorkflowGraph
@@ -111,9 +113,7 @@ class _Decision:
         self.events: list[Event] = []
 
     @classmethod
-    def start(
-        cls, graph: WorkflowGraph, command: StartExecution
-    ) -> tuple[list[Event], ExecutionState]:
+    def start(cls, graph: WorkflowGraph, command: StartExecution) -> tuple[list[Event], ExecutionState]:
         data: dict[str, Any] = {
             "execution_id": command.execution_id,
             "workflow": command.workflow,
@@ -122,7 +122,10 @@ class _Decision:
             "input": command.input,
         }
         if command.parent is not None:
-            data["parent"] = {"execution_id": command.parent.execution_id, "step": command.parent.step}
+            data["parent"] = {
+                "execution_id": command.parent.execution_id,
+                "step": command.parent.step,
+            }
         if command.dedup_key is not None:
             data["dedup_key"] = command.dedup_key
         if command.metadata:
@@ -156,7 +159,13 @@ class _Decision:
         elif isinstance(command, ChildFinished):
             self.child_finished(command)
         elif isinstance(command, CancelExecution):
-            self.emit(ev.EXECUTION_CANCELLED, {"reason": command.reason, "error": {"type": "cancelled", "message": command.reason}})
+            self.emit(
+                ev.EXECUTION_CANCELLED,
+                {
+                    "reason": command.reason,
+                    "error": {"type": "cancelled", "message": command.reason},
+                },
+            )
         else:  # pragma: no cover - exhaustive
             raise CommandRejected(f"unknown command {type(command).__name__}")
 
@@ -180,7 +189,10 @@ class _Decision:
             except ExpressionError as exc:
                 self.fail_task(task.name, command.attempt_id, ErrorInfo("expression", str(exc), False))
                 return
-        self.emit(ev.STEP_SUCCEEDED, {"step": task.name, "attempt_id": command.attempt_id, "output": output})
+        self.emit(
+            ev.STEP_SUCCEEDED,
+            {"step": task.name, "attempt_id": command.attempt_id, "output": output},
+        )
         self.after(task.name)
 
     def fail_task(self, step: str, attempt_id: str, error: ErrorInfo) -> None:
@@ -188,7 +200,12 @@ class _Decision:
         if task is None:
             return
         attempt = self.state.active[step].attempt
-        data: dict[str, Any] = {"step": step, "attempt_id": attempt_id, "attempt": attempt, "error": error.to_dict()}
+        data: dict[str, Any] = {
+            "step": step,
+            "attempt_id": attempt_id,
+            "attempt": attempt,
+            "error": error.to_dict(),
+        }
         if should_retry(task.retry, attempt, error):
             due = self.now + backoff_delay(task.retry, attempt, attempt_id)
             data["retry"] = {"timer_id": f"{attempt_id}:retry", "due": due}
@@ -225,10 +242,14 @@ class _Decision:
             assert isinstance(task, TaskStep)
             self.schedule_task(task, active.visit, active.attempt + 1, active.args)
         elif timer.purpose == "timeout":
-            error = ErrorInfo("timeout", f"step {timer.step!r} timed out", True)
-            self.fail_task(timer.step, active.attempt_id, error)
+            timeout = ErrorInfo("timeout", f"step {timer.step!r} timed out", True)
+            self.fail_task(timer.step, active.attempt_id, timeout)
         elif timer.purpose == "event_timeout":
-            error = {"type": "timeout", "message": f"no event {active.event!r} in time", "retryable": False}
+            error = {
+                "type": "timeout",
+                "message": f"no event {active.event!r} in time",
+                "retryable": False,
+            }
             self.step_failed(timer.step, {"step": timer.step, "error": error})
 
     def deliver(self, command: DeliverEvent) -> None:
@@ -254,7 +275,10 @@ class _Decision:
         for name, active in self.state.active.items():
             if active.kind == "subworkflow" and active.child_id == command.child_id:
                 if command.status == "succeeded":
-                    self.emit(ev.STEP_SUCCEEDED, {"step": name, "child_id": command.child_id, "output": command.output})
+                    self.emit(
+                        ev.STEP_SUCCEEDED,
+                        {"step": name, "child_id": command.child_id, "output": command.output},
+                    )
                     self.after(name)
                 else:
                     error = command.error or {"type": f"child.{command.status}", "message": ""}
@@ -327,7 +351,10 @@ class _Decision:
             args = evaluate_mapping(step.input, self.state.context())
             self.schedule_task(step, visit, 1, args)
         elif isinstance(step, ChoiceStep):
-            target = next((r.next for r in step.choices if truthy(evaluate(r.when, self.state.context()))), step.default)
+            target = next(
+                (r.next for r in step.choices if truthy(evaluate(r.when, self.state.context()))),
+                step.default,
+            )
             if target is None:
                 self.fail_scope(self.graph.scopes[name], {"type": "no_choice_matched", "message": name}, name)
                 return
@@ -340,16 +367,36 @@ class _Decision:
                     return
                 self.enter(self.graph.branch_start(name, index))
         elif isinstance(step, WaitStep):
-            due = self.now + step.seconds if step.seconds is not None else _parse_time(evaluate(step.until or "", self.state.context()))
-            self.emit(ev.TIMER_SCHEDULED, {"step": name, "visit": visit, "timer_id": f"{name}:{visit}:wait", "due": due, "purpose": "wait"})
+            due = (
+                self.now + step.seconds
+                if step.seconds is not None
+                else _parse_time(evaluate(step.until or "", self.state.context()))
+            )
+            self.emit(
+                ev.TIMER_SCHEDULED,
+                {
+                    "step": name,
+                    "visit": visit,
+                    "timer_id": f"{name}:{visit}:wait",
+                    "due": due,
+                    "purpose": "wait",
+                },
+            )
         elif isinstance(step, WaitForEventStep):
             self._await_event(step, visit)
         elif isinstance(step, SubworkflowStep):
             child_id = str(uuid.uuid5(CHILD_NAMESPACE, f"{self.state.execution_id}/{name}/{visit}"))
-            self.emit(ev.CHILD_STARTED, {
-                "step": name, "visit": visit, "child_id": child_id, "workflow": step.workflow,
-                "version": step.version, "input": evaluate_mapping(step.input, self.state.context()),
-            })
+            self.emit(
+                ev.CHILD_STARTED,
+                {
+                    "step": name,
+                    "visit": visit,
+                    "child_id": child_id,
+                    "workflow": step.workflow,
+                    "version": step.version,
+                    "input": evaluate_mapping(step.input, self.state.context()),
+                },
+            )
         elif isinstance(step, SucceedStep):
             output = evaluate(step.output, self.state.context()) if step.output else None
             self.emit(ev.STEP_SUCCEEDED, {"step": name, "output": output})
@@ -364,7 +411,12 @@ class _Decision:
         if step.correlation_key:
             value = evaluate(step.correlation_key, self.state.context())
             key = None if value is None else str(value)
-        data: dict[str, Any] = {"step": name, "visit": visit, "event": step.event, "correlation_key": key}
+        data: dict[str, Any] = {
+            "step": name,
+            "visit": visit,
+            "event": step.event,
+            "correlation_key": key,
+        }
         if step.timeout_seconds is not None:
             data.update(timer_id=f"{name}:{visit}:event_timeout", due=self.now + step.timeout_seconds)
         self.emit(ev.EVENT_AWAITED, data)

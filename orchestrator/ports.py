@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -112,10 +114,10 @@ class Registry(Protocol):
     async def get(self, name: str, version: int | None = None) -> WorkflowDefinition:
         """A version (latest when None); UnknownWorkflow if missing."""
 
-    async def list(self) -> list[WorkflowDefinition]:
+    async def list(self) -> builtins.list[WorkflowDefinition]:
         """The latest version of every workflow."""
 
-    async def versions(self, name: str) -> list[int]: ...
+    async def versions(self, name: str) -> builtins.list[int]: ...
 
 
 @dataclass(frozen=True, slots=True)

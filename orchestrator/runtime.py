@@ -103,7 +103,10 @@ class Runtime:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()
 
@@ -224,7 +227,11 @@ class Runtime:
         return summary
 
     async def history(
-        self, execution_id: str, after_sequence: int = 0, limit: int | None = None, types: set[str] | None = None
+        self,
+        execution_id: str,
+        after_sequence: int = 0,
+        limit: int | None = None,
+        types: set[str] | None = None,
     ) -> list[Envelope]:
         """Events after ``after_sequence``; with ``types``, only those (``limit`` counts matches)."""
         if await self.log.summary(execution_id) is None:
@@ -249,21 +256,36 @@ class Runtime:
 
     async def cancel(self, execution_id: str, reason: str = "", actor: str | None = None) -> ExecutionState:
         await self.summary(execution_id)
-        await self.engine.handle(CancelExecution(execution_id=execution_id, now=self.clock(), actor=actor, reason=reason))
+        await self.engine.handle(
+            CancelExecution(execution_id=execution_id, now=self.clock(), actor=actor, reason=reason)
+        )
         return await self.state(execution_id)
 
-    async def signal(self, execution_id: str, name: str, payload: Any = None, actor: str | None = None) -> ExecutionState:
+    async def signal(
+        self, execution_id: str, name: str, payload: Any = None, actor: str | None = None
+    ) -> ExecutionState:
         """Deliver an event to one execution; buffered if it is not waiting for it yet."""
         await self.summary(execution_id)
-        await self.engine.handle(DeliverEvent(execution_id=execution_id, now=self.clock(), actor=actor, name=name, payload=payload))
+        await self.engine.handle(
+            DeliverEvent(execution_id=execution_id, now=self.clock(), actor=actor, name=name, payload=payload)
+        )
         return await self.state(execution_id)
 
-    async def publish_event(self, name: str, correlation_key: str | None, payload: Any = None, actor: str | None = None) -> list[str]:
+    async def publish_event(
+        self, name: str, correlation_key: str | None, payload: Any = None, actor: str | None = None
+    ) -> list[str]:
         """Deliver an event to every execution waiting on (name, correlation key); their ids."""
         delivered = []
         for execution_id in self.effects.waits.waiting((name, correlation_key)):
             committed = await self.engine.handle(
-                DeliverEvent(execution_id=execution_id, now=self.clock(), actor=actor, name=name, payload=payload, correlation_key=correlation_key)
+                DeliverEvent(
+                    execution_id=execution_id,
+                    now=self.clock(),
+                    actor=actor,
+                    name=name,
+                    payload=payload,
+                    correlation_key=correlation_key,
+                )
             )
             if committed is not None:
                 delivered.append(execution_id)

@@ -74,7 +74,7 @@ class Settings:
                 raise SettingsError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
 
         secrets = _secrets_file(get("SECRETS_FILE"))
-        secrets.update({k[len(SECRET_PREFIX):]: v for k, v in env.items() if k.startswith(SECRET_PREFIX)})
+        secrets.update({k[len(SECRET_PREFIX) :]: v for k, v in env.items() if k.startswith(SECRET_PREFIX)})
         definitions = tuple(p for p in (get("DEFINITIONS") or "").split(os.pathsep) if p)
         return cls(
             event_log_url=get("EVENT_LOG_URL") or cls.event_log_url,

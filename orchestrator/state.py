@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -69,7 +70,11 @@ class ExecutionState:
         return {
             "input": self.input,
             "steps": self.outputs,
-            "execution": {"id": self.execution_id, "workflow": self.workflow, "version": self.version},
+            "execution": {
+                "id": self.execution_id,
+                "workflow": self.workflow,
+                "version": self.version,
+            },
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,12 +93,15 @@ class ExecutionState:
                 name: {"kind": a.kind, "visit": a.visit, "attempt": a.attempt, "phase": a.phase}
                 for name, a in self.active.items()
             },
-            "timers": {t.timer_id: {"step": t.step, "due": t.due, "purpose": t.purpose} for t in self.timers.values()},
+            "timers": {
+                t.timer_id: {"step": t.step, "due": t.due, "purpose": t.purpose} for t in self.timers.values()
+            },
             "parent": self.parent,
         }
 
 
 MISSING: Any = {"__missing__": True}
+_Handler = Callable[[ExecutionState, dict[str, Any]], ExecutionState]
 
 
 def fold(events: Any, state: ExecutionState | None = None) -> ExecutionState | None:
@@ -136,9 +144,7 @@ def _step_scheduled(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
         tid = f"{d['attempt_id']}:timeout"
         timers[tid] = Timer(tid, step, d["deadline"], "timeout")
     active = ActiveStep(step, "task", d["visit"], d["attempt"], d["attempt_id"], args=d.get("args"))
-    return replace(
-        s, active={**s.active, step: active}, timers=timers, visits={**s.visits, step: d["visit"]}
-    )
+    return replace(s, active={**s.active, step: active}, timers=timers, visits={**s.visits, step: d["visit"]})
 
 
 def _step_succeeded(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
@@ -219,10 +225,14 @@ def _event_awaited(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
     timers = dict(s.timers)
     if d.get("timer_id"):
         timers[d["timer_id"]] = Timer(d["timer_id"], step, d["due"], "event_timeout")
-    active = ActiveStep(step, "wait_for_event", d["visit"], event=d["event"], correlation_key=d.get("correlation_key"))
-    return replace(
-        s, active={**s.active, step: active}, timers=timers, visits={**s.visits, step: d["visit"]}
+    active = ActiveStep(
+        step,
+        "wait_for_event",
+        d["visit"],
+        event=d["event"],
+        correlation_key=d.get("correlation_key"),
     )
+    return replace(s, active={**s.active, step: active}, timers=timers, visits={**s.visits, step: d["visit"]})
 
 
 def _event_received(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
@@ -242,16 +252,22 @@ def _child_started(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
     return replace(s, active={**s.active, step: active}, visits={**s.visits, step: d["visit"]})
 
 
-def _terminal(status: str) -> Any:
+def _terminal(status: str) -> _Handler:
     def apply(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
         return replace(
-            s, status=status, active={}, timers={}, joins={}, output=d.get("output"), error=d.get("error")
+            s,
+            status=status,
+            active={},
+            timers={},
+            joins={},
+            output=d.get("output"),
+            error=d.get("error"),
         )
 
     return apply
 
 
-_HANDLERS = {
+_HANDLERS: dict[str, _Handler] = {
     ev.STEP_SCHEDULED: _step_scheduled,
     ev.STEP_SUCCEEDED: _step_succeeded,
     ev.STEP_FAILED: _step_failed,

@@ -35,7 +35,8 @@ class RetryPolicy(_Model):
     backoff: Backoff = Backoff()
     jitter: float = Field(0.0, ge=0, le=1, description="Fraction of the delay that is randomised.")
     retry_on: list[str] | None = Field(
-        None, description="Error types to retry (globs). Default: errors the connector marks retryable."
+        None,
+        description="Error types to retry (globs). Default: errors the connector marks retryable.",
     )
     non_retryable: list[str] = Field(default_factory=list)
 
@@ -145,7 +146,9 @@ class SignatureConfig(_Model):
     """HMAC-SHA256 verification. ``secret`` names a secret from config/env, never its value."""
 
     preset: Literal["github", "stripe", "generic"]
-    secret: str = Field(pattern=r"^[A-Za-z0-9_]+$", description="Secret name (env ORCHESTRATOR_SECRET_<NAME>).")
+    secret: str = Field(
+        pattern=r"^[A-Za-z0-9_]+$", description="Secret name (env ORCHESTRATOR_SECRET_<NAME>)."
+    )
     header: str | None = Field(None, description="Header for the generic preset.")
     tolerance_seconds: int = Field(300, gt=0, description="Replay window for the stripe preset.")
 

@@ -9,7 +9,14 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
-__all__ = ["ExpressionError", "compile_expression", "evaluate", "evaluate_mapping", "mapping_expressions", "truthy"]
+__all__ = [
+    "ExpressionError",
+    "compile_expression",
+    "evaluate",
+    "evaluate_mapping",
+    "mapping_expressions",
+    "truthy",
+]
 
 
 class ExpressionError(ValueError):

@@ -30,9 +30,16 @@ def problems_details(problems: list[Any]) -> list[dict[str, str]]:
 def response_for(exc: Exception) -> web.Response | None:
     """The response for a known domain exception, else None."""
     if isinstance(exc, DefinitionError):
-        return error_response(400, "invalid_definition", "the definition is invalid", problems_details(exc.problems))
+        return error_response(
+            400, "invalid_definition", "the definition is invalid", problems_details(exc.problems)
+        )
     if isinstance(exc, InputInvalid):
-        return error_response(400, "invalid_input", "the input does not match the input schema", problems_details(exc.problems))
+        return error_response(
+            400,
+            "invalid_input",
+            "the input does not match the input schema",
+            problems_details(exc.problems),
+        )
     if isinstance(exc, UnknownWorkflow):
         return error_response(404, "unknown_workflow", str(exc).strip("'\""))
     if isinstance(exc, ExecutionNotFound):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 from collections.abc import Sequence
 
 from orchestrator.backends.paging import page_summaries
@@ -95,10 +97,10 @@ class MemoryRegistry:
             raise UnknownWorkflow(f"workflow {name!r} has no version {version}")
         return versions[version]
 
-    async def list(self) -> list[WorkflowDefinition]:
+    async def list(self) -> builtins.list[WorkflowDefinition]:
         return [v[max(v)] for _, v in sorted(self._versions.items())]
 
-    async def versions(self, name: str) -> list[int]:
+    async def versions(self, name: str) -> builtins.list[int]:
         return sorted(self._versions.get(name, {}))
 
 

@@ -1,0 +1,291 @@
+"""HTTP connector: one pooled ``aiohttp`` session per instance, statuses mapped to error types.
+
+A request is ``call.config`` merged with ``call.args`` (args win)::
+
+    method           GET, or POST when ``json``/``body`` is given
+    url              required, http or https
+    headers          {name: value}; ``Idempotency-Key`` is added unless set here
+    query            {name: value | [values]}
+    json | body      a JSON value, or a string sent as is
+    timeout_seconds  default: the step's timeout, else 30
+    expect_status    extra statuses that count as success, e.g. [404]
+    response_headers names of the headers to keep in the output (default: all)
+    follow_redirects default true
+
+The output is ``{"status": int, "headers": {lower-case name: value}, "body": JSON or text}``.
+Errors: 408, 425, 429 and 5xx -> retryable ``http.<status>``; other 4xx -> ``http.<status>``
+(not retryable); no connection -> retryable ``http.connection``; too slow -> retryable ``timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from connectors.base import ConnectorError, StepCall
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+EXCERPT_CHARS = 500
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+_CHUNK_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    url: URL
+    headers: CIMultiDict[str]
+    data: bytes | None
+    timeout: float
+    expect_status: frozenset[int]
+    response_headers: frozenset[str] | None
+    follow_redirects: bool
+
+
+class HttpConnector:
+    """Calls HTTP endpoints through one connection pool, opened in ``start()``."""
+
+    name = "http"
+
+    def __init__(
+        self, *, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, max_connections: int = 100
+    ) -> None:
+        self._max_response_bytes = max_response_bytes
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                timeout=aiohttp.ClientTimeout(total=None),  # each call has its own deadline
+            )
+
+    async def stop(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def __aenter__(self) -> HttpConnector:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def invoke(self, call: StepCall) -> dict[str, Any]:
+        if self._session is None:
+            raise RuntimeError("HttpConnector is not started")
+        request = _build_request(call)
+        where = f"{request.method} {request.url.with_query(None)}"  # the query may hold secrets
+        try:
+            async with asyncio.timeout(request.timeout):
+                return await self._send(self._session, request, where)
+        except TimeoutError:
+            raise ConnectorError(
+                "timeout", f"{where}: no answer within {request.timeout}s"
+            ) from None
+        except aiohttp.InvalidURL as exc:
+            raise _bad_request(f"invalid url: {exc}") from exc
+        except aiohttp.TooManyRedirects as exc:
+            raise ConnectorError(
+                "http.too_many_redirects", f"{where}: {exc}", retryable=False
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise ConnectorError(
+                "http.connection", f"{where}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _send(
+        self, session: aiohttp.ClientSession, request: _Request, where: str
+    ) -> dict[str, Any]:
+        async with session.request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            data=request.data,
+            allow_redirects=request.follow_redirects,
+        ) as response:
+            status = response.status
+            if status >= 400 and status not in request.expect_status:
+                raise ConnectorError(
+                    f"http.{status}",
+                    f"{where} -> {status}: {await _excerpt(response)}",
+                    retryable=status in RETRYABLE_STATUSES or status >= 500,
+                )
+            raw, complete = await _read(response, self._max_response_bytes)
+            if not complete:
+                raise ConnectorError(
+                    "http.response_too_large",
+                    f"{where}: response over {self._max_response_bytes} bytes",
+                    retryable=False,
+                )
+            return {
+                "status": status,
+                "headers": _select_headers(response, request.response_headers),
+                "body": _decode_body(response, raw, where),
+            }
+
+
+async def _excerpt(response: aiohttp.ClientResponse) -> str:
+    """The start of the body, at most ``EXCERPT_CHARS`` characters; the rest is not read."""
+    raw = bytearray()
+    async for chunk in response.content.iter_chunked(EXCERPT_CHARS * 4):
+        raw += chunk
+        if len(raw) >= EXCERPT_CHARS * 4:  # enough bytes for 500 characters in any encoding
+            break
+    return bytes(raw).decode(_charset(response), "replace")[:EXCERPT_CHARS]
+
+
+async def _read(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """Read at most ``limit`` bytes; the flag says whether the whole body fit."""
+    if response.content_length is not None and response.content_length > limit:
+        return b"", False
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+        body += chunk
+        if len(body) > limit:
+            return bytes(body[:limit]), False
+    return bytes(body), True
+
+
+def _build_request(call: StepCall) -> _Request:
+    if call.args is not None and not isinstance(call.args, Mapping):
+        raise _bad_request(f"args must be an object, got {type(call.args).__name__}")
+    spec: dict[str, Any] = {**call.config, **(call.args or {})}
+    url = _url(spec.get("url"))
+    headers = CIMultiDict({str(k): str(v) for k, v in _mapping(spec, "headers").items()})
+    if "json" in spec and "body" in spec:
+        raise _bad_request("give either 'json' or 'body', not both")
+    data: bytes | None = None
+    if "json" in spec:
+        try:
+            data = json.dumps(spec["json"]).encode()
+        except (TypeError, ValueError) as exc:
+            raise _bad_request(f"'json' is not JSON-serialisable: {exc}") from None
+        headers.setdefault("Content-Type", "application/json")
+    elif "body" in spec:
+        if not isinstance(spec["body"], str):
+            raise _bad_request("'body' must be a string; use 'json' for structured data")
+        data = spec["body"].encode()
+        headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+    method = spec.get("method") or ("POST" if data is not None else "GET")
+    if not isinstance(method, str) or not method.isalpha():
+        raise _bad_request(f"invalid method {method!r}")
+    headers.setdefault("Idempotency-Key", call.idempotency_key)
+    kept = spec.get("response_headers")
+    return _Request(
+        method=method.upper(),
+        url=url.extend_query(_query(_mapping(spec, "query"))),
+        headers=headers,
+        data=data,
+        timeout=_timeout(spec.get("timeout_seconds"), call.timeout_seconds),
+        expect_status=frozenset(_int_list(spec, "expect_status")),
+        response_headers=None if kept is None else frozenset(str(n).lower() for n in kept),
+        follow_redirects=bool(spec.get("follow_redirects", True)),
+    )
+
+
+def _url(value: Any) -> URL:
+    if not isinstance(value, str) or not value:
+        raise _bad_request("'url' is required")
+    try:
+        url = URL(value)
+    except ValueError as exc:
+        raise _bad_request(f"invalid url {value!r}: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise _bad_request(f"invalid url {value!r}: need an absolute http(s) url")
+    return url
+
+
+def _mapping(spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = spec.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise _bad_request(f"'{key}' must be an object")
+    return value
+
+
+def _query(query: Mapping[str, Any]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for name, value in query.items():
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                pairs.append((str(name), _text(item)))
+    return pairs
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _int_list(spec: Mapping[str, Any], key: str) -> list[int]:
+    value = spec.get(key) or []
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise _bad_request(f"'{key}' must be a list of status codes")
+    return value
+
+
+def _timeout(value: Any, step_timeout: float | None) -> float:
+    if value is None:
+        return step_timeout or DEFAULT_TIMEOUT_SECONDS
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise _bad_request(f"'timeout_seconds' must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _charset(response: aiohttp.ClientResponse) -> str:
+    charset = response.charset or "utf-8"
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        return "utf-8"
+    return charset
+
+
+def _select_headers(
+    response: aiohttp.ClientResponse, names: frozenset[str] | None
+) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in response.headers.items():
+        key = name.lower()
+        if names is None or key in names:
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+def _decode_body(response: aiohttp.ClientResponse, raw: bytes, where: str) -> Any:
+    text = raw.decode(_charset(response), "replace")
+    mimetype = response.content_type
+    if not (mimetype == "application/json" or mimetype.endswith("+json")):
+        return text
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ConnectorError(
+            "http.invalid_json", f"{where}: {text[:EXCERPT_CHARS]}", retryable=False
+        ) from None
+
+
+def _bad_request(message: str) -> ConnectorError:
+    return ConnectorError("http.bad_request", message, retryable=False)

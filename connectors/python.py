@@ -1,0 +1,183 @@
+"""Python connector: call ``package.module:function`` with the step's arguments.
+
+A dict of args is passed as keyword arguments, anything else as one positional argument. Async
+functions are awaited on the event loop; sync functions run in the connector's own thread pool,
+opened in ``start()`` and shut down in ``stop()``. A function that declares a parameter named
+``idempotency_key`` or ``call`` receives the attempt's key or its ``StepCall``.
+
+Errors: ``python.import`` when the function cannot be resolved and ``python.arguments`` when the
+args do not fit its signature (neither retryable); a ``ConnectorError`` raised by the function
+passes through; any other exception becomes a retryable error typed by its class name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from connectors.base import ConnectorError, StepCall
+
+THREAD_NAME_PREFIX = "connector-python"
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A resolved function and what its signature asks for, computed once."""
+
+    function: Callable[..., Any]
+    is_async: bool
+    signature: inspect.Signature | None
+    wants_key: bool
+    wants_call: bool
+
+
+class PythonConnector:
+    """Runs in-process Python functions; sync ones on an explicit, bounded thread pool."""
+
+    name = "python"
+
+    def __init__(self, max_threads: int = 8) -> None:
+        if max_threads < 1:
+            raise ValueError("max_threads must be at least 1")
+        self._max_threads = max_threads
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._running: set[concurrent.futures.Future[Any]] = set()
+        self._targets: dict[str, _Target] = {}
+
+    async def start(self) -> None:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self._max_threads, thread_name_prefix=THREAD_NAME_PREFIX
+            )
+
+    async def stop(self) -> None:
+        """Drop queued sync calls and wait, without blocking the loop, for running ones."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        executor.shutdown(wait=False, cancel_futures=True)
+        running = [asyncio.wrap_future(future) for future in list(self._running)]
+        if running:
+            await asyncio.wait(running)
+        executor.shutdown(wait=True)  # the workers are idle now: this only joins them
+
+    async def __aenter__(self) -> PythonConnector:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def invoke(self, call: StepCall) -> Any:
+        if self._executor is None:
+            raise RuntimeError("PythonConnector is not started")
+        target = self._resolve(call.config.get("function"))
+        args, kwargs = _arguments(target, call)
+        try:
+            if target.is_async:
+                return await target.function(*args, **kwargs)
+            result = await self._run_in_thread(self._executor, target.function, args, kwargs)
+            if inspect.isawaitable(result):  # a sync wrapper around a coroutine function
+                result = await result
+            return result
+        except ConnectorError:
+            raise
+        except Exception as exc:
+            raise ConnectorError(type(exc).__name__, str(exc), retryable=True) from exc
+
+    async def _run_in_thread(
+        self,
+        executor: concurrent.futures.ThreadPoolExecutor,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        context = contextvars.copy_context()  # like asyncio.to_thread, but on our pool
+        future = executor.submit(context.run, functools.partial(function, *args, **kwargs))
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
+        return await asyncio.wrap_future(future)
+
+    def _resolve(self, spec: Any) -> _Target:
+        if not isinstance(spec, str):
+            raise ConnectorError(
+                "python.import", "config 'function' must be 'module:function'", retryable=False
+            )
+        target = self._targets.get(spec)
+        if target is None:
+            target = self._targets[spec] = _load(spec)
+        return target
+
+
+def _load(spec: str) -> _Target:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConnectorError("python.import", f"{spec!r} is not 'module:function'", retryable=False)
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except Exception as exc:  # ImportError, AttributeError, or the module failing on import
+        raise ConnectorError(
+            "python.import", f"cannot load {spec!r}: {type(exc).__name__}: {exc}", retryable=False
+        ) from exc
+    if not callable(found):
+        raise ConnectorError("python.import", f"{spec!r} is not callable", retryable=False)
+    try:
+        signature: inspect.Signature | None = inspect.signature(found)
+    except (TypeError, ValueError):  # some builtins have no signature
+        signature = None
+    return _Target(
+        function=found,
+        is_async=_is_async(found),
+        signature=signature,
+        wants_key=_accepts_keyword(signature, "idempotency_key"),
+        wants_call=_accepts_keyword(signature, "call"),
+    )
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    """Coroutine functions, including objects with an ``async def __call__``."""
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        type(function).__call__
+    )
+
+
+def _accepts_keyword(signature: inspect.Signature | None, name: str) -> bool:
+    if signature is None or name not in signature.parameters:
+        return False
+    kind = signature.parameters[name].kind
+    return kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def _arguments(target: _Target, call: StepCall) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Positional and keyword arguments for one call; arguments the step maps win."""
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}
+    if isinstance(call.args, Mapping):
+        kwargs = {str(key): value for key, value in call.args.items()}
+    else:
+        args = (call.args,)
+    if target.wants_key:
+        kwargs.setdefault("idempotency_key", call.idempotency_key)
+    if target.wants_call:
+        kwargs.setdefault("call", call)
+    if target.signature is not None:
+        try:
+            target.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ConnectorError("python.arguments", str(exc), retryable=False) from None
+    return args, kwargs
