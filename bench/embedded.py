@@ -1,0 +1,147 @@
+"""Embedded default (SQLite + in-process bus): per-step overhead and transitions/s.
+
+Beside them, in the same run, the raw floor: a one-row SQLite WAL commit (same synchronous
+setting as the event log) and an asyncio queue hop. Per-step overhead is the gap between one
+no-op step returning and the next one starting, with one execution at a time (unloaded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from connectors.base import Connectors, StepCall
+from orchestrator.runtime import Runtime
+from orchestrator.settings import Settings
+from schemas.builder import Workflow
+
+STEPS = 10
+
+
+class TimedNoop:
+    """A no-op connector that records when each call starts and ends."""
+
+    name = "noop"
+
+    def __init__(self) -> None:
+        self.marks: dict[str, list[tuple[int, float, float]]] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def invoke(self, call: StepCall) -> Any:
+        now = time.perf_counter()
+        self.marks.setdefault(call.execution_id, []).append((int(call.step[1:]), now, time.perf_counter()))
+        return None
+
+
+def ten_step_workflow() -> Any:
+    workflow = Workflow("bench-noop")
+    for index in range(STEPS):
+        workflow.task(f"s{index}", "noop")
+    return workflow.build()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def raw_sqlite_commit_us(path: Path, synchronous: str, count: int = 2000) -> float:
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute(f"PRAGMA synchronous = {synchronous}")
+    connection.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    body = b"x" * 400
+    start = time.perf_counter()
+    for key in range(count):
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("INSERT INTO t VALUES (?, ?)", (key, body))
+        connection.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    connection.close()
+    return elapsed / count * 1e6
+
+
+async def queue_hop_us(count: int = 20000) -> float:
+    """One put on an asyncio.Queue to the get in another coroutine, back and forth."""
+    ping: asyncio.Queue[int] = asyncio.Queue()
+    pong: asyncio.Queue[int] = asyncio.Queue()
+
+    async def echo() -> None:
+        for _ in range(count):
+            pong.put_nowait(await ping.get())
+
+    task = asyncio.create_task(echo())
+    start = time.perf_counter()
+    for index in range(count):
+        ping.put_nowait(index)
+        await pong.get()
+    elapsed = time.perf_counter() - start
+    await task
+    return elapsed / (2 * count) * 1e6
+
+
+@dataclass
+class EmbeddedResult:
+    synchronous: str
+    sqlite_commit_us: float
+    queue_hop_us: float
+    step_overhead_p50_us: float
+    step_overhead_p99_us: float
+    transitions_per_s: float
+    workflows_per_s: float
+    concurrent_executions: int
+
+    @property
+    def floor_us(self) -> float:
+        return self.sqlite_commit_us + self.queue_hop_us
+
+
+async def run_embedded(
+    *, sequential: int = 50, concurrent: int = 1000, synchronous: str = "full", workdir: Path | None = None
+) -> EmbeddedResult:
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        folder = Path(tmp)
+        commit_us = raw_sqlite_commit_us(folder / "raw.db", synchronous)
+        hop_us = await queue_hop_us()
+        noop = TimedNoop()
+        settings = Settings(
+            event_log_url=f"sqlite:///{folder}/bench.db?synchronous={synchronous}",
+            transport_url="inprocess://?concurrency=64",
+        )
+        async with Runtime(settings, connectors=Connectors([noop])) as runtime:
+            await runtime.register(ten_step_workflow())
+            gaps: list[float] = []
+            for _ in range(sequential):
+                started = await runtime.start_execution("bench-noop")
+                await runtime.wait(started.execution_id, timeout=30)
+                marks = sorted(noop.marks.pop(started.execution_id))
+                gaps += [(marks[i + 1][1] - marks[i][2]) * 1e6 for i in range(len(marks) - 1)]
+            start = time.perf_counter()
+            ids = [(await runtime.start_execution("bench-noop")).execution_id for _ in range(concurrent)]
+            await asyncio.gather(*(runtime.wait(i, timeout=600) for i in ids))
+            elapsed = time.perf_counter() - start
+            events = 0
+            for execution_id in ids[:20]:
+                events += len(await runtime.history(execution_id))
+            per_execution = events / 20
+        return EmbeddedResult(
+            synchronous=synchronous,
+            sqlite_commit_us=commit_us,
+            queue_hop_us=hop_us,
+            step_overhead_p50_us=statistics.median(gaps),
+            step_overhead_p99_us=percentile(gaps, 0.99),
+            transitions_per_s=concurrent * per_execution / elapsed,
+            workflows_per_s=concurrent / elapsed,
+            concurrent_executions=concurrent,
+        )
