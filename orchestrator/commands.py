@@ -26,9 +26,12 @@ class ParentRef:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Command:
+    """``command_id`` lets a redelivered command (Kafka after a crash) be recognised."""
+
     execution_id: str
     now: float
     actor: str | None = None
+    command_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,3 +84,8 @@ class ChildFinished(Command):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelExecution(Command):
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResumeExecution(Command):
+    """Not for the machine: asks the owner of an execution to re-derive its effects."""

@@ -84,10 +84,16 @@ class Effects:
 
     async def on_committed(self, c: Committed) -> None:
         after = c.after
+        if not c.events:  # a redelivery or a resume request: effects may have been lost
+            if after.terminal:
+                await self._finished_execution(after)
+            else:
+                await self.resume(after)
+            return
         for event in c.events:
             if event.type == ev.STEP_SCHEDULED:
                 await self.transport.dispatch(task_from_event(after, event.data))
-        self._sync_timers(c.before, after)
+        await self._sync_timers(c.before, after)
         self.waits.update(after.execution_id, wait_keys(c.before), wait_keys(after))
         for child_id in child_ids(after) - child_ids(c.before):
             await self._start_child(after, child_id)
@@ -102,7 +108,7 @@ class Effects:
 
     async def resume(self, state: ExecutionState) -> None:
         """Re-derive the effects of a running execution after a restart (at-least-once)."""
-        self._sync_timers(None, state)
+        await self._sync_timers(None, state)
         self.waits.update(state.execution_id, set(), wait_keys(state))
         graph = await self.engine.graph(state.workflow, state.version)
         for active in state.active.values():
@@ -147,13 +153,13 @@ class Effects:
         except Exception:
             log.exception("timer %s of %s failed", timer_id, execution_id)
 
-    def _sync_timers(self, before: ExecutionState | None, after: ExecutionState) -> None:
+    async def _sync_timers(self, before: ExecutionState | None, after: ExecutionState) -> None:
         old = before.timers if before is not None else {}
         for timer_id in old.keys() - after.timers.keys():
-            self.timers.cancel(after.execution_id, timer_id)
+            await self.timers.cancel(after.execution_id, timer_id)
         for timer_id, timer in after.timers.items():
             if timer_id not in old:
-                self.timers.schedule(after.execution_id, timer_id, timer.due)
+                await self.timers.schedule(after.execution_id, timer_id, timer.due)
 
     async def _start_child(self, parent: ExecutionState, child_id: str) -> None:
         active = next(a for a in parent.active.values() if a.child_id == child_id)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.commands import Command, StartExecution
+from orchestrator.commands import Command, ResumeExecution, StartExecution
 from orchestrator.events import Event
 from orchestrator.machine import CommandRejected, decide_and_evolve
 from orchestrator.ports import ConcurrencyError, EventLog, Registry
@@ -30,12 +29,23 @@ IdFactory = Callable[[], str]
 
 @dataclass(frozen=True, slots=True)
 class Committed:
-    """What one command changed; ``events`` are durable."""
+    """What one command changed; ``events`` are durable.
+
+    With no events, the command was a redelivery of the last applied one (or a resume request):
+    observers re-derive the effects from ``after``, since the first delivery may have died
+    between the append and its effects.
+    """
 
     command: Command
     before: ExecutionState | None
     after: ExecutionState
     events: Sequence[Envelope]
+
+
+@dataclass(slots=True)
+class _Cached:
+    state: ExecutionState
+    last_command_id: str | None
 
 
 Observer = Callable[[Committed], Awaitable[None]]
@@ -54,7 +64,7 @@ class Engine:
         registry: Registry,
         *,
         clock: Clock,
-        new_id: IdFactory = lambda: str(uuid.uuid4()),
+        new_id: IdFactory | None = None,
         source: str = "/orchestrator",
         cache_size: int = 10_000,
         max_conflict_retries: int = 5,
@@ -64,7 +74,7 @@ class Engine:
         self.clock = clock
         self._new_id = new_id
         self._source = source
-        self._cache: OrderedDict[str, ExecutionState] = OrderedDict()
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_size
         self._locks: dict[str, list[Any]] = {}  # execution id -> [lock, users]
         self._graphs: dict[tuple[str, int], WorkflowGraph] = {}
@@ -81,14 +91,21 @@ class Engine:
 
     async def load(self, execution_id: str) -> ExecutionState | None:
         """Current state: from the cache, else folded from the log."""
-        state = self._cache.get(execution_id)
-        if state is not None:
+        cached = await self._load(execution_id)
+        return cached.state if cached is not None else None
+
+    async def _load(self, execution_id: str) -> _Cached | None:
+        cached = self._cache.get(execution_id)
+        if cached is not None:
             self._cache.move_to_end(execution_id)
-            return state
-        state = fold(await self.log.read(execution_id))
-        if state is not None:
-            self._remember(state)
-        return state
+            return cached
+        events = await self.log.read(execution_id)
+        state = fold(events)
+        if state is None:
+            return None
+        cached = _Cached(state, events[-1].causationid)
+        self._remember(cached)
+        return cached
 
     def forget(self, execution_id: str) -> None:
         self._cache.pop(execution_id, None)
@@ -121,7 +138,10 @@ class Engine:
 
     async def _handle_locked(self, command: Command) -> Committed | None:
         for _ in range(self._retries):
-            before = await self.load(command.execution_id)
+            cached = await self._load(command.execution_id)
+            before = cached.state if cached is not None else None
+            if isinstance(command, ResumeExecution) and before is not None:
+                return Committed(command, before, before, ())
             if before is not None:
                 graph = await self.graph(before.workflow, before.version)
             elif isinstance(command, StartExecution):
@@ -130,6 +150,9 @@ class Engine:
                 raise CommandRejected(f"execution {command.execution_id} does not exist")
             events, after = decide_and_evolve(graph, before, command)
             if not events or after is None:
+                redelivered = cached is not None and command.command_id is not None
+                if redelivered and cached is not None and cached.last_command_id == command.command_id:
+                    return Committed(command, before, cached.state, ())
                 return None
             envelopes = self._stamp(before, after, command, events)
             try:
@@ -137,7 +160,7 @@ class Engine:
             except ConcurrencyError:
                 self.forget(command.execution_id)  # another writer won: reload and decide again
                 continue
-            self._remember(after)
+            self._remember(_Cached(after, command.command_id))
             return Committed(command, before, after, envelopes)
         raise ConcurrencyError(command.execution_id, -1)
 
@@ -150,9 +173,10 @@ class Engine:
     ) -> list[Envelope]:
         time = rfc3339(command.now)
         first = before.sequence + 1 if before else 1
+        new_id = self._new_id
         return [
             Envelope(
-                id=self._new_id(),
+                id=new_id() if new_id else f"{after.execution_id}/{first + offset}",
                 type=event.type,
                 subject=after.execution_id,
                 sequence=first + offset,
@@ -163,15 +187,14 @@ class Engine:
                 tenant=after.tenant,
                 source=self._source,
                 actor=command.actor,
+                causationid=command.command_id,
             )
             for offset, event in enumerate(events)
         ]
 
-    def _remember(self, state: ExecutionState) -> None:
-        if state.terminal:
-            self._cache.pop(state.execution_id, None)
-            return
-        self._cache[state.execution_id] = state
-        self._cache.move_to_end(state.execution_id)
+    def _remember(self, cached: _Cached) -> None:
+        execution_id = cached.state.execution_id
+        self._cache[execution_id] = cached
+        self._cache.move_to_end(execution_id)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -38,6 +38,7 @@ class Envelope:
     tenant: str = "default"
     source: str = DEFAULT_SOURCE
     actor: str | None = None
+    causationid: str | None = None  # id of the command that caused this event
     schemaversion: int = SCHEMA_VERSION
     codec: str = "identity"
 
@@ -59,6 +60,8 @@ class Envelope:
         }
         if self.actor is not None:
             event["actor"] = self.actor
+        if self.causationid is not None:
+            event["causationid"] = self.causationid
         event["data"] = self.data
         return event
 
@@ -83,6 +86,7 @@ class Envelope:
                 tenant=event.get("tenant", "default"),
                 source=event.get("source", DEFAULT_SOURCE),
                 actor=event.get("actor"),
+                causationid=event.get("causationid"),
                 schemaversion=SCHEMA_VERSION,
                 codec=event.get("codec", "identity"),
             )

@@ -34,7 +34,7 @@ class MemoryTimers:
                 await self._loop_task
             self._loop_task = None
 
-    def schedule(self, execution_id: str, timer_id: str, due: float) -> None:
+    async def schedule(self, execution_id: str, timer_id: str, due: float) -> None:
         key = (execution_id, timer_id)
         if self._live.get(key) == due:
             return
@@ -43,7 +43,7 @@ class MemoryTimers:
         if self._heap[0][0] == due:
             self._changed.set()
 
-    def cancel(self, execution_id: str, timer_id: str) -> None:
+    async def cancel(self, execution_id: str, timer_id: str) -> None:
         self._live.pop((execution_id, timer_id), None)
 
     def __len__(self) -> int:
