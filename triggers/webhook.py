@@ -1,0 +1,324 @@
+"""Webhooks: ``POST /hooks/{name}`` starts the workflow whose definition declares that hook.
+
+Checks run in a fixed order (unknown hook, size, media type, signature, JSON, input) and each
+failure is a JSON error. The 202 goes out only after the start event is durable; a repeated
+delivery (same dedup key) answers 200 with the existing execution id and starts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.api.errors import error_response, response_for
+from orchestrator.runtime import Runtime
+from schemas.definition import WebhookTrigger, WorkflowDefinition
+from schemas.expressions import ExpressionError, evaluate
+from triggers.signatures import SignatureError, header_name, verify
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 256
+MAX_DEPTH = 128  # deeper input would risk RecursionError later (schema checks, expressions, codecs)
+JSON_TYPES = frozenset({"application/json", "application/cloudevents+json"})
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    """One entry of the index: the workflow (and version) that declared the hook."""
+
+    workflow: str
+    version: int
+    config: WebhookTrigger
+
+
+class HookIndex:
+    """Hook name -> Hook from definitions; a newer version of a workflow replaces its hooks."""
+
+    def __init__(self) -> None:
+        self._hooks: dict[str, Hook] = {}
+        self._versions: dict[str, int] = {}
+
+    def get(self, name: str) -> Hook | None:
+        return self._hooks.get(name)
+
+    def items(self) -> list[tuple[str, Hook]]:
+        return sorted(self._hooks.items())
+
+    def apply(self, definition: WorkflowDefinition) -> None:
+        """Index a definition's webhooks unless a newer version of it is already indexed."""
+        version = definition.version or 0
+        if version < self._versions.get(definition.name, 0):
+            return
+        self._versions[definition.name] = version
+        for name in [n for n, h in self._hooks.items() if h.workflow == definition.name]:
+            del self._hooks[name]
+        for trigger in definition.triggers:
+            if not isinstance(trigger, WebhookTrigger):
+                continue
+            taken = self._hooks.get(trigger.name)
+            if taken is not None:
+                log.warning(
+                    "hook %r moves from workflow %r to %r",
+                    trigger.name,
+                    taken.workflow,
+                    definition.name,
+                )
+            self._hooks[trigger.name] = Hook(definition.name, version, trigger)
+
+
+class WebhookEndpoint:
+    """The webhook routes over a Runtime: ``await start()``, then ``app.add_routes(routes())``."""
+
+    def __init__(
+        self, runtime: Runtime, *, refresh_interval: float = 1.0, body_timeout: float = 30.0
+    ) -> None:
+        self.runtime = runtime
+        self.index = HookIndex()
+        self.refresh_interval = refresh_interval  # at most one registry scan per interval on misses
+        self.body_timeout = body_timeout
+        self._refreshed_at: float | None = None
+        self._refresh_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> WebhookEndpoint:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Index every workflow's latest version and follow new registrations."""
+        if self.index.apply not in self.runtime.definition_observers:
+            self.runtime.definition_observers.append(self.index.apply)
+        await self.refresh(force=True)
+
+    async def stop(self) -> None:
+        if self.index.apply in self.runtime.definition_observers:
+            self.runtime.definition_observers.remove(self.index.apply)
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Re-read the registry (e.g. definitions registered by another process); throttled."""
+        async with self._refresh_lock:
+            now = time.monotonic()
+            recent = (
+                self._refreshed_at is not None and now - self._refreshed_at < self.refresh_interval
+            )
+            if recent and not force:
+                return
+            self._refreshed_at = now
+            for definition in await self.runtime.registry.list():
+                self.index.apply(definition)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/hooks", self.list_hooks), web.post("/hooks/{name}", self.deliver)]
+
+    async def list_hooks(self, request: web.Request) -> web.Response:
+        hooks = [
+            {
+                "name": name,
+                "workflow": hook.workflow,
+                "version": hook.version,
+                "signed": hook.config.signature is not None,
+                "preset": hook.config.signature.preset if hook.config.signature else None,
+                "enabled": hook.config.enabled,
+            }
+            for name, hook in self.index.items()
+        ]
+        return web.json_response({"hooks": hooks})
+
+    async def _lookup(self, name: str) -> Hook | None:
+        hook = self.index.get(name)
+        if hook is None or not hook.config.enabled:
+            await self.refresh()
+            hook = self.index.get(name)
+        return hook if hook is not None and hook.config.enabled else None
+
+    async def deliver(self, request: web.Request) -> web.StreamResponse:
+        """``POST /hooks/{name}``: verify the delivery and start (or find) its execution."""
+        name = request.match_info["name"]
+        hook = await self._lookup(name)
+        if hook is None:
+            return error_response(404, "unknown_hook", f"no enabled webhook named {name!r}")
+        config = hook.config
+        body = await self._read_body(request, config.max_body_bytes)
+        if isinstance(body, web.Response):
+            return body
+        if not is_json_type(request.content_type):
+            return error_response(
+                415,
+                "unsupported_media_type",
+                f"expected application/json, got {request.content_type}",
+            )
+        failure = self._check_signature(name, config, request, body)
+        if failure is not None:
+            return failure
+        try:
+            payload = parse_json(body)
+        except ValueError as exc:
+            return error_response(400, "invalid_json", f"the body is not valid JSON: {exc}")
+        try:
+            key = dedup_key(config, request, payload)
+        except ValueError as exc:
+            return error_response(400, "invalid_idempotency_key", str(exc))
+        return await self._start(name, hook, payload, key)
+
+    async def _read_body(self, request: web.Request, limit: int) -> bytes | web.Response:
+        try:
+            body = await asyncio.wait_for(read_bounded(request, limit), self.body_timeout)
+        except TimeoutError:
+            failure = error_response(408, "request_timeout", "the body did not arrive in time")
+        else:
+            if body is not None:
+                return body
+            failure = error_response(413, "body_too_large", f"the body exceeds {limit} bytes")
+        failure.force_close()  # the rest of the body is not read: do not reuse the connection
+        return failure
+
+    def _check_signature(
+        self, name: str, config: WebhookTrigger, request: web.Request, body: bytes
+    ) -> web.Response | None:
+        signature = config.signature
+        if signature is None:
+            return None
+        secret = self.runtime.settings.secret(signature.secret)
+        if secret is None:
+            log.error("webhook %r: secret %r is not configured", name, signature.secret)
+            return error_response(
+                500,
+                "secret_missing",
+                f"the webhook secret {signature.secret!r} is not configured "
+                f"(set ORCHESTRATOR_SECRET_{signature.secret.upper()})",
+            )
+        header = header_name(signature.preset, signature.header)
+        try:
+            verify(
+                signature.preset,
+                secret,
+                body,
+                request.headers.get(header),
+                now=self.runtime.clock(),
+                header=header,
+                tolerance_seconds=signature.tolerance_seconds,
+            )
+        except SignatureError as exc:
+            return error_response(401, "bad_signature", f"invalid webhook signature: {exc.reason}")
+        return None
+
+    async def _start(self, name: str, hook: Hook, payload: Any, key: str | None) -> web.Response:
+        try:
+            result = await self.runtime.start_execution(
+                hook.workflow,
+                payload,
+                dedup_key=key,
+                actor=f"webhook:{name}",
+                metadata={"trigger": "webhook", "hook": name, "delivery": key},
+            )
+        except Exception as exc:
+            known = response_for(exc)
+            if known is None:
+                raise  # the app's error middleware logs it and answers 500 without details
+            return known
+        if not result.created:
+            return web.json_response(
+                {"execution_id": result.execution_id, "created": False}, status=200
+            )
+        status_url = f"/api/v1/executions/{result.execution_id}"
+        return web.json_response(
+            {"execution_id": result.execution_id, "created": True, "status_url": status_url},
+            status=202,
+            headers={"Location": status_url},
+        )
+
+
+async def read_bounded(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed ``limit`` bytes (declared or sent)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def is_json_type(content_type: str) -> bool:
+    """application/json, application/cloudevents+json or any application/*+json."""
+    kind = content_type.lower()
+    return kind in JSON_TYPES or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON (no NaN/Infinity, at most MAX_DEPTH levels); ValueError with a short reason."""
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except RecursionError:
+        value = None
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    else:
+        if nesting_depth(value) <= MAX_DEPTH:
+            return value
+    raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+
+
+def nesting_depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deeply lists and objects nest (scalar: 0), counted up to ``limit + 1``, iteratively."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = list(item.values()) if isinstance(item, dict) else item
+        if not isinstance(children, list):
+            continue
+        deepest = max(deepest, depth)
+        if depth <= limit:
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def dedup_key(config: WebhookTrigger, request: web.Request, payload: Any) -> str | None:
+    """Idempotency-Key header, else the configured header, else the configured body field."""
+    key: str | None = request.headers.get(IDEMPOTENCY_HEADER) or None
+    source = IDEMPOTENCY_HEADER
+    if key is None and config.idempotency_header:
+        key = request.headers.get(config.idempotency_header) or None
+        source = config.idempotency_header
+    if key is None and config.idempotency_field:
+        source = f"body field {config.idempotency_field!r}"
+        try:
+            key = _key_text(evaluate(config.idempotency_field, payload))
+        except ExpressionError as exc:
+            raise ValueError(f"cannot read the idempotency field: {exc}") from None
+    if key is not None and len(key) > MAX_KEY_LENGTH:
+        raise ValueError(
+            f"the idempotency key from {source} is longer than {MAX_KEY_LENGTH} characters"
+        )
+    return key
+
+
+def _key_text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
