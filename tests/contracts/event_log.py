@@ -1,0 +1,340 @@
+"""The EventLog contract: each backend's test subclasses EventLogContract to say how to build it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.events import (
+    EXECUTION_CANCELLED,
+    EXECUTION_FAILED,
+    EXECUTION_STARTED,
+    EXECUTION_SUCCEEDED,
+    STEP_SCHEDULED,
+    STEP_SUCCEEDED,
+)
+from orchestrator.ports import ConcurrencyError, EventLog, ExecutionQuery, ExecutionSummary
+from schemas.envelope import Envelope
+from tests.contracts.factories import at, event, history, started
+
+
+async def list_all(log: EventLog, query: ExecutionQuery) -> list[ExecutionSummary]:
+    """Every page of ``query``, asserting that only the last page has no cursor."""
+    items: list[ExecutionSummary] = []
+    cursor: str | None = None
+    for _ in range(1000):
+        page = await log.list_executions(dataclasses.replace(query, cursor=cursor))
+        items += page.items
+        if page.next_cursor is None:
+            return items
+        assert len(page.items) == query.limit
+        cursor = page.next_cursor
+    raise AssertionError("paging does not end")
+
+
+async def populate(log: EventLog) -> list[ExecutionSummary]:
+    """Twelve executions over two workflows and tenants, some finished; returns their summaries."""
+    for i in range(12):
+        execution_id = f"x{i:02}"
+        workflow = "orders" if i % 2 else "billing"
+        first = started(
+            execution_id, workflow, time=at(i * 10), tenant="acme" if i < 6 else "globex"
+        )
+        await log.append(execution_id, 0, [first])
+        if i % 3 == 1:
+            await log.append(
+                execution_id, 1, [event(execution_id, 2, EXECUTION_SUCCEEDED, workflow=workflow)]
+            )
+        elif i % 3 == 2:
+            await log.append(
+                execution_id, 1, [event(execution_id, 2, EXECUTION_FAILED, workflow=workflow)]
+            )
+    summaries = [await log.summary(f"x{i:02}") for i in range(12)]
+    assert all(s is not None for s in summaries)
+    return [s for s in summaries if s is not None]
+
+
+def newest_first(summaries: list[ExecutionSummary]) -> list[str]:
+    ordered = sorted(summaries, key=lambda s: (s.started_at, s.execution_id), reverse=True)
+    return [s.execution_id for s in ordered]
+
+
+class EventLogContract(ABC):
+    @abstractmethod
+    async def make_log(self, tmp_path: Path) -> EventLog:
+        """A started log; durable backends open the same data when called again with the path."""
+
+    @pytest.fixture
+    async def log(self, tmp_path: Path) -> AsyncIterator[EventLog]:
+        log = await self.make_log(tmp_path)
+        try:
+            yield log
+        finally:
+            await log.stop()
+
+    async def test_round_trip_is_byte_identical(self, log: EventLog) -> None:
+        data = {"text": "héllo ✓ 😀", "nested": [1, 2.5, None, True, {"k": "v"}], "big": 2**53}
+        events = [
+            started("e1", input=data, tenant="acme"),
+            dataclasses.replace(
+                event("e1", 2, STEP_SCHEDULED, {"step": "call"}, tenant="acme"),
+                actor="alice",
+                source="/api",
+            ),
+            event("e1", 3, STEP_SUCCEEDED, {"output": data}, tenant="acme"),
+        ]
+        await log.append("e1", 0, events)
+
+        back = await log.read("e1")
+
+        assert back == events
+        assert [e.to_bytes() for e in back] == [e.to_bytes() for e in events]
+
+    async def test_batches_continue_the_sequence(self, log: EventLog) -> None:
+        await log.append("e1", 0, [started("e1"), event("e1", 2)])
+        await log.append("e1", 2, [event("e1", 3)])
+        await log.append("e1", 3, [event("e1", 4), event("e1", 5), event("e1", 6)])
+
+        assert [e.sequence for e in await log.read("e1")] == [1, 2, 3, 4, 5, 6]
+        summary = await log.summary("e1")
+        assert summary is not None and summary.last_sequence == 6
+
+    @pytest.mark.parametrize("expected", [0, 1, 2, 4, 9])
+    async def test_expected_sequence_must_be_the_last_one(
+        self, log: EventLog, expected: int
+    ) -> None:
+        await log.append("e1", 0, history("e1", 3))
+        batch = [started("e1")] if expected == 0 else [event("e1", expected + 1)]
+
+        with pytest.raises(ConcurrencyError) as raised:
+            await log.append("e1", expected, batch)
+
+        assert (raised.value.execution_id, raised.value.expected) == ("e1", expected)
+        assert await log.read("e1") == history("e1", 3)
+        summary = await log.summary("e1")
+        assert summary is not None and summary.last_sequence == 3
+
+    async def test_continuing_an_unknown_execution_is_a_conflict(self, log: EventLog) -> None:
+        with pytest.raises(ConcurrencyError):
+            await log.append("ghost", 2, [event("ghost", 3)])
+        assert await log.read("ghost") == []
+        assert await log.summary("ghost") is None
+
+    async def test_racing_writers_exactly_one_wins(self, log: EventLog) -> None:
+        await log.append("e1", 0, history("e1", 2))
+        candidates = [event("e1", 3, data={"writer": n}) for n in range(2)]
+
+        outcomes = await asyncio.gather(
+            *(log.append("e1", 2, [c]) for c in candidates), return_exceptions=True
+        )
+
+        assert sorted(type(o).__name__ for o in outcomes) == ["ConcurrencyError", "NoneType"]
+        winner = candidates[outcomes.index(None)]
+        assert await log.read("e1", after_sequence=2) == [winner]
+
+    async def test_racing_starts_exactly_one_wins(self, log: EventLog) -> None:
+        candidates = [started("race", input={"writer": n}) for n in range(10)]
+
+        outcomes = await asyncio.gather(
+            *(log.append("race", 0, [c]) for c in candidates), return_exceptions=True
+        )
+
+        assert outcomes.count(None) == 1
+        assert all(isinstance(o, ConcurrencyError) for o in outcomes if o is not None)
+        assert await log.read("race") == [candidates[outcomes.index(None)]]
+
+    async def test_contending_writers_that_retry_build_one_gap_free_history(
+        self, log: EventLog
+    ) -> None:
+        await log.append("e1", 0, [started("e1")])
+
+        async def writer(n: int) -> None:
+            while True:
+                summary = await log.summary("e1")
+                assert summary is not None
+                last = summary.last_sequence
+                try:
+                    await log.append("e1", last, [event("e1", last + 1, data={"writer": n})])
+                    return
+                except ConcurrencyError:
+                    await asyncio.sleep(0)
+
+        await asyncio.gather(*(writer(n) for n in range(20)))
+
+        events = await log.read("e1")
+        assert [e.sequence for e in events] == list(range(1, 22))
+        assert sorted(e.data["writer"] for e in events[1:]) == list(range(20))
+
+    @pytest.mark.parametrize(
+        ("expected", "sequences"),
+        [(0, [1, 3]), (0, [2]), (1, [3]), (1, [2, 2]), (1, [1])],
+        ids=["gap-in-batch", "new-not-at-1", "gap-after-last", "repeat", "backwards"],
+    )
+    async def test_malformed_batches_are_rejected(
+        self, log: EventLog, expected: int, sequences: list[int]
+    ) -> None:
+        await log.append("e1", 0, [started("e1")])
+        batch = [event("e1", s) for s in sequences]
+
+        with pytest.raises(ValueError, match="sequence"):
+            await log.append("e1", expected, batch)
+
+        assert await log.read("e1") == [started("e1")]
+
+    async def test_events_of_another_execution_are_rejected(self, log: EventLog) -> None:
+        with pytest.raises(ValueError, match="belongs to"):
+            await log.append("e1", 0, [started("e1"), event("e2", 2)])
+        assert await log.read("e1") == []
+        assert await log.read("e2") == []
+
+    async def test_first_event_must_be_execution_started(self, log: EventLog) -> None:
+        with pytest.raises(ValueError, match=EXECUTION_STARTED):
+            await log.append("e1", 0, [event("e1", 1)])
+        assert await log.read("e1") == []
+        assert await log.summary("e1") is None
+
+        await log.append("e1", 0, [started("e1")])
+        assert await log.read("e1") == [started("e1")]
+
+    async def test_read_pages_through_a_long_history(self, log: EventLog) -> None:
+        events = history("long", 1000)
+        for start in range(0, 1000, 100):
+            await log.append("long", start, events[start : start + 100])
+
+        pages: list[Envelope] = []
+        while page := await log.read("long", after_sequence=len(pages), limit=64):
+            assert len(page) == min(64, 1000 - len(pages))
+            pages += page
+
+        assert pages == events
+        assert await log.read("long") == events
+        assert await log.read("long", after_sequence=990) == events[990:]
+        assert await log.read("long", after_sequence=500, limit=3) == events[500:503]
+        assert await log.read("long", after_sequence=1000) == []
+        assert await log.read("long", limit=0) == []
+
+    async def test_summary_of_a_running_execution(self, log: EventLog) -> None:
+        first = started("child", "orders", time=at(5), version=3, tenant="acme", parent="p1")
+        await log.append("child", 0, [first, event("child", 2, workflow="orders", time=at(7))])
+
+        assert await log.summary("child") == ExecutionSummary(
+            execution_id="child",
+            workflow="orders",
+            version=3,
+            tenant="acme",
+            status="running",
+            started_at=at(5),
+            updated_at=at(7),
+            last_sequence=2,
+            parent_id="p1",
+        )
+
+    @pytest.mark.parametrize(
+        ("terminal", "status"),
+        [
+            (EXECUTION_SUCCEEDED, "succeeded"),
+            (EXECUTION_FAILED, "failed"),
+            (EXECUTION_CANCELLED, "cancelled"),
+        ],
+    )
+    async def test_terminal_event_sets_the_status(
+        self, log: EventLog, terminal: str, status: str
+    ) -> None:
+        await log.append("e1", 0, history("e1", 3))
+        running = await log.summary("e1")
+        assert running is not None and running.status == "running"
+
+        await log.append("e1", 3, [event("e1", 4, terminal, time=at(60))])
+
+        assert await log.summary("e1") == dataclasses.replace(
+            running, status=status, updated_at=at(60), last_sequence=4
+        )
+        page = await log.list_executions(ExecutionQuery(status=status))
+        assert [s.execution_id for s in page.items] == ["e1"]
+        assert (await log.list_executions(ExecutionQuery(status="running"))).items == []
+
+    async def test_list_filters_newest_first(self, log: EventLog) -> None:
+        everything = await populate(log)
+
+        async def ids(**filters: str) -> list[str]:
+            page = await log.list_executions(ExecutionQuery(limit=100, **filters))
+            assert page.next_cursor is None
+            for summary in page.items:
+                assert summary == await log.summary(summary.execution_id)
+            return [s.execution_id for s in page.items]
+
+        assert await ids() == newest_first(everything)
+        assert await ids(workflow="orders") == ["x11", "x09", "x07", "x05", "x03", "x01"]
+        assert await ids(status="succeeded") == ["x10", "x07", "x04", "x01"]
+        assert await ids(status="failed", workflow="orders") == ["x11", "x05"]
+        assert await ids(tenant="globex", status="running") == ["x09", "x06"]
+        assert await ids(started_after=at(30), started_before=at(70)) == [
+            "x06",
+            "x05",
+            "x04",
+            "x03",
+        ]
+        assert await ids(started_before=at(20)) == ["x01", "x00"]
+        assert await ids(started_after=at(200)) == []
+        assert await ids(workflow="nope") == []
+
+    async def test_cursor_paging_covers_every_execution_once(self, log: EventLog) -> None:
+        for i in range(45):  # groups of three share a start time: the id breaks the tie
+            await log.append(f"e{i:02}", 0, [started(f"e{i:02}", time=at(i // 3))])
+        everything = [s for i in range(45) if (s := await log.summary(f"e{i:02}"))]
+
+        paged = await list_all(log, ExecutionQuery(limit=7))
+
+        assert [s.execution_id for s in paged] == newest_first(everything)
+        in_range = await list_all(
+            log, ExecutionQuery(limit=4, started_after=at(3), started_before=at(9))
+        )
+        assert [s.execution_id for s in in_range] == [f"e{i:02}" for i in range(26, 8, -1)]
+
+    async def test_cursor_paging_with_filters(self, log: EventLog) -> None:
+        everything = await populate(log)
+        for query in (
+            ExecutionQuery(limit=2, workflow="billing"),
+            ExecutionQuery(limit=1, status="running"),
+            ExecutionQuery(limit=5, tenant="acme"),
+            ExecutionQuery(limit=12),
+            ExecutionQuery(limit=11),
+        ):
+            expected = [
+                s
+                for s in everything
+                if query.workflow in (None, s.workflow)
+                and query.status in (None, s.status)
+                and query.tenant in (None, s.tenant)
+            ]
+            found = await list_all(log, query)
+            assert [s.execution_id for s in found] == newest_first(expected), query
+
+    async def test_concurrent_appends_to_many_executions_all_succeed(self, log: EventLog) -> None:
+        ids = [f"c{i:03}" for i in range(200)]
+
+        assert await asyncio.gather(*(log.append(i, 0, [started(i)]) for i in ids)) == [None] * 200
+        await asyncio.gather(
+            *(log.append(i, 1, [event(i, 2), event(i, 3, EXECUTION_SUCCEEDED)]) for i in ids)
+        )
+
+        for execution_id in ids:
+            assert await log.read(execution_id) == [
+                started(execution_id),
+                event(execution_id, 2),
+                event(execution_id, 3, EXECUTION_SUCCEEDED),
+            ]
+        page = await log.list_executions(ExecutionQuery(status="succeeded", limit=500))
+        assert sorted(s.execution_id for s in page.items) == ids
+        assert {s.last_sequence for s in page.items} == {3}
+
+    async def test_unknown_execution_reads_nothing(self, log: EventLog) -> None:
+        assert await log.read("nobody") == []
+        assert await log.summary("nobody") is None
+        page = await log.list_executions(ExecutionQuery())
+        assert (page.items, page.next_cursor) == ([], None)
