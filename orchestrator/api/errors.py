@@ -41,9 +41,9 @@ def response_for(exc: Exception) -> web.Response | None:
             problems_details(exc.problems),
         )
     if isinstance(exc, UnknownWorkflow):
-        return error_response(404, "unknown_workflow", str(exc).strip("'\""))
+        return error_response(404, "unknown_workflow", str(exc))
     if isinstance(exc, ExecutionNotFound):
-        return error_response(404, "unknown_execution", str(exc).strip("'\""))
+        return error_response(404, "unknown_execution", str(exc))
     if isinstance(exc, VersionConflict):
         return error_response(409, "version_conflict", str(exc))
     if isinstance(exc, CommandRejected):

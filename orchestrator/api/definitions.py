@@ -1,0 +1,112 @@
+"""Definition routes: register (JSON or YAML), list the latest, get one version, list versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from orchestrator.ports import UnknownWorkflow
+from orchestrator.runtime import Runtime
+from schemas.definition import WorkflowDefinition
+from schemas.validation import parse_definition
+from triggers.webhook import parse_json
+
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader without anchors/aliases: an untrusted body cannot expand into a huge graph."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.current_event.start_mark  # the event check_event just peeked
+            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed", mark)
+        return super().compose_node(parent, index)
+
+
+def definition_json(definition: WorkflowDefinition) -> dict[str, Any]:
+    return definition.model_dump(mode="json")
+
+
+def definition_brief(definition: WorkflowDefinition) -> dict[str, Any]:
+    return {
+        "name": definition.name,
+        "version": definition.version,
+        "description": definition.description,
+        "triggers": [trigger.model_dump(mode="json") for trigger in definition.triggers],
+    }
+
+
+async def read_definition_data(request: web.Request) -> Any:
+    """The request body as plain data: YAML for the YAML media types, JSON otherwise."""
+    raw = await request.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise web.HTTPBadRequest(reason="Invalid Body", text="the body is not UTF-8") from None
+    if not text.strip():
+        raise web.HTTPBadRequest(reason="Invalid Body", text="the body is empty")
+    try:
+        if request.content_type in YAML_TYPES:
+            return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass
+        return parse_json(raw)
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+        kind = "YAML" if request.content_type in YAML_TYPES else "JSON"
+        message = " ".join(f"the body is not valid {kind}: {exc}".split())
+        raise web.HTTPBadRequest(reason="Invalid Body", text=message) from None
+
+
+def version_param(request: web.Request) -> int | None:
+    raw = request.query.get("version")
+    if raw is None:
+        return None
+    try:
+        version = int(raw)
+    except ValueError:
+        version = 0
+    if version < 1:
+        raise web.HTTPBadRequest(
+            reason="Invalid Parameter", text=f"version must be an integer >= 1, got {raw!r}"
+        )
+    return version
+
+
+class DefinitionsApi:
+    """``/api/v1/definitions``. Versions are immutable; identical content is not stored twice."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/api/v1/definitions", self.register),
+            web.get("/api/v1/definitions", self.list_latest),
+            web.get("/api/v1/definitions/{name}", self.get),
+            web.get("/api/v1/definitions/{name}/versions", self.versions),
+        ]
+
+    async def register(self, request: web.Request) -> web.Response:
+        """201 with the stored definition; 200 when that content was already registered."""
+        definition = parse_definition(await read_definition_data(request))
+        before = set(await self.runtime.registry.versions(definition.name))
+        stored = await self.runtime.register(definition)
+        status = 200 if stored.version in before else 201
+        return web.json_response(definition_json(stored), status=status)
+
+    async def list_latest(self, request: web.Request) -> web.Response:
+        definitions = await self.runtime.registry.list()
+        return web.json_response({"items": [definition_brief(d) for d in definitions]})
+
+    async def get(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        definition = await self.runtime.registry.get(name, version_param(request))
+        return web.json_response(definition_json(definition))
+
+    async def versions(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        versions = await self.runtime.registry.versions(name)
+        if not versions:
+            raise UnknownWorkflow(f"unknown workflow {name!r}")
+        return web.json_response({"name": name, "versions": versions})

@@ -1,0 +1,273 @@
+"""Execution routes: start, list, inspect, history, state at a sequence, cancel, signal, events.
+
+Every data-plane command records its actor. Until authentication exists, it is ``"api"``;
+an authentication middleware will set ``request["actor"]`` (see ``request_actor``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+
+from orchestrator.engine import rfc3339
+from orchestrator.events import ALL_TYPES
+from orchestrator.ports import ExecutionQuery
+from orchestrator.runtime import Runtime
+from schemas.envelope import TYPE_PREFIX
+from triggers.webhook import MAX_KEY_LENGTH, parse_json
+
+ACTOR_KEY = "actor"  # set on the request by the (future) authentication middleware
+DEFAULT_ACTOR = "api"
+MAX_IDEMPOTENCY_KEY = MAX_KEY_LENGTH
+M = TypeVar("M", bound=BaseModel)
+
+
+def request_actor(request: web.Request) -> str:
+    """Who issues a command: the authenticated principal once auth exists, else ``"api"``."""
+    actor = request.get(ACTOR_KEY)
+    return actor if isinstance(actor, str) and actor else DEFAULT_ACTOR
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StartBody(_Strict):
+    workflow: str = Field(min_length=1)
+    input: Any = None
+    version: int | None = Field(None, ge=1)
+
+
+class CancelBody(_Strict):
+    reason: str = ""
+
+
+class SignalBody(_Strict):
+    name: str = Field(min_length=1)
+    payload: Any = None
+
+
+class EventBody(_Strict):
+    name: str = Field(min_length=1)
+    correlation_key: StrictStr | StrictInt | None = None
+    payload: Any = None
+
+
+class ListParams(_Strict):
+    workflow: str | None = None
+    status: Literal["running", "succeeded", "failed", "cancelled"] | None = None
+    started_after: AwareDatetime | None = None
+    started_before: AwareDatetime | None = None
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = None
+
+
+class HistoryParams(_Strict):
+    after: int = Field(0, ge=0)
+    limit: int = Field(100, ge=1, le=1000)
+    type: str | None = None
+
+
+class StateParams(_Strict):
+    at: int | None = Field(None, ge=1)
+
+
+def _describe(exc: ValidationError, show_input: bool) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        got = f" (got {error['input']!r})" if show_input and isinstance(error["input"], str) else ""
+        parts.append(f"{where}: {error['msg']}{got}")
+    return "; ".join(parts)
+
+
+def query_params(request: web.Request, model: type[M]) -> M:
+    """Validated query parameters; 400 naming each bad parameter."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise web.HTTPBadRequest(reason="Invalid Parameter", text=_describe(exc, True)) from None
+
+
+async def json_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
+    """A validated JSON object body; with ``optional``, an empty body means ``{}``."""
+    raw = await request.read()
+    if not raw.strip():
+        if not optional:
+            raise web.HTTPBadRequest(
+                reason="Invalid Body", text="the body is empty; send a JSON object"
+            )
+        data: Any = {}
+    else:
+        try:
+            data = parse_json(raw)  # strict JSON, nesting bounded: the webhooks' parser
+        except ValueError as exc:
+            raise web.HTTPBadRequest(
+                reason="Invalid Body", text=f"the body is not JSON: {exc}"
+            ) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise web.HTTPBadRequest(reason="Invalid Body", text=_describe(exc, False)) from None
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise web.HTTPBadRequest(
+            reason="Invalid Header",
+            text=f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
+        )
+    return key
+
+
+def _event_types(raw: str | None) -> set[str] | None:
+    if raw is None:
+        return None
+    types = {part.strip().removeprefix(TYPE_PREFIX) for part in raw.split(",") if part.strip()}
+    unknown = sorted(types - ALL_TYPES)
+    if unknown or not types:
+        what = f"unknown event type(s) {', '.join(unknown)}" if unknown else "no event type given"
+        known = ", ".join(sorted(ALL_TYPES))
+        raise web.HTTPBadRequest(reason="Invalid Parameter", text=f"type: {what}; known: {known}")
+    return types
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    """The index's time format (UTC, microseconds, ``Z``), so string comparison is time order."""
+    return None if value is None else rfc3339(value.timestamp())
+
+
+class ExecutionsApi:
+    """``/api/v1/executions`` and ``/api/v1/events`` over the runtime's library API."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def routes(self) -> list[web.RouteDef]:
+        base = "/api/v1/executions"
+        return [
+            web.post(base, self.start),
+            web.get(base, self.list_executions),
+            web.get(base + "/{id}", self.get),
+            web.get(base + "/{id}/history", self.history),
+            web.get(base + "/{id}/state", self.state),
+            web.post(base + "/{id}/cancel", self.cancel),
+            web.post(base + "/{id}/signals", self.signal),
+            web.post("/api/v1/events", self.publish),
+        ]
+
+    async def start(self, request: web.Request) -> web.Response:
+        """202 once the start is durable; 200 with the existing id for a repeated key."""
+        body = await json_body(request, StartBody)
+        result = await self.runtime.start_execution(
+            body.workflow,
+            body.input,
+            version=body.version,
+            dedup_key=_idempotency_key(request),
+            actor=request_actor(request),
+        )
+        return web.json_response(
+            {"execution_id": result.execution_id, "created": result.created},
+            status=202 if result.created else 200,
+            headers={"Location": f"/api/v1/executions/{result.execution_id}"},
+        )
+
+    async def list_executions(self, request: web.Request) -> web.Response:
+        params = query_params(request, ListParams)
+        if (
+            params.started_after
+            and params.started_before
+            and params.started_after > params.started_before
+        ):
+            raise web.HTTPBadRequest(
+                reason="Invalid Parameter",
+                text="started_after must not be later than started_before",
+            )
+        page = await self.runtime.list_executions(
+            ExecutionQuery(
+                workflow=params.workflow,
+                status=params.status,
+                started_after=_timestamp(params.started_after),
+                started_before=_timestamp(params.started_before),
+                limit=params.limit,
+                cursor=params.cursor,
+            )
+        )
+        items = [summary.to_dict() for summary in page.items]
+        return web.json_response({"items": items, "next_cursor": page.next_cursor})
+
+    async def get(self, request: web.Request) -> web.Response:
+        """The summary row plus the current state."""
+        execution_id = request.match_info["id"]
+        summary = await self.runtime.summary(execution_id)
+        state = await self.runtime.state(execution_id)
+        return web.json_response({**summary.to_dict(), **state.to_dict()})
+
+    async def history(self, request: web.Request) -> web.Response:
+        """One page of CloudEvents after ``after``; ``next_after`` is null on the last page."""
+        params = query_params(request, HistoryParams)
+        types = _event_types(params.type)
+        execution_id = request.match_info["id"]
+        events = await self.runtime.history(execution_id, params.after, params.limit + 1, types)
+        more = len(events) > params.limit
+        events = events[: params.limit]
+        return web.json_response(
+            {
+                "events": [event.to_cloudevent() for event in events],
+                "next_after": events[-1].sequence if more else None,
+            }
+        )
+
+    async def state(self, request: web.Request) -> web.Response:
+        """The state folded from the first ``at`` events (the current state without ``at``)."""
+        params = query_params(request, StateParams)
+        state = await self.runtime.state(request.match_info["id"], params.at)
+        if params.at is not None and state.sequence < params.at:
+            raise web.HTTPBadRequest(
+                reason="Invalid Parameter",
+                text=f"at: the execution has only {state.sequence} events (got {params.at})",
+            )
+        return web.json_response(state.to_dict())
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        """200 with the cancelled state; 409 when the execution has already finished."""
+        body = await json_body(request, CancelBody, optional=True)
+        state = await self.runtime.cancel(
+            request.match_info["id"], body.reason, actor=request_actor(request)
+        )
+        return web.json_response(state.to_dict())
+
+    async def signal(self, request: web.Request) -> web.Response:
+        """Deliver to the waiting step, or buffer until the execution waits for that name."""
+        body = await json_body(request, SignalBody)
+        execution_id = request.match_info["id"]
+        state = await self.runtime.signal(
+            execution_id, body.name, body.payload, actor=request_actor(request)
+        )
+        # A step waiting for this name would have taken any buffered one, so a buffered
+        # signal of this name now means this one was buffered.
+        buffered = any(name == body.name for name, _ in state.signals)
+        return web.json_response(
+            {"execution_id": execution_id, "status": state.status, "buffered": buffered}, status=202
+        )
+
+    async def publish(self, request: web.Request) -> web.Response:
+        """Deliver to every execution waiting on (name, correlation key)."""
+        body = await json_body(request, EventBody)
+        key = None if body.correlation_key is None else str(body.correlation_key)
+        delivered = await self.runtime.publish_event(
+            body.name, key, body.payload, actor=request_actor(request)
+        )
+        return web.json_response({"delivered_to": delivered}, status=202)

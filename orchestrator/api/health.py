@@ -1,0 +1,48 @@
+"""Liveness (``/healthz``) and readiness (``/readyz``) probes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from orchestrator.runtime import Runtime
+
+log = logging.getLogger(__name__)
+PROBE_ID = "readyz-probe"  # an execution id that never exists: a cheap point read
+
+
+class HealthApi:
+    """``/healthz``: the process answers. ``/readyz``: the runtime runs; its event log answers."""
+
+    def __init__(self, runtime: Runtime, *, timeout: float = 2.0) -> None:
+        self.runtime = runtime
+        self.timeout = timeout
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/healthz", self.healthz), web.get("/readyz", self.readyz)]
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        reason = await self.not_ready_reason()
+        if reason is not None:
+            return web.json_response({"status": "unavailable", "reason": reason}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def not_ready_reason(self) -> str | None:
+        """Why the process cannot serve traffic, or None when it can."""
+        # Runtime has no public "started" flag yet; its exit stack exists exactly while it runs.
+        if self.runtime._stack is None:
+            return "the runtime is not started"
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.runtime.log.summary(PROBE_ID)
+        except TimeoutError:
+            return f"the event log did not answer within {self.timeout:g}s"
+        except Exception as exc:
+            log.warning("readiness: the event log failed: %r", exc)
+            return f"the event log failed ({type(exc).__name__}); see the server log"
+        return None

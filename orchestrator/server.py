@@ -1,0 +1,138 @@
+"""The HTTP server: ``build_app`` composes the routes; ``run_server`` runs the whole process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from aiohttp import web
+
+from orchestrator.api.definitions import DefinitionsApi
+from orchestrator.api.errors import error_middleware
+from orchestrator.api.executions import ExecutionsApi
+from orchestrator.api.health import HealthApi
+from orchestrator.api.openapi import OpenApi
+from orchestrator.ports import VersionConflict
+from orchestrator.runtime import Runtime
+from orchestrator.settings import Settings
+from schemas.definition import WorkflowDefinition
+from schemas.loader import load_definition
+from schemas.validation import DefinitionError, Problem
+from triggers.webhook import WebhookEndpoint
+
+log = logging.getLogger(__name__)
+BODY_HEADROOM = 64 * 1024  # so handlers with their own limits (webhooks) report them first
+DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def build_app(runtime: Runtime, settings: Settings) -> web.Application:
+    """Every route over one runtime: REST API, OpenAPI, health and webhooks."""
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=settings.max_body_bytes + BODY_HEADROOM
+    )
+    # Authentication/RBAC goes here as a middleware after error_middleware; it sets
+    # request["actor"], which the execution routes record (see api.executions.request_actor).
+    webhooks = WebhookEndpoint(runtime)
+    for api in (DefinitionsApi(runtime), ExecutionsApi(runtime), HealthApi(runtime), OpenApi()):
+        app.add_routes(api.routes())
+    app.add_routes(webhooks.routes())
+
+    async def webhook_lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await webhooks.start()
+        yield
+        await webhooks.stop()
+
+    app.cleanup_ctx.append(webhook_lifecycle)
+    return app
+
+
+def definition_files(paths: tuple[str, ...]) -> tuple[list[Path], list[Problem]]:
+    """The files named, and the definition files in the directories named (sorted)."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir() if p.suffix in DEFINITION_SUFFIXES and p.is_file()
+            )
+            if not found:
+                log.warning("no definition files (*.yaml, *.yml, *.json) in %s", path)
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), "no such file or directory"))
+    return files, problems
+
+
+def load_definitions(paths: tuple[str, ...]) -> list[tuple[Path, WorkflowDefinition]]:
+    """Load and validate every file; one DefinitionError lists the problems of all of them."""
+    files, problems = definition_files(paths)
+    loaded: list[tuple[Path, WorkflowDefinition]] = []
+    for file in files:
+        try:
+            loaded.append((file, load_definition(file)))
+        except DefinitionError as exc:
+            problems += [
+                p if p.location == str(file) else Problem(f"{file}: {p.location}", p.message)
+                for p in exc.problems
+            ]
+    if problems:
+        raise DefinitionError(problems)
+    return loaded
+
+
+async def register_definitions(
+    runtime: Runtime, definitions: list[tuple[Path, WorkflowDefinition]]
+) -> None:
+    problems: list[Problem] = []
+    for file, definition in definitions:
+        try:
+            stored = await runtime.register(definition)
+        except VersionConflict as exc:
+            problems.append(Problem(str(file), str(exc)))
+        else:
+            log.info("registered %s v%s from %s", stored.name, stored.version, file)
+    if problems:
+        raise DefinitionError(problems)
+
+
+def bound_url(runner: web.AppRunner, settings: Settings) -> str:
+    """The URL actually listened on (the real port when settings.port is 0)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            host, port = str(address[0]), int(address[1])
+            return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"http://{settings.host}:{settings.port}"
+
+
+async def run_server(settings: Settings, *, ready: Callable[[str], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or cancellation), then close everything in reverse order.
+
+    Invalid definition files fail startup with a DefinitionError naming each file's problems.
+    """
+    definitions = load_definitions(settings.definitions)  # before anything opens
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    async with AsyncExitStack() as stack:
+        runtime = await stack.enter_async_context(Runtime(settings))
+        await register_definitions(runtime, definitions)
+        runner = web.AppRunner(build_app(runtime, settings), handle_signals=False)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+            stack.callback(loop.remove_signal_handler, signum)
+        url = bound_url(runner, settings)
+        log.info("serving on %s", url)
+        if ready is not None:
+            ready(url)
+        await stop.wait()
+        log.info("shutting down")
