@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -84,6 +85,23 @@ _ADVANCE_STATUS = (
     "UPDATE executions SET status = ?, updated_at = ?, last_sequence = ? WHERE execution_id = ?"
 )
 _INSERT_EVENTS = "INSERT INTO events VALUES (?, ?, ?, ?, ?)"
+# Set-based statements for a whole group commit: one parameter holds a JSON array of rows, so a
+# batch of any size costs a handful of statements (each sqlite3 call releases and retakes the
+# GIL, which under load costs far more than the work itself).
+_SELECT_HEADS = (
+    f"SELECT {_COLUMNS} FROM executions WHERE execution_id IN (SELECT value FROM json_each(?))"
+)
+_INSERT_EVENTS_JSON = (
+    "INSERT INTO events SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3,"
+    " CAST(value ->> 4 AS BLOB) FROM json_each(?)"
+)
+_UPSERT_SUMMARIES_JSON = (
+    f"INSERT INTO executions ({_COLUMNS}) SELECT value ->> 0, value ->> 1, value ->> 2,"
+    " value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8"
+    " FROM json_each(?) WHERE true ON CONFLICT (execution_id) DO UPDATE SET"
+    " status = excluded.status, updated_at = excluded.updated_at,"
+    " last_sequence = excluded.last_sequence"
+)
 _READ = "SELECT body FROM events WHERE execution_id = ? AND sequence > ? ORDER BY sequence LIMIT ?"
 
 
@@ -314,6 +332,49 @@ class SQLiteEventLog:
             _settle(batch, [self._unavailable("stopped; outcome unknown") for _ in batch])
 
     def _commit(self, batch: list[_Append]) -> list[Exception | None]:
+        """One transaction for the batch, set-based; per-append savepoints if that fails."""
+        if len(batch) > 1:
+            outcomes = self._commit_together(batch)
+            if outcomes is not None:
+                return outcomes
+        return self._commit_each(batch)
+
+    def _commit_together(self, batch: list[_Append]) -> list[Exception | None] | None:
+        """Check every append against the heads read in one query, then write all rows in two
+        statements. None when a statement fails (the batch is then retried append by append)."""
+        connection = self._db.connection
+        execute = connection.execute
+        try:
+            execute("BEGIN IMMEDIATE")
+            ids = json.dumps([pending.execution_id for pending in batch])
+            heads = {row[0]: ExecutionSummary(*row) for row in execute(_SELECT_HEADS, (ids,))}
+            outcomes: list[Exception | None] = []
+            events: list[tuple[str, int, str, str, str]] = []
+            changed: dict[str, ExecutionSummary] = {}
+            for pending in batch:
+                head = heads.get(pending.execution_id)
+                if (pending.started is None) == (head is None) or (
+                    head is not None and head.last_sequence != pending.expected
+                ):
+                    outcomes.append(ConcurrencyError(pending.execution_id, pending.expected))
+                    continue
+                summary = pending.started or summarize(head, pending.events)
+                heads[summary.execution_id] = changed[summary.execution_id] = summary
+                events += [(e, n, t, tm, body.decode()) for e, n, t, tm, body in pending.rows]
+                outcomes.append(None)
+            if events:
+                execute(_INSERT_EVENTS_JSON, (json.dumps(events),))
+                rows = [_summary_row(summary) for summary in changed.values()]
+                execute(_UPSERT_SUMMARIES_JSON, (json.dumps(rows),))
+            execute("COMMIT")
+        except sqlite3.Error:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    execute("ROLLBACK")
+            return None
+        return outcomes
+
+    def _commit_each(self, batch: list[_Append]) -> list[Exception | None]:
         """One transaction for the batch; a SAVEPOINT per append isolates its failure."""
         connection = self._db.connection
         execute = connection.execute
@@ -424,6 +485,9 @@ class SQLiteRegistry:
     def __init__(self, settings: SQLiteSettings) -> None:
         self.settings = settings
         self._db = _Database(settings, "registry", _REGISTRY_DDL)
+        # Versions are immutable, so parsed definitions can be kept; only the registry thread
+        # writes this dict.
+        self._parsed: dict[tuple[str, int], WorkflowDefinition] = {}
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteRegistry:
@@ -496,12 +560,19 @@ class SQLiteRegistry:
 
     def _get(self, name: str, version: int | None) -> WorkflowDefinition | None:
         if version is None:
-            sql = "SELECT body FROM definitions WHERE name = ? ORDER BY version DESC LIMIT 1"
-            row = self._db.connection.execute(sql, (name,)).fetchone()
-        else:
-            sql = "SELECT body FROM definitions WHERE name = ? AND version = ?"
-            row = self._db.connection.execute(sql, (name, version)).fetchone()
-        return None if row is None else WorkflowDefinition.model_validate_json(row[0])
+            sql = "SELECT MAX(version) FROM definitions WHERE name = ?"
+            (version,) = self._db.connection.execute(sql, (name,)).fetchone()
+            if version is None:
+                return None
+        cached = self._parsed.get((name, version))
+        if cached is not None:
+            return cached
+        sql = "SELECT body FROM definitions WHERE name = ? AND version = ?"
+        row = self._db.connection.execute(sql, (name, version)).fetchone()
+        if row is None:
+            return None
+        parsed = self._parsed[(name, version)] = WorkflowDefinition.model_validate_json(row[0])
+        return parsed
 
     def _list(self) -> builtins.list[WorkflowDefinition]:
         rows = self._db.connection.execute(
