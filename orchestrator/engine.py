@@ -140,8 +140,11 @@ class Engine:
         for _ in range(self._retries):
             cached = await self._load(command.execution_id)
             before = cached.state if cached is not None else None
-            if isinstance(command, ResumeExecution) and before is not None:
-                return Committed(command, before, before, ())
+            if cached is not None and (
+                isinstance(command, ResumeExecution)
+                or (command.command_id is not None and command.command_id == cached.last_command_id)
+            ):  # a resume request, or a redelivery of the last applied command
+                return Committed(command, cached.state, cached.state, ())
             if before is not None:
                 graph = await self.graph(before.workflow, before.version)
             elif isinstance(command, StartExecution):
@@ -150,9 +153,6 @@ class Engine:
                 raise CommandRejected(f"execution {command.execution_id} does not exist")
             events, after = decide_and_evolve(graph, before, command)
             if not events or after is None:
-                redelivered = cached is not None and command.command_id is not None
-                if redelivered and cached is not None and cached.last_command_id == command.command_id:
-                    return Committed(command, before, cached.state, ())
                 return None
             envelopes = self._stamp(before, after, command, events)
             try:

@@ -43,6 +43,7 @@ from schemas.graph import Scope, WorkflowGraph
 
 CHILD_NAMESPACE = uuid.UUID("6f1c1f3e-6b8a-4c55-9d0e-2b7c3c1b9a10")
 MAX_TRANSITIONS_PER_DECISION = 1000
+MAX_STEPS_ENTERED_PER_DECISION = 100  # a loop of choices without a task would never stop
 
 
 class CommandRejected(ValueError):
@@ -83,12 +84,15 @@ def idempotency_key(execution_id: str, step: str, visit: int) -> str:
     return f"{execution_id}:{step}:{visit}"
 
 
-def backoff_delay(policy: RetryPolicy, attempt: int, attempt_id: str) -> float:
-    """Delay before the attempt after ``attempt``; jitter is derived from the attempt id."""
+def backoff_delay(policy: RetryPolicy, attempt: int, seed: str) -> float:
+    """Delay before the attempt after ``attempt``; jitter is derived from ``seed`` (no randomness)."""
     b = policy.backoff
-    delay = min(b.initial_seconds * b.multiplier ** (attempt - 1), b.max_seconds)
+    try:
+        delay = min(b.initial_seconds * b.multiplier ** (attempt - 1), b.max_seconds)
+    except OverflowError:
+        delay = b.max_seconds
     if policy.jitter:
-        fraction = int.from_bytes(hashlib.sha256(attempt_id.encode()).digest()[:4]) / 2**32
+        fraction = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4]) / 2**32
         delay *= 1 - policy.jitter * fraction
     return delay
 
@@ -111,6 +115,7 @@ class _Decision:
         self.state = state
         self.now = now
         self.events: list[Event] = []
+        self.entered = 0
 
     @classmethod
     def start(cls, graph: WorkflowGraph, command: StartExecution) -> tuple[list[Event], ExecutionState]:
@@ -207,7 +212,8 @@ class _Decision:
             "error": error.to_dict(),
         }
         if should_retry(task.retry, attempt, error):
-            due = self.now + backoff_delay(task.retry, attempt, attempt_id)
+            seed = f"{self.state.execution_id}/{attempt_id}"  # executions retry apart
+            due = self.now + backoff_delay(task.retry, attempt, seed)
             data["retry"] = {"timer_id": f"{attempt_id}:retry", "due": due}
             self.emit(ev.STEP_FAILED, data)
             return
@@ -337,6 +343,16 @@ class _Decision:
         return sorted(found)
 
     def enter(self, name: str) -> None:
+        self.entered += 1
+        if self.entered > MAX_STEPS_ENTERED_PER_DECISION:
+            message = f"entered {self.entered} steps in one decision: a loop without a task at {name!r}?"
+            if self.events[0].type == ev.EXECUTION_STARTED:
+                raise CommandRejected(f"too many transitions in one decision ({message})")
+            if not self.state.terminal:
+                self.emit(ev.EXECUTION_FAILED, {"error": {"type": "loop", "message": message}, "step": name})
+            return
+        if self.state.terminal:
+            return
         step = self.graph.step(name)
         visit = self.state.visits.get(name, 0) + 1
         try:
@@ -444,7 +460,7 @@ class _Decision:
 
 
 def _parse_time(value: Any) -> float:
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, str):
         raise ExpressionError(f"'until' must give an ISO-8601 time, got {value!r}")

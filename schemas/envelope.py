@@ -90,7 +90,7 @@ class Envelope:
                 schemaversion=SCHEMA_VERSION,
                 codec=event.get("codec", "identity"),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EnvelopeError(f"not an orchestrator event envelope: {exc!r}") from None
 
     @classmethod

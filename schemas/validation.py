@@ -71,9 +71,24 @@ def validate(definition: WorkflowDefinition) -> list[Problem]:
     return problems
 
 
+_UNION_TAGS = frozenset(
+    {"task", "choice", "parallel", "wait", "wait_for_event", "subworkflow", "succeed", "fail", "webhook"}
+)
+
+
 def _from_pydantic(error: Any) -> Problem:
-    location = ".".join(str(part) for part in error["loc"]) or "(root)"
-    return Problem(location, error["msg"])
+    """Spell pydantic's location like ours: ``steps[0].connector`` (no union tag)."""
+    location = ""
+    after_index = False
+    for part in error["loc"]:
+        if isinstance(part, int):
+            location += f"[{part}]"
+            after_index = True
+            continue
+        if not (after_index and part in _UNION_TAGS):
+            location += f".{part}" if location else str(part)
+        after_index = False
+    return Problem(location or "(root)", error["msg"])
 
 
 def _duplicates(located: list[Located]) -> list[Problem]:
@@ -172,12 +187,15 @@ def _step_rules(located: list[Located]) -> list[Problem]:
 
 
 def _input_schema(schema: dict[str, Any]) -> list[Problem]:
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        path = "".join(f"[{part!r}]" for part in exc.path)
-        return [Problem(f"input_schema{path}", f"not a valid JSON Schema: {exc.message}")]
-    return []
+    cls = jsonschema.validators.validator_for(schema)
+    meta = cls(cls.META_SCHEMA)
+    return [
+        Problem(
+            "input_schema" + "".join(f"[{part!r}]" for part in error.path),
+            f"not a valid JSON Schema: {error.message}",
+        )
+        for error in sorted(meta.iter_errors(schema), key=lambda e: [str(p) for p in e.path])
+    ]
 
 
 def _triggers(definition: WorkflowDefinition) -> list[Problem]:

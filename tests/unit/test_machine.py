@@ -287,12 +287,6 @@ def test_jittered_due_time_replays_identically() -> None:
     assert T0 + 5 + 1 <= dues[0] <= T0 + 5 + 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG machine.py:91 backoff_delay seeds jitter with the attempt id only "
-    "('step:visit:attempt'), "
-    "identical in every execution: all executions failing together retry together",
-)
 def test_jitter_differs_between_executions() -> None:
     graph = graph_of(
         task("a", retry={"max_attempts": 2, "jitter": 1.0, "backoff": {"initial_seconds": 60}})
@@ -304,12 +298,6 @@ def test_jitter_differs_between_executions() -> None:
     assert len(dues) > 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG machine.py:89 backoff_delay computes multiplier ** (attempt - 1) before capping "
-    "with "
-    "max_seconds: OverflowError once it exceeds a float (e.g. multiplier 10, attempt 310)",
-)
 def test_backoff_with_many_attempts_stays_at_max_seconds() -> None:
     policy = RetryPolicy(
         max_attempts=1000, backoff=Backoff(initial_seconds=1, multiplier=10, max_seconds=60)
@@ -536,12 +524,6 @@ def test_choice_loop_with_a_counter_terminates_and_visits_increment() -> None:
     assert run.s.visits == {"inc": 3, "again": 3}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG machine.py:142 (_Decision.emit) the guard (1000 events per decision) is never "
-    "reached: enter() and _enter() recurse per transition, so a choice cycle raises RecursionError "
-    "(~490 events) instead",
-)
 def test_a_choice_cycle_without_a_task_is_rejected_at_start() -> None:
     graph = graph_of(
         {
@@ -564,13 +546,6 @@ def test_a_choice_cycle_without_a_task_is_rejected_at_start() -> None:
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG machine.py:142-143 a choice cycle entered mid-execution raises (RecursionError "
-    "today, "
-    "CommandRejected by design): the worker's answer is refused on every redelivery and the "
-    "execution stays running forever instead of failing",
-)
 def test_a_choice_cycle_reached_mid_execution_fails_the_execution() -> None:
     graph = graph_of(
         task("a", next="c1"),
@@ -763,16 +738,9 @@ def test_wait_until_an_epoch_number() -> None:
     assert only(run.started, ev.TIMER_SCHEDULED)["due"] == 1_800_000_000.0
 
 
-BOOLEAN_IS_NOT_A_TIME = pytest.mark.xfail(
-    strict=True,
-    reason="BUG machine.py:447 _parse_time accepts bools as epoch seconds (bool is an int): "
-    "'until' giving true schedules the timer at 1970-01-01T00:00:01Z instead of failing",
-)
-
-
 @pytest.mark.parametrize(
     "value",
-    ["tomorrow", None, {"at": 1}, pytest.param(True, marks=BOOLEAN_IS_NOT_A_TIME)],
+    ["tomorrow", None, {"at": 1}, True],
 )
 def test_wait_until_something_else_fails_cleanly(value: Any) -> None:
     run = Run(graph_of({"name": "w", "type": "wait", "until": "input.at"}), {"at": value})
