@@ -13,6 +13,7 @@ Steps are chained in the order they are added unless a step names its own ``next
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from schemas.definition import WorkflowDefinition
@@ -64,7 +65,9 @@ class Steps:
     def parallel(self, name: str, *branches: Steps, **fields: Any) -> Any:
         return self._add("parallel", name, {"branches": [{"steps": b.steps()} for b in branches], **fields})
 
-    def wait(self, name: str, *, seconds: float | None = None, until: str | None = None, **fields: Any) -> Any:
+    def wait(
+        self, name: str, *, seconds: float | None = None, until: str | None = None, **fields: Any
+    ) -> Any:
         return self._add("wait", name, {"seconds": seconds, "until": until, **fields})
 
     def wait_for_event(self, name: str, event: str, **fields: Any) -> Any:
@@ -82,7 +85,7 @@ class Steps:
     def steps(self) -> list[dict[str, Any]]:
         """The steps with ``next`` filled in from their order where not given."""
         linked = [dict(step) for step in self._steps]
-        for step, following in zip(linked, linked[1:], strict=False):
+        for step, following in itertools.pairwise(linked):
             if step["type"] not in _TERMINAL and "next" not in step:
                 step["next"] = following["name"]
         return linked
@@ -95,7 +98,9 @@ class Branch(Steps):
 class Workflow(Steps):
     """A workflow under construction; ``build()`` validates and returns the model."""
 
-    def __init__(self, name: str, *, version: int | None = None, description: str = "", **fields: Any) -> None:
+    def __init__(
+        self, name: str, *, version: int | None = None, description: str = "", **fields: Any
+    ) -> None:
         super().__init__()
         self._header: dict[str, Any] = {"name": name, "description": description, **fields}
         if version is not None:

@@ -39,7 +39,7 @@ async def test_a_redelivered_signal_is_applied_once() -> None:
 
 
 async def test_a_redelivered_answer_asks_observers_to_resume() -> None:
-    engine, seen = await engine_with(Workflow("wf").task("a", "noop").task("b", "noop"))
+    engine, _ = await engine_with(Workflow("wf").task("a", "noop").task("b", "noop"))
     await engine.handle(start())
     answer = CompleteStep(
         execution_id=EX, now=1_700_000_001.0, step="a", attempt_id="a:1:1", command_id="c-a"
