@@ -212,6 +212,27 @@ async def _demo(settings: Settings, examples: Path, secret: str) -> int:
             await server
 
 
+# -- migrate -------------------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Create or upgrade the Cassandra schema (tables are never created silently at start)."""
+    settings = Settings.from_env()
+    urls = [args.url] if args.url else [settings.event_log_url, settings.effective_registry_url]
+    urls = sorted({url for url in urls if url.startswith("cassandra://")})
+    if not urls:
+        raise CliError("nothing to migrate: give a cassandra:// URL (sqlite:// needs none)", 2)
+    from orchestrator.backends.cassandra import migrate  # the driver loads only when used
+
+    for url in urls:
+        applied = asyncio.run(migrate(url))
+        for migration in applied:
+            print(f"{url}: applied {migration.version}: {migration.description}")
+        if not applied:
+            print(f"{url}: schema is up to date")
+    return 0
+
+
 # -- the parser and main -------------------------------------------------------------------
 
 
@@ -268,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="webhook -> workflow -> history, all on this machine")
     p.add_argument("--port", type=int, default=0, help="port to serve on (0: any free one)")
     p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser("migrate", help="create or upgrade the Cassandra schema")
+    p.add_argument("url", nargs="?", help="cassandra://host/keyspace (default: env event log)")
+    p.set_defaults(handler=cmd_migrate)
 
     _add_remote(sub, server)
     return parser
