@@ -23,32 +23,11 @@ from orchestrator.commands import (
 )
 from orchestrator.engine import Committed, Engine
 from orchestrator.machine import CommandRejected, idempotency_key
-from orchestrator.ports import Registry, StepTask, Timers, Transport, UnknownWorkflow
+from orchestrator.ports import Registry, StepTask, Timers, Transport, UnknownWorkflow, WaitIndex, WaitKey
 from orchestrator.state import ExecutionState
 from schemas.definition import SubworkflowStep, TaskStep
 
 log = logging.getLogger(__name__)
-WaitKey = tuple[str, str | None]  # (event name, correlation key)
-
-
-class WaitIndex:
-    """Executions waiting for (event, correlation key): a projection of active waits."""
-
-    def __init__(self) -> None:
-        self._waiting: dict[WaitKey, set[str]] = {}
-
-    def update(self, execution_id: str, before: set[WaitKey], after: set[WaitKey]) -> None:
-        for key in before - after:
-            waiting = self._waiting.get(key)
-            if waiting is not None:
-                waiting.discard(execution_id)
-                if not waiting:
-                    del self._waiting[key]
-        for key in after - before:
-            self._waiting.setdefault(key, set()).add(execution_id)
-
-    def waiting(self, key: WaitKey) -> list[str]:
-        return sorted(self._waiting.get(key, ()))
 
 
 def wait_keys(state: ExecutionState | None) -> set[WaitKey]:
@@ -72,6 +51,7 @@ class Effects:
         registry: Registry,
         transport: Transport,
         timers: Timers,
+        waits: WaitIndex,
         clock: Callable[[], float],
     ) -> None:
         self.engine = engine
@@ -79,7 +59,7 @@ class Effects:
         self.transport = transport
         self.timers = timers
         self.clock = clock
-        self.waits = WaitIndex()
+        self.waits = waits
         self._finished: dict[str, list[asyncio.Future[ExecutionState]]] = {}
 
     async def on_committed(self, c: Committed) -> None:
@@ -94,7 +74,7 @@ class Effects:
             if event.type == ev.STEP_SCHEDULED:
                 await self.transport.dispatch(task_from_event(after, event.data))
         await self._sync_timers(c.before, after)
-        self.waits.update(after.execution_id, wait_keys(c.before), wait_keys(after))
+        await self._sync_waits(c.before, after)
         for child_id in child_ids(after) - child_ids(c.before):
             await self._start_child(after, child_id)
         for child_id in child_ids(c.before) - child_ids(after):
@@ -109,7 +89,7 @@ class Effects:
     async def resume(self, state: ExecutionState) -> None:
         """Re-derive the effects of a running execution after a restart (at-least-once)."""
         await self._sync_timers(None, state)
-        self.waits.update(state.execution_id, set(), wait_keys(state))
+        await self._sync_waits(None, state)
         graph = await self.engine.graph(state.workflow, state.version)
         for active in state.active.values():
             step = graph.steps.get(active.step)
@@ -125,14 +105,27 @@ class Effects:
                     await self._tell_parent(child)
 
     async def wait_finished(self, execution_id: str, timeout: float | None = None) -> ExecutionState:
-        """The terminal state of an execution, waiting for it if needed."""
+        """The terminal state of an execution, waiting for it if needed.
+
+        Woken at once by commits in this process; polls the log (with backoff) for executions
+        that another process owns.
+        """
         future: asyncio.Future[ExecutionState] = asyncio.get_running_loop().create_future()
         self._finished.setdefault(execution_id, []).append(future)
         try:
-            state = await self.engine.load(execution_id)
-            if state is not None and state.terminal:
-                return state
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                delay = 0.05
+                while True:
+                    summary = await self.engine.log.summary(execution_id)
+                    if summary is not None and summary.status != "running":
+                        self.engine.forget(execution_id)
+                        state = await self.engine.load(execution_id)
+                        assert state is not None
+                        return state
+                    done, _ = await asyncio.wait([future], timeout=delay)
+                    if done:
+                        return future.result()
+                    delay = min(delay * 2, 1.0)
         finally:
             waiters = self._finished.get(execution_id, [])
             if future in waiters:
@@ -152,6 +145,11 @@ class Effects:
             await self.submit(FireTimer(execution_id=execution_id, now=self.clock(), timer_id=timer_id))
         except Exception:
             log.exception("timer %s of %s failed", timer_id, execution_id)
+
+    async def _sync_waits(self, before: ExecutionState | None, after: ExecutionState) -> None:
+        old, new = wait_keys(before), wait_keys(after)
+        if old != new:
+            await self.waits.update(after.execution_id, old - new, new - old)
 
     async def _sync_timers(self, before: ExecutionState | None, after: ExecutionState) -> None:
         old = before.timers if before is not None else {}

@@ -135,12 +135,28 @@ class StepTask:
     timeout_seconds: float | None = None
 
 
+class Shards(Protocol):
+    """How executions map to the transport's partitions, and which ones this process owns."""
+
+    def shard_of(self, execution_id: str) -> int: ...
+
+    def owned_shards(self) -> set[int] | None:
+        """The shards this process owns now; None means all of them (a single process)."""
+
+
 CommandHandler = Callable[[Command], Awaitable[None]]
 TaskHandler = Callable[[StepTask], Awaitable[None]]
 
 
-class Transport(Protocol):
-    """Moves commands to the engine (ordered per execution) and tasks to workers."""
+class Transport(Shards, Protocol):
+    """Moves commands to the engine (ordered per execution) and tasks to workers.
+
+    ``durable``: commands and tasks in flight survive a crash of this process, so nothing has to
+    be re-derived from the log at start (Kafka); otherwise the runtime resumes every running
+    execution from the log when it starts (in-process).
+    """
+
+    durable: bool
 
     async def start(self, on_command: CommandHandler, on_task: TaskHandler) -> None: ...
 
@@ -157,12 +173,31 @@ TimerCallback = Callable[[str, str], Awaitable[None]]
 
 
 class Timers(Protocol):
-    """Durable timers as a projection of TimerScheduled events: fire ``on_due(execution, timer)``."""
+    """Durable timers as a projection of TimerScheduled events: fire ``on_due(execution, timer)``.
 
-    async def start(self, on_due: TimerCallback) -> None: ...
+    Timers of one shard fire in the process that owns the shard; firing twice is harmless (the
+    machine ignores a timer that is no longer armed), losing one is not.
+    """
+
+    async def start(self, on_due: TimerCallback, shards: Shards) -> None: ...
 
     async def stop(self) -> None: ...
 
     async def schedule(self, execution_id: str, timer_id: str, due: float) -> None: ...
 
     async def cancel(self, execution_id: str, timer_id: str) -> None: ...
+
+
+WaitKey = tuple[str, str | None]  # (event name, correlation key)
+
+
+class WaitIndex(Protocol):
+    """Executions waiting for an event by (name, correlation key): a projection of EventAwaited."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def update(self, execution_id: str, removed: set[WaitKey], added: set[WaitKey]) -> None: ...
+
+    async def waiting(self, key: WaitKey) -> builtins.list[str]: ...

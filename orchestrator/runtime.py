@@ -30,10 +30,19 @@ from orchestrator.ports import (
     Registry,
     Timers,
     Transport,
+    WaitIndex,
 )
 from orchestrator.settings import Settings
 from orchestrator.state import ExecutionState, fold
-from orchestrator.urls import EVENT_LOGS, REGISTRIES, TIMERS, TRANSPORTS, open_backend
+from orchestrator.urls import (
+    EVENT_LOGS,
+    REGISTRIES,
+    TIMERS,
+    TRANSPORTS,
+    WAIT_INDEXES,
+    open_backend,
+    projection_url,
+)
 from orchestrator.worker import Worker
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
@@ -79,6 +88,7 @@ class Runtime:
         registry: Registry | None = None,
         transport: Transport | None = None,
         timers: Timers | None = None,
+        waits: WaitIndex | None = None,
         recover: bool = True,
     ) -> None:
         self.settings = settings or Settings.from_env()
@@ -87,10 +97,12 @@ class Runtime:
         self.log: EventLog = event_log or open_backend(EVENT_LOGS, s.event_log_url, "event log")
         self.registry: Registry = registry or open_backend(REGISTRIES, s.effective_registry_url, "registry")
         self.transport: Transport = transport or open_backend(TRANSPORTS, s.transport_url, "transport")
-        self.timers: Timers = timers or open_backend(TIMERS, s.timers_url, "timers", clock)
+        projections = projection_url(s.event_log_url)
+        self.timers: Timers = timers or open_backend(TIMERS, s.timers_url or projections, "timers", clock)
+        self.waits: WaitIndex = waits or open_backend(WAIT_INDEXES, s.waits_url or projections, "wait index")
         self.connectors = connectors or default_connectors(s.python_threads)
         self.engine = Engine(self.log, self.registry, clock=clock)
-        self.effects = Effects(self.engine, self.registry, self.transport, self.timers, clock)
+        self.effects = Effects(self.engine, self.registry, self.transport, self.timers, self.waits, clock)
         self.engine.observers.append(self.effects.on_committed)
         self.worker = Worker(self.connectors, self.transport, clock)
         self._recover = recover
@@ -113,14 +125,14 @@ class Runtime:
     async def start(self) -> None:
         stack = AsyncExitStack()
         try:
-            for part in (self.log, self.registry, self.connectors):
+            for part in (self.log, self.registry, self.waits, self.connectors):
                 await part.start()
                 stack.push_async_callback(part.stop)
             await self.transport.start(self.engine.handle_quietly, self.worker.run)
             stack.push_async_callback(self.transport.stop)
-            await self.timers.start(self.effects.on_timer)
+            await self.timers.start(self.effects.on_timer, self.transport)
             stack.push_async_callback(self.timers.stop)
-            if self._recover:
+            if self._recover and not self.transport.durable:
                 await self.recover()
         except BaseException:
             await stack.aclose()
@@ -212,10 +224,9 @@ class Runtime:
             raise InputInvalid(problems)
 
     async def state(self, execution_id: str, at_sequence: int | None = None) -> ExecutionState:
-        if at_sequence is None:
-            state = await self.engine.load(execution_id)
-        else:
-            state = fold(await self.log.read(execution_id, 0, at_sequence))
+        """The state folded from the log (after event ``at_sequence`` if given): never a stale cache,
+        since other processes may own the execution."""
+        state = fold(await self.log.read(execution_id, 0, at_sequence))
         if state is None:
             raise ExecutionNotFound(f"no execution {execution_id}")
         return state
@@ -276,7 +287,7 @@ class Runtime:
     ) -> list[str]:
         """Deliver an event to every execution waiting on (name, correlation key); their ids."""
         delivered = []
-        for execution_id in self.effects.waits.waiting((name, correlation_key)):
+        for execution_id in await self.waits.waiting((name, correlation_key)):
             committed = await self.engine.handle(
                 DeliverEvent(
                     execution_id=execution_id,

@@ -19,7 +19,8 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_EVENT_LOG_URL": "sqlite:///orchestrator.db",
     "ORCHESTRATOR_REGISTRY_URL": "(same as the event log)",
     "ORCHESTRATOR_TRANSPORT_URL": "inprocess://",
-    "ORCHESTRATOR_TIMERS_URL": "memory://",
+    "ORCHESTRATOR_TIMERS_URL": "(beside a shared event log, else memory://)",
+    "ORCHESTRATOR_WAITS_URL": "(beside a shared event log, else memory://)",
     "ORCHESTRATOR_HOST": "127.0.0.1",
     "ORCHESTRATOR_PORT": "8080",
     "ORCHESTRATOR_WORKER_CONCURRENCY": "64",
@@ -40,7 +41,8 @@ class Settings:
     event_log_url: str = "sqlite:///orchestrator.db"
     registry_url: str | None = None
     transport_url: str = "inprocess://"
-    timers_url: str = "memory://"
+    timers_url: str | None = None
+    waits_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     worker_concurrency: int = 64
@@ -80,7 +82,8 @@ class Settings:
             event_log_url=get("EVENT_LOG_URL") or cls.event_log_url,
             registry_url=get("REGISTRY_URL"),
             transport_url=get("TRANSPORT_URL") or cls.transport_url,
-            timers_url=get("TIMERS_URL") or cls.timers_url,
+            timers_url=get("TIMERS_URL"),
+            waits_url=get("WAITS_URL"),
             host=get("HOST") or cls.host,
             port=number("PORT", cls.port),
             worker_concurrency=number("WORKER_CONCURRENCY", cls.worker_concurrency),

@@ -15,6 +15,8 @@ from orchestrator.ports import CommandHandler, StepTask, TaskHandler
 
 
 class InProcessTransport:
+    durable = False  # a crash loses the queue: the runtime resumes running executions at start
+
     def __init__(self, concurrency: int = 64) -> None:
         self._concurrency = concurrency
         self._queue: asyncio.Queue[StepTask] = asyncio.Queue()
@@ -40,6 +42,12 @@ class InProcessTransport:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
         self._workers = []
+
+    def shard_of(self, execution_id: str) -> int:
+        return 0
+
+    def owned_shards(self) -> set[int] | None:
+        return None
 
     async def submit(self, command: Command) -> None:
         assert self._on_command is not None, "transport not started"

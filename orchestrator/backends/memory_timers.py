@@ -7,7 +7,7 @@ import contextlib
 import heapq
 from collections.abc import Callable
 
-from orchestrator.ports import TimerCallback
+from orchestrator.ports import Shards, TimerCallback
 
 
 class MemoryTimers:
@@ -23,7 +23,7 @@ class MemoryTimers:
     def from_url(cls, url: str, clock: Callable[[], float]) -> MemoryTimers:
         return cls(clock)
 
-    async def start(self, on_due: TimerCallback) -> None:
+    async def start(self, on_due: TimerCallback, shards: Shards) -> None:
         self._on_due = on_due
         self._loop_task = asyncio.create_task(self._run(), name="timers")
 

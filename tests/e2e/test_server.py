@@ -99,6 +99,6 @@ async def test_invalid_definitions_fail_startup_listing_every_file(tmp_path: Pat
         await run_server(settings, ready=lambda url: pytest.fail(f"served on {url}"))
     locations = [problem.location for problem in caught.value.problems]
     assert locations[0] == str(missing)
-    assert any(location.startswith(f"{folder / 'bad.yaml'}: steps.0") for location in locations)
+    assert any(location.startswith(f"{folder / 'bad.yaml'}: steps[0]") for location in locations)
     assert str(folder / "broken.json") in locations
     assert "echo.yaml" not in str(caught.value)
