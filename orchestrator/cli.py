@@ -132,9 +132,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         event_log_url=args.event_log,
+        transport_url=args.transport,
         definitions=tuple(args.definitions) if args.definitions else None,
     )
     asyncio.run(run_server(settings, ready=lambda url: print(f"serving on {url}", flush=True)))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from orchestrator.server import run_worker
+
+    settings = Settings.from_env().with_overrides(
+        event_log_url=args.event_log,
+        transport_url=args.transport,
+        definitions=tuple(args.definitions) if args.definitions else None,
+    )
+    asyncio.run(run_worker(settings, ready=lambda: print("worker running", flush=True)))
     return 0
 
 
@@ -280,7 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="definition files to register at start",
     )
     p.add_argument("--event-log", metavar="URL", help="default: env or sqlite:///orchestrator.db")
+    p.add_argument("--transport", metavar="URL", help="default: env or inprocess://")
     p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("worker", help="run steps and transitions without HTTP (Kafka mode)")
+    p.add_argument("--definitions", action="extend", nargs="+", metavar="PATH")
+    p.add_argument("--event-log", metavar="URL", help="default: env ORCHESTRATOR_EVENT_LOG_URL")
+    p.add_argument("--transport", metavar="URL", help="default: env ORCHESTRATOR_TRANSPORT_URL")
+    p.set_defaults(handler=cmd_worker)
 
     p = sub.add_parser("validate", parents=[as_json], help="check definition files")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -362,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
-    level = logging.INFO if args.verbose or args.command == "serve" else logging.WARNING
+    level = logging.INFO if args.verbose or args.command in ("serve", "worker") else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args))

@@ -136,3 +136,22 @@ async def run_server(settings: Settings, *, ready: Callable[[str], None] | None 
             ready(url)
         await stop.wait()
         log.info("shutting down")
+
+
+async def run_worker(settings: Settings, *, ready: Callable[[], None] | None = None) -> None:
+    """A worker process without HTTP: joins the transport's consumer groups and runs steps
+    until SIGINT/SIGTERM. With Kafka, every worker shares the executions of its partitions."""
+    definitions = load_definitions(settings.definitions)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    async with AsyncExitStack() as stack:
+        runtime = await stack.enter_async_context(Runtime(settings))
+        await register_definitions(runtime, definitions)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+            stack.callback(loop.remove_signal_handler, signum)
+        log.info("worker running")
+        if ready is not None:
+            ready()
+        await stop.wait()
+        log.info("worker shutting down")

@@ -9,18 +9,34 @@ from urllib.parse import urlsplit
 EVENT_LOGS = {
     "sqlite": "orchestrator.backends.sqlite:SQLiteEventLog",
     "memory": "orchestrator.backends.memory:MemoryEventLog",
+    "cassandra": "orchestrator.backends.cassandra:CassandraEventLog",
 }
 REGISTRIES = {
     "sqlite": "orchestrator.backends.sqlite:SQLiteRegistry",
     "memory": "orchestrator.backends.memory:MemoryRegistry",
+    "cassandra": "orchestrator.backends.cassandra:CassandraRegistry",
 }
 TRANSPORTS = {
     "inprocess": "orchestrator.backends.inprocess:InProcessTransport",
     "memory": "orchestrator.backends.inprocess:InProcessTransport",
+    "kafka": "orchestrator.backends.kafka:KafkaTransport",
 }
 TIMERS = {
     "memory": "orchestrator.backends.memory_timers:MemoryTimers",
+    "cassandra": "orchestrator.backends.cassandra_projections:CassandraTimers",
 }
+WAIT_INDEXES = {
+    "memory": "orchestrator.backends.memory_waits:MemoryWaitIndex",
+    "cassandra": "orchestrator.backends.cassandra_projections:CassandraWaitIndex",
+}
+# Where timers and the wait index live when not configured: next to the event log when it is
+# shared by many processes, else in memory (rebuilt from the log when the process starts).
+PROJECTIONS_BESIDE_LOG = {"cassandra"}
+
+
+def projection_url(event_log_url: str) -> str:
+    """The default URL of the timers and the wait index for an event log."""
+    return event_log_url if urlsplit(event_log_url).scheme in PROJECTIONS_BESIDE_LOG else "memory://"
 
 
 class UnknownBackend(ValueError):
