@@ -18,7 +18,7 @@ import jsonschema
 
 from connectors.base import Connectors
 from connectors.defaults import default_connectors
-from orchestrator.commands import CancelExecution, DeliverEvent, StartExecution
+from orchestrator.commands import CancelExecution, DeliverEvent, ResumeExecution, StartExecution
 from orchestrator.effects import Effects
 from orchestrator.engine import Engine
 from orchestrator.machine import ExecutionExists
@@ -205,8 +205,19 @@ class Runtime:
         try:
             await self.engine.handle(command)
         except ExecutionExists:
+            await self._resume_if_never_dispatched(execution_id)
             return StartResult(execution_id, created=False)
         return StartResult(execution_id, created=True)
+
+    async def _resume_if_never_dispatched(self, execution_id: str) -> None:
+        """A duplicate start may be the retry of one whose process died between the append and
+        the dispatch. When the execution has not moved since its start, ask its owner to
+        re-derive the effects (at worst its first tasks run twice, which steps allow)."""
+        if not self.transport.durable:
+            return  # one process: a crash is followed by the recovery scan at start
+        summary = await self.log.summary(execution_id)
+        if summary is not None and summary.status == "running" and summary.updated_at == summary.started_at:
+            await self.transport.submit(ResumeExecution(execution_id=execution_id, now=self.clock()))
 
     def check_input(self, definition: WorkflowDefinition, value: Any) -> None:
         if not definition.input_schema:
