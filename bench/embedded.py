@@ -128,7 +128,8 @@ async def run_embedded(
                 marks = sorted(noop.marks.pop(started.execution_id))
                 gaps += [(marks[i + 1][1] - marks[i][2]) * 1e6 for i in range(len(marks) - 1)]
             start = time.perf_counter()
-            ids = [(await runtime.start_execution("bench-noop")).execution_id for _ in range(concurrent)]
+            starts = await asyncio.gather(*(runtime.start_execution("bench-noop") for _ in range(concurrent)))
+            ids = [started.execution_id for started in starts]
             await asyncio.gather(*(runtime.wait(i, timeout=600) for i in ids))
             elapsed = time.perf_counter() - start
             events = 0

@@ -53,6 +53,8 @@ class Effects:
         timers: Timers,
         waits: WaitIndex,
         clock: Callable[[], float],
+        *,
+        others_commit: bool = False,
     ) -> None:
         self.engine = engine
         self.registry = registry
@@ -60,6 +62,7 @@ class Effects:
         self.timers = timers
         self.clock = clock
         self.waits = waits
+        self.others_commit = others_commit  # other processes append too: poll the log to see it
         self._finished: dict[str, list[asyncio.Future[ExecutionState]]] = {}
 
     async def on_committed(self, c: Committed) -> None:
@@ -122,7 +125,7 @@ class Effects:
                         state = await self.engine.load(execution_id)
                         assert state is not None
                         return state
-                    done, _ = await asyncio.wait([future], timeout=delay)
+                    done, _ = await asyncio.wait([future], timeout=delay if self.others_commit else None)
                     if done:
                         return future.result()
                     delay = min(delay * 2, 1.0)

@@ -137,8 +137,15 @@ class Engine:
             log.debug("command not applied: %s", exc)
 
     async def _handle_locked(self, command: Command) -> Committed | None:
-        for _ in range(self._retries):
-            cached = await self._load(command.execution_id)
+        for attempt in range(self._retries):
+            if (
+                isinstance(command, StartExecution)
+                and attempt == 0
+                and command.execution_id not in self._cache
+            ):
+                cached = None  # a start appends at sequence 0 blind: the log rejects a duplicate
+            else:
+                cached = await self._load(command.execution_id)
             before = cached.state if cached is not None else None
             if cached is not None and (
                 isinstance(command, ResumeExecution)

@@ -128,9 +128,7 @@ def _compare(produced: list[Event], recorded: Sequence[Stamped], end: int) -> Di
             return Divergence(envelope.sequence, event, _event(envelope), reason)
         difference = _difference(_plain(event.data), _plain(envelope.data), "data")
         if difference is not None:
-            return Divergence(
-                envelope.sequence, event, _event(envelope), f"{event.type}.{difference}"
-            )
+            return Divergence(envelope.sequence, event, _event(envelope), f"{event.type}.{difference}")
     return None
 
 
@@ -164,13 +162,9 @@ def _command_for(state: ExecutionState | None, envelope: Stamped) -> Command:
         error = ErrorInfo(e["type"], e.get("message", ""), e.get("retryable", True))
         return FailStep(**base, step=step, attempt_id=data["attempt_id"], error=error)
     if kind == ev.STEP_SUCCEEDED and "child_id" in data:
-        return ChildFinished(
-            **base, child_id=data["child_id"], status="succeeded", output=data["output"]
-        )
+        return ChildFinished(**base, child_id=data["child_id"], status="succeeded", output=data["output"])
     if kind == ev.STEP_FAILED and "child_id" in data:
-        return ChildFinished(
-            **base, child_id=data["child_id"], status="failed", error=data["error"]
-        )
+        return ChildFinished(**base, child_id=data["child_id"], status="failed", error=data["error"])
     if kind == ev.TIMER_FIRED:
         return FireTimer(**base, timer_id=data["timer_id"])
     if kind == ev.EVENT_RECEIVED and "buffered" not in data:

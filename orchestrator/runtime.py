@@ -102,7 +102,15 @@ class Runtime:
         self.waits: WaitIndex = waits or open_backend(WAIT_INDEXES, s.waits_url or projections, "wait index")
         self.connectors = connectors or default_connectors(s.python_threads)
         self.engine = Engine(self.log, self.registry, clock=clock)
-        self.effects = Effects(self.engine, self.registry, self.transport, self.timers, self.waits, clock)
+        self.effects = Effects(
+            self.engine,
+            self.registry,
+            self.transport,
+            self.timers,
+            self.waits,
+            clock,
+            others_commit=self.transport.durable,
+        )
         self.engine.observers.append(self.effects.on_committed)
         self.worker = Worker(self.connectors, self.transport, clock)
         self._recover = recover

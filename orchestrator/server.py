@@ -57,9 +57,7 @@ def definition_files(paths: tuple[str, ...]) -> tuple[list[Path], list[Problem]]
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
-                p for p in path.iterdir() if p.suffix in DEFINITION_SUFFIXES and p.is_file()
-            )
+            found = sorted(p for p in path.iterdir() if p.suffix in DEFINITION_SUFFIXES and p.is_file())
             if not found:
                 log.warning("no definition files (*.yaml, *.yml, *.json) in %s", path)
             files += found
@@ -87,9 +85,7 @@ def load_definitions(paths: tuple[str, ...]) -> list[tuple[Path, WorkflowDefinit
     return loaded
 
 
-async def register_definitions(
-    runtime: Runtime, definitions: list[tuple[Path, WorkflowDefinition]]
-) -> None:
+async def register_definitions(runtime: Runtime, definitions: list[tuple[Path, WorkflowDefinition]]) -> None:
     problems: list[Problem] = []
     for file, definition in definitions:
         try:

@@ -101,7 +101,7 @@ class ExecutionState:
 
 
 MISSING: Any = {"__missing__": True}
-_Handler = Callable[[ExecutionState, dict[str, Any]], ExecutionState]
+_Handler = Callable[[ExecutionState, dict[str, Any]], dict[str, Any]]
 
 
 def fold(events: Any, state: ExecutionState | None = None) -> ExecutionState | None:
@@ -130,32 +130,31 @@ def evolve(state: ExecutionState | None, event: EventLike) -> ExecutionState:
     handler = _HANDLERS.get(event.type)
     if handler is None:
         raise HistoryError(f"unknown event type {event.type!r}")
-    return replace(handler(state, data), sequence=state.sequence + 1)
+    return replace(state, sequence=state.sequence + 1, **handler(state, data))
 
 
 def _without_step_timers(timers: dict[str, Timer], step: str) -> dict[str, Timer]:
     return {tid: t for tid, t in timers.items() if t.step != step}
 
 
-def _step_scheduled(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
+def _step_scheduled(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     step = d["step"]
     timers = _without_step_timers(s.timers, step)
     if d.get("deadline") is not None:
         tid = f"{d['attempt_id']}:timeout"
         timers[tid] = Timer(tid, step, d["deadline"], "timeout")
     active = ActiveStep(step, "task", d["visit"], d["attempt"], d["attempt_id"], args=d.get("args"))
-    return replace(s, active={**s.active, step: active}, timers=timers, visits={**s.visits, step: d["visit"]})
+    return dict(active={**s.active, step: active}, timers=timers, visits={**s.visits, step: d["visit"]})
 
 
-def _step_succeeded(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
+def _step_succeeded(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     step = d["step"]
     active = dict(s.active)
     active.pop(step, None)
     joins = s.joins
     if step in joins:
         joins = {k: v for k, v in joins.items() if k != step}
-    return replace(
-        s,
+    return dict(
         active=active,
         joins=joins,
         timers=_without_step_timers(s.timers, step),
@@ -164,17 +163,16 @@ def _step_succeeded(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
     )
 
 
-def _step_failed(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
+def _step_failed(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     step = d["step"]
     timers = _without_step_timers(s.timers, step)
     retry = d.get("retry")
     if retry:
         current = s.active[step]
         timers[retry["timer_id"]] = Timer(retry["timer_id"], step, retry["due"], "retry")
-        return replace(s, active={**s.active, step: replace(current, phase="retry_wait")}, timers=timers)
+        return dict(active={**s.active, step: replace(current, phase="retry_wait")}, timers=timers)
     abandoned = set(d.get("abandoned", ())) | {step}
-    return replace(
-        s,
+    return dict(
         active={k: v for k, v in s.active.items() if k not in abandoned},
         joins={k: v for k, v in s.joins.items() if k not in abandoned},
         timers={tid: t for tid, t in timers.items() if t.step not in abandoned},
@@ -183,44 +181,42 @@ def _step_failed(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
     )
 
 
-def _timer_scheduled(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
+def _timer_scheduled(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     step = d["step"]
     timer = Timer(d["timer_id"], step, d["due"], d["purpose"])
     active = ActiveStep(step, "wait", d["visit"])
-    return replace(
-        s,
+    return dict(
         active={**s.active, step: active},
         timers={**s.timers, timer.timer_id: timer},
         visits={**s.visits, step: d["visit"]},
     )
 
 
-def _timer_fired(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
-    return replace(s, timers={k: v for k, v in s.timers.items() if k != d["timer_id"]})
+def _timer_fired(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
+    return dict(timers={k: v for k, v in s.timers.items() if k != d["timer_id"]})
 
 
-def _choice_made(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
-    return replace(s, visits={**s.visits, d["step"]: d["visit"]})
+def _choice_made(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
+    return dict(visits={**s.visits, d["step"]: d["visit"]})
 
 
-def _parallel_started(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
+def _parallel_started(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     step = d["step"]
-    return replace(
-        s,
+    return dict(
         active={**s.active, step: ActiveStep(step, "parallel", d["visit"])},
         joins={**s.joins, step: (MISSING,) * d["branches"]},
         visits={**s.visits, step: d["visit"]},
     )
 
 
-def _branch_completed(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
+def _branch_completed(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     step, branch = d["step"], d["branch"]
     results = list(s.joins[step])
     results[branch] = d.get("output")
-    return replace(s, joins={**s.joins, step: tuple(results)})
+    return dict(joins={**s.joins, step: tuple(results)})
 
 
-def _event_awaited(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
+def _event_awaited(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     step = d["step"]
     timers = dict(s.timers)
     if d.get("timer_id"):
@@ -232,30 +228,29 @@ def _event_awaited(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
         event=d["event"],
         correlation_key=d.get("correlation_key"),
     )
-    return replace(s, active={**s.active, step: active}, timers=timers, visits={**s.visits, step: d["visit"]})
+    return dict(active={**s.active, step: active}, timers=timers, visits={**s.visits, step: d["visit"]})
 
 
-def _event_received(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
+def _event_received(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     index = d.get("buffered")
     if index is None:
-        return s
-    return replace(s, signals=s.signals[:index] + s.signals[index + 1 :])
+        return {}
+    return dict(signals=s.signals[:index] + s.signals[index + 1 :])
 
 
-def _signal_received(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
-    return replace(s, signals=(*s.signals, (d["name"], d.get("payload"))))
+def _signal_received(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
+    return dict(signals=(*s.signals, (d["name"], d.get("payload"))))
 
 
-def _child_started(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
+def _child_started(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     step = d["step"]
     active = ActiveStep(step, "subworkflow", d["visit"], child_id=d["child_id"], args=d.get("input"))
-    return replace(s, active={**s.active, step: active}, visits={**s.visits, step: d["visit"]})
+    return dict(active={**s.active, step: active}, visits={**s.visits, step: d["visit"]})
 
 
 def _terminal(status: str) -> _Handler:
-    def apply(s: ExecutionState, d: dict[str, Any]) -> ExecutionState:
-        return replace(
-            s,
+    def apply(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
+        return dict(
             status=status,
             active={},
             timers={},

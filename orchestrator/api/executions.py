@@ -105,17 +105,13 @@ async def json_body(request: web.Request, model: type[M], *, optional: bool = Fa
     raw = await request.read()
     if not raw.strip():
         if not optional:
-            raise web.HTTPBadRequest(
-                reason="Invalid Body", text="the body is empty; send a JSON object"
-            )
+            raise web.HTTPBadRequest(reason="Invalid Body", text="the body is empty; send a JSON object")
         data: Any = {}
     else:
         try:
             data = parse_json(raw)  # strict JSON, nesting bounded: the webhooks' parser
         except ValueError as exc:
-            raise web.HTTPBadRequest(
-                reason="Invalid Body", text=f"the body is not JSON: {exc}"
-            ) from None
+            raise web.HTTPBadRequest(reason="Invalid Body", text=f"the body is not JSON: {exc}") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -186,11 +182,7 @@ class ExecutionsApi:
 
     async def list_executions(self, request: web.Request) -> web.Response:
         params = query_params(request, ListParams)
-        if (
-            params.started_after
-            and params.started_before
-            and params.started_after > params.started_before
-        ):
+        if params.started_after and params.started_before and params.started_after > params.started_before:
             raise web.HTTPBadRequest(
                 reason="Invalid Parameter",
                 text="started_after must not be later than started_before",
@@ -244,18 +236,14 @@ class ExecutionsApi:
     async def cancel(self, request: web.Request) -> web.Response:
         """200 with the cancelled state; 409 when the execution has already finished."""
         body = await json_body(request, CancelBody, optional=True)
-        state = await self.runtime.cancel(
-            request.match_info["id"], body.reason, actor=request_actor(request)
-        )
+        state = await self.runtime.cancel(request.match_info["id"], body.reason, actor=request_actor(request))
         return web.json_response(state.to_dict())
 
     async def signal(self, request: web.Request) -> web.Response:
         """Deliver to the waiting step, or buffer until the execution waits for that name."""
         body = await json_body(request, SignalBody)
         execution_id = request.match_info["id"]
-        state = await self.runtime.signal(
-            execution_id, body.name, body.payload, actor=request_actor(request)
-        )
+        state = await self.runtime.signal(execution_id, body.name, body.payload, actor=request_actor(request))
         # A step waiting for this name would have taken any buffered one, so a buffered
         # signal of this name now means this one was buffered.
         buffered = any(name == body.name for name, _ in state.signals)

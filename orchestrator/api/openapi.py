@@ -53,9 +53,7 @@ SCHEMAS: dict[str, Schema] = {
         {"error": _obj({"code": STR, "message": STR, "details": _array(PROBLEM)}, "code message")},
         "error",
     ),
-    "DefinitionBrief": _obj(
-        {"name": STR, "version": INT, "description": STR, "triggers": _array(OBJ)}
-    ),
+    "DefinitionBrief": _obj({"name": STR, "version": INT, "description": STR, "triggers": _array(OBJ)}),
     "DefinitionList": _obj({"items": _array(ref("DefinitionBrief"))}, "items"),
     "DefinitionVersions": _obj({"name": STR, "versions": _array(INT)}, "name versions"),
     "ExecutionState": _obj(
@@ -74,9 +72,7 @@ SCHEMAS: dict[str, Schema] = {
         f"{IDENTITY} status sequence",
     ),
     "Execution": {"allOf": [ref("ExecutionSummary"), ref("ExecutionState")]},
-    "ExecutionPage": _obj(
-        {"items": _array(ref("ExecutionSummary")), "next_cursor": _nullable(STR)}, "items"
-    ),
+    "ExecutionPage": _obj({"items": _array(ref("ExecutionSummary")), "next_cursor": _nullable(STR)}, "items"),
     "CloudEvent": _obj(
         {
             **dict.fromkeys(("specversion", "id", "source", "type", "subject"), STR),
@@ -87,12 +83,8 @@ SCHEMAS: dict[str, Schema] = {
         },
         "specversion id source type subject time sequence",
     ),
-    "HistoryPage": _obj(
-        {"events": _array(ref("CloudEvent")), "next_after": _nullable(INT)}, "events"
-    ),
-    "StartResult": _obj(
-        {"execution_id": STR, "created": BOOL, "status_url": STR}, "execution_id created"
-    ),
+    "HistoryPage": _obj({"events": _array(ref("CloudEvent")), "next_after": _nullable(INT)}, "events"),
+    "StartResult": _obj({"execution_id": STR, "created": BOOL, "status_url": STR}, "execution_id created"),
     "SignalAccepted": _obj({"execution_id": STR, "status": STATUS, "buffered": BOOL}),
     "Delivered": _obj({"delivered_to": _array(STR)}, "delivered_to"),
     "Hook": _obj(
@@ -173,9 +165,7 @@ PATHS: dict[str, Schema] = {
             f"201:{DEFINITION} 200:{DEFINITION} 400 409 413",
             body=_body(DEFINITION, "application/yaml", "text/yaml"),
         ),
-        "get": _op(
-            "listDefinitions", "The latest version of every workflow.", "200:DefinitionList"
-        ),
+        "get": _op("listDefinitions", "The latest version of every workflow.", "200:DefinitionList"),
     },
     DEFS + "/{name}": {
         "get": _op(
@@ -203,9 +193,7 @@ PATHS: dict[str, Schema] = {
             _query(ex.ListParams),
         ),
     },
-    EXS + "/{id}": {
-        "get": _op("getExecution", "Summary and current state.", "200:Execution 404", [ID])
-    },
+    EXS + "/{id}": {"get": _op("getExecution", "Summary and current state.", "200:Execution 404", [ID])},
     EXS + "/{id}/history": {
         "get": _op(
             "getHistory",
@@ -259,18 +247,14 @@ PATHS: dict[str, Schema] = {
         )
     },
     "/healthz": {"get": _op("healthz", "The process is alive.", "200:Health")},
-    "/readyz": {
-        "get": _op("readyz", "The runtime runs; its event log answers.", "200:Health 503:Health")
-    },
+    "/readyz": {"get": _op("readyz", "The runtime runs; its event log answers.", "200:Health 503:Health")},
     "/api/v1/openapi.json": {"get": _op("openapi", "This document.", "200:OpenApiDocument")},
 }
 
 
 def document() -> Schema:
     """The whole OpenAPI 3.1 document."""
-    models = _model_schemas(
-        WorkflowDefinition, ex.StartBody, ex.CancelBody, ex.SignalBody, ex.EventBody
-    )
+    models = _model_schemas(WorkflowDefinition, ex.StartBody, ex.CancelBody, ex.SignalBody, ex.EventBody)
     models["ExecutionSummary"] = TypeAdapter(ExecutionSummary).json_schema(ref_template=REF)
     return {
         "openapi": "3.1.0",

@@ -196,9 +196,7 @@ class CassandraEventLog(_Backend):
     def from_url(cls, url: str) -> CassandraEventLog:
         return cls(CassandraSettings.from_url(url))
 
-    async def append(
-        self, execution_id: str, expected_sequence: int, events: Sequence[Envelope]
-    ) -> None:
+    async def append(self, execution_id: str, expected_sequence: int, events: Sequence[Envelope]) -> None:
         """Append events numbered expected_sequence+1...; ConcurrencyError if not the last."""
         check_sequences(execution_id, expected_sequence, events)
         if not events:
@@ -487,9 +485,7 @@ class CassandraRegistry(_Backend):
             if existing is None:
                 return definition
             if not same_content(existing, definition):
-                raise VersionConflict(
-                    f"{definition.name} v{definition.version} exists with other content"
-                )
+                raise VersionConflict(f"{definition.name} v{definition.version} exists with other content")
             return existing
         while True:  # each turn another registrar took the version we tried
             latest = await self._get(definition.name, None)
@@ -521,9 +517,7 @@ class CassandraRegistry(_Backend):
     async def versions(self, name: str) -> builtins.list[int]:
         return sorted(version for (version,) in await self._db.rows(self._cql["versions"], name))
 
-    async def _get(
-        self, name: str, version: int | None, serial: bool = False
-    ) -> WorkflowDefinition | None:
+    async def _get(self, name: str, version: int | None, serial: bool = False) -> WorkflowDefinition | None:
         if version is None:
             statement = self._cql["latest"].bind((name,))
         else:

@@ -63,10 +63,8 @@ _EVENT_LOG_DDL = (
     " version INTEGER NOT NULL, tenant TEXT NOT NULL, status TEXT NOT NULL,"
     " started_at TEXT NOT NULL, updated_at TEXT NOT NULL, last_sequence INTEGER NOT NULL,"
     " parent_id TEXT) WITHOUT ROWID",
-    "CREATE INDEX IF NOT EXISTS executions_by_workflow"
-    " ON executions (workflow, started_at, execution_id)",
-    "CREATE INDEX IF NOT EXISTS executions_by_status"
-    " ON executions (status, started_at, execution_id)",
+    "CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions (workflow, started_at, execution_id)",
+    "CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, started_at, execution_id)",
     "CREATE INDEX IF NOT EXISTS executions_by_start ON executions (started_at, execution_id)",
 )
 _REGISTRY_DDL = (
@@ -74,23 +72,16 @@ _REGISTRY_DDL = (
     " body TEXT NOT NULL, PRIMARY KEY (name, version)) WITHOUT ROWID",
 )
 
-_COLUMNS = (
-    "execution_id, workflow, version, tenant, status, started_at, updated_at, last_sequence,"
-    " parent_id"
-)
+_COLUMNS = "execution_id, workflow, version, tenant, status, started_at, updated_at, last_sequence, parent_id"
 _INSERT_EXECUTION = f"INSERT INTO executions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SELECT_SUMMARY = f"SELECT {_COLUMNS} FROM executions WHERE execution_id = ?"
 _ADVANCE = "UPDATE executions SET updated_at = ?, last_sequence = ? WHERE execution_id = ?"
-_ADVANCE_STATUS = (
-    "UPDATE executions SET status = ?, updated_at = ?, last_sequence = ? WHERE execution_id = ?"
-)
+_ADVANCE_STATUS = "UPDATE executions SET status = ?, updated_at = ?, last_sequence = ? WHERE execution_id = ?"
 _INSERT_EVENTS = "INSERT INTO events VALUES (?, ?, ?, ?, ?)"
 # Set-based statements for a whole group commit: one parameter holds a JSON array of rows, so a
 # batch of any size costs a handful of statements (each sqlite3 call releases and retakes the
 # GIL, which under load costs far more than the work itself).
-_SELECT_HEADS = (
-    f"SELECT {_COLUMNS} FROM executions WHERE execution_id IN (SELECT value FROM json_each(?))"
-)
+_SELECT_HEADS = f"SELECT {_COLUMNS} FROM executions WHERE execution_id IN (SELECT value FROM json_each(?))"
 _INSERT_EVENTS_JSON = (
     "INSERT INTO events SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3,"
     " CAST(value ->> 4 AS BLOB) FROM json_each(?)"
@@ -152,9 +143,7 @@ class _Database:
     async def open(self) -> None:
         if self._executor is not None:
             raise RuntimeError(f"{self.settings.url}: {self._component} is already started")
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"sqlite-{self._component}"
-        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{self._component}")
         try:
             await self.run(self._connect)
         except BaseException:
@@ -270,9 +259,7 @@ class SQLiteEventLog:
     ) -> None:
         await self.stop()
 
-    async def append(
-        self, execution_id: str, expected_sequence: int, events: Sequence[Envelope]
-    ) -> None:
+    async def append(self, execution_id: str, expected_sequence: int, events: Sequence[Envelope]) -> None:
         """Append events numbered expected_sequence+1...; ConcurrencyError if not the last.
 
         Returns once the events are committed. Cancelling the caller does not withdraw an
@@ -404,9 +391,7 @@ class SQLiteEventLog:
         return outcomes
 
     def _unavailable(self, reason: str, cause: BaseException | None = None) -> BackendUnavailable:
-        error = BackendUnavailable(
-            f"{self.settings.url}: {reason}" + (f": {cause}" if cause else "")
-        )
+        error = BackendUnavailable(f"{self.settings.url}: {reason}" + (f": {cause}" if cause else ""))
         error.__cause__ = cause
         return error
 
@@ -548,9 +533,7 @@ class SQLiteRegistry:
         existing = self._get(definition.name, definition.version)
         if existing is not None:
             if not same_content(existing, definition):
-                raise VersionConflict(
-                    f"{definition.name} v{definition.version} exists with other content"
-                )
+                raise VersionConflict(f"{definition.name} v{definition.version} exists with other content")
             return existing
         self._db.connection.execute(
             "INSERT INTO definitions VALUES (?, ?, ?)",
