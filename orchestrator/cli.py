@@ -384,6 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     level = logging.INFO if args.verbose or args.command in ("serve", "worker") else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # our adapters report connection trouble once, clearly; not every retry
+        for noisy in ("aiokafka", "cassandra"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

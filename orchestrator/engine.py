@@ -138,11 +138,8 @@ class Engine:
 
     async def _handle_locked(self, command: Command) -> Committed | None:
         for attempt in range(self._retries):
-            if (
-                isinstance(command, StartExecution)
-                and attempt == 0
-                and command.execution_id not in self._cache
-            ):
+            from_cache = command.execution_id in self._cache  # may be behind another process
+            if isinstance(command, StartExecution) and attempt == 0 and not from_cache:
                 cached = None  # a start appends at sequence 0 blind: the log rejects a duplicate
             else:
                 cached = await self._load(command.execution_id)
@@ -160,6 +157,9 @@ class Engine:
                 raise CommandRejected(f"execution {command.execution_id} does not exist")
             events, after = decide_and_evolve(graph, before, command)
             if not events or after is None:
+                if from_cache:  # stale to a cached state may be fresh news to the log's: look
+                    self.forget(command.execution_id)
+                    continue
                 return None
             envelopes = self._stamp(before, after, command, events)
             try:

@@ -20,6 +20,7 @@ import yaml
 
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from schemas.builder import Workflow, retry
 from tests.integration.conftest import TestKeyspace
 
 pytestmark = pytest.mark.integration
@@ -29,19 +30,17 @@ STEPS = 6
 
 
 def workflow_file(folder: Path) -> Path:
-    steps = [
-        {
-            "name": f"s{i}",
-            "type": "task",
-            "connector": "python",
-            "config": {"function": "tests.integration.steps:pause"},
-            "input": {"n": "input.n" if i == 0 else f"steps.s{i - 1}.n"},
-            "retry": {"max_attempts": 5, "backoff": {"initial_seconds": 0.2}},
-        }
-        for i in range(STEPS)
-    ]
+    chain = Workflow("chain")
+    for i in range(STEPS):
+        chain.task(
+            f"s{i}",
+            "python",
+            config={"function": "tests.integration.steps:pause"},
+            input={"n": "input.n" if i == 0 else f"steps.s{i - 1}.n", "seconds": "`0.1`"},
+            retry=retry(5, initial_seconds=0.2),
+        )
     path = folder / "chain.yaml"
-    path.write_text(yaml.safe_dump({"name": "chain", "steps": steps}))
+    path.write_text(yaml.safe_dump(chain.to_dict()))
     return path
 
 
@@ -77,6 +76,8 @@ async def test_sigkill_one_of_two_workers(
             for _ in range(300):  # the workers register the definition when they are up
                 if "chain" in {d.name for d in await runtime.registry.list()}:
                     break
+                for worker, log in zip(workers, logs, strict=True):
+                    assert worker.poll() is None, log.read_text()[-3000:]
                 await asyncio.sleep(0.1)
             started = await asyncio.gather(
                 *(runtime.start_execution("chain", {"n": 0}) for _ in range(EXECUTIONS))
@@ -85,7 +86,19 @@ async def test_sigkill_one_of_two_workers(
             await wait_for_progress(runtime, ids, fraction=0.25)
             workers[0].send_signal(signal.SIGKILL)
             killed_at = time.monotonic()
-            states = await asyncio.gather(*(runtime.wait(i, timeout=180) for i in ids))
+            running = [(await runtime.summary(i)).status == "running" for i in ids]
+            assert sum(running) >= EXECUTIONS // 4, "the kill came too late to prove anything"
+            try:
+                states = await asyncio.gather(*(runtime.wait(i, timeout=120) for i in ids))
+            except TimeoutError:
+                for execution_id in ids:
+                    if (await runtime.summary(execution_id)).status == "running":
+                        history = await runtime.history(execution_id)
+                        lines = [
+                            f"{e.sequence} {e.type} {e.data.get('step')} {e.causationid}" for e in history
+                        ]
+                        raise AssertionError(f"{execution_id} stuck:\n" + "\n".join(lines)) from None
+                raise
             recovery = time.monotonic() - killed_at
             assert workers[0].wait(5) == -signal.SIGKILL
             assert workers[1].poll() is None, logs[1].read_text()[-3000:]

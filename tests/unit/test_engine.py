@@ -84,3 +84,18 @@ async def test_a_writer_that_lost_the_race_decides_again() -> None:
     assert await engine.handle(answer) is None
     types = [e.type for e in await engine.log.read(EX)]
     assert types.count("StepSucceeded") == 1
+
+
+async def test_a_stale_cache_does_not_swallow_a_redelivered_command() -> None:
+    """Another process applied the command and died before its effects; this one had cached
+    an older state, so the redelivery looks stale at first: it must check the log."""
+    engine, seen = await engine_with(Workflow("wf").task("a", "noop").task("b", "noop"))
+    await engine.handle(start())  # ``engine`` caches the state at sequence 2
+    other = Engine(engine.log, engine.registry, clock=engine.clock)
+    answer = CompleteStep(
+        execution_id=EX, now=1_700_000_001.0, step="a", attempt_id="a:1:1", command_id="c-a"
+    )
+    assert await other.handle(answer) is not None  # applied there; its effects are lost
+    redelivered = await engine.handle(answer)
+    assert redelivered is not None and redelivered.events == ()
+    assert redelivered.after.active.keys() == {"b"}  # observers re-dispatch b
