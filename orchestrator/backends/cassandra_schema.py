@@ -139,6 +139,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             " PRIMARY KEY ((scope), name))",
         ),
     ),
+    Migration(
+        3,
+        "projections: timers by (shard, minute bucket) with a lookup by execution and a"
+        " per-shard progress mark; the wait index by (event, correlation key)",
+        (
+            "CREATE TABLE IF NOT EXISTS {ks}.timers (shard int, bucket bigint, fire_at double,"
+            " execution_id text, timer_id text, due double,"
+            " PRIMARY KEY ((shard, bucket), fire_at, execution_id, timer_id))"
+            " WITH CLUSTERING ORDER BY (fire_at ASC, execution_id ASC, timer_id ASC)",
+            "CREATE TABLE IF NOT EXISTS {ks}.timers_by_execution (execution_id text,"
+            " timer_id text, shard int, bucket bigint, fire_at double, due double,"
+            " PRIMARY KEY ((execution_id), timer_id))",
+            "CREATE TABLE IF NOT EXISTS {ks}.timer_shard_progress (shard int, bucket bigint,"
+            " PRIMARY KEY ((shard)))",
+            "CREATE TABLE IF NOT EXISTS {ks}.waits (event text, correlation_key text,"
+            " execution_id text, PRIMARY KEY ((event, correlation_key), execution_id))",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -229,18 +247,14 @@ class CassandraSettings:
         if parts.scheme != "cassandra":
             raise ValueError(f"{url!r} is not a cassandra://host[:port]/keyspace URL")
         userinfo, _, netloc = parts.netloc.rpartition("@")
-        shown = (
-            url.replace(userinfo, userinfo.partition(":")[0] + ":***") if ":" in userinfo else url
-        )
+        shown = url.replace(userinfo, userinfo.partition(":")[0] + ":***") if ":" in userinfo else url
         hosts, port = _hosts(netloc, shown)
         keyspace = parts.path.strip("/")
         if not KEYSPACE_NAME.fullmatch(keyspace):
             raise ValueError(f"{shown!r}: keyspace must match {KEYSPACE_NAME.pattern}")
         params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         if unknown := sorted(set(params) - set(_PARAMETERS)):
-            raise ValueError(
-                f"{shown!r}: unknown parameters {unknown}; known: {', '.join(_PARAMETERS)}"
-            )
+            raise ValueError(f"{shown!r}: unknown parameters {unknown}; known: {', '.join(_PARAMETERS)}")
         consistency = params.get("consistency", "LOCAL_QUORUM").upper()
         serial = params.get("serial_consistency", "LOCAL_SERIAL").upper()
         if consistency not in ConsistencyLevel.name_to_value or "SERIAL" in consistency:
@@ -296,9 +310,7 @@ def _hosts(netloc: str, shown: str) -> tuple[tuple[str, ...], int]:
     return tuple(hosts), ports.pop()
 
 
-def _number(
-    params: dict[str, str], name: str, default: str, kind: Callable[[str], T], shown: str
-) -> T:
+def _number(params: dict[str, str], name: str, default: str, kind: Callable[[str], T], shown: str) -> T:
     try:
         value = kind(params.get(name, default))
     except ValueError:
@@ -392,9 +404,7 @@ class Database:
         """Connect; then check the schema is current (or migrate it when configured to)."""
         settings = self.settings
         profile = ExecutionProfile(
-            load_balancing_policy=TokenAwarePolicy(
-                DCAwareRoundRobinPolicy(settings.local_dc or "")
-            ),
+            load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(settings.local_dc or "")),
             consistency_level=ConsistencyLevel.name_to_value[settings.consistency],
             serial_consistency_level=self.serial,
             request_timeout=settings.request_timeout,
@@ -457,13 +467,10 @@ class Database:
         if missing := pending(done):
             versions = ", ".join(f"{m.version} ({m.description})" for m in missing)
             raise BackendUnavailable(
-                f"{url}: schema migrations not applied: {versions};"
-                f" run `orchestrator migrate {url}`"
+                f"{url}: schema migrations not applied: {versions}; run `orchestrator migrate {url}`"
             )
         if newer := sorted(v for v in done if v > LATEST):
-            raise BackendUnavailable(
-                f"{url}: schema versions {newer} are newer than this code ({LATEST})"
-            )
+            raise BackendUnavailable(f"{url}: schema versions {newer} are newer than this code ({LATEST})")
 
     async def prepare(
         self, statements: dict[str, str], idempotent: bool = True
@@ -509,9 +516,7 @@ class Database:
         """All rows of a short query (one page)."""
         return list((await self.run(prepared.bind(values))).current_rows)
 
-    async def pages(
-        self, statement: BoundStatement, page_size: int = PAGE_SIZE
-    ) -> AsyncIterator[list[Row]]:
+    async def pages(self, statement: BoundStatement, page_size: int = PAGE_SIZE) -> AsyncIterator[list[Row]]:
         """Rows page by page, each page one request (``fetch_size`` rows)."""
         statement.fetch_size = page_size
         state: bytes | None = None
@@ -526,15 +531,11 @@ class Database:
         """An unprepared statement (schema changes and migrations), with a long timeout."""
         statement = SimpleStatement(text)
         loop = asyncio.get_running_loop()
-        response = self.session.execute_async(
-            statement, tuple(params), timeout=SCHEMA_TIMEOUT_SECONDS
-        )
+        response = self.session.execute_async(statement, tuple(params), timeout=SCHEMA_TIMEOUT_SECONDS)
         try:
             return list((await bridge(response, loop)).current_rows)
         except _TRANSIENT as exc:
-            raise BackendUnavailable(
-                f"{self.settings.url}: {text[:60]}...: {describe(exc)}"
-            ) from exc
+            raise BackendUnavailable(f"{self.settings.url}: {text[:60]}...: {describe(exc)}") from exc
 
 
 async def migrate(url: str) -> list[Migration]:

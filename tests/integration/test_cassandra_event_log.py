@@ -159,9 +159,7 @@ async def test_listing_by_workflow_status_and_time_across_two_day_buckets(
         ExecutionQuery(limit=2, status="succeeded"),
         ExecutionQuery(limit=2, status="running", workflow="billing"),
         ExecutionQuery(limit=5, tenant="acme", status="failed"),
-        ExecutionQuery(
-            limit=4, started_after=at_day(1, 86399 - 5 * 60), started_before=at_day(2, 300)
-        ),
+        ExecutionQuery(limit=4, started_after=at_day(1, 86399 - 5 * 60), started_before=at_day(2, 300)),
         ExecutionQuery(limit=100, started_before=at_day(2, 0)),
         ExecutionQuery(limit=100, started_after=at_day(2, 0)),
         ExecutionQuery(limit=3, workflow="ship", started_after=at_day(1, 86000)),

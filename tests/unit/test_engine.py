@@ -89,7 +89,7 @@ async def test_a_writer_that_lost_the_race_decides_again() -> None:
 async def test_a_stale_cache_does_not_swallow_a_redelivered_command() -> None:
     """Another process applied the command and died before its effects; this one had cached
     an older state, so the redelivery looks stale at first: it must check the log."""
-    engine, seen = await engine_with(Workflow("wf").task("a", "noop").task("b", "noop"))
+    engine, _ = await engine_with(Workflow("wf").task("a", "noop").task("b", "noop"))
     await engine.handle(start())  # ``engine`` caches the state at sequence 2
     other = Engine(engine.log, engine.registry, clock=engine.clock)
     answer = CompleteStep(
