@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     parser.add_argument("--synchronous", default="full", choices=["full", "normal"])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--distributed", action="store_true", help="also Kafka + Cassandra (needs scripts/services)"
+    )
     args = parser.parse_args(argv)
     sequential, concurrent = (10, 100) if args.quick else (100, 2000)
     embedded = asyncio.run(
@@ -70,12 +73,22 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     lines += [f"Machine: {info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']}", ""]
     lines += embedded_table(embedded)
+    distributed = None
+    if args.distributed:
+        from bench.distributed import as_dict, distributed_table, run_distributed
+
+        distributed = asyncio.run(
+            run_distributed(sequential=10 if args.quick else 30, concurrent=100 if args.quick else 400)
+        )
+        lines += ["", *distributed_table(distributed)]
     text = "\n".join(lines)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "quick" if args.quick else "latest"
     (args.out / f"{name}.md").write_text(text + "\n")
-    payload = {"machine": info, "mode": name, "embedded": asdict(embedded)}
+    payload: dict[str, object] = {"machine": info, "mode": name, "embedded": asdict(embedded)}
+    if distributed is not None:
+        payload["distributed"] = as_dict(distributed)
     (args.out / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 
