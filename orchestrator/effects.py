@@ -23,7 +23,16 @@ from orchestrator.commands import (
 )
 from orchestrator.engine import Committed, Engine
 from orchestrator.machine import CommandRejected, idempotency_key
-from orchestrator.ports import Registry, StepTask, Timers, Transport, UnknownWorkflow, WaitIndex, WaitKey
+from orchestrator.ports import (
+    BackendUnavailable,
+    Registry,
+    StepTask,
+    Timers,
+    Transport,
+    UnknownWorkflow,
+    WaitIndex,
+    WaitKey,
+)
 from orchestrator.state import ExecutionState
 from schemas.definition import SubworkflowStep, TaskStep
 
@@ -119,7 +128,10 @@ class Effects:
             async with asyncio.timeout(timeout):
                 delay = 0.05
                 while True:
-                    summary = await self.engine.log.summary(execution_id)
+                    try:
+                        summary = await self.engine.log.summary(execution_id)
+                    except BackendUnavailable:  # an outage: keep waiting until the timeout
+                        summary = None
                     if summary is not None and summary.status != "running":
                         self.engine.forget(execution_id)
                         state = await self.engine.load(execution_id)

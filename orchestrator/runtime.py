@@ -5,6 +5,7 @@ This is also the library API that the REST API, the CLI and triggers call.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -23,6 +24,7 @@ from orchestrator.effects import Effects
 from orchestrator.engine import Engine
 from orchestrator.machine import ExecutionExists
 from orchestrator.ports import (
+    BackendUnavailable,
     EventLog,
     ExecutionPage,
     ExecutionQuery,
@@ -281,7 +283,9 @@ class Runtime:
         return await self.log.list_executions(query)
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionState:
-        await self.summary(execution_id)
+        """The terminal state; waits through a backend outage until ``timeout``."""
+        with contextlib.suppress(BackendUnavailable):
+            await self.summary(execution_id)  # ExecutionNotFound for an unknown id
         return await self.effects.wait_finished(execution_id, timeout)
 
     async def cancel(self, execution_id: str, reason: str = "", actor: str | None = None) -> ExecutionState:

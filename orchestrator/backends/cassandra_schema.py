@@ -418,7 +418,7 @@ class Database:
                 contact_points=list(settings.hosts),
                 port=settings.port,
                 execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=30.0),
+                reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=5.0),
                 connect_timeout=settings.connect_timeout,
                 control_connection_timeout=settings.connect_timeout,
                 connection_class=_connection_class(),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from cassandra.cluster import (
     NoHostAvailable,
     Session,
 )
-from cassandra.policies import RoundRobinPolicy
+from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 
 from orchestrator.backends.cassandra import migrate
 
@@ -44,6 +45,7 @@ def admin_cluster(url: str, timeout: float = 10.0) -> Cluster:
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=timeout,
         control_connection_timeout=timeout,
+        reconnection_policy=ConstantReconnectionPolicy(1.0),  # back soon after an outage test
     )
 
 
@@ -110,7 +112,14 @@ def cassandra_keyspace(cassandra_admin: Session, cassandra_url: str) -> Iterator
     try:
         yield keyspace
     finally:
-        cassandra_admin.execute(f"DROP KEYSPACE IF EXISTS {name}")
+        for attempt in range(30):  # the admin session may be reconnecting after an outage test
+            try:
+                cassandra_admin.execute(f"DROP KEYSPACE IF EXISTS {name}")
+                break
+            except NoHostAvailable:
+                if attempt == 29:
+                    raise
+                time.sleep(1)
 
 
 @pytest.fixture(scope="session")
