@@ -61,5 +61,6 @@ class MemoryTimers:
                 del self._live[(execution_id, timer_id)]
                 await self._on_due(execution_id, timer_id)
             timeout = self._heap[0][0] - self._clock() if self._heap else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel (3.11)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
