@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Protocol
+
+from orchestrator.lifecycle import Lifecycle
 
 
 class ConnectorError(Exception):
@@ -44,7 +45,7 @@ class Connector(Protocol):
     async def invoke(self, call: StepCall) -> Any: ...
 
 
-class Connectors:
+class Connectors(Lifecycle):
     """The connectors of one process, by name; starts and stops them together."""
 
     def __init__(self, connectors: Iterable[Connector]) -> None:
@@ -70,15 +71,3 @@ class Connectors:
     async def stop(self) -> None:
         while self._started:
             await self._started.pop().stop()
-
-    async def __aenter__(self) -> Connectors:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

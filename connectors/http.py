@@ -24,7 +24,6 @@ import codecs
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -32,6 +31,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from connectors.base import ConnectorError, StepCall
+from orchestrator.lifecycle import Lifecycle
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -52,7 +52,7 @@ class _Request:
     follow_redirects: bool
 
 
-class HttpConnector:
+class HttpConnector(Lifecycle):
     """Calls HTTP endpoints through one connection pool, opened in ``start()``."""
 
     name = "http"
@@ -76,18 +76,6 @@ class HttpConnector:
         if session is not None:
             await session.close()
 
-    async def __aenter__(self) -> HttpConnector:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     async def invoke(self, call: StepCall) -> dict[str, Any]:
         if self._session is None:
             raise RuntimeError("HttpConnector is not started")
@@ -97,23 +85,15 @@ class HttpConnector:
             async with asyncio.timeout(request.timeout):
                 return await self._send(self._session, request, where)
         except TimeoutError:
-            raise ConnectorError(
-                "timeout", f"{where}: no answer within {request.timeout}s"
-            ) from None
+            raise ConnectorError("timeout", f"{where}: no answer within {request.timeout}s") from None
         except aiohttp.InvalidURL as exc:
             raise _bad_request(f"invalid url: {exc}") from exc
         except aiohttp.TooManyRedirects as exc:
-            raise ConnectorError(
-                "http.too_many_redirects", f"{where}: {exc}", retryable=False
-            ) from exc
+            raise ConnectorError("http.too_many_redirects", f"{where}: {exc}", retryable=False) from exc
         except aiohttp.ClientError as exc:
-            raise ConnectorError(
-                "http.connection", f"{where}: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise ConnectorError("http.connection", f"{where}: {type(exc).__name__}: {exc}") from exc
 
-    async def _send(
-        self, session: aiohttp.ClientSession, request: _Request, where: str
-    ) -> dict[str, Any]:
+    async def _send(self, session: aiohttp.ClientSession, request: _Request, where: str) -> dict[str, Any]:
         async with session.request(
             request.method,
             request.url,
@@ -237,9 +217,7 @@ def _text(value: Any) -> str:
 
 def _int_list(spec: Mapping[str, Any], key: str) -> list[int]:
     value = spec.get(key) or []
-    if not isinstance(value, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise _bad_request(f"'{key}' must be a list of status codes")
     return value
 
@@ -261,9 +239,7 @@ def _charset(response: aiohttp.ClientResponse) -> str:
     return charset
 
 
-def _select_headers(
-    response: aiohttp.ClientResponse, names: frozenset[str] | None
-) -> dict[str, str]:
+def _select_headers(response: aiohttp.ClientResponse, names: frozenset[str] | None) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in response.headers.items():
         key = name.lower()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 
 from connectors.base import StepCall
+from orchestrator.lifecycle import Lifecycle
 
 
-class NoopConnector:
+class NoopConnector(Lifecycle):
     """Echoes ``call.args``; holds no resources."""
 
     name = "noop"
@@ -17,17 +17,6 @@ class NoopConnector:
         pass
 
     async def stop(self) -> None:
-        pass
-
-    async def __aenter__(self) -> NoopConnector:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
         pass
 
     async def invoke(self, call: StepCall) -> Any:

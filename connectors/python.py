@@ -20,10 +20,10 @@ import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from connectors.base import ConnectorError, StepCall
+from orchestrator.lifecycle import Lifecycle
 
 THREAD_NAME_PREFIX = "connector-python"
 
@@ -39,7 +39,7 @@ class _Target:
     wants_call: bool
 
 
-class PythonConnector:
+class PythonConnector(Lifecycle):
     """Runs in-process Python functions; sync ones on an explicit, bounded thread pool."""
 
     name = "python"
@@ -68,18 +68,6 @@ class PythonConnector:
         if running:
             await asyncio.wait(running)
         executor.shutdown(wait=True)  # the workers are idle now: this only joins them
-
-    async def __aenter__(self) -> PythonConnector:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def invoke(self, call: StepCall) -> Any:
         if self._executor is None:
@@ -151,9 +139,7 @@ def _load(spec: str) -> _Target:
 
 def _is_async(function: Callable[..., Any]) -> bool:
     """Coroutine functions, including objects with an ``async def __call__``."""
-    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
-        type(function).__call__
-    )
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(type(function).__call__)
 
 
 def _accepts_keyword(signature: inspect.Signature | None, name: str) -> bool:

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import jsonschema
@@ -22,6 +21,7 @@ from connectors.defaults import default_connectors
 from orchestrator.commands import CancelExecution, DeliverEvent, ResumeExecution, StartExecution
 from orchestrator.effects import Effects
 from orchestrator.engine import Engine
+from orchestrator.lifecycle import Lifecycle
 from orchestrator.machine import ExecutionExists
 from orchestrator.ports import (
     BackendUnavailable,
@@ -77,7 +77,7 @@ def execution_id_for(tenant: str, workflow: str, dedup_key: str) -> str:
     return str(uuid.uuid5(DEDUP_NAMESPACE, f"{tenant}/{workflow}/{dedup_key}"))
 
 
-class Runtime:
+class Runtime(Lifecycle):
     """Start with ``async with Runtime(settings) as runtime:``; everything closes on exit."""
 
     def __init__(
@@ -119,18 +119,6 @@ class Runtime:
         self._validators: dict[tuple[str, int], Any] = {}
         self.definition_observers: list[Callable[[WorkflowDefinition], None]] = []
         self._stack: AsyncExitStack | None = None
-
-    async def __aenter__(self) -> Runtime:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         stack = AsyncExitStack()

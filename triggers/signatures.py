@@ -116,9 +116,7 @@ def _parse_stripe(value: str) -> tuple[int, list[str]]:
     for item in value.split(","):
         key, sep, part = item.strip().partition("=")
         if not sep:
-            raise SignatureError(
-                f"malformed {STRIPE_HEADER} header: {item.strip()!r} is not key=value"
-            )
+            raise SignatureError(f"malformed {STRIPE_HEADER} header: {item.strip()!r} is not key=value")
         if key == "t":
             timestamps.append(part)
         elif key == "v1":

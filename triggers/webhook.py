@@ -12,12 +12,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
 from orchestrator.api.errors import error_response, response_for
+from orchestrator.lifecycle import Lifecycle
 from orchestrator.runtime import Runtime
 from schemas.definition import WebhookTrigger, WorkflowDefinition
 from schemas.expressions import ExpressionError, evaluate
@@ -75,7 +75,7 @@ class HookIndex:
             self._hooks[trigger.name] = Hook(definition.name, version, trigger)
 
 
-class WebhookEndpoint:
+class WebhookEndpoint(Lifecycle):
     """The webhook routes over a Runtime: ``await start()``, then ``app.add_routes(routes())``."""
 
     def __init__(
@@ -87,18 +87,6 @@ class WebhookEndpoint:
         self.body_timeout = body_timeout
         self._refreshed_at: float | None = None
         self._refresh_lock = asyncio.Lock()
-
-    async def __aenter__(self) -> WebhookEndpoint:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Index every workflow's latest version and follow new registrations."""
@@ -114,9 +102,7 @@ class WebhookEndpoint:
         """Re-read the registry (e.g. definitions registered by another process); throttled."""
         async with self._refresh_lock:
             now = time.monotonic()
-            recent = (
-                self._refreshed_at is not None and now - self._refreshed_at < self.refresh_interval
-            )
+            recent = self._refreshed_at is not None and now - self._refreshed_at < self.refresh_interval
             if recent and not force:
                 return
             self._refreshed_at = now
@@ -233,9 +219,7 @@ class WebhookEndpoint:
                 raise  # the app's error middleware logs it and answers 500 without details
             return known
         if not result.created:
-            return web.json_response(
-                {"execution_id": result.execution_id, "created": False}, status=200
-            )
+            return web.json_response({"execution_id": result.execution_id, "created": False}, status=200)
         status_url = f"/api/v1/executions/{result.execution_id}"
         return web.json_response(
             {"execution_id": result.execution_id, "created": True, "status_url": status_url},
@@ -310,9 +294,7 @@ def dedup_key(config: WebhookTrigger, request: web.Request, payload: Any) -> str
         except ExpressionError as exc:
             raise ValueError(f"cannot read the idempotency field: {exc}") from None
     if key is not None and len(key) > MAX_KEY_LENGTH:
-        raise ValueError(
-            f"the idempotency key from {source} is longer than {MAX_KEY_LENGTH} characters"
-        )
+        raise ValueError(f"the idempotency key from {source} is longer than {MAX_KEY_LENGTH} characters")
     return key
 
 

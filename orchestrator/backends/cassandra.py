@@ -42,8 +42,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from datetime import date
-from types import TracebackType
-from typing import ClassVar, Self, cast
+from typing import ClassVar, cast
 
 from cassandra import DriverException
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
@@ -62,6 +61,7 @@ from orchestrator.backends.cassandra_schema import (
 )
 from orchestrator.backends.memory import same_content
 from orchestrator.backends.paging import cursor_of, matches
+from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import (
     BackendUnavailable,
     ConcurrencyError,
@@ -85,7 +85,7 @@ STATUSES = ("running", "succeeded", "failed", "cancelled")
 _TOP = "\U0010ffff"  # sorts after every timestamp
 
 
-class _Backend:
+class _Backend(Lifecycle):
     """Lifecycle shared by the event log and the registry: a session and prepared statements."""
 
     STATEMENTS: ClassVar[dict[str, str]]
@@ -108,15 +108,6 @@ class _Backend:
 
     async def stop(self) -> None:
         await self._db.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
 
 _HEAD = "last_sequence, workflow, version, tenant, status, started_at, updated_at, parent_id"

@@ -16,12 +16,12 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Literal, Self, TypeVar, TypeVarTuple
+from typing import Literal, TypeVar, TypeVarTuple
 from urllib.parse import parse_qs, unquote
 
 from orchestrator.backends.memory import same_content
 from orchestrator.backends.paging import cursor_of
+from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import (
     BackendUnavailable,
     ConcurrencyError,
@@ -221,7 +221,7 @@ class _Append:
     future: asyncio.Future[None]
 
 
-class SQLiteEventLog:
+class SQLiteEventLog(Lifecycle):
     """Durable event streams plus the executions index, in one WAL-mode SQLite file."""
 
     def __init__(self, settings: SQLiteSettings) -> None:
@@ -249,15 +249,6 @@ class SQLiteEventLog:
                 await writer
         finally:
             await self._db.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def append(self, execution_id: str, expected_sequence: int, events: Sequence[Envelope]) -> None:
         """Append events numbered expected_sequence+1...; ConcurrencyError if not the last.
@@ -464,7 +455,7 @@ def _summary_row(s: ExecutionSummary) -> tuple[object, ...]:
     )  # fmt: skip
 
 
-class SQLiteRegistry:
+class SQLiteRegistry(Lifecycle):
     """Immutable workflow definitions by (name, version), stored as their JSON."""
 
     def __init__(self, settings: SQLiteSettings) -> None:
@@ -483,15 +474,6 @@ class SQLiteRegistry:
 
     async def stop(self) -> None:
         await self._db.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def register(self, definition: WorkflowDefinition) -> WorkflowDefinition:
         """Store a definition; assign the next version if it has none. Same content: no-op."""
