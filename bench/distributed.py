@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from cassandra.cluster import Cluster
 from cassandra.concurrent import execute_concurrent_with_args
 
-from bench.embedded import TimedNoop, percentile, ten_step_workflow
+from bench.embedded import TimedNoop, percentile, run_workload
 from connectors.base import Connectors
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
@@ -120,18 +120,7 @@ async def run_distributed(
         transport_url=f"kafka://{broker}?commands={prefix}.commands&tasks={prefix}.tasks&group={prefix}&partitions=12",
     )
     async with Runtime(settings, connectors=Connectors([noop])) as runtime:
-        await runtime.register(ten_step_workflow())
-        gaps: list[float] = []
-        for _ in range(sequential):
-            started = await runtime.start_execution("bench-noop")
-            await runtime.wait(started.execution_id, timeout=60)
-            marks = sorted(noop.marks.pop(started.execution_id))
-            gaps += [(marks[i + 1][1] - marks[i][2]) * 1e6 for i in range(len(marks) - 1)]
-        began = time.perf_counter()
-        starts = await asyncio.gather(*(runtime.start_execution("bench-noop") for _ in range(concurrent)))
-        await asyncio.gather(*(runtime.wait(s.execution_id, timeout=600) for s in starts))
-        elapsed = time.perf_counter() - began
-        events = len(await runtime.history(starts[0].execution_id))
+        workload = await run_workload(runtime, noop, sequential, concurrent)
     await drop_keyspace(host, int(port or 9042), prefix)
     return DistributedResult(
         kafka_round_trip_p50_us=statistics.median(round_trips),
@@ -140,10 +129,10 @@ async def run_distributed(
         cassandra_lwt_p50_us=floor["lwt_p50_us"],
         cassandra_insert_rate=floor["insert_rate"],
         cassandra_lwt_rate=floor["lwt_rate"],
-        step_overhead_p50_us=statistics.median(gaps),
-        step_overhead_p99_us=percentile(gaps, 0.99),
-        transitions_per_s=concurrent * events / elapsed,
-        workflows_per_s=concurrent / elapsed,
+        step_overhead_p50_us=statistics.median(workload.gaps_us),
+        step_overhead_p99_us=percentile(workload.gaps_us, 0.99),
+        transitions_per_s=workload.transitions_per_s,
+        workflows_per_s=workload.workflows_per_s,
         concurrent_executions=concurrent,
     )
 

@@ -92,6 +92,30 @@ async def queue_hop_us(count: int = 20000) -> float:
 
 
 @dataclass
+class Workload:
+    gaps_us: list[float]  # between one step returning and the next one starting, unloaded
+    transitions_per_s: float  # events of completed executions, many started at once
+    workflows_per_s: float
+
+
+async def run_workload(runtime: Runtime, noop: TimedNoop, sequential: int, concurrent: int) -> Workload:
+    """The 10-step no-op workload on a started runtime: one execution at a time, then many."""
+    await runtime.register(ten_step_workflow())
+    gaps: list[float] = []
+    for _ in range(sequential):
+        started = await runtime.start_execution("bench-noop")
+        await runtime.wait(started.execution_id, timeout=60)
+        marks = sorted(noop.marks.pop(started.execution_id))
+        gaps += [(marks[i + 1][1] - marks[i][2]) * 1e6 for i in range(len(marks) - 1)]
+    began = time.perf_counter()
+    starts = await asyncio.gather(*(runtime.start_execution("bench-noop") for _ in range(concurrent)))
+    await asyncio.gather(*(runtime.wait(s.execution_id, timeout=600) for s in starts))
+    elapsed = time.perf_counter() - began
+    events = len(await runtime.history(starts[0].execution_id))
+    return Workload(gaps, concurrent * events / elapsed, concurrent / elapsed)
+
+
+@dataclass
 class EmbeddedResult:
     synchronous: str
     sqlite_commit_us: float
@@ -120,29 +144,14 @@ async def run_embedded(
             transport_url="inprocess://?concurrency=64",
         )
         async with Runtime(settings, connectors=Connectors([noop])) as runtime:
-            await runtime.register(ten_step_workflow())
-            gaps: list[float] = []
-            for _ in range(sequential):
-                started = await runtime.start_execution("bench-noop")
-                await runtime.wait(started.execution_id, timeout=30)
-                marks = sorted(noop.marks.pop(started.execution_id))
-                gaps += [(marks[i + 1][1] - marks[i][2]) * 1e6 for i in range(len(marks) - 1)]
-            start = time.perf_counter()
-            starts = await asyncio.gather(*(runtime.start_execution("bench-noop") for _ in range(concurrent)))
-            ids = [started.execution_id for started in starts]
-            await asyncio.gather(*(runtime.wait(i, timeout=600) for i in ids))
-            elapsed = time.perf_counter() - start
-            events = 0
-            for execution_id in ids[:20]:
-                events += len(await runtime.history(execution_id))
-            per_execution = events / 20
+            workload = await run_workload(runtime, noop, sequential, concurrent)
         return EmbeddedResult(
             synchronous=synchronous,
             sqlite_commit_us=commit_us,
             queue_hop_us=hop_us,
-            step_overhead_p50_us=statistics.median(gaps),
-            step_overhead_p99_us=percentile(gaps, 0.99),
-            transitions_per_s=concurrent * per_execution / elapsed,
-            workflows_per_s=concurrent / elapsed,
+            step_overhead_p50_us=statistics.median(workload.gaps_us),
+            step_overhead_p99_us=percentile(workload.gaps_us, 0.99),
+            transitions_per_s=workload.transitions_per_s,
+            workflows_per_s=workload.workflows_per_s,
             concurrent_executions=concurrent,
         )
