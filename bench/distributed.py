@@ -8,12 +8,18 @@ Needs the servers of ``scripts/services start``. Uses a fresh keyspace and fresh
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from cassandra.cluster import Cluster
 from cassandra.concurrent import execute_concurrent_with_args
@@ -22,6 +28,7 @@ from bench.embedded import TimedNoop, percentile, run_workload
 from connectors.base import Connectors
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from schemas.builder import Workflow
 
 BODY = b'{"specversion":"1.0","type":"io.orchestrator.StepSucceeded","data":{"step":"s1","output":null}}' * 3
 
@@ -169,3 +176,67 @@ def distributed_table(r: DistributedResult) -> list[str]:
 
 def as_dict(result: DistributedResult) -> dict[str, Any]:
     return {**result.__dict__, "floor_us": result.floor_us}
+
+
+def spawn_workers(
+    count: int, event_log: str, transport: str, prefix: str
+) -> tuple[list[subprocess.Popen[bytes]], Path]:
+    """``count`` worker processes with the 10-step no-op workflow registered from a file."""
+    folder = Path(__file__).resolve().parent
+    definition = folder / "results" / f"{prefix}.yaml"
+    definition.parent.mkdir(exist_ok=True)
+    workflow = Workflow("bench-noop")
+    for index in range(10):
+        workflow.task(f"s{index}", "noop")
+    definition.write_text(yaml.safe_dump(workflow.to_dict()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    env.update(
+        PYTHONPATH=str(folder.parent),
+        ORCHESTRATOR_EVENT_LOG_URL=event_log,
+        ORCHESTRATOR_TRANSPORT_URL=transport,
+        ORCHESTRATOR_DEFINITIONS=str(definition),
+    )
+    command = [sys.executable, "-m", "orchestrator", "worker"]
+    quiet = subprocess.DEVNULL
+    return [subprocess.Popen(command, env=env, stdout=quiet, stderr=quiet) for _ in range(count)], definition
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]], definition: Path) -> None:
+    for worker in workers:
+        worker.terminate()
+        worker.wait(30)
+    definition.unlink(missing_ok=True)
+
+
+async def run_two_workers(
+    *, broker: str = "127.0.0.1:9092", cassandra: str = "127.0.0.1:9042", concurrent: int = 400
+) -> float:
+    """Transitions/s with two ``orchestrator worker`` processes and this process as the API
+    (role=api), timed from the first start to the last event in the histories."""
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    host, _, port = cassandra.partition(":")
+    event_log = f"cassandra://{cassandra}/{prefix}?migrate=auto"
+    transport = (
+        f"kafka://{broker}?commands={prefix}.commands&tasks={prefix}.tasks&group={prefix}&partitions=12"
+    )
+    workers, definition = spawn_workers(2, event_log, transport, prefix)
+    try:
+        api = Settings(event_log_url=event_log, transport_url=f"{transport}&role=api")
+        async with Runtime(api) as runtime:
+            for _ in range(600):
+                if "bench-noop" in {d.name for d in await runtime.registry.list()}:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(3)  # both workers in the group
+            began = time.time()
+            starts = await asyncio.gather(*(runtime.start_execution("bench-noop") for _ in range(concurrent)))
+            await asyncio.gather(*(runtime.wait(s.execution_id, timeout=600) for s in starts))
+            events, last = 0, began
+            for started in starts:
+                history = await runtime.history(started.execution_id)
+                events += len(history)
+                last = max(last, datetime.fromisoformat(history[-1].time.replace("Z", "+00:00")).timestamp())
+        return events / (last - began)
+    finally:
+        stop_workers(workers, definition)
+        await drop_keyspace(host, int(port or 9042), prefix)
