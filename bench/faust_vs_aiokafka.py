@@ -32,6 +32,7 @@ import dataclasses
 import json
 import logging
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -171,6 +172,7 @@ async def run_faust(broker: str, seconds: float) -> Result:
         prefix,
         broker=f"kafka://{broker}",
         store="memory://",
+        datadir=tempfile.mkdtemp(prefix=f"{prefix}-"),  # not the working directory
         web_enabled=False,
         autodiscover=False,
         topic_partitions=PARTITIONS,
@@ -239,6 +241,7 @@ async def faust_drain(broker: str) -> str:
         prefix,
         broker=f"kafka://{broker}",
         store="memory://",
+        datadir=tempfile.mkdtemp(prefix=f"{prefix}-"),  # not the working directory
         web_enabled=False,
         autodiscover=False,
         topic_partitions=PARTITIONS,
