@@ -87,9 +87,10 @@ class Effects:
                 await self.transport.dispatch(task_from_event(after, event.data))
         await self._sync_timers(c.before, after)
         await self._sync_waits(c.before, after)
-        for child_id in child_ids(after) - child_ids(c.before):
+        children_before, children_after = child_ids(c.before), child_ids(after)
+        for child_id in children_after - children_before:
             await self._start_child(after, child_id)
-        for child_id in child_ids(c.before) - child_ids(after):
+        for child_id in children_before - children_after:
             finished = getattr(c.command, "child_id", None) == child_id
             if not finished:
                 await self.submit(
