@@ -22,6 +22,7 @@ from typing import Any
 
 import orchestrator
 from orchestrator import cli_remote as remote
+from orchestrator import cli_replay, cli_retention
 from orchestrator.cli_remote import CliError, print_json, print_lines
 from orchestrator.ports import BackendUnavailable, UnknownWorkflow
 from orchestrator.runtime import InputInvalid, Runtime
@@ -314,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url", nargs="?", help="cassandra://host/keyspace (default: env event log)")
     p.set_defaults(handler=cmd_migrate)
 
+    cli_retention.add_commands(sub)
+    cli_replay.add_commands(sub)
     _add_remote(sub, server)
     return parser
 
@@ -345,6 +348,13 @@ def _add_remote(sub: Any, server: argparse.ArgumentParser) -> None:
     p = add("state", "show an execution's state")
     p.add_argument("id")
     p.add_argument("--at", type=int, metavar="SEQ", help="the state after event SEQ")
+    p = add("diff", "compare two executions: history (first divergence) and state")
+    p.add_argument("a", metavar="A", help="execution id")
+    p.add_argument("b", metavar="B", help="execution id")
+    p = add("definitions-diff", "what changed between two versions of a definition, and is it compatible")
+    p.add_argument("name")
+    p.add_argument("v1", nargs="?", type=int, metavar="V1", help="default: the version before V2")
+    p.add_argument("v2", nargs="?", type=int, metavar="V2", help="default: the latest")
     p = add("signal", "send a signal to one execution")
     p.add_argument("id")
     p.add_argument("name")
@@ -356,6 +366,29 @@ def _add_remote(sub: Any, server: argparse.ArgumentParser) -> None:
     p = add("cancel", "cancel an execution")
     p.add_argument("id")
     p.add_argument("--reason", default="")
+    p = add("redrive", "re-run a finished execution as a new one, reusing what succeeded")
+    p.add_argument("id")
+    origin = p.add_mutually_exclusive_group()
+    origin.add_argument("--from-step", metavar="STEP", help="reuse the steps that succeeded before STEP")
+    origin.add_argument("--from-failure", action="store_true", help="re-run from the step that failed")
+    p.add_argument("--input", metavar="JSON", help="new input JSON, or @file (default: the original's)")
+    p.add_argument("--version", type=int, help="definition version (default: the original's)")
+    p.add_argument("--idempotency-key", help="redrives at most once per key")
+    p.add_argument("--wait", action="store_true", help="wait for the end and show the history")
+    p.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up after S s")
+    p = add("redrive-bulk", "redrive every matching finished execution (a dry run unless --execute)")
+    p.add_argument("--workflow", required=True)
+    p.add_argument("--status", default="failed", choices=sorted(remote.TERMINAL))
+    p.add_argument("--failing-step", metavar="STEP", help="only those whose ExecutionFailed names STEP")
+    p.add_argument("--since", metavar="TIME", help="started at or after (RFC 3339)")
+    p.add_argument("--until", metavar="TIME", help="started before (RFC 3339)")
+    origin = p.add_mutually_exclusive_group()
+    origin.add_argument("--from-step", metavar="STEP")
+    origin.add_argument("--from-failure", action="store_true")
+    p.add_argument("--execute", action="store_true", help="redrive them (default: only list)")
+    p.add_argument("--rate", type=float, default=10.0, metavar="N", help="starts per second (default 10)")
+    p.add_argument("--limit", type=int, default=100, help="at most N executions (default 100)")
+    p.add_argument("--idempotency-key", help="batch key (default: derived from the filters)")
 
 
 def _error_of(exc: BaseException) -> CliError | None:

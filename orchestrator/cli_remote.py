@@ -353,6 +353,100 @@ async def cancel(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+async def redrive(client: Client, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"from_step": args.from_step, "from_failure": args.from_failure}
+    if args.input is not None:
+        body["input"] = parse_json_arg(args.input, "input")
+    if args.version is not None:
+        body["version"] = args.version
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
+    answer = await client.post(f"/executions/{args.id}/redrive", body, headers)
+    execution_id = answer["execution_id"]
+    if not args.wait:
+        if args.json:
+            print_json(answer)
+        elif not answer.get("created", True):
+            print(f"{execution_id} already redrives {args.id} for that idempotency key; nothing started")
+        else:
+            where = f"from step {answer['from_step']}" if answer.get("from_step") else "from its input"
+            reused = ", ".join(answer.get("reused") or []) or "nothing"
+            print(f"redriven {args.id} as {execution_id} {where} (reused: {reused})")
+        return 0
+    execution = await client.wait(execution_id, args.timeout)
+    events = await client.history(execution_id)
+    if args.json:
+        print_json(
+            {**result_json(execution, events), "created": answer.get("created"), "redrive_of": args.id}
+        )
+    else:
+        print_lines(result_lines(execution, events))
+    return exit_code(str(execution.get("status")))
+
+
+async def redrive_bulk(client: Client, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {
+        "workflow": args.workflow,
+        "status": args.status,
+        "failing_step": args.failing_step,
+        "started_after": args.since,
+        "started_before": args.until,
+        "from_step": args.from_step,
+        "from_failure": args.from_failure,
+        "dry_run": not args.execute,
+        "rate_per_second": args.rate,
+        "limit": args.limit,
+    }
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
+    # The server paces the starts inside the request: allow for them.
+    pacing = args.limit / args.rate if args.execute and args.rate > 0 else 0.0
+    async with Client(client.url, timeout=30.0 + pacing) as paced:
+        answer = await paced.post(
+            "/executions/redrive", {k: v for k, v in body.items() if v is not None}, headers
+        )
+    if args.json:
+        print_json(answer)
+        return 0
+    matched = answer.get("matched", [])
+    print(f"{answer.get('count', len(matched))} matched")
+    for execution_id in matched:
+        print(f"  {execution_id}")
+    if answer.get("dry_run", True):
+        print("dry run: nothing started; add --execute to redrive them")
+        return 0
+    started, existing = answer.get("started", []), answer.get("existing", [])
+    print(
+        f"started {len(started)}" + (f", {len(existing)} already redriven by this batch" if existing else "")
+    )
+    for execution_id in started:
+        print(f"  {execution_id}")
+    for failure in answer.get("errors", []):
+        print(f"error: {failure.get('execution_id')}: {failure.get('error')}", file=sys.stderr)
+    return 1 if answer.get("errors") else 0
+
+
+async def diff(client: Client, args: argparse.Namespace) -> int:
+    from orchestrator.history_diff import render
+
+    answer = await client.get(f"/executions/{args.a}/diff/{args.b}")
+    if args.json:
+        print_json(answer)
+    else:
+        print_lines(render(answer))
+    return 0
+
+
+async def definitions_diff(client: Client, args: argparse.Namespace) -> int:
+    from schemas.definition_diff import render
+
+    params = {key: str(value) for key, value in (("from", args.v1), ("to", args.v2)) if value is not None}
+    answer = await client.get(f"/definitions/{args.name}/diff", params)
+    if args.json:
+        print_json(answer)
+    else:
+        print_lines(render(answer))
+    return 0
+
+
 def _status(answer: Any) -> str:
     return str(answer.get("status", "?")) if isinstance(answer, dict) else "?"
 
@@ -368,6 +462,10 @@ REMOTE_COMMANDS = {
     "signal": signal,
     "event": event,
     "cancel": cancel,
+    "diff": diff,
+    "definitions-diff": definitions_diff,
+    "redrive": redrive,
+    "redrive-bulk": redrive_bulk,
 }
 
 

@@ -43,6 +43,9 @@ class StartExecution(Command):
     dedup_key: str | None = None
     parent: ParentRef | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Redrive: step name -> recorded output. Such a step is not run on its first visit; its
+    # recorded output is taken instead (``StepSucceeded`` with ``"reused": true``).
+    reuse: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,6 +7,7 @@ run only after it, from the appended events, never before.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,12 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator import snapshots
 from orchestrator.commands import Command, ResumeExecution, StartExecution
 from orchestrator.events import Event
 from orchestrator.machine import CommandRejected, decide_and_evolve
-from orchestrator.ports import ConcurrencyError, EventLog, Registry
-from orchestrator.state import ExecutionState, fold
-from schemas.envelope import Envelope
+from orchestrator.ports import ConcurrencyError, EventLog, Registry, Snapshot
+from orchestrator.state import ExecutionState
+from schemas.envelope import Envelope, chain_hash
 from schemas.graph import WorkflowGraph
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class Committed:
 class _Cached:
     state: ExecutionState
     last_command_id: str | None
+    chainhash: str  # the last event's, which the next event chains from
 
 
 Observer = Callable[[Committed], Awaitable[None]]
@@ -68,6 +71,7 @@ class Engine:
         source: str = "/orchestrator",
         cache_size: int = 10_000,
         max_conflict_retries: int = 5,
+        snapshot_every: int = 1000,
     ) -> None:
         self.log = log
         self.registry = registry
@@ -79,6 +83,7 @@ class Engine:
         self._locks: dict[str, list[Any]] = {}  # execution id -> [lock, users]
         self._graphs: dict[tuple[str, int], WorkflowGraph] = {}
         self._retries = max_conflict_retries
+        self.snapshot_every = snapshot_every
         self.observers: list[Observer] = []
 
     async def graph(self, workflow: str, version: int) -> WorkflowGraph:
@@ -99,11 +104,10 @@ class Engine:
         if cached is not None:
             self._cache.move_to_end(execution_id)
             return cached
-        events = await self.log.read(execution_id)
-        state = fold(events)
-        if state is None:
+        loaded = await snapshots.load(self.log, execution_id)
+        if loaded is None:
             return None
-        cached = _Cached(state, events[-1].causationid)
+        cached = _Cached(loaded.state, loaded.last_command_id, loaded.chainhash)
         self._remember(cached)
         return cached
 
@@ -161,13 +165,17 @@ class Engine:
                     self.forget(command.execution_id)
                     continue
                 return None
-            envelopes = self._stamp(before, after, command, events)
+            envelopes = self._stamp(before, after, command, events, cached.chainhash if cached else "")
+            before_sequence = before.sequence if before else 0
             try:
-                await self.log.append(command.execution_id, before.sequence if before else 0, envelopes)
+                await self.log.append(command.execution_id, before_sequence, envelopes)
             except ConcurrencyError:
                 self.forget(command.execution_id)  # another writer won: reload and decide again
                 continue
-            self._remember(_Cached(after, command.command_id))
+            chain = envelopes[-1].chainhash or ""
+            self._remember(_Cached(after, command.command_id, chain))
+            if snapshots.due(before_sequence, after.sequence, self.snapshot_every):
+                await self._snapshot(after, command.command_id, chain)
             return Committed(command, before, after, envelopes)
         raise ConcurrencyError(command.execution_id, -1)
 
@@ -177,11 +185,13 @@ class Engine:
         after: ExecutionState,
         command: Command,
         events: list[Event],
+        chain: str,
     ) -> list[Envelope]:
+        """Envelopes for the decided events, each chained to the one before (see ``chain_hash``)."""
         time = rfc3339(command.now)
         first = before.sequence + 1 if before else 1
         new_id = self._new_id
-        return [
+        unchained = [
             Envelope(
                 id=new_id() if new_id else f"{after.execution_id}/{first + offset}",
                 type=event.type,
@@ -198,6 +208,19 @@ class Engine:
             )
             for offset, event in enumerate(events)
         ]
+        stamped = []
+        for envelope in unchained:
+            chain = chain_hash(chain, envelope)
+            stamped.append(dataclasses.replace(envelope, chainhash=chain))
+        return stamped
+
+    async def _snapshot(self, state: ExecutionState, command_id: str | None, chain: str) -> None:
+        """Save a snapshot; a failure only costs a longer fold later, so it is logged, not raised."""
+        body = snapshots.encode(state, command_id, chain)
+        try:
+            await self.log.save_snapshot(Snapshot(state.execution_id, state.sequence, body))
+        except Exception as exc:
+            log.warning("execution %s: snapshot at %d not saved: %s", state.execution_id, state.sequence, exc)
 
     def _remember(self, cached: _Cached) -> None:
         execution_id = cached.state.execution_id

@@ -44,6 +44,9 @@ from schemas.graph import Scope, WorkflowGraph
 CHILD_NAMESPACE = uuid.UUID("6f1c1f3e-6b8a-4c55-9d0e-2b7c3c1b9a10")
 MAX_TRANSITIONS_PER_DECISION = 1000
 MAX_STEPS_ENTERED_PER_DECISION = 100  # a loop of choices without a task would never stop
+# Step kinds a redrive may take from the original instead of running (choice, parallel,
+# succeed and fail are always re-evaluated: they are cheap and depend on the new input).
+REUSABLE_STEPS = (TaskStep, SubworkflowStep, WaitStep, WaitForEventStep)
 
 
 class CommandRejected(ValueError):
@@ -135,6 +138,8 @@ class _Decision:
             data["dedup_key"] = command.dedup_key
         if command.metadata:
             data["metadata"] = command.metadata
+        if command.reuse:
+            data["reuse"] = command.reuse
         started = Event(ev.EXECUTION_STARTED, data)
         decision = cls(graph, evolve(None, started), command.now)
         decision.events.append(started)
@@ -343,6 +348,8 @@ class _Decision:
         return sorted(found)
 
     def enter(self, name: str) -> None:
+        if self._reuse(name):
+            return
         self.entered += 1
         if self.entered > MAX_STEPS_ENTERED_PER_DECISION:
             message = f"entered {self.entered} steps in one decision: a loop without a task at {name!r}?"
@@ -360,6 +367,19 @@ class _Decision:
         except ExpressionError as exc:
             error = {"type": "expression", "message": str(exc), "retryable": False}
             self.fail_scope(self.graph.scopes[name], error, name)
+
+    def _reuse(self, name: str) -> bool:
+        """A redrive's recorded output for ``name`` on its first visit: take it, run nothing.
+
+        Not counted against MAX_STEPS_ENTERED_PER_DECISION: each step is reused at most once.
+        """
+        if name not in self.state.reuse or self.state.visits.get(name, 0) or self.state.terminal:
+            return False
+        if not isinstance(self.graph.step(name), REUSABLE_STEPS):
+            return False
+        self.emit(ev.STEP_SUCCEEDED, {"step": name, "output": self.state.reuse[name], "reused": True})
+        self.after(name)
+        return True
 
     def _enter(self, step: Any, visit: int) -> None:
         name = step.name

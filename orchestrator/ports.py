@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -80,6 +80,29 @@ class ExecutionPage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A materialised state after event ``sequence``, stored beside the events it was folded from.
+
+    ``body`` is opaque to the backend (``orchestrator.snapshots`` encodes and decodes it).
+    Snapshots are derived data: losing one costs a longer fold, never correctness.
+    """
+
+    execution_id: str
+    sequence: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A relation from one execution to another, e.g. ``redrive_of`` / ``redriven_as``."""
+
+    execution_id: str
+    other_id: str
+    relation: str
+    created_at: str  # RFC 3339
+
+
 class EventLog(Protocol):
     """Append-only per-execution event streams with optimistic concurrency."""
 
@@ -98,6 +121,30 @@ class EventLog(Protocol):
     async def summary(self, execution_id: str) -> ExecutionSummary | None: ...
 
     async def list_executions(self, query: ExecutionQuery) -> ExecutionPage: ...
+
+    def execution_ids(self) -> AsyncIterator[str]:
+        """Every execution that has events, in no particular order (export, integrity checks).
+
+        A full scan: for maintenance commands, never for the request path.
+        """
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Store a snapshot; saving the same (execution, sequence) again replaces it."""
+
+    async def load_snapshot(self, execution_id: str, at_most: int | None = None) -> Snapshot | None:
+        """The latest snapshot with sequence <= ``at_most`` (any when None); None if there is none."""
+
+    async def delete_execution(self, execution_id: str) -> bool:
+        """Remove an execution: events, summary, listing rows, snapshots and its links.
+
+        False when it did not exist. Used by retention; never by the engine.
+        """
+
+    async def add_link(self, link: Link) -> None:
+        """Record a link under ``link.execution_id`` (idempotent)."""
+
+    async def links(self, execution_id: str) -> list[Link]:
+        """Links recorded under this execution, oldest first."""
 
 
 class Registry(Protocol):

@@ -152,6 +152,7 @@ def _command_for(state: ExecutionState | None, envelope: Stamped) -> Command:
             dedup_key=data.get("dedup_key"),
             parent=ParentRef(parent["execution_id"], parent["step"]) if parent else None,
             metadata=data.get("metadata", {}),
+            reuse=data.get("reuse", {}),
         )
     if state is None:
         raise _NoCommand(f"a history must begin with {ev.EXECUTION_STARTED}, not {kind}")

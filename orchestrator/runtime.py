@@ -5,6 +5,7 @@ This is also the library API that the REST API, the CLI and triggers call.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -18,9 +19,12 @@ import jsonschema
 
 from connectors.base import Connectors
 from connectors.defaults import default_connectors
+from orchestrator import redrive as redrives
+from orchestrator import snapshots
 from orchestrator.commands import CancelExecution, DeliverEvent, ResumeExecution, StartExecution
 from orchestrator.effects import Effects
 from orchestrator.engine import Engine
+from orchestrator.history_diff import ExecutionDiff, diff_executions
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.machine import ExecutionExists
 from orchestrator.ports import (
@@ -29,13 +33,18 @@ from orchestrator.ports import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionSummary,
+    Link,
     Registry,
     Timers,
     Transport,
     WaitIndex,
 )
+from orchestrator.replay_check import read_history
+from orchestrator.retention import RetentionSweeper
 from orchestrator.settings import Settings
-from orchestrator.state import ExecutionState, fold
+from orchestrator.state import ExecutionState
+from orchestrator.timeline import Timeline
+from orchestrator.timeline import build as build_timeline
 from orchestrator.urls import (
     EVENT_LOGS,
     REGISTRIES,
@@ -103,7 +112,7 @@ class Runtime(Lifecycle):
         self.timers: Timers = timers or open_backend(TIMERS, s.timers_url or projections, "timers", clock)
         self.waits: WaitIndex = waits or open_backend(WAIT_INDEXES, s.waits_url or projections, "wait index")
         self.connectors = connectors or default_connectors(s.python_threads)
-        self.engine = Engine(self.log, self.registry, clock=clock)
+        self.engine = Engine(self.log, self.registry, clock=clock, snapshot_every=s.snapshot_every)
         self.effects = Effects(
             self.engine,
             self.registry,
@@ -115,6 +124,7 @@ class Runtime(Lifecycle):
         )
         self.engine.observers.append(self.effects.on_committed)
         self.worker = Worker(self.connectors, self.transport, clock)
+        self.retention = RetentionSweeper(self.log, self.registry, clock=clock, archive_dir=s.archive_dir)
         self._recover = recover
         self._validators: dict[tuple[str, int], Any] = {}
         self.definition_observers: list[Callable[[WorkflowDefinition], None]] = []
@@ -132,6 +142,12 @@ class Runtime(Lifecycle):
             stack.push_async_callback(self.timers.stop)
             if self._recover and not self.transport.durable:
                 await self.recover()
+            if self.settings.retention_interval > 0:
+                sweeping = asyncio.create_task(
+                    self.retention.run(self.settings.retention_interval, self._owns_first_shard),
+                    name="retention-sweeper",
+                )
+                stack.push_async_callback(_cancel, sweeping)
         except BaseException:
             await stack.aclose()
             raise
@@ -141,6 +157,11 @@ class Runtime(Lifecycle):
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()
+
+    def _owns_first_shard(self) -> bool:
+        """One process sweeps retention: the one owning shard 0 (every process in-process)."""
+        owned = self.transport.owned_shards()
+        return owned is None or 0 in owned
 
     async def recover(self) -> int:
         """Resume every running execution from its log; returns how many."""
@@ -180,8 +201,11 @@ class Runtime(Lifecycle):
         actor: str | None = None,
         tenant: str = "default",
         metadata: dict[str, Any] | None = None,
+        reuse: dict[str, Any] | None = None,
     ) -> StartResult:
-        """Start an execution; returns once its start is durable. UnknownWorkflow, InputInvalid."""
+        """Start an execution; returns once its start is durable. UnknownWorkflow, InputInvalid.
+
+        ``reuse`` (redrives): step name -> recorded output, taken instead of running the step."""
         definition = await self.registry.get(workflow, version)
         assert definition.version is not None
         self.check_input(definition, input)
@@ -199,6 +223,7 @@ class Runtime(Lifecycle):
             tenant=tenant,
             dedup_key=dedup_key,
             metadata=metadata or {},
+            reuse=reuse or {},
         )
         try:
             await self.engine.handle(command)
@@ -234,11 +259,11 @@ class Runtime(Lifecycle):
 
     async def state(self, execution_id: str, at_sequence: int | None = None) -> ExecutionState:
         """The state folded from the log (after event ``at_sequence`` if given): never a stale cache,
-        since other processes may own the execution."""
-        state = fold(await self.log.read(execution_id, 0, at_sequence))
-        if state is None:
+        since other processes may own the execution. Starts from the nearest snapshot."""
+        loaded = await snapshots.load(self.log, execution_id, at_sequence)
+        if loaded is None:
             raise ExecutionNotFound(f"no execution {execution_id}")
-        return state
+        return loaded.state
 
     async def summary(self, execution_id: str) -> ExecutionSummary:
         summary = await self.log.summary(execution_id)
@@ -267,8 +292,19 @@ class Runtime(Lifecycle):
             after_sequence = chunk[-1].sequence
         return found if limit is None else found[:limit]
 
+    async def timeline(self, execution_id: str) -> Timeline:
+        """The readable timeline of the whole history (``orchestrator.timeline``)."""
+        return build_timeline(await self.history(execution_id))
+
     async def list_executions(self, query: ExecutionQuery) -> ExecutionPage:
         return await self.log.list_executions(query)
+
+    async def diff_executions(self, a: str, b: str) -> ExecutionDiff:
+        """Compare two executions' histories and states (``orchestrator.history_diff``)."""
+        for execution_id in (a, b):
+            if await self.log.summary(execution_id) is None:
+                raise ExecutionNotFound(f"no execution {execution_id}")
+        return diff_executions(a, await read_history(self.log, a), b, await read_history(self.log, b))
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionState:
         """The terminal state; waits through a backend outage until ``timeout``."""
@@ -312,3 +348,76 @@ class Runtime(Lifecycle):
             if committed is not None:
                 delivered.append(execution_id)
         return delivered
+
+    # -- redrive (orchestrator/redrive.py) -----------------------------------------------
+
+    async def redrive(
+        self,
+        execution_id: str,
+        *,
+        from_step: str | None = None,
+        from_failure: bool = False,
+        input: Any = redrives.KEEP,
+        version: int | None = None,
+        dedup_key: str | None = None,
+        actor: str | None = None,
+    ) -> redrives.RedriveResult:
+        """Re-run a finished execution as a new one, linked both ways; the original is untouched.
+
+        From its input (no step), from ``from_step``, or from the step that failed it
+        (``from_failure``): the steps that succeeded before that step was first entered are
+        reused, not run. ``input`` replaces the original's input; ``version`` picks another
+        definition version; a ``dedup_key`` makes a retried request start nothing new.
+        ExecutionNotFound, ExecutionRunning (409), RedriveInvalid, UnknownWorkflow, InputInvalid.
+        """
+        return await redrives.redrive(
+            self,
+            execution_id,
+            from_step=from_step,
+            from_failure=from_failure,
+            input=input,
+            version=version,
+            dedup_key=dedup_key,
+            actor=actor,
+        )
+
+    async def redrive_many(
+        self,
+        query: ExecutionQuery,
+        *,
+        failing_step: str | None = None,
+        from_failure: bool = False,
+        from_step: str | None = None,
+        dry_run: bool = True,
+        rate_per_second: float = 10.0,
+        limit: int = 100,
+        batch_key: str | None = None,
+        actor: str | None = None,
+    ) -> redrives.BulkRedriveResult:
+        """Redrive every finished execution the query (and ``failing_step``: the step named by
+        its ExecutionFailed) matches, paced to ``rate_per_second``; only lists them when
+        ``dry_run``. The same request again (same ``batch_key``, derived from the filters when
+        None) starts nothing new."""
+        return await redrives.redrive_many(
+            self,
+            query,
+            failing_step=failing_step,
+            from_failure=from_failure,
+            from_step=from_step,
+            dry_run=dry_run,
+            rate_per_second=rate_per_second,
+            limit=limit,
+            batch_key=batch_key,
+            actor=actor,
+        )
+
+    async def links(self, execution_id: str) -> list[Link]:
+        """Links recorded under an execution (e.g. ``redrive_of``, ``redriven_as``), oldest first."""
+        await self.summary(execution_id)
+        return list(await self.log.links(execution_id) or [])
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

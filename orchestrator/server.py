@@ -16,6 +16,7 @@ from orchestrator.api.errors import error_middleware
 from orchestrator.api.executions import ExecutionsApi
 from orchestrator.api.health import HealthApi
 from orchestrator.api.openapi import OpenApi
+from orchestrator.api.replay import ReplayApi
 from orchestrator.ports import VersionConflict
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
@@ -39,6 +40,7 @@ def build_app(runtime: Runtime, settings: Settings) -> web.Application:
     webhooks = WebhookEndpoint(runtime)
     for api in (DefinitionsApi(runtime), ExecutionsApi(runtime), HealthApi(runtime), OpenApi()):
         app.add_routes(api.routes())
+    app.add_routes(ReplayApi(runtime).routes())
     app.add_routes(webhooks.routes())
 
     async def webhook_lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -26,6 +26,9 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_WORKER_CONCURRENCY": "64",
     "ORCHESTRATOR_PYTHON_THREADS": "8",
     "ORCHESTRATOR_MAX_BODY_BYTES": "1048576",
+    "ORCHESTRATOR_SNAPSHOT_EVERY": "1000",
+    "ORCHESTRATOR_RETENTION_INTERVAL": "3600",
+    "ORCHESTRATOR_ARCHIVE_DIR": "(none)",
     "ORCHESTRATOR_DEFINITIONS": "(none)",
     "ORCHESTRATOR_SECRETS_FILE": "(none)",
     "ORCHESTRATOR_SECRET_<NAME>": "(none)",
@@ -48,6 +51,9 @@ class Settings:
     worker_concurrency: int = 64
     python_threads: int = 8
     max_body_bytes: int = 1_048_576
+    snapshot_every: int = 1000  # events between state snapshots; 0 disables them
+    retention_interval: int = 3600  # seconds between retention sweeps; 0 disables them
+    archive_dir: str | None = None  # where retention archives histories before deleting them
     definitions: tuple[str, ...] = ()
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -89,6 +95,9 @@ class Settings:
             worker_concurrency=number("WORKER_CONCURRENCY", cls.worker_concurrency),
             python_threads=number("PYTHON_THREADS", cls.python_threads),
             max_body_bytes=number("MAX_BODY_BYTES", cls.max_body_bytes),
+            snapshot_every=number("SNAPSHOT_EVERY", cls.snapshot_every),
+            retention_interval=number("RETENTION_INTERVAL", cls.retention_interval),
+            archive_dir=get("ARCHIVE_DIR"),
             definitions=definitions,
             secrets=secrets,
         )

@@ -60,6 +60,7 @@ class ExecutionState:
     error: dict[str, Any] | None = None
     parent: dict[str, str] | None = None
     dedup_key: str | None = None
+    reuse: dict[str, Any] = field(default_factory=dict)  # redrive: step -> recorded output
 
     @property
     def terminal(self) -> bool:
@@ -126,6 +127,7 @@ def evolve(state: ExecutionState | None, event: EventLike) -> ExecutionState:
             sequence=1,
             parent=data.get("parent"),
             dedup_key=data.get("dedup_key"),
+            reuse=dict(data.get("reuse") or {}),
         )
     handler = _HANDLERS.get(event.type)
     if handler is None:
@@ -154,13 +156,16 @@ def _step_succeeded(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     joins = s.joins
     if step in joins:
         joins = {k: v for k, v in joins.items() if k != step}
-    return dict(
+    changes = dict(
         active=active,
         joins=joins,
         timers=_without_step_timers(s.timers, step),
         outputs={**s.outputs, step: d.get("output")},
         last_step=step,
     )
+    if d.get("reused"):  # a redrive took the recorded output: that was the step's first visit
+        changes["visits"] = {**s.visits, step: s.visits.get(step, 0) + 1}
+    return changes
 
 
 def _step_failed(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:

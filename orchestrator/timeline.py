@@ -52,11 +52,11 @@ class Span:
     """One visit of a step, from its start to its end, with attempts and time spent waiting."""
 
     step: str
-    kind: str  # task | wait | event | parallel | child
+    kind: str  # task | wait | event | parallel | child | reused (taken from a redriven original)
     visit: int
     started: float
     ended: float | None = None
-    status: str = "running"  # running | succeeded | failed | timed_out | abandoned
+    status: str = "running"  # running | succeeded | failed | timed_out | abandoned | reused
     attempts: int = 0
     waited: float = 0.0  # retry backoff for tasks; the whole span for waits and events
     retry_since: float | None = None
@@ -151,6 +151,9 @@ def _track(
                 span.retry_since = None
             return span.attempts
         return None
+    if type_ == ev.STEP_SUCCEEDED and data.get("reused"):  # a redrive took the recorded output
+        timeline.spans.append(Span(step, "reused", 1, offset, offset, "reused"))
+        return None
     if span is None:
         return None
     attempt = span.attempts if span.kind == "task" else None
@@ -184,7 +187,7 @@ def _detail(type_: str, data: dict[str, Any], moment: float) -> str:
     elif type_ == ev.STEP_SCHEDULED:
         text = f"{data.get('connector')} args={compact(data.get('args'))}"
     elif type_ == ev.STEP_SUCCEEDED:
-        text = f"output={compact(data.get('output'))}"
+        text = ("reused " if data.get("reused") else "") + f"output={compact(data.get('output'))}"
     elif type_ == ev.STEP_FAILED:
         text = _error(data.get("error"))
         retry = data.get("retry")

@@ -166,6 +166,15 @@ class WebhookTrigger(_Model):
 Trigger = Annotated[WebhookTrigger, Field(discriminator="type")]
 
 
+class Retention(_Model):
+    """How long a finished execution's history is kept before it expires."""
+
+    days: float = Field(gt=0, description="Days after an execution finishes before its history expires.")
+    archive: bool = Field(
+        False, description="Write the history to the archive directory (replayable JSONL) before expiry."
+    )
+
+
 class WorkflowDefinition(_Model):
     """A named, versioned workflow."""
 
@@ -176,6 +185,7 @@ class WorkflowDefinition(_Model):
     start: StepName | None = Field(None, description="First step; defaults to the first listed.")
     output: Expression | None = Field(None, description="Workflow output; default last step's.")
     triggers: list[Trigger] = Field(default_factory=list)
+    retention: Retention | None = Field(None, description="Keep finished histories forever when omitted.")
     steps: list[Step] = Field(min_length=1)
 
     def with_version(self, version: int) -> WorkflowDefinition:

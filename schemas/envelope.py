@@ -8,6 +8,8 @@ stored inline as JSON, otherwise as ``data_base64``.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,7 @@ class Envelope:
     causationid: str | None = None  # id of the command that caused this event
     schemaversion: int = SCHEMA_VERSION
     codec: str = "identity"
+    chainhash: str | None = None  # see ``chained``: links this event to the one before it
 
     def to_cloudevent(self) -> dict[str, Any]:
         event: dict[str, Any] = {
@@ -62,6 +65,8 @@ class Envelope:
             event["actor"] = self.actor
         if self.causationid is not None:
             event["causationid"] = self.causationid
+        if self.chainhash is not None:
+            event["chainhash"] = self.chainhash
         event["data"] = self.data
         return event
 
@@ -89,6 +94,7 @@ class Envelope:
                 causationid=event.get("causationid"),
                 schemaversion=SCHEMA_VERSION,
                 codec=event.get("codec", "identity"),
+                chainhash=event.get("chainhash"),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EnvelopeError(f"not an orchestrator event envelope: {exc!r}") from None
@@ -102,6 +108,23 @@ class Envelope:
         if not isinstance(event, dict):
             raise EnvelopeError("envelope is not a JSON object")
         return cls.from_cloudevent(event)
+
+
+def chain_hash(previous: str, envelope: Envelope) -> str:
+    """SHA-256 over the previous event's hash and this event's canonical form (without its own hash).
+
+    The first event of an execution chains from ``""``. Editing, removing or reordering any stored
+    event breaks every hash after it, which ``orchestrator verify`` reports.
+    """
+    event = envelope.to_cloudevent()
+    event.pop("chainhash", None)
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(previous.encode() + b"\n" + canonical.encode()).hexdigest()
+
+
+def chained(previous: str, envelope: Envelope) -> Envelope:
+    """The envelope with its ``chainhash`` set, following the event whose hash is ``previous``."""
+    return dataclasses.replace(envelope, chainhash=chain_hash(previous, envelope))
 
 
 def _decode_base64(event: dict[str, Any]) -> Any:

@@ -6,10 +6,13 @@ from typing import Any
 
 import yaml
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.api.executions import query_params
 from orchestrator.ports import UnknownWorkflow
 from orchestrator.runtime import Runtime
 from schemas.definition import WorkflowDefinition
+from schemas.definition_diff import diff_definitions
 from schemas.validation import parse_definition
 from triggers.webhook import parse_json
 
@@ -73,6 +76,14 @@ def version_param(request: web.Request) -> int | None:
     return version
 
 
+class DiffParams(BaseModel):
+    """``?from=V1&to=V2``: ``to`` defaults to the latest version, ``from`` to the one before ``to``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    from_: int | None = Field(None, alias="from", ge=1)
+    to: int | None = Field(None, ge=1)
+
+
 class DefinitionsApi:
     """``/api/v1/definitions``. Versions are immutable; identical content is not stored twice."""
 
@@ -85,6 +96,7 @@ class DefinitionsApi:
             web.get("/api/v1/definitions", self.list_latest),
             web.get("/api/v1/definitions/{name}", self.get),
             web.get("/api/v1/definitions/{name}/versions", self.versions),
+            web.get("/api/v1/definitions/{name}/diff", self.diff),
         ]
 
     async def register(self, request: web.Request) -> web.Response:
@@ -103,6 +115,24 @@ class DefinitionsApi:
         name = request.match_info["name"]
         definition = await self.runtime.registry.get(name, version_param(request))
         return web.json_response(definition_json(definition))
+
+    async def diff(self, request: web.Request) -> web.Response:
+        """What changed between two versions, each change with its compatibility impact."""
+        name = request.match_info["name"]
+        params = query_params(request, DiffParams)
+        versions = await self.runtime.registry.versions(name)
+        if not versions:
+            raise UnknownWorkflow(f"unknown workflow {name!r}")
+        to = params.to if params.to is not None else versions[-1]
+        before = [v for v in versions if v < to]
+        if params.from_ is None and not before:
+            raise web.HTTPBadRequest(
+                reason="Invalid Parameter", text=f"from: {name} has no version before {to}; give from="
+            )
+        start = params.from_ if params.from_ is not None else before[-1]
+        a = await self.runtime.registry.get(name, start)
+        b = await self.runtime.registry.get(name, to)
+        return web.json_response(diff_definitions(a, b).to_dict())
 
     async def versions(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

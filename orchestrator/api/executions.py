@@ -23,6 +23,7 @@ from pydantic import (
 from orchestrator.engine import rfc3339
 from orchestrator.events import ALL_TYPES
 from orchestrator.ports import ExecutionQuery
+from orchestrator.redrive import KEEP, ExecutionRunning, RedriveInvalid, link_to_dict
 from orchestrator.runtime import Runtime
 from schemas.envelope import TYPE_PREFIX
 from triggers.webhook import MAX_KEY_LENGTH, parse_json
@@ -62,6 +63,28 @@ class EventBody(_Strict):
     name: str = Field(min_length=1)
     correlation_key: StrictStr | StrictInt | None = None
     payload: Any = None
+
+
+class RedriveBody(_Strict):
+    """From the input (neither step option), from a step, or from the step that failed it."""
+
+    from_step: str | None = Field(None, min_length=1)
+    from_failure: bool = False
+    input: Any = Field(None, description="Replaces the original's input; absent: keep it.")
+    version: int | None = Field(None, ge=1, description="Definition version; default: the original's.")
+
+
+class BulkRedriveBody(_Strict):
+    workflow: str | None = Field(None, min_length=1)
+    status: Literal["failed", "succeeded", "cancelled"] = "failed"
+    started_after: AwareDatetime | None = None
+    started_before: AwareDatetime | None = None
+    failing_step: str | None = Field(None, min_length=1, description="The step ExecutionFailed names.")
+    from_failure: bool = False
+    from_step: str | None = Field(None, min_length=1)
+    dry_run: bool = True
+    rate_per_second: float = Field(10.0, gt=0, le=1000)
+    limit: int = Field(100, ge=1, le=1000)
 
 
 class ListParams(_Strict):
@@ -159,9 +182,14 @@ class ExecutionsApi:
             web.get(base + "/{id}", self.get),
             web.get(base + "/{id}/history", self.history),
             web.get(base + "/{id}/state", self.state),
+            web.get(base + "/{id}/diff/{other}", self.diff),
+            web.get(base + "/{id}/timeline", self.timeline),
             web.post(base + "/{id}/cancel", self.cancel),
             web.post(base + "/{id}/signals", self.signal),
             web.post("/api/v1/events", self.publish),
+            web.post(base + "/{id}/redrive", self.redrive),
+            web.post(base + "/redrive", self.redrive_bulk),
+            web.get(base + "/{id}/links", self.links),
         ]
 
     async def start(self, request: web.Request) -> web.Response:
@@ -205,7 +233,8 @@ class ExecutionsApi:
         execution_id = request.match_info["id"]
         summary = await self.runtime.summary(execution_id)
         state = await self.runtime.state(execution_id)
-        return web.json_response({**summary.to_dict(), **state.to_dict()})
+        links = [link_to_dict(link) for link in await self.runtime.links(execution_id)]
+        return web.json_response({**summary.to_dict(), **state.to_dict(), "links": links})
 
     async def history(self, request: web.Request) -> web.Response:
         """One page of CloudEvents after ``after``; ``next_after`` is null on the last page."""
@@ -222,6 +251,12 @@ class ExecutionsApi:
             }
         )
 
+    async def timeline(self, request: web.Request) -> web.Response:
+        """The whole history as a timeline: one row per event, then step spans with durations,
+        time spent waiting and retries."""
+        built = await self.runtime.timeline(request.match_info["id"])
+        return web.json_response(built.to_dict())
+
     async def state(self, request: web.Request) -> web.Response:
         """The state folded from the first ``at`` events (the current state without ``at``)."""
         params = query_params(request, StateParams)
@@ -232,6 +267,12 @@ class ExecutionsApi:
                 text=f"at: the execution has only {state.sequence} events (got {params.at})",
             )
         return web.json_response(state.to_dict())
+
+    async def diff(self, request: web.Request) -> web.Response:
+        """Two executions compared: history event by event (first divergence, per-event changes
+        with JSON paths; ids and times ignored) and state (status, input, output, error, steps)."""
+        found = await self.runtime.diff_executions(request.match_info["id"], request.match_info["other"])
+        return web.json_response(found.to_dict())
 
     async def cancel(self, request: web.Request) -> web.Response:
         """200 with the cancelled state; 409 when the execution has already finished."""
@@ -259,3 +300,62 @@ class ExecutionsApi:
             body.name, key, body.payload, actor=request_actor(request)
         )
         return web.json_response({"delivered_to": delivered}, status=202)
+
+    async def redrive(self, request: web.Request) -> web.Response:
+        """202 with the new execution; 200 with the earlier one for a repeated Idempotency-Key;
+        409 while the original runs; 400 for a step the definition lacks or no failed step."""
+        body = await json_body(request, RedriveBody, optional=True)
+        try:
+            result = await self.runtime.redrive(
+                request.match_info["id"],
+                from_step=body.from_step,
+                from_failure=body.from_failure,
+                input=body.input if "input" in body.model_fields_set else KEEP,
+                version=body.version,
+                dedup_key=_idempotency_key(request),
+                actor=request_actor(request),
+            )
+        except RedriveInvalid as exc:
+            raise web.HTTPBadRequest(reason="Invalid Redrive", text=str(exc)) from None
+        except ExecutionRunning as exc:
+            raise web.HTTPConflict(reason="Execution Running", text=str(exc)) from None
+        return web.json_response(
+            result.to_dict(),
+            status=202 if result.created else 200,
+            headers={"Location": f"/api/v1/executions/{result.execution_id}"},
+        )
+
+    async def redrive_bulk(self, request: web.Request) -> web.Response:
+        """Match finished executions; unless ``dry_run`` (the default), redrive each, paced.
+        The same request again (or the same Idempotency-Key) starts nothing new."""
+        body = await json_body(request, BulkRedriveBody, optional=True)
+        if body.started_after and body.started_before and body.started_after > body.started_before:
+            raise web.HTTPBadRequest(
+                reason="Invalid Body", text="started_after must not be later than started_before"
+            )
+        query = ExecutionQuery(
+            workflow=body.workflow,
+            status=body.status,
+            started_after=_timestamp(body.started_after),
+            started_before=_timestamp(body.started_before),
+        )
+        try:
+            result = await self.runtime.redrive_many(
+                query,
+                failing_step=body.failing_step,
+                from_failure=body.from_failure,
+                from_step=body.from_step,
+                dry_run=body.dry_run,
+                rate_per_second=body.rate_per_second,
+                limit=body.limit,
+                batch_key=_idempotency_key(request),
+                actor=request_actor(request),
+            )
+        except RedriveInvalid as exc:
+            raise web.HTTPBadRequest(reason="Invalid Redrive", text=str(exc)) from None
+        return web.json_response(result.to_dict(), status=200 if body.dry_run else 202)
+
+    async def links(self, request: web.Request) -> web.Response:
+        """Links recorded under the execution (``redrive_of``, ``redriven_as``), oldest first."""
+        links = await self.runtime.links(request.match_info["id"])
+        return web.json_response({"links": [link_to_dict(link) for link in links]})

@@ -12,7 +12,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 
+from orchestrator.api import definitions as defs
 from orchestrator.api import executions as ex
+from orchestrator.api import replay as replay_api
 from orchestrator.ports import ExecutionSummary
 from schemas.definition import WorkflowDefinition
 
@@ -23,6 +25,7 @@ STR: Schema = {"type": "string"}
 INT: Schema = {"type": "integer"}
 BOOL: Schema = {"type": "boolean"}
 OBJ: Schema = {"type": "object"}
+NUM: Schema = {"type": "number"}
 ANY: Schema = {}
 TIME = {"type": "string", "format": "date-time"}
 
@@ -71,17 +74,67 @@ SCHEMAS: dict[str, Schema] = {
         },
         f"{IDENTITY} status sequence",
     ),
-    "Execution": {"allOf": [ref("ExecutionSummary"), ref("ExecutionState")]},
+    "Execution": {
+        "allOf": [ref("ExecutionSummary"), ref("ExecutionState"), _obj({"links": _array(ref("Link"))})]
+    },
+    "Link": _obj(
+        {
+            "execution_id": STR,
+            "other_id": STR,
+            "relation": {"enum": ["redrive_of", "redriven_as"]},
+            "created_at": TIME,
+        },
+        "execution_id other_id relation created_at",
+    ),
+    "LinkList": _obj({"links": _array(ref("Link"))}, "links"),
+    "RedriveResult": _obj(
+        {
+            "execution_id": STR,
+            "created": BOOL,
+            "redrive_of": STR,
+            "from_step": _nullable(STR),
+            "version": INT,
+            "reused": {**_array(STR), "description": "Steps whose recorded output the redrive takes."},
+        },
+        "execution_id created redrive_of",
+    ),
+    "BulkRedriveResult": _obj(
+        {
+            "matched": _array(STR),
+            "count": INT,
+            "started": _array(STR),
+            "existing": _array(STR),
+            "errors": _array(_obj({"execution_id": STR, "error": STR})),
+            "batch_key": STR,
+            "dry_run": BOOL,
+        },
+        "matched count started",
+    ),
     "ExecutionPage": _obj({"items": _array(ref("ExecutionSummary")), "next_cursor": _nullable(STR)}, "items"),
     "CloudEvent": _obj(
         {
             **dict.fromkeys(("specversion", "id", "source", "type", "subject"), STR),
             "time": TIME,
             **dict.fromkeys(("datacontenttype", "workflow", "tenant", "codec", "actor"), STR),
+            **dict.fromkeys(("causationid", "chainhash"), STR),
             **dict.fromkeys(("sequence", "workflowversion", "schemaversion"), INT),
             "data": ANY,
         },
         "specversion id source type subject time sequence",
+    ),
+    "Timeline": _obj(
+        {
+            "status": STATUS,
+            "events": _array(
+                _obj({"sequence": INT, "offset_seconds": NUM, "type": STR, "step": ANY, "attempt": ANY,
+                      "detail": STR})
+            ),
+            "steps": _array(
+                _obj({"step": STR, "kind": STR, "visit": INT, "status": STR, "attempts": INT, "retries": INT,
+                      "duration_seconds": ANY, "waited_seconds": NUM})
+            ),
+        },
+        "status events steps",
     ),
     "HistoryPage": _obj({"events": _array(ref("CloudEvent")), "next_after": _nullable(INT)}, "events"),
     "StartResult": _obj({"execution_id": STR, "created": BOOL, "status_url": STR}, "execution_id created"),
@@ -98,6 +151,48 @@ SCHEMAS: dict[str, Schema] = {
     "HookList": _obj({"hooks": _array(ref("Hook"))}, "hooks"),
     "Health": _obj({"status": STR, "reason": STR}, "status"),
     "OpenApiDocument": OBJ,
+    "ExecutionDiff": _obj(
+        {
+            "a": OBJ,
+            "b": OBJ,
+            "identical": BOOL,
+            "history": {
+                "type": "object",
+                "description": "first_divergence, same_types, per-event changes (JSON paths), only_in_a/b.",
+            },
+            "state": {"type": "object", "description": "status/input/output/error changes; steps added/removed/changed."},
+        },
+        "a b identical history state",
+    ),
+    "DefinitionDiff": _obj(
+        {
+            "name": STR,
+            "from": INT,
+            "to": INT,
+            "identical": BOOL,
+            "compatibility": {"enum": ["safe", "conditional", "breaking"]},
+            "steps": OBJ,
+            "changes": _array(
+                _obj(
+                    {"path": STR, "kind": STR, "from": ANY, "to": ANY, "impact": STR, "reason": STR},
+                    "path kind impact reason",
+                )
+            ),
+        },
+        "name from to identical compatibility changes",
+    ),
+    "ReplayReport": _obj(
+        {
+            "workflow": STR,
+            "version": _nullable(INT),
+            "sample": INT,
+            "ok": BOOL,
+            "summary": _obj({"checked": INT, "ok": INT, "diverged": INT}),
+            "executions": _array(OBJ),
+        },
+        "workflow ok summary executions",
+    ),
+    "VerifyBody": replay_api.VerifyBody.model_json_schema(ref_template=REF),
 }
 
 
@@ -175,6 +270,15 @@ PATHS: dict[str, Schema] = {
             [NAME, VERSION],
         )
     },
+    DEFS + "/{name}/diff": {
+        "get": _op(
+            "diffDefinitionVersions",
+            "What changed between ?from=V1 and ?to=V2 (default: the latest and the one before), "
+            "each change with its impact on recorded executions (safe, conditional, breaking).",
+            "200:DefinitionDiff 400 404",
+            [NAME, *_query(defs.DiffParams)],
+        )
+    },
     DEFS + "/{name}/versions": {
         "get": _op("listDefinitionVersions", "Every version.", "200:DefinitionVersions 404", [NAME])
     },
@@ -200,6 +304,22 @@ PATHS: dict[str, Schema] = {
             "A page of the execution's events as CloudEvents (type: comma-separated filter).",
             "200:HistoryPage 400 404",
             [ID, *_query(ex.HistoryParams)],
+        )
+    },
+    EXS + "/{id}/timeline": {
+        "get": _op(
+            "getTimeline",
+            "The history as a readable timeline: events, then step spans with durations, waits, retries.",
+            "200:Timeline 404",
+            [ID],
+        )
+    },
+    EXS + "/{id}/diff/{other}": {
+        "get": _op(
+            "diffExecutions",
+            "Compare two executions: history (first divergence, per-event changes) and state.",
+            "200:ExecutionDiff 404",
+            [ID, _path("other", "The other execution's id.")],
         )
     },
     EXS + "/{id}/state": {
@@ -228,6 +348,40 @@ PATHS: dict[str, Schema] = {
             _body("SignalBody"),
         )
     },
+    EXS + "/{id}/redrive": {
+        "post": _op(
+            "redriveExecution",
+            "Re-run a finished execution as a new, linked one, reusing the steps that succeeded "
+            "before from_step (or the failed step); 200 for a repeated Idempotency-Key, 409 while it runs.",
+            "202:RedriveResult 200:RedriveResult 400 404 409",
+            [ID, {**IDEMPOTENCY, "description": "Redrives of one execution with the same key share one."}],
+            _body("RedriveBody", required=False),
+        )
+    },
+    EXS + "/redrive": {
+        "post": _op(
+            "redriveExecutions",
+            "Bulk redrive: list matching finished executions (dry_run, the default) or redrive each, "
+            "paced; the same request again starts nothing new.",
+            "200:BulkRedriveResult 202:BulkRedriveResult 400 404",
+            [{**IDEMPOTENCY, "description": "The batch key (default: derived from the filters)."}],
+            _body("BulkRedriveBody", required=False),
+        )
+    },
+    EXS + "/{id}/links": {
+        "get": _op(
+            "getLinks", "Links to other executions (redrive_of, redriven_as).", "200:LinkList 404", [ID]
+        )
+    },
+    "/api/v1/replay/verify": {
+        "post": _op(
+            "verifyReplay",
+            "Replay up to `sample` recorded executions of a workflow with the graph of `version`; "
+            "the report names each divergence (ok is false when any).",
+            "200:ReplayReport 400 404",
+            body=_body("VerifyBody"),
+        )
+    },
     "/api/v1/events": {
         "post": _op(
             "publishEvent",
@@ -254,7 +408,15 @@ PATHS: dict[str, Schema] = {
 
 def document() -> Schema:
     """The whole OpenAPI 3.1 document."""
-    models = _model_schemas(WorkflowDefinition, ex.StartBody, ex.CancelBody, ex.SignalBody, ex.EventBody)
+    models = _model_schemas(
+        WorkflowDefinition,
+        ex.StartBody,
+        ex.CancelBody,
+        ex.SignalBody,
+        ex.EventBody,
+        ex.RedriveBody,
+        ex.BulkRedriveBody,
+    )
     models["ExecutionSummary"] = TypeAdapter(ExecutionSummary).json_schema(ref_template=REF)
     return {
         "openapi": "3.1.0",

@@ -23,6 +23,10 @@ Listing reads each candidate's summary from its events partition and keeps only 
 with it, so a stale index row never yields a wrong item. Workflow plus status is served from the
 workflow table with the status checked in Python; a tenant filter is checked in Python too.
 
+Snapshots (``snapshots``, newest first) and links (``execution_links``) are one partition per
+execution each. :meth:`CassandraEventLog.delete_execution` removes an execution with partition
+deletes, never row by row (see there why).
+
 Lightweight transactions that time out are ambiguous: the events may have landed. The log then
 reads the last event back at SERIAL consistency (which completes any in-flight Paxos round),
 compares its id and bytes with ours, and only retries when that sequence is still free.
@@ -40,7 +44,7 @@ import contextlib
 import logging
 import sys
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import date
 from typing import ClassVar, cast
 
@@ -68,6 +72,8 @@ from orchestrator.ports import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionSummary,
+    Link,
+    Snapshot,
     UnknownWorkflow,
     VersionConflict,
 )
@@ -130,6 +136,7 @@ def _listing_cql() -> dict[str, str]:
             f"SELECT started_at, execution_id, tenant FROM {table} WHERE {where} AND {_BOUNDS}"
         )
         cql[f"add_by_{kind}"] = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+        cql[f"drop_by_{kind}"] = f"DELETE FROM {table} WHERE {where} AND started_at = ? AND execution_id = ?"
     return cql
 
 
@@ -144,6 +151,19 @@ _EVENT_LOG_CQL = {
     "add_day": "INSERT INTO {ks}.execution_days (scope, day) VALUES (?, ?)",
     "drop_status": "DELETE FROM {ks}.executions_by_status"
     " WHERE status = ? AND day = ? AND started_at = ? AND execution_id = ?",
+    "execution_ids": "SELECT DISTINCT execution_id FROM {ks}.events",
+    "save_snapshot": "INSERT INTO {ks}.snapshots (execution_id, sequence, body) VALUES (?, ?, ?)",
+    "latest_snapshot": "SELECT sequence, body FROM {ks}.snapshots WHERE execution_id = ? LIMIT 1",
+    "snapshot_at_most": "SELECT sequence, body FROM {ks}.snapshots"
+    " WHERE execution_id = ? AND sequence <= ? LIMIT 1",
+    # A lightweight transaction, yet safe to retry: a retry of one that landed changes nothing.
+    "add_link": "INSERT INTO {ks}.execution_links (execution_id, relation, other_id, created_at)"
+    " VALUES (?, ?, ?, ?) IF NOT EXISTS",
+    "links": "SELECT execution_id, other_id, relation, created_at FROM {ks}.execution_links"
+    " WHERE execution_id = ?",
+    "drop_events": "DELETE FROM {ks}.events WHERE execution_id = ?",
+    "drop_snapshots": "DELETE FROM {ks}.snapshots WHERE execution_id = ?",
+    "drop_links": "DELETE FROM {ks}.execution_links WHERE execution_id = ?",
     **_listing_cql(),
 }
 _APPEND_CQL = {  # the conditional half of an append batch: one per batch
@@ -262,6 +282,62 @@ class CassandraEventLog(_Backend):
                     break
         items = found[: query.limit]
         return ExecutionPage(items, cursor_of(items[-1]) if len(found) > query.limit else None)
+
+    async def execution_ids(self) -> AsyncIterator[str]:
+        """Every events partition: a token-range scan, PAGE_SIZE partition keys per request."""
+        async for rows in self._db.pages(self._cql["execution_ids"].bind(()), PAGE_SIZE):
+            for (execution_id,) in rows:
+                yield execution_id
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        values = (snapshot.execution_id, snapshot.sequence, snapshot.body)
+        await self._db.rows(self._cql["save_snapshot"], *values)
+
+    async def load_snapshot(self, execution_id: str, at_most: int | None = None) -> Snapshot | None:
+        """The first row of the partition (clustered newest first) at or below ``at_most``."""
+        if at_most is None:
+            rows = await self._db.rows(self._cql["latest_snapshot"], execution_id)
+        else:
+            rows = await self._db.rows(self._cql["snapshot_at_most"], execution_id, at_most)
+        return Snapshot(execution_id, rows[0][0], rows[0][1]) if rows else None
+
+    async def delete_execution(self, execution_id: str) -> bool:
+        """Remove an execution in one logged batch (all of it applies, eventually, or none).
+
+        The events, snapshots and links of an execution are each one partition, so each goes
+        with ONE partition-level deletion: a single tombstone that shadows the whole partition,
+        however long the history. Deleting row by row (or a TTL per event) would leave a
+        tombstone per event for every later read of the partition to step over until compaction
+        purges them after ``gc_grace_seconds`` (a tombstone storm). The summary is static
+        columns of the events partition and goes with it. Listing rows live in shared
+        day-bucket partitions, so only the execution's own rows are deleted there: one row
+        tombstone each, keyed from the summary (a stale row of another status is harmless:
+        listings drop rows whose events partition disagrees).
+        """
+        current = await self.summary(execution_id)
+        if current is None:
+            return False
+        day = day_of(current.started_at)
+        row = (day, current.started_at, execution_id)
+        statements: list[tuple[PreparedStatement, Row]] = [
+            (self._cql[f"drop_by_{kind}"], (*(getattr(current, c) for c in columns), *row))
+            for kind, columns in _LISTINGS.items()
+        ]
+        statements += [
+            (self._cql[f"drop_{table}"], (execution_id,)) for table in ("snapshots", "links", "events")
+        ]
+        await self._write_index(statements, [], raise_errors=True)
+        self._recent.pop(execution_id, None)
+        return True
+
+    async def add_link(self, link: Link) -> None:
+        """Record a link with ``IF NOT EXISTS``: the first record of (relation, other_id) stands."""
+        values = (link.execution_id, link.relation, link.other_id, link.created_at)
+        await self._db.rows(self._cql["add_link"], *values)
+
+    async def links(self, execution_id: str) -> list[Link]:
+        found = [Link(*row) for row in await self._db.rows(self._cql["links"], execution_id)]
+        return sorted(found, key=lambda k: (k.created_at, k.relation, k.other_id))
 
     async def reindex(self, execution_id: str) -> bool:
         """Rewrite the listing rows of one execution from its events partition (idempotent)."""

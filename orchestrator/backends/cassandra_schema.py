@@ -157,6 +157,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             " execution_id text, PRIMARY KEY ((event, correlation_key), execution_id))",
         ),
     ),
+    Migration(
+        4,
+        "event log: snapshots by execution, newest first, and links between executions",
+        (
+            "CREATE TABLE IF NOT EXISTS {ks}.snapshots (execution_id text, sequence bigint,"
+            " body blob, PRIMARY KEY ((execution_id), sequence))"
+            " WITH CLUSTERING ORDER BY (sequence DESC)",
+            "CREATE TABLE IF NOT EXISTS {ks}.execution_links (execution_id text, relation text,"
+            " other_id text, created_at text, PRIMARY KEY ((execution_id), relation, other_id))",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from orchestrator.backends.paging import page_summaries
 from orchestrator.ports import (
@@ -11,6 +11,8 @@ from orchestrator.ports import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionSummary,
+    Link,
+    Snapshot,
     UnknownWorkflow,
     VersionConflict,
 )
@@ -23,6 +25,8 @@ class MemoryEventLog:
     def __init__(self) -> None:
         self._events: dict[str, list[Envelope]] = {}
         self._summaries: dict[str, ExecutionSummary] = {}
+        self._snapshots: dict[str, dict[int, Snapshot]] = {}
+        self._links: dict[str, dict[tuple[str, str], Link]] = {}
 
     @classmethod
     def from_url(cls, url: str) -> MemoryEventLog:
@@ -54,6 +58,33 @@ class MemoryEventLog:
 
     async def list_executions(self, query: ExecutionQuery) -> ExecutionPage:
         return page_summaries(list(self._summaries.values()), query)
+
+    async def execution_ids(self) -> AsyncIterator[str]:
+        for execution_id in list(self._events):  # a copy: deletes may run between yields
+            yield execution_id
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        self._snapshots.setdefault(snapshot.execution_id, {})[snapshot.sequence] = snapshot
+
+    async def load_snapshot(self, execution_id: str, at_most: int | None = None) -> Snapshot | None:
+        stored = self._snapshots.get(execution_id, {})
+        fitting = [n for n in stored if at_most is None or n <= at_most]
+        return stored[max(fitting)] if fitting else None
+
+    async def delete_execution(self, execution_id: str) -> bool:
+        self._snapshots.pop(execution_id, None)
+        self._links.pop(execution_id, None)
+        self._summaries.pop(execution_id, None)
+        return self._events.pop(execution_id, None) is not None
+
+    async def add_link(self, link: Link) -> None:
+        """Record a link; the first record of (relation, other_id) stands."""
+        links = self._links.setdefault(link.execution_id, {})
+        links.setdefault((link.relation, link.other_id), link)
+
+    async def links(self, execution_id: str) -> list[Link]:
+        found = self._links.get(execution_id, {}).values()
+        return sorted(found, key=lambda k: (k.created_at, k.relation, k.other_id))
 
 
 class MemoryRegistry:

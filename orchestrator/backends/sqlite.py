@@ -13,7 +13,7 @@ import builtins
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, TypeVar, TypeVarTuple
@@ -28,6 +28,8 @@ from orchestrator.ports import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionSummary,
+    Link,
+    Snapshot,
     UnknownWorkflow,
     VersionConflict,
 )
@@ -38,6 +40,7 @@ from schemas.envelope import Envelope
 PREFIX = "sqlite:///"
 SCHEMA_VERSION = 1
 MAX_BATCH = 512  # appends per group-commit transaction
+ID_PAGE = 1000  # execution ids per query of execution_ids()
 BUSY_TIMEOUT_SECONDS = 5.0
 # Group commits dirty a page per execution they touch: a bigger page cache and fewer, larger
 # checkpoints cut the cost of a 500-append commit by about a fifth (bench/sqlite_log.py).
@@ -66,6 +69,14 @@ _EVENT_LOG_DDL = (
     "CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions (workflow, started_at, execution_id)",
     "CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, started_at, execution_id)",
     "CREATE INDEX IF NOT EXISTS executions_by_start ON executions (started_at, execution_id)",
+    # Added after schema 1 shipped: new tables only, created IF NOT EXISTS at every open, so
+    # older files gain them and older code ignores them (no version bump needed). Snapshots
+    # keep rowids: their bodies can be large, which WITHOUT ROWID tables handle badly.
+    "CREATE TABLE IF NOT EXISTS snapshots (execution_id TEXT NOT NULL, sequence INTEGER NOT NULL,"
+    " body BLOB NOT NULL, PRIMARY KEY (execution_id, sequence))",
+    "CREATE TABLE IF NOT EXISTS links (execution_id TEXT NOT NULL, other_id TEXT NOT NULL,"
+    " relation TEXT NOT NULL, created_at TEXT NOT NULL,"
+    " PRIMARY KEY (execution_id, relation, other_id)) WITHOUT ROWID",
 )
 _REGISTRY_DDL = (
     "CREATE TABLE IF NOT EXISTS definitions (name TEXT NOT NULL, version INTEGER NOT NULL,"
@@ -94,6 +105,21 @@ _UPSERT_SUMMARIES_JSON = (
     " last_sequence = excluded.last_sequence"
 )
 _READ = "SELECT body FROM events WHERE execution_id = ? AND sequence > ? ORDER BY sequence LIMIT ?"
+_IDS_AFTER = "SELECT execution_id FROM executions WHERE execution_id > ? ORDER BY execution_id LIMIT ?"
+_SAVE_SNAPSHOT = "INSERT OR REPLACE INTO snapshots (execution_id, sequence, body) VALUES (?, ?, ?)"
+_LOAD_SNAPSHOT = (
+    "SELECT sequence, body FROM snapshots WHERE execution_id = ? AND sequence <= ?"
+    " ORDER BY sequence DESC LIMIT 1"
+)
+_ADD_LINK = "INSERT OR IGNORE INTO links (execution_id, other_id, relation, created_at) VALUES (?, ?, ?, ?)"
+_LINKS = (
+    "SELECT execution_id, other_id, relation, created_at FROM links WHERE execution_id = ?"
+    " ORDER BY created_at, relation, other_id"
+)
+_DELETE_EXECUTION = tuple(
+    f"DELETE FROM {table} WHERE execution_id = ?" for table in ("events", "executions", "snapshots", "links")
+)
+_MAX_SEQUENCE = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +309,37 @@ class SQLiteEventLog(Lifecycle):
     async def list_executions(self, query: ExecutionQuery) -> ExecutionPage:
         return await self._db.run(self._list, query)
 
+    async def execution_ids(self) -> AsyncIterator[str]:
+        """Every execution, by id, ID_PAGE per query (no cursor stays open between pages)."""
+        after = ""
+        while True:
+            page = await self._db.run(self._ids_after, after)
+            for execution_id in page:
+                yield execution_id
+            if len(page) < ID_PAGE:
+                return
+            after = page[-1]
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        row = (snapshot.execution_id, snapshot.sequence, snapshot.body)
+        await self._db.run(self._execute, _SAVE_SNAPSHOT, row)
+
+    async def load_snapshot(self, execution_id: str, at_most: int | None = None) -> Snapshot | None:
+        limit = _MAX_SEQUENCE if at_most is None else at_most
+        return await self._db.run(self._load_snapshot, execution_id, limit)
+
+    async def delete_execution(self, execution_id: str) -> bool:
+        """Events, summary, snapshots and links in one transaction."""
+        return await self._db.run(self._delete, execution_id)
+
+    async def add_link(self, link: Link) -> None:
+        """Record a link; the first record of (relation, other_id) stands."""
+        row = (link.execution_id, link.other_id, link.relation, link.created_at)
+        await self._db.run(self._execute, _ADD_LINK, row)
+
+    async def links(self, execution_id: str) -> list[Link]:
+        return await self._db.run(self._links, execution_id)
+
     async def _write(self, queue: asyncio.Queue[_Append | None]) -> None:
         """The one writer: each commit takes all appends queued meanwhile (up to MAX_BATCH)."""
         batch: list[_Append] = []
@@ -407,6 +464,31 @@ class SQLiteEventLog(Lifecycle):
         params = (execution_id, after_sequence, -1 if limit is None else limit)
         rows = self._db.connection.execute(_READ, params).fetchall()
         return [Envelope.from_bytes(body) for (body,) in rows]
+
+    def _ids_after(self, after: str) -> list[str]:
+        rows = self._db.connection.execute(_IDS_AFTER, (after, ID_PAGE))
+        return [execution_id for (execution_id,) in rows]
+
+    def _execute(self, sql: str, params: tuple[object, ...]) -> None:
+        self._db.connection.execute(sql, params)  # autocommit: one statement, one transaction
+
+    def _load_snapshot(self, execution_id: str, at_most: int) -> Snapshot | None:
+        row = self._db.connection.execute(_LOAD_SNAPSHOT, (execution_id, at_most)).fetchone()
+        return None if row is None else Snapshot(execution_id, row[0], bytes(row[1]))
+
+    def _delete(self, execution_id: str) -> bool:
+        execute = self._db.connection.execute
+        execute("BEGIN IMMEDIATE")
+        try:
+            counts = [execute(sql, (execution_id,)).rowcount for sql in _DELETE_EXECUTION]
+        except BaseException:
+            execute("ROLLBACK")
+            raise
+        execute("COMMIT")
+        return counts[0] > 0 or counts[1] > 0
+
+    def _links(self, execution_id: str) -> list[Link]:
+        return [Link(*row) for row in self._db.connection.execute(_LINKS, (execution_id,))]
 
     def _summary(self, execution_id: str) -> ExecutionSummary | None:
         row = self._db.connection.execute(_SELECT_SUMMARY, (execution_id,)).fetchone()

@@ -18,7 +18,14 @@ from orchestrator.events import (
     STEP_SCHEDULED,
     STEP_SUCCEEDED,
 )
-from orchestrator.ports import ConcurrencyError, EventLog, ExecutionQuery, ExecutionSummary
+from orchestrator.ports import (
+    ConcurrencyError,
+    EventLog,
+    ExecutionQuery,
+    ExecutionSummary,
+    Link,
+    Snapshot,
+)
 from schemas.envelope import Envelope
 from tests.contracts.factories import at, event, history, started
 
@@ -57,6 +64,10 @@ async def populate(log: EventLog) -> list[ExecutionSummary]:
     summaries = [await log.summary(f"x{i:02}") for i in range(12)]
     assert all(s is not None for s in summaries)
     return [s for s in summaries if s is not None]
+
+
+async def all_ids(log: EventLog) -> list[str]:
+    return [execution_id async for execution_id in log.execution_ids()]
 
 
 def newest_first(summaries: list[ExecutionSummary]) -> list[str]:
@@ -336,5 +347,128 @@ class EventLogContract(ABC):
     async def test_unknown_execution_reads_nothing(self, log: EventLog) -> None:
         assert await log.read("nobody") == []
         assert await log.summary("nobody") is None
+        page = await log.list_executions(ExecutionQuery())
+        assert (page.items, page.next_cursor) == ([], None)
+
+    async def test_snapshots_latest_at_most_and_replaced(self, log: EventLog) -> None:
+        await log.append("s1", 0, history("s1", 12))
+        await log.append("s2", 0, history("s2", 3))
+        body = bytes(range(256)) * 800  # binary, 200 KiB
+        for sequence in (7, 3, 12):
+            await log.save_snapshot(Snapshot("s1", sequence, body + bytes([sequence])))
+        await log.save_snapshot(Snapshot("s2", 2, b"other"))
+
+        latest = await log.load_snapshot("s1")
+        assert latest == Snapshot("s1", 12, body + bytes([12]))
+        assert await log.load_snapshot("s1", at_most=100) == latest
+        assert await log.load_snapshot("s1", at_most=12) == latest
+        assert await log.load_snapshot("s1", at_most=11) == Snapshot("s1", 7, body + bytes([7]))
+        assert await log.load_snapshot("s1", at_most=7) == Snapshot("s1", 7, body + bytes([7]))
+        assert await log.load_snapshot("s1", at_most=6) == Snapshot("s1", 3, body + bytes([3]))
+        assert await log.load_snapshot("s1", at_most=2) is None
+        assert await log.load_snapshot("s1", at_most=0) is None
+        assert await log.load_snapshot("s2") == Snapshot("s2", 2, b"other")
+
+        await log.save_snapshot(Snapshot("s1", 7, b"replaced"))
+
+        assert await log.load_snapshot("s1", at_most=10) == Snapshot("s1", 7, b"replaced")
+        assert await log.load_snapshot("s1") == latest
+        assert await log.load_snapshot("s2", at_most=5) == Snapshot("s2", 2, b"other")
+
+    async def test_no_snapshot_is_none(self, log: EventLog) -> None:
+        assert await log.load_snapshot("nobody") is None
+        assert await log.load_snapshot("nobody", at_most=5) is None
+        await log.append("e1", 0, history("e1", 3))
+        assert await log.load_snapshot("e1") is None
+
+    async def test_links_are_idempotent_and_oldest_first(self, log: EventLog) -> None:
+        await log.append("a", 0, [started("a")])
+        links = [
+            Link("a", "b", "redriven_as", at(30)),
+            Link("a", "c", "redriven_as", at(10)),
+            Link("a", "z", "redrive_of", at(20)),
+            Link("a", "c", "child", at(40)),  # same other_id, another relation
+        ]
+        for link in links:
+            await log.add_link(link)
+        await log.add_link(Link("b", "a", "redrive_of", at(30)))
+
+        await log.add_link(links[0])  # the same link again
+        await log.add_link(dataclasses.replace(links[1], created_at=at(50)))  # recorded again
+
+        assert await log.links("a") == [links[1], links[2], links[0], links[3]]
+        assert await log.links("b") == [Link("b", "a", "redrive_of", at(30))]
+        assert await log.links("nobody") == []
+
+    async def test_execution_ids_yields_every_execution_once(self, log: EventLog) -> None:
+        assert await all_ids(log) == []
+        ids = [f"i{i:04}" for i in range(1005)]  # more than one page of 1000
+        await asyncio.gather(*(log.append(i, 0, [started(i)]) for i in ids))
+        await log.append("i0003", 1, [event("i0003", 2)])
+
+        found = await all_ids(log)
+
+        assert len(found) == len(ids)
+        assert sorted(found) == ids
+
+    async def test_delete_execution_removes_everything_of_it_and_nothing_else(
+        self, log: EventLog
+    ) -> None:
+        everything = await populate(log)
+        for execution_id in ("x03", "x04"):
+            await log.save_snapshot(Snapshot(execution_id, 1, b"one"))
+            await log.save_snapshot(Snapshot(execution_id, 2, b"two"))
+        x03_links = [Link("x03", "x04", "redriven_as", at(1)), Link("x03", "x05", "child", at(2))]
+        for link in [*x03_links, Link("x04", "x03", "redrive_of", at(1))]:
+            await log.add_link(link)
+        kept = {s.execution_id: (await log.read(s.execution_id), s) for s in everything}
+        del kept["x03"]
+
+        assert await log.delete_execution("x03") is True
+
+        assert await log.read("x03") == []
+        assert await log.summary("x03") is None
+        assert await log.load_snapshot("x03") is None
+        assert await log.links("x03") == []
+        assert sorted(await all_ids(log)) == sorted(kept)
+        rest = [s for s in everything if s.execution_id != "x03"]
+        for query in (  # x03: orders, running, acme, started at 30
+            ExecutionQuery(),
+            ExecutionQuery(limit=2),
+            ExecutionQuery(workflow="orders"),
+            ExecutionQuery(status="running"),
+            ExecutionQuery(status="running", workflow="orders", limit=1),
+            ExecutionQuery(tenant="acme"),
+            ExecutionQuery(started_after=at(30), started_before=at(31)),
+        ):
+            expected = [
+                s
+                for s in rest
+                if query.workflow in (None, s.workflow)
+                and query.status in (None, s.status)
+                and query.tenant in (None, s.tenant)
+                and (query.started_after is None or s.started_at >= query.started_after)
+                and (query.started_before is None or s.started_at < query.started_before)
+            ]
+            found = await list_all(log, query)
+            assert [s.execution_id for s in found] == newest_first(expected), query
+        for execution_id, (events, summary) in kept.items():  # the others are untouched
+            assert await log.read(execution_id) == events
+            assert await log.summary(execution_id) == summary
+        assert await log.load_snapshot("x04") == Snapshot("x04", 2, b"two")
+        assert await log.links("x04") == [Link("x04", "x03", "redrive_of", at(1))]
+
+        assert await log.delete_execution("x03") is False
+        assert await log.delete_execution("ghost") is False
+        await log.append("x00", 1, [event("x00", 2, workflow="billing")])  # still writable
+        assert [e.sequence for e in await log.read("x00")] == [1, 2]
+
+    async def test_deleting_every_execution_leaves_an_empty_log(self, log: EventLog) -> None:
+        everything = await populate(log)
+
+        deleted = await asyncio.gather(*(log.delete_execution(s.execution_id) for s in everything))
+
+        assert deleted == [True] * len(everything)
+        assert await all_ids(log) == []
         page = await log.list_executions(ExecutionQuery())
         assert (page.items, page.next_cursor) == ([], None)

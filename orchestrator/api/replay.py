@@ -1,0 +1,46 @@
+"""``POST /api/v1/replay/verify``: would a version decide the same on recorded executions?"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.api.executions import json_body
+from orchestrator.replay_check import DEFAULT_SAMPLE, MAX_SAMPLE, verify_recorded
+from orchestrator.runtime import Runtime
+
+
+class VerifyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workflow: str = Field(min_length=1)
+    version: int | None = Field(None, ge=1, description="The version to verify; default: the latest.")
+    sample: int = Field(DEFAULT_SAMPLE, ge=1, le=MAX_SAMPLE, description="Recorded executions, newest first.")
+    recorded_version: int | None = Field(None, ge=1, description="Only executions recorded on this version.")
+    statuses: list[Literal["running", "succeeded", "failed", "cancelled"]] | None = Field(
+        None, min_length=1, description="Only executions in these statuses; default: all."
+    )
+
+
+class ReplayApi:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/api/v1/replay/verify", self.verify)]
+
+    async def verify(self, request: web.Request) -> web.Response:
+        """200 with the report (``ok`` false when any execution diverged); 404 unknown workflow or version."""
+        body = await json_body(request, VerifyBody)
+        report = await verify_recorded(
+            self.runtime.log,
+            self.runtime.registry,
+            body.workflow,
+            body.version,
+            body.sample,
+            statuses=body.statuses,
+            recorded_version=body.recorded_version,
+        )
+        return web.json_response(report.to_dict())
