@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import orchestrator
+from orchestrator import cli_data, cli_replay, cli_retention
 from orchestrator import cli_remote as remote
-from orchestrator import cli_replay, cli_retention
 from orchestrator.cli_remote import CliError, print_json, print_lines
 from orchestrator.ports import BackendUnavailable, UnknownWorkflow
 from orchestrator.runtime import InputInvalid, Runtime
@@ -317,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_retention.add_commands(sub)
     cli_replay.add_commands(sub)
+    cli_data.add_commands(sub)
     _add_remote(sub, server)
     return parser
 

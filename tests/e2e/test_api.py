@@ -337,6 +337,21 @@ async def test_state_at_sequence_is_the_fold(client: Client, runtime: Runtime) -
     await error(await client.get(beyond), 400, "invalid_parameter")
 
 
+async def test_timeline_has_rows_and_step_spans(client: Client, runtime: Runtime) -> None:
+    execution_id = await start(client, "echo", {"x": 4})
+    await runtime.wait(execution_id, timeout=5)
+    events = await runtime.log.read(execution_id)
+    body = await ok(await client.get(f"/api/v1/executions/{execution_id}/timeline"), 200)
+    assert body["status"] == "succeeded"
+    assert [row["sequence"] for row in body["events"]] == [e.sequence for e in events]
+    assert [row["type"] for row in body["events"]] == [e.type for e in events]
+    scheduled = [e.data["step"] for e in events if e.type == "StepScheduled"]
+    spans = [span for span in body["steps"] if span["kind"] == "task"]
+    assert [span["step"] for span in spans] == scheduled
+    assert all(span["status"] == "succeeded" and span["attempts"] == 1 for span in spans)
+    assert all(span["duration_seconds"] >= 0 for span in spans)
+
+
 # -- cancel, signals, events --------------------------------------------------------------
 
 
@@ -386,6 +401,7 @@ async def test_unknown_execution_404(client: Client) -> None:
         ("GET", base + "/history", None),
         ("GET", base + "/state", None),
         ("GET", base + "/state?at=1", None),
+        ("GET", base + "/timeline", None),
         ("POST", base + "/cancel", {}),
         ("POST", base + "/signals", {"name": "x"}),
     ]:
