@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.embedded import EmbeddedResult, run_embedded
+from bench.replay import replay_table, run_replay
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| transitions/s, two `orchestrator worker` processes + an API process | {two:,.0f} | | | ≥ 2,000/s |"
         )
+    # Replay and history loading: SQLite always, Cassandra with --distributed.
+    replay = asyncio.run(run_replay(quick=args.quick, distributed=args.distributed))
+    lines += ["", *replay_table(replay)]
     text = "\n".join(lines)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -93,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     payload: dict[str, object] = {"machine": info, "mode": name, "embedded": asdict(embedded)}
     if distributed is not None:
         payload["distributed"] = {**as_dict(distributed), "two_workers_transitions_per_s": two}
+    payload["replay"] = asdict(replay)
     (args.out / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 

@@ -29,6 +29,7 @@ from orchestrator.ports import EventLog, ExecutionSummary, Registry, UnknownWork
 from schemas.envelope import Envelope, chain_hash
 
 PAGE_SIZE = 1000
+LIVE_RETRIES = 3  # re-reads of an execution that grows while it is verified
 MAX_PER_KIND = 5  # problems of one kind listed per execution; the rest are counted
 
 ERROR = "error"
@@ -305,14 +306,25 @@ async def verify(
     workflow: str | None = None,
     page_size: int = PAGE_SIZE,
 ) -> IntegrityReport:
-    """Check every execution ``log.execution_ids()`` yields (only ``workflow``'s if given)."""
+    """Check every execution ``log.execution_ids()`` yields (only ``workflow``'s if given).
+
+    Safe on a live log: when an execution grows while it is read, the summary read after the
+    history is ahead of it, and the new events are read too before the two are compared.
+    """
     report = IntegrityReport()
     known: dict[tuple[str, int], bool] = {}
     async for execution_id in log.execution_ids():
         summary = await log.summary(execution_id)
         if workflow is not None and summary is not None and summary.workflow != workflow:
             continue
-        facts = await verify_history(log, execution_id, page_size)
+        checker = HistoryChecker(execution_id)
+        readable = await _read_into(log, checker, page_size)
+        for _ in range(LIVE_RETRIES):
+            summary = await log.summary(execution_id)
+            if not readable or summary is None or summary.last_sequence <= checker.facts.last_sequence:
+                break
+            readable = await _read_into(log, checker, page_size)
+        facts = checker.finish()
         if workflow is not None and (facts.workflow or (summary.workflow if summary else None)) != workflow:
             continue
         report.executions += 1
@@ -336,19 +348,25 @@ async def verify(
 async def verify_history(log: EventLog, execution_id: str, page_size: int = PAGE_SIZE) -> HistoryFacts:
     """The per-history checks of one stored history, read ``page_size`` events at a time."""
     checker = HistoryChecker(execution_id)
-    after = 0
+    await _read_into(log, checker, page_size)
+    return checker.finish()
+
+
+async def _read_into(log: EventLog, checker: HistoryChecker, page_size: int) -> bool:
+    """Feed the events after the checker's last sequence, page by page; False if unreadable."""
+    execution_id = checker.facts.execution_id
+    after = checker.facts.last_sequence
     while True:
         try:
             events = await log.read(execution_id, after, page_size)
-        except ValueError as exc:  # an event the backend cannot even parse
-            facts = checker.finish()
-            facts.problems.append(
+        except ValueError as exc:  # stored bytes that are not an envelope
+            checker.facts.problems.append(
                 Problem(execution_id, UNREADABLE, f"events after sequence {after} cannot be read: {exc}")
             )
-            return facts
+            return False
         checker.feed(events)
         if len(events) < page_size:
-            return checker.finish()
+            return True
         after = events[-1].sequence
 
 

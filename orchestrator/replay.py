@@ -107,7 +107,7 @@ def verify_history(graph: WorkflowGraph, envelopes: Sequence[Stamped]) -> Diverg
         if not produced:
             reason = f"the machine now ignores the command behind the recorded {first.type}"
             return Divergence(first.sequence, None, _event(first), reason)
-        divergence = _compare(produced, envelopes[index:], envelopes[-1].sequence + 1)
+        divergence = _compare(produced, envelopes, index, envelopes[-1].sequence + 1)
         if divergence is not None:
             return divergence
         try:
@@ -118,11 +118,14 @@ def verify_history(graph: WorkflowGraph, envelopes: Sequence[Stamped]) -> Diverg
     return None
 
 
-def _compare(produced: list[Event], recorded: Sequence[Stamped], end: int) -> Divergence | None:
+def _compare(
+    produced: list[Event], recorded: Sequence[Stamped], start: int, end: int
+) -> Divergence | None:
+    """Compare the decided events with the recorded ones from ``start`` on (no copying)."""
     for offset, event in enumerate(produced):
-        if offset >= len(recorded):
+        if start + offset >= len(recorded):
             return Divergence(end, event, None, f"the machine decides {event.type} after the end")
-        envelope = recorded[offset]
+        envelope = recorded[start + offset]
         if event.type != envelope.type:
             reason = f"the machine decides {event.type}, the history holds {envelope.type}"
             return Divergence(envelope.sequence, event, _event(envelope), reason)
