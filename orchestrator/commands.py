@@ -74,6 +74,7 @@ class DeliverEvent(Command):
     name: str
     payload: Any = None
     correlation_key: str | None = None
+    event_id: str | None = None  # a message's dedup key: an event id is delivered at most once
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

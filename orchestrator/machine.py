@@ -264,20 +264,30 @@ class _Decision:
             self.step_failed(timer.step, {"step": timer.step, "error": error})
 
     def deliver(self, command: DeliverEvent) -> None:
+        event_id = command.event_id
+        if event_id is not None and event_id in self.state.event_ids:
+            return  # a redelivered message: this event was taken already
         for name, active in sorted(self.state.active.items()):
             if active.kind != "wait_for_event" or active.event != command.name:
                 continue
             if command.correlation_key is not None and active.correlation_key != command.correlation_key:
                 continue
-            self.receive(name, command.name, command.payload, None)
+            self.receive(name, command.name, command.payload, None, event_id)
             return
         if command.correlation_key is None:
-            self.emit(ev.SIGNAL_RECEIVED, {"name": command.name, "payload": command.payload})
+            signal: dict[str, Any] = {"name": command.name, "payload": command.payload}
+            if event_id is not None:
+                signal["event_id"] = event_id
+            self.emit(ev.SIGNAL_RECEIVED, signal)
 
-    def receive(self, step: str, name: str, payload: Any, buffered: int | None) -> None:
+    def receive(
+        self, step: str, name: str, payload: Any, buffered: int | None, event_id: str | None = None
+    ) -> None:
         data: dict[str, Any] = {"step": step, "name": name, "payload": payload}
         if buffered is not None:
             data["buffered"] = buffered
+        if event_id is not None:
+            data["event_id"] = event_id
         self.emit(ev.EVENT_RECEIVED, data)
         self.emit(ev.STEP_SUCCEEDED, {"step": step, "output": payload})
         self.after(step)

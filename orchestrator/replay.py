@@ -174,9 +174,17 @@ def _command_for(state: ExecutionState | None, envelope: Stamped) -> Command:
     if kind == ev.EVENT_RECEIVED and "buffered" not in data:
         active = state.active.get(step)
         key = active.correlation_key if active is not None else None
-        return DeliverEvent(**base, name=data["name"], payload=data["payload"], correlation_key=key)
+        return DeliverEvent(
+            **base,
+            name=data["name"],
+            payload=data["payload"],
+            correlation_key=key,
+            event_id=data.get("event_id"),
+        )
     if kind == ev.SIGNAL_RECEIVED:
-        return DeliverEvent(**base, name=data["name"], payload=data.get("payload"))
+        return DeliverEvent(
+            **base, name=data["name"], payload=data.get("payload"), event_id=data.get("event_id")
+        )
     if kind == ev.EXECUTION_CANCELLED:
         return CancelExecution(**base, reason=data.get("reason", ""))
     raise _NoCommand(f"the machine decides no more events here, the history holds {kind}")

@@ -330,9 +330,17 @@ class Runtime(Lifecycle):
         return await self.state(execution_id)
 
     async def publish_event(
-        self, name: str, correlation_key: str | None, payload: Any = None, actor: str | None = None
+        self,
+        name: str,
+        correlation_key: str | None,
+        payload: Any = None,
+        actor: str | None = None,
+        event_id: str | None = None,
     ) -> list[str]:
-        """Deliver an event to every execution waiting on (name, correlation key); their ids."""
+        """Deliver an event to every execution waiting on (name, correlation key); their ids.
+
+        With ``event_id`` (a message's dedup key) an execution takes that event at most once,
+        however often it is published."""
         delivered = []
         for execution_id in await self.waits.waiting((name, correlation_key)):
             committed = await self.engine.handle(
@@ -343,6 +351,7 @@ class Runtime(Lifecycle):
                     name=name,
                     payload=payload,
                     correlation_key=correlation_key,
+                    event_id=event_id,
                 )
             )
             if committed is not None:

@@ -13,6 +13,7 @@ import yaml
 
 PREFIX = "ORCHESTRATOR_"
 SECRET_PREFIX = PREFIX + "SECRET_"
+CONNECTION_PREFIX = PREFIX + "CONNECTION_"
 
 # Every variable the code reads, with its default; the README and docker-compose list the same.
 VARIABLES: dict[str, str] = {
@@ -32,6 +33,7 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_DEFINITIONS": "(none)",
     "ORCHESTRATOR_SECRETS_FILE": "(none)",
     "ORCHESTRATOR_SECRET_<NAME>": "(none)",
+    "ORCHESTRATOR_CONNECTION_<NAME>": "(none)",
 }
 
 
@@ -56,6 +58,7 @@ class Settings:
     archive_dir: str | None = None  # where retention archives histories before deleting them
     definitions: tuple[str, ...] = ()
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    connections: Mapping[str, str] = field(default_factory=dict, repr=False)  # name -> URL
 
     @property
     def effective_registry_url(self) -> str:
@@ -100,6 +103,9 @@ class Settings:
             archive_dir=get("ARCHIVE_DIR"),
             definitions=definitions,
             secrets=secrets,
+            connections={
+                k[len(CONNECTION_PREFIX) :].lower(): v for k, v in env.items() if k.startswith(CONNECTION_PREFIX)
+            },
         )
 
     def secret(self, name: str) -> str | None:
@@ -111,6 +117,17 @@ class Settings:
             if key.upper() == upper:
                 return value
         return None
+
+    def connection(self, name: str) -> str:
+        """The URL of a named connection (a broker that triggers and connectors use), with its
+        credentials: ORCHESTRATOR_CONNECTION_<NAME>, else the secret CONNECTION_<NAME>.
+        Definitions name connections; they never hold URLs or credentials."""
+        url = self.connections.get(name.lower()) or self.secret(f"CONNECTION_{name}")
+        if not url:
+            variable = f"{CONNECTION_PREFIX}{name.upper()}"
+            secret = f"CONNECTION_{name.upper()}"
+            raise SettingsError(f"connection {name!r} is not configured: set {variable} (or secret {secret})")
+        return url
 
 
 def _secrets_file(path: str | None) -> dict[str, str]:

@@ -21,7 +21,7 @@ from orchestrator.state import MISSING, ActiveStep, ExecutionState, Timer, fold
 log = logging.getLogger(__name__)
 FORMAT = 1
 PAGE = 1000
-_SPECIAL = frozenset({"active", "timers", "joins", "signals"})
+_SPECIAL = frozenset({"active", "timers", "joins", "signals", "event_ids"})
 
 
 class SnapshotError(ValueError):
@@ -51,6 +51,7 @@ def encode(state: ExecutionState, last_command_id: str | None, chainhash: str) -
         for step, results in state.joins.items()
     }
     plain["signals"] = [[name, payload] for name, payload in state.signals]
+    plain["event_ids"] = list(state.event_ids)
     body = {"format": FORMAT, "state": plain, "last_command_id": last_command_id, "chainhash": chainhash}
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -69,6 +70,7 @@ def decode(body: bytes) -> tuple[ExecutionState, str | None, str]:
             for step, results in plain["joins"].items()
         }
         plain["signals"] = tuple((name, payload) for name, payload in plain["signals"])
+        plain["event_ids"] = tuple(plain.get("event_ids", ()))
         known = {f.name for f in dataclasses.fields(ExecutionState)}
         state = ExecutionState(**{k: v for k, v in plain.items() if k in known})
         return state, doc.get("last_command_id"), str(doc.get("chainhash") or "")

@@ -60,6 +60,7 @@ class ExecutionState:
     error: dict[str, Any] | None = None
     parent: dict[str, str] | None = None
     dedup_key: str | None = None
+    event_ids: tuple[str, ...] = ()  # ids of delivered events and signals (redeliveries are ignored)
     reuse: dict[str, Any] = field(default_factory=dict)  # redrive: step -> recorded output
 
     @property
@@ -237,14 +238,20 @@ def _event_awaited(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _event_received(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if d.get("event_id") is not None:
+        changes["event_ids"] = (*s.event_ids, d["event_id"])
     index = d.get("buffered")
-    if index is None:
-        return {}
-    return dict(signals=s.signals[:index] + s.signals[index + 1 :])
+    if index is not None:
+        changes["signals"] = s.signals[:index] + s.signals[index + 1 :]
+    return changes
 
 
 def _signal_received(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
-    return dict(signals=(*s.signals, (d["name"], d.get("payload"))))
+    changes: dict[str, Any] = {"signals": (*s.signals, (d["name"], d.get("payload")))}
+    if d.get("event_id") is not None:
+        changes["event_ids"] = (*s.event_ids, d["event_id"])
+    return changes
 
 
 def _child_started(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:

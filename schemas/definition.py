@@ -163,7 +163,71 @@ class WebhookTrigger(_Model):
     enabled: bool = True
 
 
-Trigger = Annotated[WebhookTrigger, Field(discriminator="type")]
+class EventDelivery(_Model):
+    """Deliver each message as an event to the executions waiting for it, instead of starting one."""
+
+    event: StepName = Field(description="The event name that wait_for_event steps wait for.")
+    key: Expression = Field(description="Correlation key, over the message context.")
+    payload: Expression | None = Field(None, description="Event payload; default: the message's data.")
+
+
+class _MessageTrigger(_Model):
+    """What queue and topic triggers share. Expressions see the message context:
+    ``{"data", "key", "headers", "message_id", "cloudevent", "topic", "partition", "offset",
+    "queue", "exchange", "routing_key"}`` (``data`` is the CloudEvent's data, else the JSON body)."""
+
+    name: StepName = Field(description="Unique among the workflow's triggers.")
+    connection: str = Field(description="A configured connection name (ORCHESTRATOR_CONNECTION_<NAME>).")
+    filter: Expression | None = Field(None, description="Messages where this is falsy are skipped.")
+    input: Expression | None = Field(None, description="The execution's input; default: the message's data.")
+    message_id: Expression | None = Field(
+        None, description="Dedup key; default: the CloudEvent id, else the transport's message identity."
+    )
+    correlation: EventDelivery | None = None
+    enabled: bool = True
+
+
+class KafkaTrigger(_MessageTrigger):
+    type: Literal["kafka"] = "kafka"
+    connection: str = "kafka"
+    topics: list[str] = Field(min_length=1)
+    group: str | None = Field(None, description="Consumer group; default orchestrator.<workflow>.<name>.")
+    dead_letter_topic: str | None = Field(None, description="Default: <first topic>.dlq")
+    start_from: Literal["earliest", "latest"] = Field(
+        "latest", description="Where a new consumer group starts; a known group resumes where it stopped."
+    )
+
+
+class AmqpTrigger(_MessageTrigger):
+    type: Literal["amqp"] = "amqp"
+    connection: str = "amqp"
+    queue: str = Field(min_length=1)
+    exchange: str | None = Field(None, description="Bind the queue to this exchange (declared if missing).")
+    exchange_type: Literal["direct", "topic", "fanout", "headers"] = "topic"
+    binding_key: str = "#"
+    prefetch: int = Field(32, ge=1, le=10_000, description="Unacknowledged messages in flight at most.")
+    dead_letter_exchange: str | None = Field(None, description="Default: <queue>.dlx")
+
+
+class WindowTrigger(_Model):
+    """Start when ``threshold`` matching messages with the same key arrive within ``window_seconds``
+    (e.g. 5 failed logins for one user within 60 s). Window state lives in faust tables."""
+
+    type: Literal["kafka_window"] = "kafka_window"
+    name: StepName
+    connection: str = "kafka"
+    topics: list[str] = Field(min_length=1)
+    filter: Expression | None = None
+    key: Expression = Field(description="Groups messages, e.g. data.user.")
+    window_seconds: float = Field(gt=0)
+    threshold: int = Field(ge=1)
+    input: Expression | None = Field(
+        None, description="Over {key, count, window_start, window_end, message}; default all of it."
+    )
+    enabled: bool = True
+
+
+Trigger = Annotated[WebhookTrigger | KafkaTrigger | AmqpTrigger | WindowTrigger, Field(discriminator="type")]
 
 
 class Retention(_Model):

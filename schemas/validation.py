@@ -17,8 +17,11 @@ from schemas.definition import (
     SubworkflowStep,
     SucceedStep,
     TaskStep,
+    Trigger,
     WaitForEventStep,
     WaitStep,
+    WebhookTrigger,
+    WindowTrigger,
     WorkflowDefinition,
 )
 from schemas.expressions import ExpressionError, compile_expression, mapping_expressions
@@ -162,8 +165,7 @@ def _step_expressions(step: Step) -> list[tuple[str, str]]:
 def _expressions(definition: WorkflowDefinition, located: list[Located]) -> list[Problem]:
     candidates = [("output", definition.output)] if definition.output else []
     for index, trigger in enumerate(definition.triggers):
-        if trigger.idempotency_field:
-            candidates.append((f"triggers[{index}].idempotency_field", trigger.idempotency_field))
+        candidates += [(f"triggers[{index}].{loc}", expr) for loc, expr in _trigger_expressions(trigger)]
     for item in located:
         candidates += [(f"{item.location}.{loc}", expr) for loc, expr in _step_expressions(item.step)]
     problems = []
@@ -173,6 +175,19 @@ def _expressions(definition: WorkflowDefinition, located: list[Located]) -> list
         except ExpressionError as exc:
             problems.append(Problem(location, str(exc)))
     return problems
+
+
+def _trigger_expressions(trigger: Trigger) -> list[tuple[str, str]]:
+    if isinstance(trigger, WebhookTrigger):
+        fields = {"idempotency_field": trigger.idempotency_field}
+    elif isinstance(trigger, WindowTrigger):
+        fields = {"filter": trigger.filter, "key": trigger.key, "input": trigger.input}
+    else:
+        fields = {"filter": trigger.filter, "input": trigger.input, "message_id": trigger.message_id}
+        if trigger.correlation is not None:
+            fields["correlation.key"] = trigger.correlation.key
+            fields["correlation.payload"] = trigger.correlation.payload
+    return [(name, expr) for name, expr in fields.items() if expr]
 
 
 def _step_rules(located: list[Located]) -> list[Problem]:
@@ -206,7 +221,7 @@ def _triggers(definition: WorkflowDefinition) -> list[Problem]:
         if counts[t.name] > 1
     ]
     for i, trigger in enumerate(definition.triggers):
-        signature = trigger.signature
+        signature = trigger.signature if isinstance(trigger, WebhookTrigger) else None
         if signature and signature.preset == "generic" and not signature.header:
             problems.append(Problem(f"triggers[{i}].signature.header", "the generic preset needs 'header'"))
     return problems

@@ -7,6 +7,8 @@ to start it. Override where a service is with environment variables:
   [127.0.0.1:9042]
 - ``ORCHESTRATOR_TEST_KAFKA``: ``kafka://host:port[,host2:port]`` of the Kafka brokers
   [kafka://127.0.0.1:9092]
+- ``ORCHESTRATOR_TEST_AMQP``: ``amqp://user:password@host:port/`` of RabbitMQ
+  [amqp://guest:guest@127.0.0.1:5672/]
 """
 
 from __future__ import annotations
@@ -144,3 +146,22 @@ def kafka_url() -> str:
         hint = START_HINT.replace("start cassandra", "start kafka")
         pytest.fail(f"Kafka is not reachable at {url} ({exc!r}); {hint}", pytrace=False)
     return url.split("?", 1)[0]
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """``amqp://...`` of a reachable RabbitMQ (a connection opened), or the test fails."""
+    import aio_pika
+
+    url = os.environ.get("ORCHESTRATOR_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+
+    async def probe() -> None:
+        connection = await asyncio.wait_for(aio_pika.connect(url, timeout=5), 10)
+        await connection.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+        hint = START_HINT.replace("start cassandra", "start rabbitmq")
+        pytest.fail(f"RabbitMQ is not reachable at {url} ({exc!r}); {hint}", pytrace=False)
+    return url
