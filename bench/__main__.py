@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--distributed", action="store_true", help="also Kafka + Cassandra (needs scripts/services)"
     )
+    parser.add_argument(
+        "--parked-budget", type=float, help="seconds for parking executions (default: 30 quick, 600 full)"
+    )
     args = parser.parse_args(argv)
     sequential, concurrent = (10, 100) if args.quick else (100, 2000)
     embedded = asyncio.run(
@@ -89,6 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     # Replay and history loading: SQLite always, Cassandra with --distributed.
     replay = asyncio.run(run_replay(quick=args.quick, distributed=args.distributed))
     lines += ["", *replay_table(replay)]
+    # Raw limits (HTTP, Kafka, AMQP, group failover) and the figures beside them (bench/figures.py).
+    from bench.figures import run_figures
+
+    figure_lines, figures = run_figures(
+        quick=args.quick,
+        distributed=args.distributed,
+        synchronous=args.synchronous,
+        hop_us=embedded.queue_hop_us,
+        commit_us=embedded.sqlite_commit_us,
+        parked_budget=args.parked_budget,
+    )
+    lines += ["", *figure_lines]
     text = "\n".join(lines)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -98,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if distributed is not None:
         payload["distributed"] = {**as_dict(distributed), "two_workers_transitions_per_s": two}
     payload["replay"] = asdict(replay)
+    payload.update(figures)
     (args.out / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 

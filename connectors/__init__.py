@@ -1,4 +1,4 @@
-"""Connectors: what task steps call (http, python, noop; kafka and amqp publishers later)."""
+"""Connectors: what task steps call (http, python, noop, kafka.publish, amqp.publish)."""
 
 from connectors.base import Connector, ConnectorError, Connectors, StepCall
 

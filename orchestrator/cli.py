@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import orchestrator
-from orchestrator import cli_data, cli_replay, cli_retention
+from orchestrator import cli_data, cli_replay, cli_retention, cli_triggers
 from orchestrator import cli_remote as remote
 from orchestrator.cli_remote import CliError, print_json, print_lines
 from orchestrator.ports import BackendUnavailable, UnknownWorkflow
@@ -319,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_replay.add_commands(sub)
     cli_data.add_commands(sub)
     _add_remote(sub, server)
+    cli_triggers.add_commands(sub, server)
     return parser
 
 

@@ -165,6 +165,13 @@ class Registry(Protocol):
 
     async def versions(self, name: str) -> builtins.list[int]: ...
 
+    async def trigger_states(self) -> dict[tuple[str, str], bool]:
+        """Operator overrides of triggers' ``enabled`` flags: (workflow, trigger name) -> enabled.
+        They hold for every version of the workflow, in every process sharing the registry."""
+
+    async def set_trigger_enabled(self, workflow: str, trigger: str, enabled: bool) -> None:
+        """Override the definition's ``enabled`` flag of one trigger (the last call wins)."""
+
 
 @dataclass(frozen=True, slots=True)
 class StepTask:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
@@ -58,6 +58,9 @@ from orchestrator.worker import Worker
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
 from schemas.validation import Problem
+
+if TYPE_CHECKING:
+    from orchestrator.transitions import TransitionExporter
 
 log = logging.getLogger(__name__)
 DEDUP_NAMESPACE = uuid.UUID("0b5c7f36-2d0e-4a8e-9b43-6a1f3f2e8c21")
@@ -111,7 +114,7 @@ class Runtime(Lifecycle):
         projections = projection_url(s.event_log_url)
         self.timers: Timers = timers or open_backend(TIMERS, s.timers_url or projections, "timers", clock)
         self.waits: WaitIndex = waits or open_backend(WAIT_INDEXES, s.waits_url or projections, "wait index")
-        self.connectors = connectors or default_connectors(s.python_threads)
+        self.connectors = connectors or default_connectors(s.python_threads, s)
         self.engine = Engine(self.log, self.registry, clock=clock, snapshot_every=s.snapshot_every)
         self.effects = Effects(
             self.engine,
@@ -123,6 +126,13 @@ class Runtime(Lifecycle):
             others_commit=self.transport.durable,
         )
         self.engine.observers.append(self.effects.on_committed)
+        self.transitions: TransitionExporter | None = None  # ORCHESTRATOR_TRANSITIONS_URL
+        if s.transitions_url:
+            from orchestrator.transitions import TransitionExporter  # aiokafka only when used
+
+            self.transitions = TransitionExporter.from_url(s.transitions_url, self.log)
+            self.engine.observers.insert(0, self.transitions.note)  # runs in commit order
+            self.engine.observers.append(self.transitions.on_committed)  # after the effects
         self.worker = Worker(self.connectors, self.transport, clock)
         self.retention = RetentionSweeper(self.log, self.registry, clock=clock, archive_dir=s.archive_dir)
         self._recover = recover
@@ -136,6 +146,9 @@ class Runtime(Lifecycle):
             for part in (self.log, self.registry, self.waits, self.connectors):
                 await part.start()
                 stack.push_async_callback(part.stop)
+            if self.transitions is not None:  # ready before commands flow; stopped after them
+                await self.transitions.start()
+                stack.push_async_callback(self.transitions.stop)
             await self.transport.start(self.engine.handle_quietly, self.worker.run)
             stack.push_async_callback(self.transport.stop)
             await self.timers.start(self.effects.on_timer, self.transport)

@@ -17,12 +17,14 @@ from orchestrator.api.executions import ExecutionsApi
 from orchestrator.api.health import HealthApi
 from orchestrator.api.openapi import OpenApi
 from orchestrator.api.replay import ReplayApi
+from orchestrator.api.triggers import TriggersApi
 from orchestrator.ports import VersionConflict
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
 from schemas.loader import load_definition
 from schemas.validation import DefinitionError, Problem
+from triggers.manager import TriggerManager, runs_sources_here
 from triggers.webhook import WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -30,23 +32,34 @@ BODY_HEADROOM = 64 * 1024  # so handlers with their own limits (webhooks) report
 DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def build_app(runtime: Runtime, settings: Settings) -> web.Application:
-    """Every route over one runtime: REST API, OpenAPI, health and webhooks."""
+def build_app(
+    runtime: Runtime, settings: Settings, triggers: TriggerManager | None = None
+) -> web.Application:
+    """Every route over one runtime: REST API, OpenAPI, health, triggers and webhooks.
+
+    ``triggers``: the process's trigger manager, started and stopped by the caller. Without one,
+    the app starts its own that runs no sources (it lists triggers and keeps their overrides)."""
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.max_body_bytes + BODY_HEADROOM
     )
     # Authentication/RBAC goes here as a middleware after error_middleware; it sets
     # request["actor"], which the execution routes record (see api.executions.request_actor).
-    webhooks = WebhookEndpoint(runtime)
+    manager = triggers or TriggerManager(runtime, settings, run_sources=False)
+    webhooks = WebhookEndpoint(runtime, overrides=lambda: manager.overrides)
     for api in (DefinitionsApi(runtime), ExecutionsApi(runtime), HealthApi(runtime), OpenApi()):
         app.add_routes(api.routes())
     app.add_routes(ReplayApi(runtime).routes())
+    app.add_routes(TriggersApi(manager).routes())
     app.add_routes(webhooks.routes())
 
     async def webhook_lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if triggers is None:
+            await manager.start()
         await webhooks.start()
         yield
         await webhooks.stop()
+        if triggers is None:
+            await manager.stop()
 
     app.cleanup_ctx.append(webhook_lifecycle)
     return app
@@ -120,7 +133,11 @@ async def run_server(settings: Settings, *, ready: Callable[[str], None] | None 
     async with AsyncExitStack() as stack:
         runtime = await stack.enter_async_context(Runtime(settings))
         await register_definitions(runtime, definitions)
-        runner = web.AppRunner(build_app(runtime, settings), handle_signals=False)
+        # Trigger sources run wherever workers run (not in Kafka role=api processes); stopped
+        # after the HTTP server and before the runtime.
+        triggers = TriggerManager(runtime, settings, run_sources=runs_sources_here(runtime))
+        await stack.enter_async_context(triggers)
+        runner = web.AppRunner(build_app(runtime, settings, triggers), handle_signals=False)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, settings.host, settings.port)
@@ -145,6 +162,8 @@ async def run_worker(settings: Settings, *, ready: Callable[[], None] | None = N
     async with AsyncExitStack() as stack:
         runtime = await stack.enter_async_context(Runtime(settings))
         await register_definitions(runtime, definitions)
+        triggers = TriggerManager(runtime, settings, run_sources=runs_sources_here(runtime))
+        await stack.enter_async_context(triggers)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
             stack.callback(loop.remove_signal_handler, signum)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_TRANSPORT_URL": "inprocess://",
     "ORCHESTRATOR_TIMERS_URL": "(beside a shared event log, else memory://)",
     "ORCHESTRATOR_WAITS_URL": "(beside a shared event log, else memory://)",
+    "ORCHESTRATOR_TRANSITIONS_URL": "(none: off)",
     "ORCHESTRATOR_HOST": "127.0.0.1",
     "ORCHESTRATOR_PORT": "8080",
     "ORCHESTRATOR_WORKER_CONCURRENCY": "64",
@@ -29,7 +30,9 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_MAX_BODY_BYTES": "1048576",
     "ORCHESTRATOR_SNAPSHOT_EVERY": "1000",
     "ORCHESTRATOR_RETENTION_INTERVAL": "3600",
+    "ORCHESTRATOR_TRIGGER_POLL_INTERVAL": "5",
     "ORCHESTRATOR_ARCHIVE_DIR": "(none)",
+    "ORCHESTRATOR_STATE_DIR": "(<temp dir>/orchestrator-state)",
     "ORCHESTRATOR_DEFINITIONS": "(none)",
     "ORCHESTRATOR_SECRETS_FILE": "(none)",
     "ORCHESTRATOR_SECRET_<NAME>": "(none)",
@@ -48,6 +51,7 @@ class Settings:
     transport_url: str = "inprocess://"
     timers_url: str | None = None
     waits_url: str | None = None
+    transitions_url: str | None = None  # kafka://...?topic=...: export committed events (docs/events.md)
     host: str = "127.0.0.1"
     port: int = 8080
     worker_concurrency: int = 64
@@ -55,7 +59,9 @@ class Settings:
     max_body_bytes: int = 1_048_576
     snapshot_every: int = 1000  # events between state snapshots; 0 disables them
     retention_interval: int = 3600  # seconds between retention sweeps; 0 disables them
+    trigger_poll_interval: float = 5.0  # seconds between the trigger manager's registry reads
     archive_dir: str | None = None  # where retention archives histories before deleting them
+    state_dir: str | None = None  # local, rebuildable state (window triggers' faust data)
     definitions: tuple[str, ...] = ()
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     connections: Mapping[str, str] = field(default_factory=dict, repr=False)  # name -> URL
@@ -93,6 +99,7 @@ class Settings:
             transport_url=get("TRANSPORT_URL") or cls.transport_url,
             timers_url=get("TIMERS_URL"),
             waits_url=get("WAITS_URL"),
+            transitions_url=get("TRANSITIONS_URL"),
             host=get("HOST") or cls.host,
             port=number("PORT", cls.port),
             worker_concurrency=number("WORKER_CONCURRENCY", cls.worker_concurrency),
@@ -100,7 +107,9 @@ class Settings:
             max_body_bytes=number("MAX_BODY_BYTES", cls.max_body_bytes),
             snapshot_every=number("SNAPSHOT_EVERY", cls.snapshot_every),
             retention_interval=number("RETENTION_INTERVAL", cls.retention_interval),
+            trigger_poll_interval=_seconds("TRIGGER_POLL_INTERVAL", get, cls.trigger_poll_interval),
             archive_dir=get("ARCHIVE_DIR"),
+            state_dir=get("STATE_DIR"),
             definitions=definitions,
             secrets=secrets,
             connections={
@@ -128,6 +137,19 @@ class Settings:
             secret = f"CONNECTION_{name.upper()}"
             raise SettingsError(f"connection {name!r} is not configured: set {variable} (or secret {secret})")
         return url
+
+
+def _seconds(name: str, get: Callable[[str], str | None], default: float) -> float:
+    raw = get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise SettingsError(f"{PREFIX}{name} must be a positive number of seconds, got {raw!r}")
+    return value
 
 
 def _secrets_file(path: str | None) -> dict[str, str]:

@@ -264,9 +264,20 @@ def to_http_binary(attributes: Mapping[str, Any], data: Any) -> tuple[bytes, dic
 def to_kafka_binary(attributes: Mapping[str, Any], data: Any) -> tuple[bytes, list[tuple[str, bytes]]]:
     """Binary mode for Kafka: (value, headers) with ``ce_*`` headers and ``content-type``."""
     attrs, body, kind = _prepare(attributes, data)
-    headers = [(f"{KAFKA_PREFIX}{k}", _text(v).encode()) for k, v in attrs.items()]
+    headers = kafka_headers(attrs)
     headers.append(("content-type", kind.encode()))
     return body, headers
+
+
+def kafka_headers(attributes: Mapping[str, Any]) -> list[tuple[str, bytes]]:
+    """``ce_<name>`` headers (canonical text, UTF-8) for every attribute but data and its type:
+    the binary-mode headers, also useful beside a structured value for routing without parsing."""
+    skip = ("data", "data_base64", "datacontenttype")
+    return [
+        (f"{KAFKA_PREFIX}{k}", _text(v).encode())
+        for k, v in attributes.items()
+        if k not in skip and v is not None
+    ]
 
 
 def to_amqp(attributes: Mapping[str, Any], data: Any) -> tuple[bytes, dict[str, Any], str]:

@@ -3,14 +3,21 @@
 Checks run in a fixed order (unknown hook, size, media type, signature, JSON, input) and each
 failure is a JSON error. The 202 goes out only after the start event is durable; a repeated
 delivery (same dedup key) answers 200 with the existing execution id and starts nothing.
+
+A CloudEvent (HTTP binding, binary ``ce-*`` headers or structured ``application/cloudevents+json``)
+starts the workflow with its ``data`` as input; its dedup key is its ``source`` + ``id`` unless an
+``Idempotency-Key`` header or the hook's idempotency_header/idempotency_field gives one. An invalid
+CloudEvent (e.g. a missing required attribute) is a 400 ``invalid_cloudevent``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +28,8 @@ from orchestrator.lifecycle import Lifecycle
 from orchestrator.runtime import Runtime
 from schemas.definition import WebhookTrigger, WorkflowDefinition
 from schemas.expressions import ExpressionError, evaluate
+from triggers import cloudevents
+from triggers.inbound import BadMessage
 from triggers.signatures import SignatureError, header_name, verify
 
 log = logging.getLogger(__name__)
@@ -79,10 +88,17 @@ class WebhookEndpoint(Lifecycle):
     """The webhook routes over a Runtime: ``await start()``, then ``app.add_routes(routes())``."""
 
     def __init__(
-        self, runtime: Runtime, *, refresh_interval: float = 1.0, body_timeout: float = 30.0
+        self,
+        runtime: Runtime,
+        *,
+        refresh_interval: float = 1.0,
+        body_timeout: float = 30.0,
+        overrides: Callable[[], Mapping[tuple[str, str], bool]] | None = None,
     ) -> None:
         self.runtime = runtime
         self.index = HookIndex()
+        # Operators' enable/disable of triggers, (workflow, hook) -> enabled (the trigger manager's).
+        self.overrides = overrides
         self.refresh_interval = refresh_interval  # at most one registry scan per interval on misses
         self.body_timeout = body_timeout
         self._refreshed_at: float | None = None
@@ -120,18 +136,23 @@ class WebhookEndpoint(Lifecycle):
                 "version": hook.version,
                 "signed": hook.config.signature is not None,
                 "preset": hook.config.signature.preset if hook.config.signature else None,
-                "enabled": hook.config.enabled,
+                "enabled": self.enabled(hook),
             }
             for name, hook in self.index.items()
         ]
         return web.json_response({"hooks": hooks})
 
+    def enabled(self, hook: Hook) -> bool:
+        """The operator's override when there is one, else the definition's flag."""
+        states = self.overrides() if self.overrides is not None else {}
+        return states.get((hook.workflow, hook.config.name), hook.config.enabled)
+
     async def _lookup(self, name: str) -> Hook | None:
         hook = self.index.get(name)
-        if hook is None or not hook.config.enabled:
+        if hook is None or not self.enabled(hook):
             await self.refresh()
             hook = self.index.get(name)
-        return hook if hook is not None and hook.config.enabled else None
+        return hook if hook is not None and self.enabled(hook) else None
 
     async def deliver(self, request: web.Request) -> web.StreamResponse:
         """``POST /hooks/{name}``: verify the delivery and start (or find) its execution."""
@@ -143,7 +164,8 @@ class WebhookEndpoint(Lifecycle):
         body = await self._read_body(request, config.max_body_bytes)
         if isinstance(body, web.Response):
             return body
-        if not is_json_type(request.content_type):
+        binary_event = is_binary_cloudevent(request)
+        if not is_json_type(request.content_type) and not binary_event:
             return error_response(
                 415,
                 "unsupported_media_type",
@@ -153,11 +175,13 @@ class WebhookEndpoint(Lifecycle):
         if failure is not None:
             return failure
         try:
-            payload = parse_json(body)
+            payload, event = read_payload(request, body, binary_event)
+        except BadMessage as exc:
+            return error_response(400, "invalid_cloudevent", f"invalid CloudEvent: {exc}")
         except ValueError as exc:
             return error_response(400, "invalid_json", f"the body is not valid JSON: {exc}")
         try:
-            key = dedup_key(config, request, payload)
+            key = dedup_key(config, request, payload, event)
         except ValueError as exc:
             return error_response(400, "invalid_idempotency_key", str(exc))
         return await self._start(name, hook, payload, key)
@@ -280,8 +304,33 @@ def nesting_depth(value: Any, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
-def dedup_key(config: WebhookTrigger, request: web.Request, payload: Any) -> str | None:
-    """Idempotency-Key header, else the configured header, else the configured body field."""
+def is_binary_cloudevent(request: web.Request) -> bool:
+    """A binary-mode CloudEvent: its attributes are ``ce-*`` headers, its body any media type."""
+    return any(name.lower().startswith(cloudevents.HTTP_PREFIX) for name in request.headers)
+
+
+def read_payload(
+    request: web.Request, body: bytes, binary_event: bool
+) -> tuple[Any, dict[str, Any] | None]:
+    """The execution input and the CloudEvent's attributes (None for a plain JSON body).
+
+    JSON is parsed strictly first (ValueError); CloudEvent problems raise BadMessage."""
+    parsed: Any = None
+    if is_json_type(request.content_type) and (body.strip() or not binary_event):
+        parsed = parse_json(body)
+    decoded = cloudevents.from_http(body, request.headers)
+    if decoded.attributes is None:
+        return parsed, None
+    if nesting_depth(decoded.data) > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    return decoded.data, decoded.attributes
+
+
+def dedup_key(
+    config: WebhookTrigger, request: web.Request, payload: Any, event: dict[str, Any] | None = None
+) -> str | None:
+    """Idempotency-Key header, else the configured header, else the configured body field, else
+    the CloudEvent's source + id (hashed when longer than MAX_KEY_LENGTH)."""
     key: str | None = request.headers.get(IDEMPOTENCY_HEADER) or None
     source = IDEMPOTENCY_HEADER
     if key is None and config.idempotency_header:
@@ -295,6 +344,10 @@ def dedup_key(config: WebhookTrigger, request: web.Request, payload: Any) -> str
             raise ValueError(f"cannot read the idempotency field: {exc}") from None
     if key is not None and len(key) > MAX_KEY_LENGTH:
         raise ValueError(f"the idempotency key from {source} is longer than {MAX_KEY_LENGTH} characters")
+    if key is None and event is not None:
+        key = "ce:" + cloudevents.identity(event)
+        if len(key) > MAX_KEY_LENGTH:
+            key = "ce:sha256:" + hashlib.sha256(key.encode()).hexdigest()
     return key
 
 

@@ -26,7 +26,9 @@ from orchestrator.ports import ExecutionQuery
 from orchestrator.redrive import KEEP, ExecutionRunning, RedriveInvalid, link_to_dict
 from orchestrator.runtime import Runtime
 from schemas.envelope import TYPE_PREFIX
-from triggers.webhook import MAX_KEY_LENGTH, parse_json
+from triggers import cloudevents
+from triggers.inbound import BadMessage
+from triggers.webhook import MAX_KEY_LENGTH, is_binary_cloudevent, parse_json, read_payload
 
 ACTOR_KEY = "actor"  # set on the request by the (future) authentication middleware
 DEFAULT_ACTOR = "api"
@@ -139,6 +141,22 @@ async def json_body(request: web.Request, model: type[M], *, optional: bool = Fa
         return model.model_validate(data)
     except ValidationError as exc:
         raise web.HTTPBadRequest(reason="Invalid Body", text=_describe(exc, False)) from None
+
+
+async def _cloudevent_body(request: web.Request) -> tuple[dict[str, Any], Any] | None:
+    """(attributes, data) of a CloudEvent request (HTTP binding), else None; 400 when invalid."""
+    binary = is_binary_cloudevent(request)
+    if not binary and not request.content_type.lower().startswith("application/cloudevents"):
+        return None
+    raw = await request.read()
+    try:
+        payload, attributes = read_payload(request, raw, binary)
+    except BadMessage as exc:
+        raise web.HTTPBadRequest(reason="Invalid CloudEvent", text=f"invalid CloudEvent: {exc}") from None
+    except ValueError as exc:
+        raise web.HTTPBadRequest(reason="Invalid Body", text=f"the body is not JSON: {exc}") from None
+    assert attributes is not None
+    return attributes, payload
 
 
 def _idempotency_key(request: web.Request) -> str | None:
@@ -293,7 +311,23 @@ class ExecutionsApi:
         )
 
     async def publish(self, request: web.Request) -> web.Response:
-        """Deliver to every execution waiting on (name, correlation key)."""
+        """Deliver to every execution waiting on (name, correlation key).
+
+        A CloudEvent (binary or structured mode) is taken as name = ``type``, payload = data,
+        correlation key = ``correlationkey`` (else ``subject``); its source + id is the event id,
+        so an execution takes a re-sent CloudEvent at most once."""
+        event = await _cloudevent_body(request)
+        if event is not None:
+            attributes, payload = event
+            raw_key = attributes.get("correlationkey", attributes.get("subject"))
+            delivered = await self.runtime.publish_event(
+                attributes["type"],
+                None if raw_key is None else str(raw_key),
+                payload,
+                actor=request_actor(request),
+                event_id="ce:" + cloudevents.identity(attributes),
+            )
+            return web.json_response({"delivered_to": delivered}, status=202)
         body = await json_body(request, EventBody)
         key = None if body.correlation_key is None else str(body.correlation_key)
         delivered = await self.runtime.publish_event(

@@ -136,6 +136,15 @@ SCHEMAS: dict[str, Schema] = {
         },
         "status events steps",
     ),
+    "InboundCloudEvent": _obj(  # structured mode; extensions beyond these are allowed
+        {
+            **dict.fromkeys(("specversion", "id", "source", "type", "subject"), STR),
+            **dict.fromkeys(("datacontenttype", "correlationkey", "data_base64"), STR),
+            "time": TIME,
+            "data": ANY,
+        },
+        "specversion id source type",
+    ),
     "HistoryPage": _obj({"events": _array(ref("CloudEvent")), "next_after": _nullable(INT)}, "events"),
     "StartResult": _obj({"execution_id": STR, "created": BOOL, "status_url": STR}, "execution_id created"),
     "SignalAccepted": _obj({"execution_id": STR, "status": STATUS, "buffered": BOOL}),
@@ -149,6 +158,22 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "HookList": _obj({"hooks": _array(ref("Hook"))}, "hooks"),
+    "Trigger": _obj(
+        {
+            **dict.fromkeys(("workflow", "name"), STR),
+            "version": INT,
+            "type": {"enum": ["webhook", "kafka", "amqp", "kafka_window"]},
+            "enabled": {**BOOL, "description": "The override when set, else the definition's flag."},
+            "override": _nullable(BOOL),
+            "running": {**BOOL, "description": "A source runs in this process (webhooks: when enabled)."},
+            "running_version": _nullable(INT),
+            "details": {"type": "object", "description": "path; or connection, topics/queue, group, ..."},
+            "stats": _nullable(OBJ),
+            "error": _nullable(STR),
+        },
+        "workflow version name type enabled running details",
+    ),
+    "TriggerList": _obj({"triggers": _array(ref("Trigger")), "runs_sources": BOOL}, "triggers runs_sources"),
     "Health": _obj({"status": STR, "reason": STR}, "status"),
     "OpenApiDocument": OBJ,
     "ExecutionDiff": _obj(
@@ -251,6 +276,7 @@ IDEMPOTENCY = {
 DEFS, EXS = "/api/v1/definitions", "/api/v1/executions"
 WEBHOOK_BODY = {"required": False, "content": {JSON: {"schema": ANY}}}
 DEFINITION = "WorkflowDefinition"
+TRIGGER_PARAMS = [_path("workflow", "Workflow name."), _path("name", "Trigger name.")]
 
 PATHS: dict[str, Schema] = {
     DEFS: {
@@ -385,16 +411,50 @@ PATHS: dict[str, Schema] = {
     "/api/v1/events": {
         "post": _op(
             "publishEvent",
-            "Deliver an event to the executions waiting on its name and correlation key.",
+            "Deliver an event to the executions waiting on its name and correlation key. A "
+            "CloudEvent (binary mode with ce-* headers, or structured application/cloudevents+json) "
+            "is taken as name = type, payload = data, correlation key = the correlationkey "
+            "extension, else subject; an execution takes one CloudEvent (source + id) at most once.",
             "202:Delivered 400",
-            body=_body("EventBody"),
+            body={
+                "required": True,
+                "content": {
+                    JSON: {"schema": ref("EventBody")},
+                    "application/cloudevents+json": {"schema": ref("InboundCloudEvent")},
+                },
+            },
+        )
+    },
+    "/api/v1/triggers": {
+        "get": _op(
+            "listTriggers",
+            "Every trigger of every workflow's latest version: enabled, running here, stats, errors.",
+            "200:TriggerList",
+        )
+    },
+    "/api/v1/triggers/{workflow}/{name}/enable": {
+        "post": _op(
+            "enableTrigger",
+            "Enable a trigger (a persisted override; every process applies it within a poll interval).",
+            "200:Trigger 404",
+            TRIGGER_PARAMS,
+        )
+    },
+    "/api/v1/triggers/{workflow}/{name}/disable": {
+        "post": _op(
+            "disableTrigger",
+            "Disable a trigger: its source stops; a disabled webhook answers 404.",
+            "200:Trigger 404",
+            TRIGGER_PARAMS,
         )
     },
     "/hooks": {"get": _op("listWebhooks", "Webhooks of the latest definitions.", "200:HookList")},
     "/hooks/{name}": {
         "post": _op(
             "deliverWebhook",
-            "Start the workflow that declares this webhook (signature checked when configured).",
+            "Start the workflow that declares this webhook (signature checked when configured). "
+            "A CloudEvent (binary ce-* headers or structured application/cloudevents+json) starts "
+            "it with its data; its source + id is the dedup key unless an idempotency key is given.",
             "202:StartResult 200:StartResult 400 401 404 408 413 415",
             [_path("name", "Webhook name.")],
             WEBHOOK_BODY,

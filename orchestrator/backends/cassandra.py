@@ -523,6 +523,10 @@ _REGISTRY_CQL = {
     "versions": "SELECT version FROM {ks}.definitions WHERE name = ?",
     "add_name": "INSERT INTO {ks}.definition_names (scope, name) VALUES ('all', ?)",
     "names": "SELECT name FROM {ks}.definition_names WHERE scope = 'all'",
+    "trigger_states": "SELECT workflow, trigger_name, enabled FROM {ks}.trigger_states WHERE scope = 'all'",
+    "set_trigger_state": (
+        "INSERT INTO {ks}.trigger_states (scope, workflow, trigger_name, enabled) VALUES ('all', ?, ?, ?)"
+    ),
 }
 _REGISTER_CQL = {
     "insert": "INSERT INTO {ks}.definitions (name, version, body) VALUES (?, ?, ?) IF NOT EXISTS",
@@ -583,6 +587,15 @@ class CassandraRegistry(_Backend):
 
     async def versions(self, name: str) -> builtins.list[int]:
         return sorted(version for (version,) in await self._db.rows(self._cql["versions"], name))
+
+    async def trigger_states(self) -> dict[tuple[str, str], bool]:
+        states: dict[tuple[str, str], bool] = {}
+        async for rows in self._db.pages(self._cql["trigger_states"].bind(())):
+            states.update({(workflow, trigger): bool(enabled) for workflow, trigger, enabled in rows})
+        return states
+
+    async def set_trigger_enabled(self, workflow: str, trigger: str, enabled: bool) -> None:
+        await self._db.rows(self._cql["set_trigger_state"], workflow, trigger, enabled)
 
     async def _get(self, name: str, version: int | None, serial: bool = False) -> WorkflowDefinition | None:
         if version is None:

@@ -168,6 +168,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             " other_id text, created_at text, PRIMARY KEY ((execution_id), relation, other_id))",
         ),
     ),
+    Migration(
+        5,
+        "registry: operator overrides of triggers' enabled flags, by (workflow, trigger)",
+        (
+            "CREATE TABLE IF NOT EXISTS {ks}.trigger_states (scope text, workflow text,"
+            " trigger_name text, enabled boolean, PRIMARY KEY ((scope), workflow, trigger_name))",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -90,6 +90,7 @@ class MemoryEventLog:
 class MemoryRegistry:
     def __init__(self) -> None:
         self._versions: dict[str, dict[int, WorkflowDefinition]] = {}
+        self._trigger_states: dict[tuple[str, str], bool] = {}
 
     @classmethod
     def from_url(cls, url: str) -> MemoryRegistry:
@@ -132,6 +133,12 @@ class MemoryRegistry:
 
     async def versions(self, name: str) -> builtins.list[int]:
         return sorted(self._versions.get(name, {}))
+
+    async def trigger_states(self) -> dict[tuple[str, str], bool]:
+        return dict(self._trigger_states)
+
+    async def set_trigger_enabled(self, workflow: str, trigger: str, enabled: bool) -> None:
+        self._trigger_states[(workflow, trigger)] = enabled
 
 
 def same_content(a: WorkflowDefinition, b: WorkflowDefinition) -> bool:

@@ -81,6 +81,13 @@ _EVENT_LOG_DDL = (
 _REGISTRY_DDL = (
     "CREATE TABLE IF NOT EXISTS definitions (name TEXT NOT NULL, version INTEGER NOT NULL,"
     " body TEXT NOT NULL, PRIMARY KEY (name, version)) WITHOUT ROWID",
+    # Operator overrides of triggers' enabled flags (added later: created IF NOT EXISTS at open).
+    "CREATE TABLE IF NOT EXISTS trigger_states (workflow TEXT NOT NULL, trigger TEXT NOT NULL,"
+    " enabled INTEGER NOT NULL, PRIMARY KEY (workflow, trigger)) WITHOUT ROWID",
+)
+_SET_TRIGGER_STATE = (
+    "INSERT INTO trigger_states (workflow, trigger, enabled) VALUES (?, ?, ?)"
+    " ON CONFLICT (workflow, trigger) DO UPDATE SET enabled = excluded.enabled"
 )
 
 _COLUMNS = "execution_id, workflow, version, tenant, status, started_at, updated_at, last_sequence, parent_id"
@@ -576,6 +583,12 @@ class SQLiteRegistry(Lifecycle):
     async def versions(self, name: str) -> builtins.list[int]:
         return await self._db.run(self._versions, name)
 
+    async def trigger_states(self) -> dict[tuple[str, str], bool]:
+        return await self._db.run(self._trigger_states)
+
+    async def set_trigger_enabled(self, workflow: str, trigger: str, enabled: bool) -> None:
+        await self._db.run(self._set_trigger_state, workflow, trigger, enabled)
+
     def _register(self, definition: WorkflowDefinition) -> WorkflowDefinition:
         connection = self._db.connection
         connection.execute("BEGIN IMMEDIATE")
@@ -630,3 +643,10 @@ class SQLiteRegistry(Lifecycle):
     def _versions(self, name: str) -> builtins.list[int]:
         sql = "SELECT version FROM definitions WHERE name = ? ORDER BY version"
         return [version for (version,) in self._db.connection.execute(sql, (name,))]
+
+    def _trigger_states(self) -> dict[tuple[str, str], bool]:
+        rows = self._db.connection.execute("SELECT workflow, trigger, enabled FROM trigger_states")
+        return {(workflow, trigger): bool(enabled) for workflow, trigger, enabled in rows}
+
+    def _set_trigger_state(self, workflow: str, trigger: str, enabled: bool) -> None:
+        self._db.connection.execute(_SET_TRIGGER_STATE, (workflow, trigger, int(enabled)))

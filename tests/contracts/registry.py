@@ -160,3 +160,40 @@ class RegistryContract(ABC):
         assert await registry.get("rich", 1) == stored
         assert await registry.list() == [stored]
         assert await registry.register(rich_definition()) == stored
+
+    async def test_no_trigger_overrides_at_first(self, registry: Registry) -> None:
+        await registry.register(rich_definition())
+
+        assert await registry.trigger_states() == {}
+
+    async def test_trigger_overrides_are_kept_per_workflow_and_trigger_and_the_last_wins(
+        self, registry: Registry
+    ) -> None:
+        await registry.set_trigger_enabled("orders", "paid", False)
+        await registry.set_trigger_enabled("orders", "refunds", True)
+        await registry.set_trigger_enabled("billing", "paid", False)
+        await registry.set_trigger_enabled("orders", "paid", True)
+        await registry.set_trigger_enabled("billing", "paid", False)  # the same again: no-op
+
+        assert await registry.trigger_states() == {
+            ("orders", "paid"): True,
+            ("orders", "refunds"): True,
+            ("billing", "paid"): False,
+        }
+
+    async def test_trigger_overrides_hold_across_versions(self, registry: Registry) -> None:
+        await registry.register(definition(url="https://a"))
+        await registry.set_trigger_enabled("orders", "hook", False)
+
+        await registry.register(definition(url="https://b"))
+
+        assert await registry.trigger_states() == {("orders", "hook"): False}
+        assert await registry.versions("orders") == [1, 2]
+
+    async def test_trigger_states_are_a_copy(self, registry: Registry) -> None:
+        await registry.set_trigger_enabled("orders", "hook", False)
+
+        states = await registry.trigger_states()
+        states[("orders", "hook")] = True
+
+        assert await registry.trigger_states() == {("orders", "hook"): False}

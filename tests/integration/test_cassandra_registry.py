@@ -106,6 +106,17 @@ async def test_racing_explicit_versions_with_different_content_one_wins(
     assert await registries[0].get("orders") == winners[0]
 
 
+async def test_trigger_overrides_are_shared_between_processes(
+    registries: list[CassandraRegistry],
+) -> None:
+    await registries[0].set_trigger_enabled("orders", "paid", False)
+    await registries[1].set_trigger_enabled("orders", "refunds", False)
+
+    assert await registries[2].trigger_states() == {("orders", "paid"): False, ("orders", "refunds"): False}
+    await registries[2].set_trigger_enabled("orders", "paid", True)
+    assert (await registries[0].trigger_states())[("orders", "paid")] is True
+
+
 async def test_shares_one_keyspace_with_the_event_log(
     registries: list[CassandraRegistry], cassandra_keyspace: TestKeyspace
 ) -> None:

@@ -170,7 +170,7 @@ async def test_invoke_needs_start() -> None:
 
 async def test_default_connectors() -> None:
     connectors = default_connectors(python_threads=2)
-    assert connectors.names() == ["http", "noop", "python"]
+    assert connectors.names() == ["amqp.publish", "http", "kafka.publish", "noop", "python"]
     async with connectors:
         noop = connectors.get("noop")
         assert await noop.invoke(make_call("unused", {"a": [1]})) == {"a": [1]}

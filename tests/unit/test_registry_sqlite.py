@@ -38,6 +38,24 @@ class TestSQLiteRegistry(RegistryContract):
         finally:
             await reopened.stop()
 
+    async def test_trigger_overrides_survive_reopen_and_are_shared(self, tmp_path: Path) -> None:
+        first = await self.make_registry(tmp_path)
+        second = await self.make_registry(tmp_path)  # another process on the same file
+        try:
+            await first.set_trigger_enabled("orders", "paid", False)
+            assert await second.trigger_states() == {("orders", "paid"): False}
+            await second.set_trigger_enabled("orders", "paid", True)
+            assert await first.trigger_states() == {("orders", "paid"): True}
+        finally:
+            await first.stop()
+            await second.stop()
+
+        reopened = await self.make_registry(tmp_path)
+        try:
+            assert await reopened.trigger_states() == {("orders", "paid"): True}
+        finally:
+            await reopened.stop()
+
     async def test_shares_one_file_with_the_event_log(self, tmp_path: Path) -> None:
         registry = await self.make_registry(tmp_path)
         log = SQLiteEventLog.from_url(url(tmp_path))

@@ -1,0 +1,207 @@
+"""The transition exporter's logic over a real engine (memory://), with the Kafka send replaced."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from orchestrator.commands import DeliverEvent, ResumeExecution
+from orchestrator.engine import Committed
+from orchestrator.ports import BackendUnavailable
+from orchestrator.runtime import Runtime
+from orchestrator.settings import Settings
+from orchestrator.transitions import TransitionExporter, TransitionOptions, record
+from schemas.envelope import Envelope
+from schemas.validation import parse_definition
+from triggers import cloudevents
+
+ECHO = {
+    "name": "echo",
+    "steps": [
+        {"name": "first", "type": "task", "connector": "noop", "input": {"x": "input.x"}, "next": "second"},
+        {
+            "name": "second",
+            "type": "task",
+            "connector": "noop",
+            "input": {"y": "steps.first.x"},
+            "next": "done",
+        },
+        {"name": "done", "type": "succeed", "output": "steps.second"},
+    ],
+}
+WAITER = {
+    "name": "waiter",
+    "steps": [
+        {
+            "name": "wait",
+            "type": "wait_for_event",
+            "event": "go",
+            "correlation_key": "input.key",
+            "next": "done",
+        },
+        {"name": "done", "type": "succeed", "output": "steps.wait"},
+    ],
+}
+
+
+class Sink:
+    """Records what would have been produced; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.records: list[Envelope] = []
+        self.fail = 0
+
+    async def __call__(self, envelopes: Sequence[Envelope]) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise BackendUnavailable("broker down")
+        self.records.extend(envelopes)
+
+    def of(self, execution_id: str) -> list[int]:
+        return [e.sequence for e in self.records if e.subject == execution_id]
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[Runtime]:
+    async with Runtime(Settings(event_log_url="memory://")) as runtime:
+        for definition in (ECHO, WAITER):
+            await runtime.register(parse_definition(definition))
+        yield runtime
+
+
+def attach(runtime: Runtime, sink: Sink) -> TransitionExporter:
+    exporter = TransitionExporter(TransitionOptions(bootstrap=("x:9092",)), runtime.log, publish=sink)
+    runtime.engine.observers.insert(0, exporter.note)
+    runtime.engine.observers.append(exporter.on_committed)
+    return exporter
+
+
+def recorder(runtime: Runtime) -> list[Committed]:
+    seen: list[Committed] = []
+
+    async def keep(committed: Committed) -> None:
+        seen.append(committed)
+
+    runtime.engine.observers.append(keep)
+    return seen
+
+
+async def test_record_is_the_structured_envelope_with_ce_headers(runtime: Runtime) -> None:
+    started = await runtime.start_execution("echo", {"x": 1}, actor="test")
+    await runtime.wait(started.execution_id, timeout=5)
+    envelope = (await runtime.log.read(started.execution_id))[0]
+    key, value, headers = record(envelope)
+    assert key == started.execution_id.encode()
+    assert value == envelope.to_bytes()
+    named = dict(headers)
+    assert named["content-type"] == b"application/cloudevents+json"
+    assert named["ce_id"] == envelope.id.encode()
+    assert named["ce_type"] == b"io.orchestrator.ExecutionStarted"
+    assert named["ce_subject"] == started.execution_id.encode()
+    assert named["ce_sequence"] == b"1"
+    assert named["ce_specversion"] == b"1.0"
+    assert named["ce_actor"] == b"test"
+    assert {"ce_time", "ce_source", "ce_workflow", "ce_workflowversion", "ce_tenant", "ce_chainhash"} <= set(
+        named
+    )
+    assert "ce_data" not in named and "ce_datacontenttype" not in named
+    # a CloudEvents consumer reads it as a structured event; the data is the event's data
+    decoded = cloudevents.from_kafka(value, headers)
+    assert decoded.mode == "structured"
+    assert decoded.data == envelope.data
+    assert json.loads(value)["sequence"] == 1
+
+
+async def test_every_committed_event_is_published_once_in_order(runtime: Runtime) -> None:
+    sink = Sink()
+    attach(runtime, sink)
+    ids = [(await runtime.start_execution("echo", {"x": n})).execution_id for n in range(5)]
+    for execution_id in ids:
+        await runtime.wait(execution_id, timeout=5)
+        logged = [e.sequence for e in await runtime.log.read(execution_id)]
+        assert sink.of(execution_id) == logged == list(range(1, len(logged) + 1))
+    assert len(sink.records) == sum([len(await runtime.log.read(i)) for i in ids])
+
+
+async def test_commits_observed_out_of_order_are_published_in_order(runtime: Runtime) -> None:
+    seen = recorder(runtime)
+    execution_id = (await runtime.start_execution("echo", {"x": 1})).execution_id
+    await runtime.wait(execution_id, timeout=5)
+    commits = [c for c in seen if c.events and c.after.execution_id == execution_id]
+    assert len(commits) >= 3
+    sink = Sink()
+    exporter = TransitionExporter(TransitionOptions(bootstrap=("x:9092",)), runtime.log, publish=sink)
+    for committed in commits:  # the engine calls note in commit order...
+        await exporter.note(committed)
+    for committed in reversed(commits):  # ...but the exports may arrive in any order
+        await exporter.on_committed(committed)
+    total = commits[-1].events[-1].sequence
+    assert sink.of(execution_id) == list(range(1, total + 1))
+
+
+async def test_a_failed_export_is_repaired_by_the_next_commit(runtime: Runtime) -> None:
+    sink = Sink()
+    attach(runtime, sink)
+    execution_id = (await runtime.start_execution("waiter", {"key": "k"})).execution_id
+    first = sink.of(execution_id)
+    sink.fail = 1
+    with pytest.raises(BackendUnavailable):  # the command is committed; its export failed
+        await runtime.signal(execution_id, "ping")
+    assert sink.of(execution_id) == first
+    await runtime.publish_event("go", "k", {"ok": True})
+    await runtime.wait(execution_id, timeout=5)
+    logged = [e.sequence for e in await runtime.log.read(execution_id)]
+    assert sink.of(execution_id) == logged  # nothing missing, nothing out of order
+
+
+async def test_a_redelivered_command_republishes_its_decision(runtime: Runtime) -> None:
+    sink = Sink()
+    attach(runtime, sink)
+    execution_id = (await runtime.start_execution("waiter", {"key": "k"})).execution_id
+    command = DeliverEvent(
+        execution_id=execution_id, now=0.0, name="go", payload=1, correlation_key="k", command_id="cmd-1"
+    )
+    committed = await runtime.engine.handle(command)
+    assert committed is not None and committed.events
+    decision = [e.sequence for e in committed.events]
+    before = list(sink.of(execution_id))
+    again = await runtime.engine.handle(command)  # e.g. Kafka redelivered it after a crash
+    assert again is not None and not again.events
+    assert sink.of(execution_id) == before + decision
+    assert all(e.causationid == "cmd-1" for e in sink.records[-len(decision) :])
+    # a resume request (no command id) republishes nothing
+    count = len(sink.records)
+    resumed = await runtime.engine.handle(ResumeExecution(execution_id=execution_id, now=0.0))
+    assert resumed is not None and not resumed.events
+    assert len(sink.records) == count
+
+
+def test_options_from_url() -> None:
+    options = TransitionOptions.from_url("kafka://a:1,b?topic=t.x&partitions=3&send_timeout=2.5")
+    assert options == TransitionOptions(
+        bootstrap=("a:1", "b:9092"), topic="t.x", partitions=3, send_timeout=2.5
+    )
+    assert TransitionOptions.from_url("kafka://a:1").topic == "orchestrator.transitions"
+    for bad, reason in [
+        ("http://a:1", "not a kafka://"),
+        ("kafka://a:1?topics=x", "unknown option 'topics'"),
+        ("kafka://a:1?partitions=two", "is not a int"),
+        ("kafka://a:1?topic=", "topic must be set"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            TransitionOptions.from_url(bad)
+
+
+def test_setting_is_read_from_the_environment_and_off_by_default() -> None:
+    assert Settings.from_env({}).transitions_url is None
+    url = "kafka://127.0.0.1:9092?topic=orchestrator.transitions"
+    assert Settings.from_env({"ORCHESTRATOR_TRANSITIONS_URL": url}).transitions_url == url
+    assert Runtime(Settings(event_log_url="memory://")).transitions is None
+    runtime = Runtime(Settings(event_log_url="memory://", transitions_url=url))
+    assert runtime.transitions is not None
+    assert runtime.engine.observers[0] == runtime.transitions.note
+    assert runtime.engine.observers[-1] == runtime.transitions.on_committed
+    with pytest.raises(ValueError, match="not a kafka"):
+        Runtime(Settings(event_log_url="memory://", transitions_url="nats://x"))
