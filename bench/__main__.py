@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench [--quick] [--synchronous full|normal]``.
+"""Run the benchmarks: ``python -m bench [--quick] [--synchronous full|normal] [--peers|--no-peers]``.
 
 Prints a Markdown table and writes JSON + Markdown to bench/results/.
 """
@@ -66,9 +66,22 @@ def main(argv: list[str] | None = None) -> int:
         "--distributed", action="store_true", help="also Kafka + Cassandra (needs scripts/services)"
     )
     parser.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Celery and DBOS on the same workload (bench/peers; needs RabbitMQ and the bench extra): "
+        "on by default, off by default with --quick",
+    )
+    parser.add_argument(
         "--parked-budget", type=float, help="seconds for parking executions (default: 30 quick, 600 full)"
     )
     args = parser.parse_args(argv)
+    peers_on = args.peers if args.peers is not None else not args.quick
+    if peers_on:  # fail now, in one line, not after the embedded run
+        from bench.peers import check_services, require_installed
+
+        require_installed()
+        check_services()
     sequential, concurrent = (10, 100) if args.quick else (100, 2000)
     embedded = asyncio.run(
         run_embedded(sequential=sequential, concurrent=concurrent, synchronous=args.synchronous)
@@ -77,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     lines += [f"Machine: {info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']}", ""]
     lines += embedded_table(embedded)
+    peers = None
+    if peers_on:  # right after ours: same sizes, as close in time as possible
+        from bench.peers import peers_payload, peers_table, run_peers
+
+        peer_results = run_peers(sequential=sequential, concurrent=concurrent)
+        lines += ["", *peers_table(embedded, peer_results)]
+        peers = peers_payload(embedded, peer_results)
     distributed = None
     if args.distributed:
         from bench.distributed import as_dict, distributed_table, run_distributed, run_two_workers
@@ -112,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     payload: dict[str, object] = {"machine": info, "mode": name, "embedded": asdict(embedded)}
     if distributed is not None:
         payload["distributed"] = {**as_dict(distributed), "two_workers_transitions_per_s": two}
+    if peers is not None:
+        payload["peers"] = peers
     payload["replay"] = asdict(replay)
     payload.update(figures)
     (args.out / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")

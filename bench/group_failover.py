@@ -88,7 +88,7 @@ async def member(broker: str, topic: str, group: str) -> None:
 
 
 class Member:
-    def __init__(self, broker: str, topic: str, group: str) -> None:
+    def __init__(self, broker: str, topic: str, group: str, changed: asyncio.Event) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         command = [sys.executable, "-m", "bench.group_failover", "member", broker, topic, group]
         self.process = subprocess.Popen(
@@ -97,7 +97,7 @@ class Member:
         self.assigned: set[int] = set()
         self.assigned_at = 0.0
         self.records: dict[str, float] = {}  # value -> when consumed
-        self.changed = asyncio.Event()
+        self.changed = changed  # shared by the members: set on any line from any of them
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -110,12 +110,6 @@ class Member:
             elif kind == "record":
                 self.records[rest[1]] = float(stamp)
             self.changed.set()
-
-    async def until(self, condition: Callable[[], bool], timeout: float) -> None:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                self.changed.clear()
-                await self.changed.wait()
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -143,29 +137,35 @@ async def run_group_failover(broker: str = "127.0.0.1:9092") -> FailoverResult:
     try:
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
         await producer.start()
-        members = [Member(broker, topic, group) for _ in range(2)]
-        await asyncio.gather(*(m.until(lambda m=m: bool(m.assigned), 90) for m in members))
-        await members[0].until(  # one generation with both members, every partition held
-            lambda: (
-                members[0].assigned | members[1].assigned == set(range(PARTITIONS))
-                and not members[0].assigned & members[1].assigned
-            ),
-            60,
-        )
+        changed = asyncio.Event()
+        members = [Member(broker, topic, group, changed) for _ in range(2)]
+        dead, survivor = members
+
+        async def until(condition: Callable[[], bool], timeout: float) -> None:
+            async with asyncio.timeout(timeout):
+                while not condition():
+                    changed.clear()
+                    await changed.wait()
+
+        def split() -> bool:  # one generation with both members, every partition held once
+            both = dead.assigned | survivor.assigned
+            return both == set(range(PARTITIONS)) and not dead.assigned & survivor.assigned
+
+        def fetching() -> bool:
+            return all(f"before-{p}" in m.records for m in members for p in m.assigned)
+
+        await until(lambda: all(m.assigned for m in members) and split(), 90)
         for partition in range(PARTITIONS):  # both members are fetching
             await producer.send_and_wait(topic, f"before-{partition}".encode(), partition=partition)
-        await asyncio.gather(
-            *(m.until(lambda m=m: all(f"before-{p}" in m.records for p in m.assigned), 30) for m in members)
-        )
-        dead, survivor = members
+        await until(fetching, 30)
         orphans = set(dead.assigned)
         dead.process.send_signal(signal.SIGKILL)
         killed = time.time()
         for partition in orphans:
             await producer.send_and_wait(topic, f"after-{partition}".encode(), partition=partition)
-        await survivor.until(lambda: orphans <= survivor.assigned, 120)
+        await until(lambda: orphans <= survivor.assigned, 120)
         reassigned = survivor.assigned_at - killed
-        await survivor.until(lambda: all(f"after-{p}" in survivor.records for p in orphans), 60)
+        await until(lambda: all(f"after-{p}" in survivor.records for p in orphans), 60)
         consumed = max(survivor.records[f"after-{p}"] for p in orphans) - killed
         return FailoverResult(PARTITIONS, SESSION_TIMEOUT_MS, HEARTBEAT_MS, reassigned, consumed)
     finally:

@@ -31,6 +31,7 @@ import time
 import tracemalloc
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH = 500
@@ -45,6 +46,7 @@ class Checkpoint:
     seconds: float  # time spent parking so far
     engine_cached_states: int
     db_mib: float  # the SQLite file and its WAL (the event log keeps a 64 MiB page cache of it)
+    marginal_bytes_per_parked: float = 0.0  # RSS growth since the previous checkpoint / executions since
 
 
 @dataclass
@@ -135,6 +137,7 @@ async def park(levels: list[int], budget: float, folder: Path, trace: bool) -> N
         if trace:
             tracemalloc.start(TRACE_DEPTH)
         base = rss_bytes()
+        emit(base_rss_mib=base / 2**20)
         base_trace = tracemalloc.take_snapshot() if trace else None
         began = time.perf_counter()
         for level in levels:
@@ -175,7 +178,7 @@ async def park(levels: list[int], budget: float, folder: Path, trace: bool) -> N
 # -- the parent ------------------------------------------------------------------------------------
 
 
-def child(levels: list[int], budget: float, trace: bool) -> list[dict[str, object]]:
+def child(levels: list[int], budget: float, trace: bool) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         command = [
             sys.executable,
@@ -205,11 +208,20 @@ async def run_parked_memory(*, quick: bool = False, budget: float | None = None)
         levels, trace_count = [10_000, 100_000, 250_000, 500_000, 1_000_000], 20_000
         budget = budget or 600.0
     lines = await asyncio.to_thread(child, levels, budget, False)
-    checkpoints = [Checkpoint(**line) for line in lines if "parked" in line]  # type: ignore[arg-type]
+    checkpoints = [Checkpoint(**line) for line in lines if "parked" in line]
+    previous_parked, previous_rss = (
+        0,
+        next(float(line["base_rss_mib"]) for line in lines if "base_rss_mib" in line),
+    )
+    for c in checkpoints:
+        c.marginal_bytes_per_parked = (c.rss_mib - previous_rss) * 2**20 / (c.parked - previous_parked)
+        previous_parked, previous_rss = c.parked, c.rss_mib
     stopped = next(str(line["stopped"]) for line in lines if "stopped" in line)
-    traced = await asyncio.to_thread(child, [trace_count], budget, True)
-    per = next(float(line["traced_bytes_per_parked"]) for line in traced if "traced_bytes_per_parked" in line)  # type: ignore[arg-type]
-    sites = [Site(str(line["site"]), float(line["bytes_per_parked"])) for line in traced if "site" in line]  # type: ignore[arg-type]
+    traced = await asyncio.to_thread(child, [trace_count], max(budget, 120.0), True)
+    per = next(
+        (float(line["traced_bytes_per_parked"]) for line in traced if "traced_bytes_per_parked" in line), 0.0
+    )
+    sites = [Site(str(line["site"]), float(line["bytes_per_parked"])) for line in traced if "site" in line]
     return ParkedMemoryResult(checkpoints, stopped, trace_count, per, sites)
 
 
@@ -219,7 +231,8 @@ def parked_rows(r: ParkedMemoryResult) -> list[str]:
         rows.append(
             f"| memory per parked execution (`wait_for_event`, never delivered), {c.parked:,} parked "
             f"(RSS {c.rss_mib:,.0f} MiB; {c.engine_cached_states:,} states in the engine cache; SQLite file "
-            f"{c.db_mib:,.0f} MiB; parked at {c.parked / c.seconds:,.0f}/s) | {c.bytes_per_parked / 1024:.2f} KiB | | | ≤ 5 KB |"
+            f"{c.db_mib:,.0f} MiB; parked at {c.parked / c.seconds:,.0f}/s) | {c.bytes_per_parked / 1024:.2f} KiB "
+            f"(since the previous row: {c.marginal_bytes_per_parked / 1024:.2f} KiB each) | | | ≤ 5 KB |"
         )
     sites = "; ".join(f"`{s.where}` {s.bytes_per_parked:,.0f} B" for s in r.top_sites[:5])
     rows.append(

@@ -169,6 +169,10 @@ class EventDelivery(_Model):
     event: StepName = Field(description="The event name that wait_for_event steps wait for.")
     key: Expression = Field(description="Correlation key, over the message context.")
     payload: Expression | None = Field(None, description="Event payload; default: the message's data.")
+    unmatched: Literal["dead_letter", "drop"] = Field(
+        "dead_letter",
+        description="A message no execution is waiting for goes to the dead-letter destination, or is dropped.",
+    )
 
 
 class _MessageTrigger(_Model):

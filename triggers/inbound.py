@@ -138,6 +138,12 @@ class Router:
         delivered = await self.runtime.publish_event(
             correlation.event, str(raw), payload, actor=self.actor, event_id=key
         )
+        if not delivered and correlation.unmatched == "dead_letter":
+            reason = (
+                f"no execution is waiting for event {correlation.event!r} with key {str(raw)!r}"
+                " (or it already took this message)"
+            )
+            return Outcome("dead", reason=reason)
         return Outcome("delivered", tuple(delivered))
 
 

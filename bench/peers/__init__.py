@@ -54,8 +54,9 @@ def run_peers(
     concurrent: int = 2000,
     peers: Sequence[str] = PEERS,
     broker: str | None = None,
-    celery_pool: str = "prefork",
-    celery_concurrency: int = 2,
+    celery_pool: str = "threads",
+    celery_concurrency: int = 64,
+    celery_prefetch: int = 1,
     dbos_journal: str = "wal",
     dbos_style: str = "async",
 ) -> list[PeerResult]:
@@ -73,6 +74,7 @@ def run_peers(
                     broker=broker or BROKER,
                     pool=celery_pool,
                     concurrency=celery_concurrency,
+                    prefetch=celery_prefetch,
                 )
             )
         elif name == "dbos":
@@ -135,10 +137,20 @@ def peers_payload(ours: EmbeddedResult, peers: Sequence[PeerResult]) -> list[dic
         {
             **asdict(peer),
             "ratio_ours_theirs_workflows_per_s": _ratio(ours.workflows_per_s, peer.workflows_per_s),
-            "ratio_ours_theirs_step_overhead_p50": _ratio(ours.step_overhead_p50_us, peer.step_overhead_p50_us),
+            "ratio_ours_theirs_step_overhead_p50": _ratio(
+                ours.step_overhead_p50_us, peer.step_overhead_p50_us
+            ),
         }
         for peer in peers
     ]
 
 
-__all__ = ["PEERS", "TITLE", "check_services", "peers_payload", "peers_table", "require_installed", "run_peers"]
+__all__ = [
+    "PEERS",
+    "TITLE",
+    "check_services",
+    "peers_payload",
+    "peers_table",
+    "require_installed",
+    "run_peers",
+]

@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=PEERS, action="append", help="one peer (repeatable)")
     parser.add_argument("--synchronous", default="full", choices=["full", "normal"], help="ours")
     parser.add_argument("--broker", default=None, help="AMQP URL for Celery [local RabbitMQ]")
-    parser.add_argument("--celery-pool", default="prefork", choices=["prefork", "threads", "solo"])
-    parser.add_argument("--celery-concurrency", type=int, default=2)
+    parser.add_argument("--celery-pool", default="threads", choices=["threads", "prefork", "solo"])
+    parser.add_argument("--celery-concurrency", type=int, default=64)
+    parser.add_argument("--celery-prefetch", type=int, default=1, help="worker_prefetch_multiplier")
     parser.add_argument("--dbos-journal", default="wal", choices=["wal", "delete"])
     parser.add_argument("--dbos-style", default="async", choices=["async", "sync"])
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -43,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.embedded import run_embedded
 
-    ours = asyncio.run(run_embedded(sequential=sequential, concurrent=concurrent, synchronous=args.synchronous))
+    ours = asyncio.run(
+        run_embedded(sequential=sequential, concurrent=concurrent, synchronous=args.synchronous)
+    )
     results = run_peers(
         sequential=sequential,
         concurrent=concurrent,
@@ -51,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         broker=args.broker,
         celery_pool=args.celery_pool,
         celery_concurrency=args.celery_concurrency,
+        celery_prefetch=args.celery_prefetch,
         dbos_journal=args.dbos_journal,
         dbos_style=args.dbos_style,
     )

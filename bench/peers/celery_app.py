@@ -17,8 +17,8 @@ Durability settings (stated in docs/performance.md, "Peers"):
 - ``task_acks_late=True``: a task's message is acknowledged after the task returned and the next
   step was published, so a worker crash redelivers it; ``task_reject_on_worker_lost=True`` so a
   killed pool process does the same;
-- ``worker_prefetch_multiplier=1``: a pool process reserves one message at a time (Celery's
-  recommendation with ``acks_late``);
+- ``worker_prefetch_multiplier=1``: the worker reserves at most one message per pool slot
+  (``--concurrency`` times 1 unacknowledged messages; Celery's recommendation with ``acks_late``);
 - results: ``rpc://`` (results travel back as AMQP messages to the caller's reply queue, not
   persisted); only the last step of a chain stores a result, the first nine are sent with
   ``ignore_result=True``: a step's output travels inside the next step's message.

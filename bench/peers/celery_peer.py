@@ -1,15 +1,19 @@
 """Celery on RabbitMQ: a chain of 10 no-op tasks, run by a real ``celery worker`` child process.
 
-The worker is ``celery -A bench.peers.celery_app worker --pool=prefork --concurrency=2
---prefetch-multiplier=1`` on a queue of its own (``bench-peers-<random>``), started for the run,
-warm-shutdown afterwards (SIGTERM), and the queue is deleted. Settings: see
-``bench/peers/celery_app.py``.
+The worker is ``celery -A bench.peers.celery_app worker --pool=threads --concurrency=64
+--prefetch-multiplier=1 --without-gossip --without-mingle --without-heartbeat`` on a queue of
+its own (``bench-peers-<random>``), started for the run, warm-shutdown afterwards (SIGTERM), and
+the queue and its exchange are deleted. Durability settings: ``bench/peers/celery_app.py``.
 
-Why prefork with 2 processes: the machine has 2 cores, the tasks are CPU-only (no I/O to
-overlap), and prefork is Celery's default pool; one process per core is the usual setting. A
-``threads`` pool with many threads shares one GIL and measured no faster on the short runs
-(``--pool`` and ``--concurrency`` change it: ``python -m bench.peers --celery-pool threads
---celery-concurrency 64``).
+Why a pool of 64 threads with a prefetch multiplier of 1: it gives Celery what our embedded run
+has, one process running up to 64 steps at once (``inprocess://?concurrency=64``), each task's
+message unacknowledged until it has returned (at most 64 reserved). On the 2 cores of the
+benchmark machine it was also Celery's fastest setting in short runs: ``--pool=prefork
+--concurrency=2`` (one process per core, Celery's default pool) reached about half its
+workflows/s, since with ``acks_late`` and a prefetch of 1 only two steps are then in flight and
+each waits for the broker's publisher confirm; prefork with 2-4 processes and a prefetch of
+16-32 landed in between. ``python -m bench.peers --celery-pool prefork --celery-concurrency 2
+--celery-prefetch 1`` measures the others.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 def check_broker(broker: str) -> None:
-    from kombu import Connection
+    from kombu import Connection  # type: ignore[attr-defined]
 
     try:
         with Connection(broker, connect_timeout=5) as connection:
@@ -82,7 +86,7 @@ def stop_worker(worker: subprocess.Popen[bytes]) -> str:
 
 def delete_queue(broker: str, queue: str) -> None:
     """Delete the run's queue and exchange; a failure is reported, never raised over the run's."""
-    from kombu import Connection
+    from kombu import Connection  # type: ignore[attr-defined]
 
     try:
         with Connection(broker, connect_timeout=5) as connection:
@@ -101,8 +105,8 @@ def run_celery(
     sequential: int = 100,
     concurrent: int = 2000,
     broker: str = BROKER,
-    pool: str = "prefork",
-    concurrency: int = 2,
+    pool: str = "threads",
+    concurrency: int = 64,
     prefetch: int = 1,
     timeout: float = 600,
 ) -> PeerResult:
@@ -130,7 +134,9 @@ def run_celery(
         deadline = time.monotonic() + 120
         while True:
             if worker.poll() is not None:
-                raise RuntimeError(f"celery worker exited with {worker.returncode}: {stop_worker(worker)[-2000:]}")
+                raise RuntimeError(
+                    f"celery worker exited with {worker.returncode}: {stop_worker(worker)[-2000:]}"
+                )
             try:
                 celery_app.ten_steps(STEPS).apply_async(queue=queue).get(timeout=5)
                 break
@@ -183,7 +189,7 @@ def run_celery(
 
 
 def rabbitmq_version(broker: str) -> str:
-    from kombu import Connection
+    from kombu import Connection  # type: ignore[attr-defined]
 
     try:
         with Connection(broker, connect_timeout=5) as connection:

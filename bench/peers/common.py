@@ -39,7 +39,7 @@ class PeerResult:
 def gaps_us(marks: Iterable[Sequence[float]]) -> list[float]:
     """Gaps between one step's end and the next one's start, from ``(index, start, end)`` marks
     in seconds of one clock."""
-    ordered = sorted(marks)
+    ordered = sorted(marks, key=lambda mark: mark[0])
     return [(ordered[i + 1][1] - ordered[i][2]) * 1e6 for i in range(len(ordered) - 1)]
 
 

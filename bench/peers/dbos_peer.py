@@ -43,7 +43,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_dbos(
-    *, sequential: int = 100, concurrent: int = 2000, journal: str = "wal", style: str = "async", timeout: float = 900
+    *,
+    sequential: int = 100,
+    concurrent: int = 2000,
+    journal: str = "wal",
+    style: str = "async",
+    timeout: float = 900,
 ) -> PeerResult:
     """Runs the measurement in a child process and returns its figures."""
     env = {**os.environ}
@@ -59,43 +64,53 @@ def run_dbos(
     ]
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, timeout=timeout, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"DBOS peer exited with {done.returncode}: {done.stderr.decode(errors='replace')[-2000:]}")
+        raise RuntimeError(
+            f"DBOS peer exited with {done.returncode}: {done.stderr.decode(errors='replace')[-2000:]}"
+        )
     return PeerResult(**json.loads(done.stdout.decode().strip().splitlines()[-1]))
 
 
-def _define(style: str) -> Any:
+Marks = dict[str, list[tuple[int, float, float]]]
+
+
+def _define(style: str) -> tuple[Any, Marks]:
     """The workflow, registered with DBOS (decorators may run before ``DBOS(config=...)``)."""
+    marks: Marks = {}
+    return (_define_async if style == "async" else _define_sync)(marks), marks
+
+
+def _define_async(marks: Marks) -> Any:
     from dbos import DBOS
 
-    marks: dict[str, list[tuple[int, float, float]]] = {}
+    @DBOS.step()
+    async def step(index: int) -> None:
+        began = time.perf_counter()
+        marks.setdefault(DBOS.workflow_id or "", []).append((index, began, time.perf_counter()))
 
-    if style == "async":
+    @DBOS.workflow()
+    async def ten_steps() -> int:
+        for index in range(STEPS):
+            await step(index)
+        return STEPS
 
-        @DBOS.step()
-        async def step(index: int) -> None:
-            began = time.perf_counter()
-            marks.setdefault(DBOS.workflow_id or "", []).append((index, began, time.perf_counter()))
+    return ten_steps
 
-        @DBOS.workflow()
-        async def ten_steps() -> int:
-            for index in range(STEPS):
-                await step(index)
-            return STEPS
 
-    else:
+def _define_sync(marks: Marks) -> Any:
+    from dbos import DBOS
 
-        @DBOS.step()
-        def step(index: int) -> None:
-            began = time.perf_counter()
-            marks.setdefault(DBOS.workflow_id or "", []).append((index, began, time.perf_counter()))
+    @DBOS.step()
+    def step(index: int) -> None:
+        began = time.perf_counter()
+        marks.setdefault(DBOS.workflow_id or "", []).append((index, began, time.perf_counter()))
 
-        @DBOS.workflow()
-        def ten_steps() -> int:
-            for index in range(STEPS):
-                step(index)
-            return STEPS
+    @DBOS.workflow()
+    def ten_steps() -> int:
+        for index in range(STEPS):
+            step(index)
+        return STEPS
 
-    return ten_steps, marks
+    return ten_steps
 
 
 def pragmas(path: Path) -> tuple[str, int]:
@@ -121,7 +136,9 @@ def measure(sequential: int, concurrent: int, journal: str, style: str) -> PeerR
             connection = sqlite3.connect(path)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.close()
-        DBOS(config={"name": "bench-peers", "system_database_url": f"sqlite:///{path}", "log_level": "WARNING"})
+        DBOS(
+            config={"name": "bench-peers", "system_database_url": f"sqlite:///{path}", "log_level": "WARNING"}
+        )
         DBOS.launch()
         try:
             journal_mode, synchronous = pragmas(path)
@@ -144,7 +161,9 @@ def measure(sequential: int, concurrent: int, journal: str, style: str) -> PeerR
                 began = time.perf_counter()
                 results = await asyncio.gather(*(one() for _ in range(concurrent)))
                 elapsed = time.perf_counter() - began
-                completed = sum(1 for workflow_id, steps in results if steps == STEPS and len(marks[workflow_id]) == STEPS)
+                completed = sum(
+                    1 for workflow_id, steps in results if steps == STEPS and len(marks[workflow_id]) == STEPS
+                )
                 return gaps, completed, elapsed
 
             gaps, completed, elapsed = asyncio.run(run())
@@ -164,7 +183,11 @@ def measure(sequential: int, concurrent: int, journal: str, style: str) -> PeerR
             f"every step's output checkpointed to the SQLite system database before the next step "
             f"(journal_mode={journal_mode}, synchronous={sync_name})"
         ),
-        configuration=f"{style} workflows and steps, SQLite system database, DBOS defaults otherwise",
+        configuration=(
+            f"{style} workflows and steps, SQLite system database"
+            + (" switched to WAL" if journal == "wal" else "")
+            + ", DBOS defaults otherwise"
+        ),
         step_overhead_p50_us=p50,
         step_overhead_p99_us=p99,
         workflows_per_s=completed / elapsed,

@@ -8,13 +8,16 @@ configured shows its error and does not stop the server.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.serverproc import ServerProcess, cli_env, http_json
+from tests.e2e.serverproc import REPO, ServerProcess, cli_env, http_json
 from tests.e2e.test_cli import cli, ok
 
 ORDERS = """\
@@ -119,3 +122,29 @@ def test_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
     env = cli_env(f"sqlite:///{tmp_path}/x.db", {"ORCHESTRATOR_URL": "http://127.0.0.1:9"})
     result = cli(env, "triggers")
     assert result.returncode == 1 and "server not reachable" in result.stderr
+
+
+def test_a_worker_runs_the_triggers_and_survives_a_broken_one(tmp_path: Path) -> None:
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "orders.yaml").write_text(ORDERS)
+    env = cli_env(f"sqlite:///{tmp_path}/worker.db", {"ORCHESTRATOR_TRIGGER_POLL_INTERVAL": str(POLL)})
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "worker", "--definitions", str(tmp_path / "defs")],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        until(lambda: "worker running" in log_path.read_text())
+        time.sleep(5 * POLL)
+        assert worker.poll() is None, log_path.read_text()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(15)
+    output = log_path.read_text()
+    errors = [line for line in output.splitlines() if "ERROR" in line and "orders/paid" in line]
+    assert len(errors) == 1 and "connection 'nowhere' is not configured" in errors[0], output
+    assert code == 0 and "Traceback" not in output, output

@@ -154,3 +154,32 @@ async def test_a_new_version_takes_over_a_continuous_stream_without_loss_or_dupl
     finally:
         await admin.close()
     assert sum(o.offset for tp, o in offsets.items() if tp.topic == topic) == TOTAL
+
+
+def test_api_only_servers_run_no_source_but_list_and_change_triggers(kafka_url: str, tmp_path: Path) -> None:
+    """``serve`` with Kafka ``role=api`` only produces: it runs no trigger source, yet lists the
+    triggers and changes their overrides (which the workers apply)."""
+    from tests.e2e.serverproc import ServerProcess, cli_env, http_json
+
+    run = uuid.uuid4().hex[:8]
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "orders.json").write_text(
+        definition(f"api-only-{run}", f"kt.api-only.{run}", "v1").model_dump_json(exclude_none=True)
+    )
+    transport = f"{kafka_url}?role=api&partitions=2&commands=tt.{run}.commands&tasks=tt.{run}.tasks"
+    env = cli_env(
+        f"sqlite:///{tmp_path}/api.db",
+        {"ORCHESTRATOR_TRANSPORT_URL": transport, "ORCHESTRATOR_CONNECTION_KAFKA": kafka_url},
+    )
+    server = ServerProcess(env, ["--definitions", str(tmp_path / "defs")], tmp_path / "server.log")
+    server.start()
+    try:
+        status, body = http_json("GET", server.url + "/api/v1/triggers")
+        assert status == 200 and body["runs_sources"] is False, body
+        (trigger,) = body["triggers"]
+        assert (trigger["enabled"], trigger["running"], trigger["error"]) == (True, False, None)
+        status, view = http_json("POST", server.url + f"/api/v1/triggers/api-only-{run}/orders/disable")
+        assert status == 200 and (view["enabled"], view["override"]) == (False, False)
+    finally:
+        server.stop()
+    assert "consuming" not in server.output(), server.output()
