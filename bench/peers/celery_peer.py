@@ -11,8 +11,8 @@ message unacknowledged until it has returned (at most 64 reserved). On the 2 cor
 benchmark machine it was also Celery's fastest setting in short runs: ``--pool=prefork
 --concurrency=2`` (one process per core, Celery's default pool) reached about half its
 workflows/s, since with ``acks_late`` and a prefetch of 1 only two steps are then in flight and
-each waits for the broker's publisher confirm; prefork with 2-4 processes and a prefetch of
-16-32 landed in between. ``python -m bench.peers --celery-pool prefork --celery-concurrency 2
+each waits for the broker's publisher confirm; other prefork settings (2-8 processes, prefetch
+1-32) landed in between. ``python -m bench.peers --celery-pool prefork --celery-concurrency 2
 --celery-prefetch 1`` measures the others.
 """
 
@@ -90,6 +90,7 @@ def delete_queue(broker: str, queue: str) -> None:
 
     try:
         with Connection(broker, connect_timeout=5) as connection:
+            connection.ensure_connection(max_retries=5, interval_start=1, interval_step=1, interval_max=3)
             channel = connection.channel()
             try:
                 channel.queue_delete(queue)
