@@ -49,7 +49,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -158,7 +158,13 @@ def definition(trigger: dict[str, Any] | None) -> dict[str, Any]:
         "input_schema": INPUT_SCHEMA,
         "triggers": [trigger] if trigger else [],
         "steps": [
-            {"name": "first", "type": "task", "connector": "noop", "input": {"sent": "input.sent"}},
+            {
+                "name": "first",
+                "type": "task",
+                "connector": "noop",
+                "input": {"sent": "input.sent"},
+                "next": "done",
+            },
             {"name": "done", "type": "succeed"},
         ],
     }
@@ -178,7 +184,9 @@ async def embedded(connections: dict[str, str]) -> AsyncIterator[tuple[Runtime, 
             yield runtime, first
 
 
-async def build_source(runtime: Runtime, trigger: dict[str, Any], factory: Callable[[SourceSpec], Any]) -> Any:
+async def build_source(
+    runtime: Runtime, trigger: dict[str, Any], factory: Callable[[SourceSpec], Any]
+) -> Any:
     parsed = parse_definition(definition(trigger))
     stored = await runtime.register(parsed)
     assert stored.version is not None
@@ -228,7 +236,7 @@ async def settle(runtime: Runtime, expected: int, timeout: float = 120.0) -> Non
     """Let the started executions finish, then check the log holds exactly ``expected`` of them."""
     deadline = time.monotonic() + timeout
     query = ExecutionQuery(workflow=WORKFLOW, status="running", limit=1)
-    while (await runtime.list_executions(query)).items and time.monotonic() < deadline:
+    while (await runtime.list_executions(query)).items and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.2)
     count, cursor = 0, None
     while True:
@@ -268,10 +276,10 @@ def ms(values: list[float]) -> tuple[float, float]:
     return statistics.median(values) * 1e3, percentile(values, 0.99) * 1e3
 
 
-async def paced(count: int, rate: float, send: Callable[[int, float], Awaitable[None]]) -> None:
+async def paced(count: int, rate: float, send: Callable[[int, float], Coroutine[Any, Any, None]]) -> None:
     """``send(index, wall_time)`` ``count`` times at ``rate``/s, each in its own task."""
     began = time.perf_counter()
-    tasks = []
+    tasks: list[asyncio.Task[None]] = []
     for index in range(count):
         delay = began + index / rate - time.perf_counter()
         if delay > 0:
@@ -318,7 +326,9 @@ class KafkaParts:
     def producer(self) -> Any:
         from aiokafka import AIOKafkaProducer
 
-        return AIOKafkaProducer(bootstrap_servers=self.broker, acks="all", enable_idempotence=True, linger_ms=0)
+        return AIOKafkaProducer(
+            bootstrap_servers=self.broker, acks="all", enable_idempotence=True, linger_ms=0
+        )
 
     async def fill(self, topic: str, count: int) -> None:
         """``count`` records, spread evenly over the partitions, all acknowledged."""
@@ -326,7 +336,8 @@ class KafkaParts:
         await producer.start()
         try:
             futures = [
-                await producer.send(topic, body(index), partition=index % PARTITIONS) for index in range(count)
+                await producer.send(topic, body(index), partition=index % PARTITIONS)
+                for index in range(count)
             ]
             await asyncio.gather(*futures)
         finally:
@@ -397,7 +408,7 @@ class KafkaParts:
                     batch = await consumer.getmany(timeout_ms=500)
                     now = time.time()
                     for records in batch.values():
-                        latencies += [now - json.loads(r.value)["sent"] for r in records]
+                        latencies.extend(now - json.loads(r.value)["sent"] for r in records)
                     if batch:
                         await consumer.commit()
 
@@ -800,4 +811,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

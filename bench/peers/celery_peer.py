@@ -10,10 +10,10 @@ has, one process running up to 64 steps at once (``inprocess://?concurrency=64``
 message unacknowledged until it has returned (at most 64 reserved). On the 2 cores of the
 benchmark machine it was also Celery's fastest setting in short runs: ``--pool=prefork
 --concurrency=2`` (one process per core, Celery's default pool) reached about half its
-workflows/s, since with ``acks_late`` and a prefetch of 1 only two steps are then in flight and
-each waits for the broker's publisher confirm; other prefork settings (2-8 processes, prefetch
-1-32) landed in between. ``python -m bench.peers --celery-pool prefork --celery-concurrency 2
---celery-prefetch 1`` measures the others.
+workflows/s, since with ``acks_late`` and a prefetch of 1 only two steps are then in flight,
+each paying its broker round trips (delivery, publish and confirm, ack); other prefork settings
+(2-8 processes, prefetch 1-32) landed in between. ``python -m bench.peers --celery-pool prefork
+--celery-concurrency 2 --celery-prefetch 1`` measures the others.
 """
 
 from __future__ import annotations
