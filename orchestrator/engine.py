@@ -21,6 +21,7 @@ from orchestrator.events import Event
 from orchestrator.machine import CommandRejected, decide_and_evolve
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, Snapshot
 from orchestrator.state import ExecutionState
+from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope, chain_hash
 from schemas.graph import WorkflowGraph
 
@@ -93,6 +94,10 @@ class Engine:
             graph = WorkflowGraph.build(await self.registry.get(workflow, version))
             self._graphs[key] = graph
         return graph
+
+    async def definition(self, workflow: str, version: int) -> WorkflowDefinition:
+        """One version's definition (immutable, so cached with its graph)."""
+        return (await self.graph(workflow, version)).definition
 
     async def load(self, execution_id: str) -> ExecutionState | None:
         """Current state: from the cache, else folded from the log."""

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from orchestrator.transitions import TransitionExporter
 
 log = logging.getLogger(__name__)
+LATEST_TTL = 1.0  # seconds a workflow's latest version is trusted without asking the registry
 DEDUP_NAMESPACE = uuid.UUID("0b5c7f36-2d0e-4a8e-9b43-6a1f3f2e8c21")
 
 
@@ -137,6 +138,7 @@ class Runtime(Lifecycle):
         self.retention = RetentionSweeper(self.log, self.registry, clock=clock, archive_dir=s.archive_dir)
         self._recover = recover
         self._validators: dict[tuple[str, int], Any] = {}
+        self._latest: dict[str, tuple[float, WorkflowDefinition]] = {}  # name -> (read at, latest)
         self.definition_observers: list[Callable[[WorkflowDefinition], None]] = []
         self._stack: AsyncExitStack | None = None
 
@@ -198,6 +200,7 @@ class Runtime(Lifecycle):
     async def register(self, definition: WorkflowDefinition) -> WorkflowDefinition:
         """Store a definition (immutable per version) and tell observers such as the webhook index."""
         stored = await self.registry.register(definition)
+        self._latest.pop(stored.name, None)
         for observer in self.definition_observers:
             observer(stored)
         return stored
@@ -219,7 +222,7 @@ class Runtime(Lifecycle):
         """Start an execution; returns once its start is durable. UnknownWorkflow, InputInvalid.
 
         ``reuse`` (redrives): step name -> recorded output, taken instead of running the step."""
-        definition = await self.registry.get(workflow, version)
+        definition = await self.definition(workflow, version)
         assert definition.version is not None
         self.check_input(definition, input)
         if dedup_key is None:
@@ -244,6 +247,19 @@ class Runtime(Lifecycle):
             await self._resume_if_never_dispatched(execution_id)
             return StartResult(execution_id, created=False)
         return StartResult(execution_id, created=True)
+
+    async def definition(self, workflow: str, version: int | None = None) -> WorkflowDefinition:
+        """A version from the registry; the latest is re-read at most every ``LATEST_TTL`` seconds
+        (at once after a registration in this process), so a start costs no registry read."""
+        if version is not None:
+            return await self.engine.definition(workflow, version)
+        cached = self._latest.get(workflow)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < LATEST_TTL:
+            return cached[1]
+        definition = await self.registry.get(workflow)
+        self._latest[workflow] = (now, definition)
+        return definition
 
     async def _resume_if_never_dispatched(self, execution_id: str) -> None:
         """A duplicate start may be the retry of one whose process died between the append and
