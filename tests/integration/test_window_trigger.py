@@ -21,6 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from orchestrator.ports import BackendUnavailable
 from orchestrator.runtime import Runtime, execution_id_for
 from orchestrator.settings import Settings
 from schemas.validation import parse_definition
@@ -208,6 +209,35 @@ async def test_window_state_survives_a_restart(harness: Harness) -> None:
     assert second.stats.started == 1
     assert data_dirs(harness.state_dir) == [second.app_id]  # faust's data: never the working directory
     assert not data_dirs(Path.cwd(), f"{second.app_id}*")
+
+
+async def test_a_start_that_keeps_failing_is_not_acknowledged_and_happens_after_a_restart(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    definition = harness.definition()
+    working = harness.runtime.start_execution
+    attempts: list[str] = []
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(kwargs["dedup_key"])
+        raise BackendUnavailable("the event log is down")
+
+    monkeypatch.setattr(harness.runtime, "start_execution", down)
+    first = await harness.source(definition)
+    erin = f"erin-{uuid.uuid4().hex[:6]}"
+    harness.publish(*[login(erin) for _ in range(5)])
+    await eventually(lambda: _true(len(attempts) >= 3), 30, "retries with backoff")
+    assert len(set(attempts)) == 1 and first.counted == 4  # the 5th hit is still in hand
+    assert "the event log is down" in (first.stats.last_error or "")
+    await harness.stop(first)  # gives up the hit in hand without acknowledging it
+    assert await harness.states() == []
+
+    monkeypatch.setattr(harness.runtime, "start_execution", working)
+    second = await harness.source(definition)
+    await eventually(lambda: _true(second.stats.started == 1), 30, "the start after the restart")
+    (state,) = await harness.states()
+    assert state.input["user"] == erin and state.input["failures"] == 5
+    assert (await harness.runtime.history(state.execution_id))[0].data["dedup_key"] == attempts[0]
 
 
 async def test_lost_state_and_replayed_topic_start_nothing_twice(harness: Harness) -> None:
