@@ -109,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| transitions/s, two `orchestrator worker` processes + an API process | {two:,.0f} | | | ≥ 2,000/s |"
         )
+        # Kafka and RabbitMQ triggers beside raw aiokafka / aio-pika consumers (bench/triggers.py).
+        from bench.triggers import run_triggers, triggers_table
+
+        trigger_result = run_triggers(args.quick)
+        lines += ["", *triggers_table(trigger_result)]
     # Replay and history loading: SQLite always, Cassandra with --distributed.
     replay = asyncio.run(run_replay(quick=args.quick, distributed=args.distributed))
     lines += ["", *replay_table(replay)]
@@ -132,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     payload: dict[str, object] = {"machine": info, "mode": name, "embedded": asdict(embedded)}
     if distributed is not None:
         payload["distributed"] = {**as_dict(distributed), "two_workers_transitions_per_s": two}
+        from bench.triggers import as_dict as triggers_as_dict
+
+        payload["triggers"] = triggers_as_dict(trigger_result)
     if peers is not None:
         payload["peers"] = peers
     payload["replay"] = asdict(replay)

@@ -19,8 +19,12 @@ Parts, in this order:
   for a workflow ``{task noop} -> succeed`` with an input schema, on an embedded ``Runtime``
   (SQLite file, ``synchronous=full``, in-process transport). Clock: first record handed to
   ``Router.accept`` -> N-th ``accept`` returned ``started`` (the start is durable then; the
-  source's ``stats.started`` counts the same thing). The no-op steps of the started executions
-  run meanwhile, as they would in production. The count is checked against the event log after.
+  source's ``stats.started`` counts the same thing): starts/s. The no-op steps of the started
+  executions run meanwhile, as they would in production; the same clock stopped when the N-th
+  first step began gives "through their first step"/s. The two differ only when the starts outrun
+  the steps (a backlog builds; ``Rate.behind`` says how many first steps had not begun when the
+  last start was durable), so the second is the sustainable rate. The count of executions is
+  checked against the event log after.
 - **Kafka trigger latency**: as the raw latency, through the trigger: send -> the first step's
   connector is invoked (a no-op connector that reads the send time from its args).
 - **raw aio-pika consume-and-ack**: N persistent messages published (with confirms) to a fresh
@@ -331,10 +335,13 @@ class KafkaParts:
         self.run = run
         self.broker = broker
         self.topics: list[str] = []
+        self.made = 0
         self.groups: list[str] = []
 
     def name(self, part: str) -> str:
-        return f"bench-trig-{self.run}-{part}"
+        """A name of this run, never the same twice (parts may run more than once)."""
+        self.made += 1
+        return f"bench-trig-{self.run}-{self.made}-{part}"
 
     async def topic(self, part: str) -> str:
         """A fresh topic with PARTITIONS partitions, all with a leader."""
@@ -525,7 +532,7 @@ class KafkaParts:
         await admin.start()
         try:
             existing = set(await admin.list_topics())
-            doomed = [t for t in self.topics if t in existing]
+            doomed = [t for t in dict.fromkeys(self.topics) if t in existing]
             if doomed:
                 await admin.delete_topics(doomed)
             if self.groups:  # aiokafka's admin has no delete_consumer_groups: send the request
@@ -546,9 +553,11 @@ class AmqpParts:
         self.run = run
         self.url = url
         self.queues: list[str] = []
+        self.made = 0
 
     def name(self, part: str) -> str:
-        queue = f"bench-trig-{self.run}-{part}"
+        self.made += 1
+        queue = f"bench-trig-{self.run}-{self.made}-{part}"
         self.queues.append(queue)
         return queue
 
