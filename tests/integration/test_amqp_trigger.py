@@ -416,9 +416,10 @@ async def test_correlation_delivers_to_the_waiting_execution_once(runtime: Runti
         assert state.status == "succeeded"
         assert state.output == {"approved": True}
         await eventually(lambda: _count(source, 2), what="both copies handled")
-        # A redelivered event is not delivered twice; the other execution still waits.
-        assert source.stats.delivered >= 1
-        assert source.stats.dead_lettered == 0
+        # A redelivered event is not delivered twice: the copy reaches nobody and is parked
+        # (unmatched: dead_letter), never silently dropped; the other execution still waits.
+        assert source.stats.delivered == 1
+        assert source.stats.dead_lettered == 1
         assert len(state.event_ids) == 1
         assert (await runtime.state(other.execution_id)).status == "running"
 
