@@ -57,6 +57,7 @@ from connectors.publishing import (
 )
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.settings import Settings
+from triggers import cloudevents
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
@@ -213,9 +214,6 @@ def build_message(call: StepCall) -> AmqpMessage:
     body = json_bytes(PREFIX, args["body"], "body")
     content_type, headers = JSON, dict(extra)
     if shared.cloudevent:
-        # imported here, not at the top: triggers.inbound imports the runtime, which imports us
-        from triggers import cloudevents
-
         reserved = [n for n in extra if n.lower().startswith(cloudevents.AMQP_PREFIXES)]
         if reserved:
             raise bad_request(PREFIX, f"headers {reserved} are set by the CloudEvent; use cloudevent: false")

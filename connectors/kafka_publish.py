@@ -52,6 +52,7 @@ from connectors.publishing import (
 )
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.settings import Settings
+from triggers import cloudevents
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
@@ -155,9 +156,6 @@ def build_record(call: StepCall) -> KafkaRecord:
     value = json_bytes(PREFIX, args["value"], "value")
     headers: list[tuple[str, bytes]] = []
     if shared.cloudevent:
-        # imported here, not at the top: triggers.inbound imports the runtime, which imports us
-        from triggers import cloudevents
-
         reserved = [n for n in extra if n.lower().startswith(cloudevents.KAFKA_PREFIX) or n.lower() == "content-type"]
         if reserved:
             raise bad_request(PREFIX, f"headers {reserved} are set by the CloudEvent; use cloudevent: false")

@@ -74,28 +74,44 @@ async def export(
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
     report = ExportReport()
-    _write(out, {"kind": "header", "format": FORMAT, "version": VERSION, "exported_at": rfc3339(clock())})
+    write_header(out, clock)
     async for definition in _definitions(registry, workflow):
-        _write(out, {"kind": "definition", "definition": definition.model_dump(mode="json")})
+        write_definition(out, definition)
         report.definitions += 1
     async for execution_id in log.execution_ids():
         if workflow is not None and await _workflow_of(log, execution_id) != workflow:
             continue
-        count = 0
-        after = 0
-        while True:
-            events = await log.read(execution_id, after, page_size)
-            for envelope in events:
-                _write(out, {"kind": "event", "event": envelope.to_cloudevent()})
-            count += len(events)
-            if len(events) < page_size:
-                break
-            after = events[-1].sequence
+        count = await write_history(log, out, execution_id, page_size)
         if count:
             report.executions += 1
             report.events += count
-    _write(out, {"kind": "footer", **report.to_dict()})
+    write_footer(out, report)
     return report
+
+
+def write_header(out: TextIO, clock: Callable[[], float] = time.time) -> None:
+    _write(out, {"kind": "header", "format": FORMAT, "version": VERSION, "exported_at": rfc3339(clock())})
+
+
+def write_definition(out: TextIO, definition: WorkflowDefinition) -> None:
+    _write(out, {"kind": "definition", "definition": definition.model_dump(mode="json")})
+
+
+async def write_history(log: EventLog, out: TextIO, execution_id: str, page_size: int = PAGE_SIZE) -> int:
+    """One execution's events in sequence order, ``page_size`` at a time; how many."""
+    count, after = 0, 0
+    while True:
+        events = await log.read(execution_id, after, page_size)
+        for envelope in events:
+            _write(out, {"kind": "event", "event": envelope.to_cloudevent()})
+        count += len(events)
+        if len(events) < page_size:
+            return count
+        after = events[-1].sequence
+
+
+def write_footer(out: TextIO, report: ExportReport) -> None:
+    _write(out, {"kind": "footer", **report.to_dict()})
 
 
 async def _definitions(registry: Registry, workflow: str | None) -> AsyncIterator[WorkflowDefinition]:

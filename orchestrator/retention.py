@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator import archive
 from orchestrator.engine import rfc3339
 from orchestrator.ports import EventLog, ExecutionQuery, ExecutionSummary, Registry
 from schemas.definition import WorkflowDefinition
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 DAY = 86_400.0
 FINISHED = ("succeeded", "failed", "cancelled")
 PAGE = 500
-READ_PAGE = 1000
 
 
 class ArchiveMissing(RuntimeError):
@@ -125,21 +124,11 @@ class RetentionSweeper:
         path = folder / f"{summary.execution_id}.jsonl"
         partial = path.with_suffix(".jsonl.partial")
         definition = await self.registry.get(summary.workflow, summary.version)
-        count = 0
         with partial.open("w", encoding="utf-8") as out:
-            _line(out, {"kind": "header", "format": "orchestrator-export", "version": 1,
-                        "exported_at": rfc3339(self.clock())})
-            _line(out, {"kind": "definition", "definition": definition.model_dump(mode="json")})
-            after = 0
-            while True:
-                events = await self.log.read(summary.execution_id, after, READ_PAGE)
-                for envelope in events:
-                    _line(out, {"kind": "event", "event": envelope.to_cloudevent()})
-                count += len(events)
-                if len(events) < READ_PAGE:
-                    break
-                after = events[-1].sequence
-            _line(out, {"kind": "footer", "executions": 1, "events": count, "definitions": 1})
+            archive.write_header(out, self.clock)
+            archive.write_definition(out, definition)
+            count = await archive.write_history(self.log, out, summary.execution_id)
+            archive.write_footer(out, archive.ExportReport(executions=1, events=count, definitions=1))
             out.flush()
             os.fsync(out.fileno())
         os.replace(partial, path)
@@ -151,6 +140,3 @@ class RetentionSweeper:
                 os.close(directory)
         return path
 
-
-def _line(out: Any, record: dict[str, Any]) -> None:
-    out.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")

@@ -29,14 +29,13 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
+from orchestrator.backends.kafka import ensure_topics, options_from_url
 from orchestrator.engine import Committed
 from orchestrator.ports import BackendUnavailable, EventLog
 from schemas.envelope import Envelope
@@ -44,7 +43,6 @@ from schemas.envelope import Envelope
 log = logging.getLogger(__name__)
 
 STRUCTURED = "application/cloudevents+json"
-TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 TAIL_CHUNK = 64  # events read per step when looking back for the last decision
 Publish = Callable[[Sequence[Envelope]], Awaitable[None]]
 
@@ -64,22 +62,10 @@ class TransitionOptions:
 
     @classmethod
     def from_url(cls, url: str) -> TransitionOptions:
-        parts = urlsplit(url)
-        hosts = tuple(h if ":" in h else f"{h}:9092" for h in parts.netloc.split(",") if h)
-        if parts.scheme != "kafka" or not hosts:
-            raise ValueError(f"ORCHESTRATOR_TRANSITIONS_URL: not a kafka://host:port URL: {url!r}")
-        known = {f.name: f for f in fields(cls) if f.name != "bootstrap"}
-        values: dict[str, Any] = {}
-        for name, raw in parse_qsl(parts.query, keep_blank_values=True):
-            option = known.get(name)
-            if option is None:
-                raise ValueError(f"unknown option {name!r} in {url!r}; known: {', '.join(sorted(known))}")
-            kind = {"int": int, "float": float}.get(str(option.type), str)
-            try:
-                values[name] = kind(raw)
-            except ValueError:
-                raise ValueError(f"option {name}={raw!r} in {url!r} is not a {kind.__name__}") from None
-        options = cls(bootstrap=hosts, **values)
+        try:
+            options = options_from_url(cls, url)
+        except ValueError as exc:
+            raise ValueError(f"ORCHESTRATOR_TRANSITIONS_URL: {exc}") from None
         if not options.topic or min(options.partitions, options.replication) < 1:
             raise ValueError(f"topic must be set and partitions, replication >= 1 in {url!r}")
         return options
@@ -162,15 +148,7 @@ class TransitionExporter:
 
     async def _create_topic(self) -> None:
         opts = self.options
-        admin = AIOKafkaAdminClient(bootstrap_servers=list(opts.bootstrap), request_timeout_ms=5000)
-        await admin.start()
-        try:
-            response = await admin.create_topics([NewTopic(opts.topic, opts.partitions, opts.replication)])
-            for topic, code, message in (error[:3] for error in response.topic_errors):
-                if code not in (0, TOPIC_EXISTS):
-                    raise KafkaError(f"creating topic {topic} failed with error {code}: {message}")
-        finally:
-            await admin.close()
+        await ensure_topics(opts.bootstrap, [opts.topic], opts.partitions, opts.replication)
 
     # -- observers ----------------------------------------------------------------------------
 

@@ -1,1 +1,1 @@
-"""Triggers: the inbound edges that start executions (webhooks; Kafka and AMQP listeners later)."""
+"""Triggers: the inbound edges that start executions: webhooks, Kafka and AMQP listeners, windows."""

@@ -233,7 +233,7 @@ class AmqpTriggerSource:
                 await self._requeue(message, f"dead-lettering failed: {exc!r}")
                 return
         await self._settle(message, "ack")
-        self._count(outcome)
+        self.stats.count(outcome.kind)
 
     async def _accept(self, message: AbstractIncomingMessage) -> Outcome:
         try:
@@ -325,19 +325,6 @@ class AmqpTriggerSource:
             # requeued the delivery already and will redeliver it, marked redelivered.
             self.stats.last_error = f"{how} failed: {exc!r}"
             log.info("amqp trigger %s: could not %s a delivery: %r", self.trigger.name, how, exc)
-
-    def _count(self, outcome: Outcome) -> None:
-        stats = self.stats
-        if outcome.kind == "started":
-            stats.started += 1
-        elif outcome.kind == "duplicate":
-            stats.duplicates += 1
-        elif outcome.kind == "delivered":
-            stats.delivered += 1
-        elif outcome.kind == "filtered":
-            stats.filtered += 1
-        else:
-            stats.dead_lettered += 1
 
 
 def _header_text(value: Any) -> str:

@@ -13,7 +13,7 @@ Data is read per content type: JSON types (``application/json``, ``*/*+json``, `
 or none given) are parsed, ``text/*`` becomes a string, anything else (opaque bytes) becomes a
 base64 string, so ``data`` is always a JSON value. An empty body is ``None``.
 
-Every failure raises :class:`triggers.inbound.BadMessage` naming what is wrong: a missing or
+Every failure raises :class:`BadMessage` naming what is wrong: a missing or
 empty required attribute (``specversion``, ``id``, ``source``, ``type``), a specversion other
 than 1.0, an invalid attribute name or time, a body that is not what its content type says,
 a batch (``application/cloudevents-batch+json``, not supported) or another event format.
@@ -35,7 +35,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, unquote
 
-from triggers.inbound import BadMessage
+
+class BadMessage(ValueError):
+    """A message that can never succeed: it goes to the dead-letter destination with this reason."""
+
+
 
 SPEC_VERSION = "1.0"
 STRUCTURED = "application/cloudevents+json"

@@ -26,8 +26,10 @@ from orchestrator.ports import UnknownWorkflow
 from orchestrator.runtime import InputInvalid, Runtime
 from schemas.definition import AmqpTrigger, KafkaTrigger
 from schemas.expressions import ExpressionError, evaluate
+from triggers.cloudevents import BadMessage
 
 log = logging.getLogger(__name__)
+__all__ = ["BadMessage", "InboundMessage", "Outcome", "Router"]
 
 OutcomeKind = Literal["started", "duplicate", "delivered", "filtered", "dead"]
 MAX_KEY_LENGTH = 512
@@ -63,10 +65,6 @@ class Outcome:
     kind: OutcomeKind
     execution_ids: tuple[str, ...] = ()
     reason: str = ""  # for "dead": why, to put in the dead letter's headers
-
-
-class BadMessage(ValueError):
-    """A message that can never succeed: it goes to the dead-letter destination with this reason."""
 
 
 def content_identity(prefix: str, body: bytes) -> str:

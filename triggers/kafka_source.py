@@ -40,18 +40,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import IllegalStateError, KafkaError, MessageSizeTooLargeError
 
 from orchestrator.backends.kafka import (
     PRODUCER_STATE_LOST,
     STOP_TIMEOUT,
-    TOPIC_EXISTS,
     KafkaOptions,
     _describe,
     _keep_trying,
-    _ready,
     _stop_client,
+    ensure_topics,
 )
 from orchestrator.ports import BackendUnavailable
 from schemas.definition import KafkaTrigger
@@ -188,20 +186,8 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _ensure_topics(self, failures: list[Exception]) -> None:
         """Create the trigger topics and the dead-letter topic unless they exist; wait for leaders."""
         opts = self.options
-        names = list(dict.fromkeys([*self.trigger.topics, self.dead_letter_topic]))
-        admin = AIOKafkaAdminClient(bootstrap_servers=list(opts.bootstrap), request_timeout_ms=5000)
-        await _keep_trying(admin.start, failures)
-        try:
-            response = await admin.create_topics([NewTopic(n, opts.partitions, opts.replication) for n in names])
-            for topic, code, message in (error[:3] for error in response.topic_errors):
-                if code not in (0, TOPIC_EXISTS):
-                    raise KafkaError(f"creating topic {topic} failed with error {code}: {message}")
-            while True:  # the caller's start timeout bounds this
-                if all(_ready(topic) for topic in await admin.describe_topics(names)):
-                    break
-                await asyncio.sleep(0.1)
-        finally:
-            await admin.close()
+        names = [*self.trigger.topics, self.dead_letter_topic]
+        await ensure_topics(opts.bootstrap, names, opts.partitions, opts.replication, failures)
 
     # -- rebalances (aiokafka calls these from its coordinator) -------------------------------
 
@@ -299,7 +285,7 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
         except Exception as exc:
             self._failed(lane, record, exc)
             return False
-        self._count(outcome)
+        self.stats.count(outcome.kind)
         if lane.failing and not lane.blocked:  # taken after the rewind: the partition moves again
             self._recovered(lane)
         return True
@@ -371,19 +357,6 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
             return  # still unreachable: the retry comes back here
         self._producer = fresh
         await _stop_client(f"{self.name}: stopping the old producer", broken.stop, STOP_TIMEOUT)
-
-    def _count(self, outcome: Outcome) -> None:
-        stats = self.stats
-        if outcome.kind == "started":
-            stats.started += 1
-        elif outcome.kind == "duplicate":
-            stats.duplicates += 1
-        elif outcome.kind == "delivered":
-            stats.delivered += 1
-        elif outcome.kind == "filtered":
-            stats.filtered += 1
-        else:
-            stats.dead_lettered += 1
 
     # -- failures: rewind the partition and retry with backoff --------------------------------
 

@@ -28,6 +28,19 @@ class SourceStats:
     dead_lettered: int = 0
     last_error: str | None = None
 
+    def count(self, outcome: str) -> None:
+        """Count one ``Outcome.kind`` (``dead`` counts as dead-lettered)."""
+        if outcome == "started":
+            self.started += 1
+        elif outcome == "duplicate":
+            self.duplicates += 1
+        elif outcome == "delivered":
+            self.delivered += 1
+        elif outcome == "filtered":
+            self.filtered += 1
+        else:
+            self.dead_lettered += 1
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "received": self.received,

@@ -50,16 +50,13 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from orchestrator.backends.kafka import (
     STOP_TIMEOUT,
-    TOPIC_EXISTS,
     KafkaOptions,
     _describe,
-    _keep_trying,
-    _ready,
+    ensure_topics,
 )
 from orchestrator.ports import BackendUnavailable, UnknownWorkflow
 from orchestrator.runtime import InputInvalid
@@ -354,21 +351,8 @@ class WindowTriggerSource:
         """Create the trigger topics and the dead-letter topic unless they exist; wait for leaders.
         Returns the trigger topics' partitions. (faust creates its own: hits and changelogs.)"""
         opts = self.options
-        names = list(dict.fromkeys([*self.trigger.topics, self.dead_letter_topic]))
-        admin = AIOKafkaAdminClient(bootstrap_servers=list(opts.bootstrap), request_timeout_ms=5000)
-        await _keep_trying(admin.start, failures)
-        try:
-            response = await admin.create_topics([NewTopic(n, opts.partitions, opts.replication) for n in names])
-            for topic, code, message in (error[:3] for error in response.topic_errors):
-                if code not in (0, TOPIC_EXISTS):
-                    raise KafkaError(f"creating topic {topic} failed with error {code}: {message}")
-            while True:  # the caller's start timeout bounds this
-                described = await admin.describe_topics(names)
-                if all(_ready(topic) for topic in described):
-                    break
-                await asyncio.sleep(0.1)
-        finally:
-            await admin.close()
+        names = [*self.trigger.topics, self.dead_letter_topic]
+        described = await ensure_topics(opts.bootstrap, names, opts.partitions, opts.replication, failures)
         return [
             TopicPartition(topic["topic"], partition["partition"])
             for topic in described

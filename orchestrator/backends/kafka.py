@@ -75,27 +75,68 @@ class KafkaOptions:
 
     @classmethod
     def from_url(cls, url: str) -> KafkaOptions:
-        parts = urlsplit(url)
-        hosts = tuple(h if ":" in h else f"{h}:9092" for h in parts.netloc.split(",") if h)
-        if parts.scheme != "kafka" or not hosts:
-            raise ValueError(f"not a kafka://host:port URL: {url!r}")
-        known = {f.name: f for f in fields(cls) if f.name != "bootstrap"}
-        values: dict[str, Any] = {}
-        for name, raw in parse_qsl(parts.query, keep_blank_values=True):
-            option = known.get(name)
-            if option is None:
-                raise ValueError(f"unknown option {name!r} in {url!r}; known: {', '.join(sorted(known))}")
-            kind = {"int": int, "float": float}.get(str(option.type), str)
-            try:
-                values[name] = kind(raw)
-            except ValueError:
-                raise ValueError(f"option {name}={raw!r} in {url!r} is not a {kind.__name__}") from None
-        options = cls(bootstrap=hosts, **values)
+        options = options_from_url(cls, url)
         if options.role not in ("all", "api"):
             raise ValueError(f"role must be all or api, not {options.role!r}")
         if min(options.partitions, options.replication, options.concurrency, options.command_concurrency) < 1:
             raise ValueError(f"partitions, replication and concurrencies must be >= 1 in {url!r}")
         return options
+
+
+Options = TypeVar("Options")
+
+
+def options_from_url(cls: type[Options], url: str) -> Options:
+    """``cls(bootstrap=hosts, **query options)`` from ``kafka://host:port[,host:port]?name=value``.
+
+    ``cls`` is a dataclass with a ``bootstrap`` field; each query option must name one of its other
+    fields and is converted to that field's type (int, float or str)."""
+    parts = urlsplit(url)
+    hosts = tuple(h if ":" in h else f"{h}:9092" for h in parts.netloc.split(",") if h)
+    if parts.scheme != "kafka" or not hosts:
+        raise ValueError(f"not a kafka://host:port URL: {url!r}")
+    known = {f.name: f for f in fields(cls) if f.name != "bootstrap"}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for name, raw in parse_qsl(parts.query, keep_blank_values=True):
+        option = known.get(name)
+        if option is None:
+            raise ValueError(f"unknown option {name!r} in {url!r}; known: {', '.join(sorted(known))}")
+        kind = {"int": int, "float": float}.get(str(option.type), str)
+        try:
+            values[name] = kind(raw)
+        except ValueError:
+            raise ValueError(f"option {name}={raw!r} in {url!r} is not a {kind.__name__}") from None
+    return cls(bootstrap=hosts, **values)  # type: ignore[call-arg]
+
+
+async def ensure_topics(
+    bootstrap: Iterable[str],
+    names: Iterable[str],
+    partitions: int,
+    replication: int,
+    failures: list[Exception] | None = None,
+) -> list[dict[str, Any]]:
+    """Create the topics that do not exist and wait until every partition has a leader (a consumer
+    that joins before that is assigned nothing); their descriptions. The caller's timeout bounds
+    it; with ``failures``, connection failures are retried (and recorded) until then."""
+    wanted = list(dict.fromkeys(names))
+    admin = AIOKafkaAdminClient(bootstrap_servers=list(bootstrap), request_timeout_ms=5000)
+    if failures is None:
+        await admin.start()
+    else:
+        await _keep_trying(admin.start, failures)
+    try:
+        response = await admin.create_topics([NewTopic(n, partitions, replication) for n in wanted])
+        for topic, code, message in (error[:3] for error in response.topic_errors):
+            if code not in (0, TOPIC_EXISTS):
+                raise KafkaError(f"creating topic {topic} failed with error {code}: {message}")
+        while True:
+            described: list[dict[str, Any]] = await admin.describe_topics(wanted)
+            if all(_ready(topic) for topic in described):
+                return described
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
 
 
 class KafkaTransport:
@@ -224,27 +265,12 @@ class KafkaTransport:
 
     async def _create_topics(self) -> None:
         opts = self.options
-        admin = AIOKafkaAdminClient(bootstrap_servers=list(opts.bootstrap), request_timeout_ms=5000)
-        await _keep_trying(admin.start, self.failures)
         self._stage = "create the topics"
-        try:
-            wanted = [
-                NewTopic(name, opts.partitions, opts.replication) for name in (opts.commands, opts.tasks)
-            ]
-            response = await admin.create_topics(wanted)
-            for topic, code, message in (error[:3] for error in response.topic_errors):
-                if code not in (0, TOPIC_EXISTS):
-                    raise KafkaError(f"creating topic {topic} failed with error {code}: {message}")
-            # A consumer that joins before the new partitions have leaders is assigned nothing.
-            while True:  # the caller's start timeout bounds this
-                described = await admin.describe_topics([topic.name for topic in wanted])
-                if all(_ready(topic) for topic in described):
-                    commands = next(t for t in described if t["topic"] == opts.commands)
-                    self._command_partitions = len(commands["partitions"])
-                    break
-                await asyncio.sleep(0.1)
-        finally:
-            await admin.close()
+        described = await ensure_topics(
+            opts.bootstrap, (opts.commands, opts.tasks), opts.partitions, opts.replication, self.failures
+        )
+        commands = next(t for t in described if t["topic"] == opts.commands)
+        self._command_partitions = len(commands["partitions"])
 
     async def _close(self, grace: float) -> None:
         groups, self._groups = self._groups, []
