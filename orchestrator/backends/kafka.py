@@ -115,16 +115,19 @@ async def ensure_topics(
     partitions: int,
     replication: int,
     failures: list[Exception] | None = None,
+    connected: Callable[[], None] = lambda: None,
 ) -> list[dict[str, Any]]:
     """Create the topics that do not exist and wait until every partition has a leader (a consumer
     that joins before that is assigned nothing); their descriptions. The caller's timeout bounds
-    it; with ``failures``, connection failures are retried (and recorded) until then."""
+    it; with ``failures``, connection failures are retried (and recorded) until then. ``connected``
+    is called once the brokers answered (callers name the stage an error happened in)."""
     wanted = list(dict.fromkeys(names))
     admin = AIOKafkaAdminClient(bootstrap_servers=list(bootstrap), request_timeout_ms=5000)
     if failures is None:
         await admin.start()
     else:
         await _keep_trying(admin.start, failures)
+    connected()
     try:
         response = await admin.create_topics([NewTopic(n, partitions, replication) for n in wanted])
         for topic, code, message in (error[:3] for error in response.topic_errors):
@@ -265,9 +268,12 @@ class KafkaTransport:
 
     async def _create_topics(self) -> None:
         opts = self.options
-        self._stage = "create the topics"
+
+        def connected() -> None:
+            self._stage = "create the topics"
+
         described = await ensure_topics(
-            opts.bootstrap, (opts.commands, opts.tasks), opts.partitions, opts.replication, self.failures
+            opts.bootstrap, (opts.commands, opts.tasks), opts.partitions, opts.replication, self.failures, connected
         )
         commands = next(t for t in described if t["topic"] == opts.commands)
         self._command_partitions = len(commands["partitions"])
