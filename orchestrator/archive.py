@@ -102,8 +102,8 @@ async def write_history(log: EventLog, out: TextIO, execution_id: str, page_size
     count, after = 0, 0
     while True:
         events = await log.read(execution_id, after, page_size)
-        for envelope in events:
-            _write(out, {"kind": "event", "event": envelope.to_cloudevent()})
+        for envelope in events:  # the envelope's own canonical bytes, not a re-encoding
+            out.write(f'{{"kind":"event","event":{envelope.to_bytes().decode()}}}\n')
         count += len(events)
         if len(events) < page_size:
             return count

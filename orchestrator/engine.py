@@ -7,7 +7,6 @@ run only after it, from the appended events, never before.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,7 +21,7 @@ from orchestrator.machine import CommandRejected, decide_and_evolve
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, Snapshot
 from orchestrator.state import ExecutionState
 from schemas.definition import WorkflowDefinition
-from schemas.envelope import Envelope, chain_hash
+from schemas.envelope import Envelope
 from schemas.graph import WorkflowGraph
 
 log = logging.getLogger(__name__)
@@ -192,16 +191,20 @@ class Engine:
         events: list[Event],
         chain: str,
     ) -> list[Envelope]:
-        """Envelopes for the decided events, each chained to the one before (see ``chain_hash``)."""
+        """Envelopes for the decided events, each chained to the one before (see ``chain_hash``)
+        and encoded once (``Envelope.sealed``)."""
         time = rfc3339(command.now)
         first = before.sequence + 1 if before else 1
         new_id = self._new_id
-        unchained = [
-            Envelope(
-                id=new_id() if new_id else f"{after.execution_id}/{first + offset}",
+        stamped = []
+        for offset, event in enumerate(events):
+            sequence = first + offset
+            envelope = Envelope.sealed(
+                chain,
+                id=new_id() if new_id else f"{after.execution_id}/{sequence}",
                 type=event.type,
                 subject=after.execution_id,
-                sequence=first + offset,
+                sequence=sequence,
                 time=time,
                 workflow=after.workflow,
                 workflowversion=after.version,
@@ -211,12 +214,8 @@ class Engine:
                 actor=command.actor,
                 causationid=command.command_id,
             )
-            for offset, event in enumerate(events)
-        ]
-        stamped = []
-        for envelope in unchained:
-            chain = chain_hash(chain, envelope)
-            stamped.append(dataclasses.replace(envelope, chainhash=chain))
+            chain = envelope.chainhash or ""
+            stamped.append(envelope)
         return stamped
 
     async def _snapshot(self, state: ExecutionState, command_id: str | None, chain: str) -> None:

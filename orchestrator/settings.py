@@ -28,6 +28,7 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_WORKER_CONCURRENCY": "64",
     "ORCHESTRATOR_PYTHON_THREADS": "8",
     "ORCHESTRATOR_MAX_BODY_BYTES": "1048576",
+    "ORCHESTRATOR_ACCESS_LOG": "false",
     "ORCHESTRATOR_SNAPSHOT_EVERY": "1000",
     "ORCHESTRATOR_RETENTION_INTERVAL": "3600",
     "ORCHESTRATOR_TRIGGER_POLL_INTERVAL": "5",
@@ -57,6 +58,7 @@ class Settings:
     worker_concurrency: int = 64
     python_threads: int = 8
     max_body_bytes: int = 1_048_576
+    access_log: bool = False  # one log line per HTTP request (logger aiohttp.access)
     snapshot_every: int = 1000  # events between state snapshots; 0 disables them
     retention_interval: int = 3600  # seconds between retention sweeps; 0 disables them
     trigger_poll_interval: float = 5.0  # seconds between the trigger manager's registry reads
@@ -105,6 +107,7 @@ class Settings:
             worker_concurrency=number("WORKER_CONCURRENCY", cls.worker_concurrency),
             python_threads=number("PYTHON_THREADS", cls.python_threads),
             max_body_bytes=number("MAX_BODY_BYTES", cls.max_body_bytes),
+            access_log=_flag("ACCESS_LOG", get, cls.access_log),
             snapshot_every=number("SNAPSHOT_EVERY", cls.snapshot_every),
             retention_interval=number("RETENTION_INTERVAL", cls.retention_interval),
             trigger_poll_interval=_seconds("TRIGGER_POLL_INTERVAL", get, cls.trigger_poll_interval),
@@ -137,6 +140,17 @@ class Settings:
             secret = f"CONNECTION_{name.upper()}"
             raise SettingsError(f"connection {name!r} is not configured: set {variable} (or secret {secret})")
         return url
+
+
+def _flag(name: str, get: Callable[[str], str | None], default: bool) -> bool:
+    raw = get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{PREFIX}{name} must be true or false, got {raw!r}")
 
 
 def _seconds(name: str, get: Callable[[str], str | None], default: float) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from orchestrator import events as ev
@@ -133,7 +133,18 @@ def evolve(state: ExecutionState | None, event: EventLike) -> ExecutionState:
     handler = _HANDLERS.get(event.type)
     if handler is None:
         raise HistoryError(f"unknown event type {event.type!r}")
-    return replace(state, sequence=state.sequence + 1, **handler(state, data))
+    changes = handler(state, data)
+    changes["sequence"] = state.sequence + 1
+    return _replaced(state, changes)
+
+
+def _replaced(state: ExecutionState, changes: dict[str, Any]) -> ExecutionState:
+    """``dataclasses.replace`` for the fold's hot path, at half its cost: the state has no
+    ``__post_init__`` and no init-only fields, so its slots can be filled directly."""
+    new = object.__new__(ExecutionState)
+    for name in _STATE_FIELDS:
+        _set(new, name, changes[name] if name in changes else getattr(state, name))
+    return new
 
 
 def _without_step_timers(timers: dict[str, Timer], step: str) -> dict[str, Timer]:
@@ -291,3 +302,7 @@ _HANDLERS: dict[str, _Handler] = {
     ev.EXECUTION_FAILED: _terminal("failed"),
     ev.EXECUTION_CANCELLED: _terminal("cancelled"),
 }
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(ExecutionState))
+_set = object.__setattr__  # frozen: assignments go around the generated __setattr__

@@ -1,8 +1,10 @@
 """The event envelope: CloudEvents 1.0 attributes plus our extensions, the same bytes everywhere.
 
-Serialised as a structured-mode CloudEvent (JSON). ``data`` is the event payload after a
-bytes -> bytes codec chain named by the ``codec`` extension; with the identity codec it is
-stored inline as JSON, otherwise as ``data_base64``.
+Serialised as a structured-mode CloudEvent in canonical JSON: compact, UTF-8, keys sorted at
+every level. ``data`` is the event payload after a bytes -> bytes codec chain named by the
+``codec`` extension; with the identity codec it is stored inline as JSON, otherwise as
+``data_base64``. The engine creates envelopes with :meth:`Envelope.sealed`, which encodes each
+event once: the same canonical bytes are hashed into the chain and kept as the stored form.
 """
 
 from __future__ import annotations
@@ -11,14 +13,22 @@ import base64
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1
 SPEC_VERSION = "1.0"
 TYPE_PREFIX = "io.orchestrator."
 DEFAULT_SOURCE = "/orchestrator"
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# Canonical JSON: compact, UTF-8, keys sorted. Strict: a value JSON cannot hold is an error.
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+# The same for hashing envelopes read back, whose data is JSON already (``default`` never fires).
+_canonical_lenient = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+).encode
+# "chainhash" sorts right before "codec", which every envelope has; only "actor" and
+# "causationid" (string values, whose quotes JSON escapes) can come before it.
+_CODEC_KEY = '"codec":'
 
 
 class EnvelopeError(ValueError):
@@ -44,6 +54,27 @@ class Envelope:
     schemaversion: int = SCHEMA_VERSION
     codec: str = "identity"
     chainhash: str | None = None  # see ``chained``: links this event to the one before it
+    # The canonical bytes, kept once computed. Not an init field, so ``dataclasses.replace``
+    # (a changed envelope) starts without them.
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def sealed(cls, previous: str, **fields: Any) -> Envelope:
+        """A new envelope chained to the event whose hash is ``previous``, encoded once.
+
+        Equal to ``chained(previous, Envelope(**fields))``: its canonical JSON without the hash
+        is hashed, the hash is spliced into those bytes at its sorted place, and they are kept
+        as the envelope's ``to_bytes``.
+        """
+        envelope = cls(**fields)
+        body = _canonical(envelope.to_cloudevent())
+        digest = _digest(previous, body)
+        at = body.index(_CODEC_KEY)
+        encoded = f'{body[:at]}"chainhash":"{digest}",{body[at:]}'.encode()
+        # Not yet shared with anyone: finishing a frozen instance, as __post_init__ would.
+        object.__setattr__(envelope, "chainhash", digest)
+        object.__setattr__(envelope, "_encoded", encoded)
+        return envelope
 
     def to_cloudevent(self) -> dict[str, Any]:
         event: dict[str, Any] = {
@@ -71,7 +102,12 @@ class Envelope:
         return event
 
     def to_bytes(self) -> bytes:
-        return _dumps(self.to_cloudevent()).encode()
+        """The canonical JSON bytes: the stored and transported form."""
+        encoded = self._encoded
+        if encoded is None:
+            encoded = _canonical(self.to_cloudevent()).encode()
+            object.__setattr__(self, "_encoded", encoded)  # a cache of immutable fields
+        return encoded
 
     @classmethod
     def from_cloudevent(cls, event: dict[str, Any]) -> Envelope:
@@ -118,8 +154,11 @@ def chain_hash(previous: str, envelope: Envelope) -> str:
     """
     event = envelope.to_cloudevent()
     event.pop("chainhash", None)
-    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(previous.encode() + b"\n" + canonical.encode()).hexdigest()
+    return _digest(previous, _canonical_lenient(event))
+
+
+def _digest(previous: str, canonical: str) -> str:
+    return hashlib.sha256(f"{previous}\n{canonical}".encode()).hexdigest()
 
 
 def chained(previous: str, envelope: Envelope) -> Envelope:

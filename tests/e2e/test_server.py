@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from orchestrator.server import run_server
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, SettingsError
 from schemas.validation import DefinitionError
 
 ECHO = {
@@ -102,3 +102,28 @@ async def test_invalid_definitions_fail_startup_listing_every_file(tmp_path: Pat
     assert any(location.startswith(f"{folder / 'bad.yaml'}: steps[0]") for location in locations)
     assert str(folder / "broken.json") in locations
     assert "echo.yaml" not in str(caught.value)
+
+
+@pytest.mark.parametrize("access_log", [False, True])
+async def test_access_log_is_off_unless_asked_for(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, access_log: bool
+) -> None:
+    caplog.set_level("INFO", logger="aiohttp.access")
+    server, url = await serve(Settings(event_log_url="memory://", port=0, access_log=access_log))
+    try:
+        async with aiohttp.ClientSession() as session, session.get(url + "/healthz") as response:
+            assert response.status == 200
+    finally:
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert bool([line for line in lines if "GET /healthz" in line]) == access_log
+
+
+def test_access_log_setting_reads_true_and_false() -> None:
+    assert Settings.from_env({}).access_log is False
+    assert Settings.from_env({"ORCHESTRATOR_ACCESS_LOG": "true"}).access_log is True
+    assert Settings.from_env({"ORCHESTRATOR_ACCESS_LOG": "0"}).access_log is False
+    with pytest.raises(SettingsError, match="ORCHESTRATOR_ACCESS_LOG must be true or false"):
+        Settings.from_env({"ORCHESTRATOR_ACCESS_LOG": "maybe"})

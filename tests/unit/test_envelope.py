@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.envelope import SCHEMA_VERSION, TYPE_PREFIX, Envelope, EnvelopeError
+from schemas.envelope import SCHEMA_VERSION, TYPE_PREFIX, Envelope, EnvelopeError, chained
 
 
 def envelope(**fields: Any) -> Envelope:
@@ -82,8 +83,38 @@ def test_to_bytes_and_from_bytes_round_trip(value: Envelope) -> None:
     assert isinstance(encoded, bytes)
     assert Envelope.from_bytes(encoded) == value
     assert Envelope.from_bytes(encoded).to_bytes() == encoded  # stable bytes
-    compact = json.dumps(value.to_cloudevent(), separators=(",", ":"), ensure_ascii=False)
-    assert encoded == compact.encode("utf-8")  # compact UTF-8 JSON, not ASCII escapes
+    canonical = json.dumps(value.to_cloudevent(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert encoded == canonical.encode("utf-8")  # canonical: compact UTF-8 JSON, keys sorted
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"actor": "ann", "causationid": "c-9"},
+        {"actor": 'x","codec":"y\\', "causationid": '"codec":'},  # the key's text inside values
+        {"data": {"z": 1, "a": [{"y": "☃", "b": None}], "codec": "in data"}},
+    ],
+)
+def test_sealed_equals_chaining_then_encoding(fields: dict[str, Any]) -> None:
+    previous = "ab" * 32
+    sealed = Envelope.sealed(previous, **{**_values(), **fields})
+    chained_one = chained(previous, envelope(**fields))
+    assert sealed == chained_one and sealed.chainhash == chained_one.chainhash
+    assert sealed.to_bytes() == chained_one.to_bytes()  # the spliced hash sits where sorting puts it
+    assert Envelope.from_bytes(sealed.to_bytes()) == sealed
+
+
+def test_a_replaced_envelope_is_encoded_afresh() -> None:
+    sealed = Envelope.sealed("", **_values())
+    moved = dataclasses.replace(sealed, sequence=99)
+    assert json.loads(moved.to_bytes())["sequence"] == 99
+    assert json.loads(sealed.to_bytes())["sequence"] == 2
+
+
+def _values() -> dict[str, Any]:
+    one = envelope()
+    return {f.name: getattr(one, f.name) for f in dataclasses.fields(one) if f.init}
 
 
 json_values = st.recursive(

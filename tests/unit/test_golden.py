@@ -137,7 +137,7 @@ def test_a_tampered_golden_history_is_divergent() -> None:
 
 
 def _fields(envelope: Envelope) -> dict[str, Any]:
-    return {name: getattr(envelope, name) for name in Envelope.__slots__}
+    return {f.name: getattr(envelope, f.name) for f in dataclasses.fields(envelope) if f.init}
 
 
 # -- verify_history on hand-made histories ------------------------------------------------------
