@@ -1,6 +1,8 @@
-"""Run the benchmarks: ``python -m bench [--quick] [--synchronous full|normal] [--peers|--no-peers]``.
+"""Run the benchmarks: ``python -m bench [--quick] [--distributed] [--peers|--no-peers] ...``.
 
-Prints a Markdown table and writes JSON + Markdown to bench/results/.
+Prints a Markdown table and writes JSON + Markdown to bench/results/: every figure beside the raw
+limit under it (same run), the peers, the profile-driven fixes before and after (same run), and
+the versions and durability settings in force (``bench.environment``).
 """
 
 from __future__ import annotations
@@ -75,6 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parked-budget", type=float, help="seconds for parking executions (default: 30 quick, 600 full)"
     )
+    parser.add_argument(
+        "--before-after",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the same figures on the commit before the hot-path fixes and on this tree, interleaved "
+        "(bench/before_after.py; needs the git history): on by default, off with --quick",
+    )
+    parser.add_argument("--baseline", help="the commit to compare against (default: bench.before_after.BASELINE)")
+    parser.add_argument("--rounds", type=int, help="before/after pairs per figure (default 3)")
     args = parser.parse_args(argv)
     peers_on = args.peers if args.peers is not None else not args.quick
     if peers_on:  # fail now, in one line, not after the embedded run
@@ -129,11 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         parked_budget=args.parked_budget,
     )
     lines += ["", *figure_lines]
-    text = "\n".join(lines)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
     name = "quick" if args.quick else "latest"
-    (args.out / f"{name}.md").write_text(text + "\n")
     payload: dict[str, object] = {"machine": info, "mode": name, "embedded": asdict(embedded)}
     if distributed is not None:
         payload["distributed"] = {**as_dict(distributed), "two_workers_transitions_per_s": two}
@@ -144,6 +151,26 @@ def main(argv: list[str] | None = None) -> int:
         payload["peers"] = peers
     payload["replay"] = asdict(replay)
     payload.update(figures)
+    before_after_on = args.before_after if args.before_after is not None else not args.quick
+    if before_after_on:  # last but one: the other figures are not slowed by it
+        from bench import before_after
+
+        compared = before_after.run_before_after(
+            quick=args.quick,
+            baseline=args.baseline or before_after.BASELINE,
+            rounds=args.rounds if args.rounds is not None else (1 if args.quick else 3),
+        )
+        lines += ["", *before_after.before_after_rows(compared)]
+        payload["before_after"] = before_after.as_dict(compared)
+    from bench.environment import collect, environment_lines
+
+    environment = collect(synchronous=args.synchronous, distributed=args.distributed, peers=peers_on)
+    lines += ["", *environment_lines(environment)]
+    payload["environment"] = environment
+    text = "\n".join(lines)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.md").write_text(text + "\n")
     (args.out / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 
