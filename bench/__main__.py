@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         hop_us=embedded.queue_hop_us,
         commit_us=embedded.sqlite_commit_us,
         parked_budget=args.parked_budget,
+        cassandra_inserts=(
+            ("pipelined Cassandra inserts", distributed.cassandra_insert_rate) if distributed is not None else None
+        ),
     )
     lines += ["", *figure_lines]
     name = "quick" if args.quick else "latest"

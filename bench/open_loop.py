@@ -1,9 +1,11 @@
-"""Open-loop load, embedded mode: constant start rates stepped up until latency breaks down.
+"""Open-loop load: constant start rates stepped up until latency breaks down.
 
-    python -m bench.open_loop [--quick] [--synchronous full|normal] [--json]
+    python -m bench.open_loop [--quick] [--synchronous full|normal] [--distributed] [--json]
 
 One ``Runtime`` on SQLite WAL (``synchronous=full`` by default) and the in-process bus
-(``concurrency=64``), the 10-step no-op workflow of ``bench.embedded``. Latency is from the
+(``concurrency=64``), or with ``--distributed`` on Kafka + Cassandra (one process, role=all, a
+fresh keyspace and fresh topics, dropped afterwards), the 10-step no-op workflow of
+``bench.embedded``. Latency is from the
 moment a start was *scheduled* to the commit of its ``ExecutionSucceeded`` (an engine observer
 notes the time), so a start issued late because the process was busy counts its delay
 (no coordinated omission). Starts are issued on a fixed schedule, ``i / rate`` after the step
@@ -34,6 +36,7 @@ import json
 import statistics
 import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -63,7 +66,7 @@ class Step:
 
 @dataclass
 class OpenLoopResult:
-    synchronous: str
+    synchronous: str  # the SQLite setting (embedded), or "n/a" on Kafka + Cassandra
     step_seconds: float
     unloaded_p50_ms: float
     unloaded_p99_ms: float
@@ -72,6 +75,7 @@ class OpenLoopResult:
     steps: list[Step] = field(default_factory=list)
     max_sustained: Step | None = None
     at_fraction: dict[str, Step] = field(default_factory=dict)  # "25%" -> the step at 25% of max
+    mode: str = "embedded"
 
 
 class Load:
@@ -145,88 +149,118 @@ class Load:
 async def run_open_loop(
     *, quick: bool = False, synchronous: str = "full", workdir: Path | None = None
 ) -> OpenLoopResult:
-    step_seconds, unloaded_count, burst, refine = (1.0, 20, 200, 0) if quick else (10.0, 200, 2000, 2)
+    """Embedded: SQLite WAL + the in-process bus."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         settings = Settings(
             event_log_url=f"sqlite:///{tmp}/open-loop.db?synchronous={synchronous}",
             transport_url="inprocess://?concurrency=64",
             retention_interval=0,
         )
-        async with Runtime(settings, connectors=Connectors([NoopConnector()])) as runtime:
-            await runtime.register(ten_step_workflow())
-            load = Load(runtime)
-            latencies = []
-            for _ in range(unloaded_count):
-                scheduled = time.perf_counter()
-                started = await runtime.start_execution("bench-noop")
-                await runtime.wait(started.execution_id, timeout=60)
-                latencies.append((load.done_at.pop(started.execution_id) - scheduled) * 1000)
-            events = len(await runtime.history(started.execution_id))
-            unloaded_p99 = percentile(latencies, 0.99)
-            began = time.perf_counter()
-            starts = await asyncio.gather(*(runtime.start_execution("bench-noop") for _ in range(burst)))
-            await asyncio.gather(*(runtime.wait(s.execution_id, timeout=600) for s in starts))
-            estimate = burst / (time.perf_counter() - began)
-            for s in starts:
-                load.done_at.pop(s.execution_id, None)
-            result = OpenLoopResult(
-                synchronous=synchronous,
-                step_seconds=step_seconds,
-                unloaded_p50_ms=statistics.median(latencies),
-                unloaded_p99_ms=unloaded_p99,
-                estimate_workflows_per_s=estimate,
-                events_per_execution=events,
-            )
+        return await run_open_loop_on(settings, quick=quick, synchronous=synchronous, mode="embedded")
 
-            async def step(rate: float) -> Step:
-                measured = await load.run_step(rate, step_seconds, unloaded_p99, events)
-                result.steps.append(measured)
-                return measured
 
-            best: Step | None = None
-            failed: Step | None = None
-            for fraction in (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0):
-                measured = await step(estimate * fraction)
-                if not measured.sustained:
-                    failed = measured
-                    break
+async def run_open_loop_distributed(
+    *, quick: bool = False, broker: str = "127.0.0.1:9092", cassandra: str = "127.0.0.1:9042"
+) -> OpenLoopResult:
+    """Kafka + Cassandra in one process (role=all, 12 partitions), as ``bench.distributed``."""
+    from bench.distributed import drop_keyspace  # needs cassandra-driver: only here
+
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        event_log_url=f"cassandra://{cassandra}/{prefix}?migrate=auto",
+        transport_url=f"kafka://{broker}?commands={prefix}.commands&tasks={prefix}.tasks&group={prefix}&partitions=12",
+        retention_interval=0,
+    )
+    host, _, port = cassandra.partition(":")
+    try:
+        return await run_open_loop_on(settings, quick=quick, synchronous="n/a", mode="Kafka + Cassandra")
+    finally:
+        await drop_keyspace(host, int(port or 9042), prefix)
+
+
+async def run_open_loop_on(settings: Settings, *, quick: bool, synchronous: str, mode: str) -> OpenLoopResult:
+    step_seconds, unloaded_count, burst, refine = (1.0, 20, 200, 0) if quick else (10.0, 200, 2000, 2)
+    async with Runtime(settings, connectors=Connectors([NoopConnector()])) as runtime:
+        await runtime.register(ten_step_workflow())
+        load = Load(runtime)
+        latencies = []
+        for _ in range(unloaded_count):
+            scheduled = time.perf_counter()
+            started = await runtime.start_execution("bench-noop")
+            await runtime.wait(started.execution_id, timeout=60)
+            latencies.append((load.done_at.pop(started.execution_id) - scheduled) * 1000)
+        events = len(await runtime.history(started.execution_id))
+        unloaded_p99 = percentile(latencies, 0.99)
+        began = time.perf_counter()
+        starts = await asyncio.gather(*(runtime.start_execution("bench-noop") for _ in range(burst)))
+        await asyncio.gather(*(runtime.wait(s.execution_id, timeout=600) for s in starts))
+        estimate = burst / (time.perf_counter() - began)
+        for s in starts:
+            load.done_at.pop(s.execution_id, None)
+        result = OpenLoopResult(
+            synchronous=synchronous,
+            step_seconds=step_seconds,
+            unloaded_p50_ms=statistics.median(latencies),
+            unloaded_p99_ms=unloaded_p99,
+            estimate_workflows_per_s=estimate,
+            events_per_execution=events,
+            mode=mode,
+        )
+
+        async def step(rate: float) -> Step:
+            measured = await load.run_step(rate, step_seconds, unloaded_p99, events)
+            result.steps.append(measured)
+            return measured
+
+        best: Step | None = None
+        failed: Step | None = None
+        for fraction in (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0):
+            measured = await step(estimate * fraction)
+            if not measured.sustained:
+                failed = measured
+                break
+            best = measured
+        for _ in range(refine if failed is not None else 0):
+            low = best.offered_per_s if best is not None else 0.0
+            assert failed is not None
+            measured = await step((low + failed.offered_per_s) / 2)
+            if measured.sustained:
                 best = measured
-            for _ in range(refine if failed is not None else 0):
-                low = best.offered_per_s if best is not None else 0.0
-                assert failed is not None
-                measured = await step((low + failed.offered_per_s) / 2)
-                if measured.sustained:
-                    best = measured
-                else:
-                    failed = measured
-            result.max_sustained = best
-            if best is not None:
-                for fraction in (0.25, 0.5, 0.75, 0.9):
-                    result.at_fraction[f"{fraction:.0%}"] = await step(best.offered_per_s * fraction)
+            else:
+                failed = measured
+        result.max_sustained = best
+        if best is not None:
+            for fraction in (0.25, 0.5, 0.75, 0.9):
+                result.at_fraction[f"{fraction:.0%}"] = await step(best.offered_per_s * fraction)
     return result
 
 
-def open_loop_rows(r: OpenLoopResult, commit_us: float | None = None) -> list[str]:
-    """``commit_us``: the one-row SQLite commit of the same run (``bench.embedded``), the raw limit."""
+def open_loop_rows(
+    r: OpenLoopResult, commit_us: float | None = None, raw_limit: tuple[str, float] | None = None
+) -> list[str]:
+    """``commit_us``: the one-row SQLite commit of the same run (``bench.embedded``), the raw limit;
+    or ``raw_limit``: (what, per second) of another raw limit (Kafka + Cassandra)."""
     best = r.max_sustained
+    name = "open loop" if r.mode == "embedded" else f"open loop ({r.mode})"
     limit = f"p99 ≤ {LIMIT:.0f}x unloaded ({LIMIT * r.unloaded_p99_ms:.0f} ms), completing ≥ {KEEP_UP:.0%} of the offered rate"
     if best is None:
-        return [f"| open loop: no step was sustained ({limit}) | | | | |"]
-    commits = 1e6 / commit_us if commit_us else None
-    raw = f"one-row SQLite commits {commits:,.0f}/s; " if commits else ""
-    ratio = f"{best.transitions_per_s / commits:.2f}x of commits" if commits else ""
+        return [f"| {name}: no step was sustained ({limit}) | | | | |"]
+    if raw_limit is None and commit_us:
+        raw_limit = ("one-row SQLite commits", 1e6 / commit_us)
+    raw = f"{raw_limit[0]} {raw_limit[1]:,.0f}/s; " if raw_limit else ""
+    ratio = f"{best.transitions_per_s / raw_limit[1]:.2f}x of {raw_limit[0]}" if raw_limit else ""
     rows = [
-        f"| open loop, max sustained offered start rate ({r.step_seconds:.0f} s steps; {limit}) | "
+        f"| {name}, max sustained offered start rate ({r.step_seconds:.0f} s steps; {limit}) | "
         f"{best.offered_per_s:,.0f} starts/s: completed {best.workflows_per_s:,.0f} workflows/s, "
         f"{best.transitions_per_s:,.0f} transitions/s (p99 {best.p99_ms:.0f} ms) | {raw}closed-loop burst of "
         f"the same runtime {r.estimate_workflows_per_s:,.0f} workflows/s "
         f"({r.estimate_workflows_per_s * r.events_per_execution:,.0f} transitions/s) | {ratio} | |",
-        f"| open loop, start → completion latency unloaded (one at a time) | p50 {r.unloaded_p50_ms:.1f} ms, "
+        f"| {name}, start → completion latency unloaded (one at a time) | p50 {r.unloaded_p50_ms:.1f} ms, "
         f"p99 {r.unloaded_p99_ms:.1f} ms | | | |",
     ]
-    for name, s in r.at_fraction.items():
+    for fraction, s in r.at_fraction.items():
         rows.append(
-            f"| open loop at {name} of max ({s.offered_per_s:,.0f} starts/s) | p50 {s.p50_ms:.1f} ms, "
+            f"| {name} at {fraction} of max ({s.offered_per_s:,.0f} starts/s) | p50 {s.p50_ms:.1f} ms, "
             f"p99 {s.p99_ms:.1f} ms | unloaded p99 {r.unloaded_p99_ms:.1f} ms | {s.p99_ms / r.unloaded_p99_ms:.1f}x (p99) | |"
         )
     return rows
@@ -240,9 +274,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--synchronous", default="full", choices=["full", "normal"])
+    parser.add_argument("--distributed", action="store_true", help="Kafka + Cassandra (scripts/services)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = asyncio.run(run_open_loop(quick=args.quick, synchronous=args.synchronous))
+    if args.distributed:
+        result = asyncio.run(run_open_loop_distributed(quick=args.quick))
+    else:
+        result = asyncio.run(run_open_loop(quick=args.quick, synchronous=args.synchronous))
     if args.json:
         print(json.dumps(as_dict(result), indent=2))
         return
