@@ -351,7 +351,6 @@ class SQLiteEventLog(Lifecycle):
         """The one writer: each commit takes all appends queued meanwhile (up to MAX_BATCH)."""
         batch: list[_Append] = []
         closing = False
-        loop = asyncio.get_running_loop()
         try:
             while not closing:
                 item = await queue.get()
@@ -362,25 +361,17 @@ class SQLiteEventLog(Lifecycle):
                     item = queue.get_nowait()
                 closing = item is None  # stop() queued None behind the last append
                 if batch:
-                    try:  # the database thread answers the appenders itself (_commit_and_answer)
-                        await self._db.run(self._commit_and_answer, batch, loop)
+                    try:
+                        outcomes = await self._db.run(self._commit, batch)
                     except Exception as exc:  # the thread or connection is gone
-                        _settle(batch, [self._unavailable("commit failed", exc) for _ in batch])
+                        outcomes = [self._unavailable("commit failed", exc) for _ in batch]
+                    _settle(batch, outcomes)
                     batch = []
         finally:  # normally empty; after a cancellation nobody else will answer these appends
             while not queue.empty():
                 if (item := queue.get_nowait()) is not None:
                     batch.append(item)
             _settle(batch, [self._unavailable("stopped; outcome unknown") for _ in batch])
-
-    def _commit_and_answer(self, batch: list[_Append], loop: asyncio.AbstractEventLoop) -> None:
-        """Commit, then hand the outcomes to the loop from this thread: the appenders resume in
-        the loop's next turn, not one turn after the writer task would have woken up."""
-        try:
-            outcomes = self._commit(batch)
-        except Exception as exc:
-            outcomes = [self._unavailable("commit failed", exc) for _ in batch]
-        loop.call_soon_threadsafe(_settle, batch, outcomes)
 
     def _commit(self, batch: list[_Append]) -> list[Exception | None]:
         """One transaction for the batch, set-based; per-append savepoints if that fails."""
