@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from connectors.base import ConnectorError, StepCall
-from connectors.pool import ConnectionPool, close_quietly
+from connectors.pool import PooledConnector, close_quietly
 from connectors.publishing import (
     args_of,
     bad_request,
@@ -55,8 +55,6 @@ from connectors.publishing import (
     string_map,
     timeout_of,
 )
-from orchestrator.lifecycle import Lifecycle
-from orchestrator.settings import Settings
 from triggers import cloudevents
 
 if TYPE_CHECKING:
@@ -91,20 +89,10 @@ class _Client:
     channel: AbstractRobustChannel
 
 
-class AmqpPublishConnector(Lifecycle):
+class AmqpPublishConnector(PooledConnector["_Client"]):
     """One robust connection and confirming channel per connection name, opened on first use."""
 
     name = "amqp.publish"
-
-    def __init__(self, settings: Settings | None = None) -> None:
-        self._settings = settings  # None: read ORCHESTRATOR_CONNECTION_* when a connection is first used
-        self.pool: ConnectionPool[_Client] = ConnectionPool(self.name, self._open, _close)
-
-    async def start(self) -> None:
-        await self.pool.start()
-
-    async def stop(self) -> None:
-        await self.pool.stop()
 
     async def invoke(self, call: StepCall) -> dict[str, Any]:
         message = build_message(call)
@@ -177,6 +165,9 @@ class AmqpPublishConnector(Lifecycle):
             raise
         return _Client(robust, channel)
 
+    async def _close_client(self, client: _Client) -> None:
+        await client.connection.close()
+
 
 async def _reopened(channel: AbstractRobustChannel, connection: str) -> None:
     """Wait for a channel the broker closed (as it does over a missing exchange) to reopen: the
@@ -189,10 +180,6 @@ async def _reopened(channel: AbstractRobustChannel, connection: str) -> None:
                 f"{PREFIX}.unavailable", f"connection {connection!r}: channel closed, not reopened within {REOPEN_TIMEOUT:g}s"
             )
         await asyncio.sleep(0.05)
-
-
-async def _close(client: _Client) -> None:
-    await client.connection.close()
 
 
 def build_message(call: StepCall) -> AmqpMessage:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from connectors.base import ConnectorError, StepCall
-from connectors.pool import ConnectionPool, close_quietly
+from connectors.pool import PooledConnector, close_quietly
 from connectors.publishing import (
     args_of,
     bad_request,
@@ -50,8 +50,6 @@ from connectors.publishing import (
     string_map,
     timeout_of,
 )
-from orchestrator.lifecycle import Lifecycle
-from orchestrator.settings import Settings
 from triggers import cloudevents
 
 if TYPE_CHECKING:
@@ -77,20 +75,10 @@ class KafkaRecord:
     headers: list[tuple[str, bytes]]
 
 
-class KafkaPublishConnector(Lifecycle):
+class KafkaPublishConnector(PooledConnector["AIOKafkaProducer"]):
     """One idempotent producer per connection name, opened on first use, closed in ``stop()``."""
 
     name = "kafka.publish"
-
-    def __init__(self, settings: Settings | None = None) -> None:
-        self._settings = settings  # None: read ORCHESTRATOR_CONNECTION_* when a connection is first used
-        self.pool: ConnectionPool[AIOKafkaProducer] = ConnectionPool(self.name, self._open, _close)
-
-    async def start(self) -> None:
-        await self.pool.start()
-
-    async def stop(self) -> None:
-        await self.pool.stop()
 
     async def invoke(self, call: StepCall) -> dict[str, Any]:
         record = build_record(call)
@@ -136,9 +124,8 @@ class KafkaPublishConnector(Lifecycle):
             raise
         return producer
 
-
-async def _close(producer: AIOKafkaProducer) -> None:
-    await producer.stop()  # flushes what is pending first
+    async def _close_client(self, producer: AIOKafkaProducer) -> None:
+        await producer.stop()  # flushes what is pending first
 
 
 def build_record(call: StepCall) -> KafkaRecord:

@@ -14,9 +14,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from orchestrator.lifecycle import Lifecycle
+
+if TYPE_CHECKING:
+    from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,6 +97,29 @@ class ConnectionPool(Lifecycle, Generic[T]):
             log.warning("%s: closing connection %r failed: %s", self._what, name, exc)
         else:
             log.info("%s: closed connection %r", self._what, name)
+
+
+class PooledConnector(Lifecycle, Generic[T]):
+    """A connector keeping one client per connection name in a ``ConnectionPool``, started and
+    stopped with it. Subclasses name themselves and open and close their clients."""
+
+    name: str
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._settings = settings  # None: read ORCHESTRATOR_CONNECTION_* when a connection is first used
+        self.pool: ConnectionPool[T] = ConnectionPool(self.name, self._open, self._close_client)
+
+    async def start(self) -> None:
+        await self.pool.start()
+
+    async def stop(self) -> None:
+        await self.pool.stop()
+
+    async def _open(self, connection: str) -> T:
+        raise NotImplementedError
+
+    async def _close_client(self, client: T) -> None:
+        raise NotImplementedError
 
 
 async def close_quietly(close: Callable[[], Awaitable[object]]) -> None:
