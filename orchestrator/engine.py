@@ -6,17 +6,16 @@ run only after it, from the appended events, never before.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from orchestrator import snapshots
 from orchestrator.commands import Command, ResumeExecution, StartExecution
 from orchestrator.events import Event
+from orchestrator.keyed_locks import KeyedLocks
 from orchestrator.machine import CommandRejected, decide_and_evolve
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, Snapshot
 from orchestrator.state import ExecutionState
@@ -80,7 +79,7 @@ class Engine:
         self._source = source
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_size
-        self._locks: dict[str, list[Any]] = {}  # execution id -> [lock, users]
+        self._locks = KeyedLocks()  # commands of one execution one at a time
         self._graphs: dict[tuple[str, int], WorkflowGraph] = {}
         self._retries = max_conflict_retries
         self.snapshot_every = snapshot_every
@@ -120,18 +119,8 @@ class Engine:
 
     async def handle(self, command: Command) -> Committed | None:
         """Apply one command. None when it changed nothing (a stale or duplicate answer)."""
-        execution_id = command.execution_id
-        entry = self._locks.get(execution_id)
-        if entry is None:
-            entry = self._locks[execution_id] = [asyncio.Lock(), 0]
-        entry[1] += 1
-        try:
-            async with entry[0]:
-                committed = await self._handle_locked(command)
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self._locks[execution_id]
+        async with self._locks.hold(command.execution_id):
+            committed = await self._handle_locked(command)
         if committed is not None:
             for observer in self.observers:
                 await observer(committed)

@@ -37,6 +37,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from orchestrator.backends.kafka import ensure_topics, options_from_url
 from orchestrator.engine import Committed
+from orchestrator.keyed_locks import KeyedLocks
 from orchestrator.ports import BackendUnavailable, EventLog
 from schemas.envelope import Envelope
 
@@ -99,7 +100,7 @@ class TransitionExporter:
         self._publish: Publish = publish or self._send
         self._memory = memory
         self._exported: OrderedDict[str, int] = OrderedDict()  # execution -> published up to here
-        self._locks: dict[str, list[Any]] = {}  # execution id -> [lock, users]
+        self._locks = KeyedLocks()  # one execution's exports one at a time
         self._producer: Any = None
         self.published = 0  # records acknowledged, for tests and metrics
 
@@ -162,23 +163,14 @@ class TransitionExporter:
     async def on_committed(self, committed: Committed) -> None:
         """Publish what this commit made durable (and any gap before it); redeliveries republish."""
         execution_id = committed.after.execution_id
-        entry = self._locks.get(execution_id)
-        if entry is None:
-            entry = self._locks[execution_id] = [asyncio.Lock(), 0]
-        entry[1] += 1
-        try:
-            async with entry[0]:
-                if committed.events:
-                    envelopes = await self._unpublished(execution_id, committed.events)
-                else:
-                    envelopes = await self.last_decision(committed)
-                if envelopes:
-                    await self._publish(envelopes)
-                    self._mark(execution_id, envelopes[-1].sequence)
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self._locks[execution_id]
+        async with self._locks.hold(execution_id):
+            if committed.events:
+                envelopes = await self._unpublished(execution_id, committed.events)
+            else:
+                envelopes = await self.last_decision(committed)
+            if envelopes:
+                await self._publish(envelopes)
+                self._mark(execution_id, envelopes[-1].sequence)
 
     async def _unpublished(self, execution_id: str, events: Sequence[Envelope]) -> list[Envelope]:
         first, last = events[0].sequence, events[-1].sequence
