@@ -153,7 +153,7 @@ class Endpoints:
     @classmethod
     def of_bench(cls) -> Endpoints:
         from bench.distributed import run_distributed
-        from bench.triggers import AMQP
+        from bench.trigger_parts import AMQP
 
         defaults = inspect.signature(run_distributed).parameters
         return cls(defaults["broker"].default, defaults["cassandra"].default, AMQP)
@@ -617,7 +617,7 @@ def masked(url: str) -> str:
 
 def rabbitmq_settings(properties: dict[str, Any] | str) -> dict[str, Setting]:
     code = (
-        "bench/raw_limits.py, bench/triggers.py (as connectors/amqp_publish.py and triggers/amqp_source.py)"
+        "bench/raw_limits.py, bench/trigger_parts.py (as connectors/amqp_publish.py and triggers/amqp_source.py)"
     )
     if isinstance(properties, dict):
         capable = str(properties.get("capabilities", {}).get("publisher_confirms", "not advertised"))

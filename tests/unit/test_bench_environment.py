@@ -193,7 +193,7 @@ def test_claims_about_the_bench_code_hold() -> None:
     for line in (bench / "distributed.py").read_text().splitlines():
         if "kafka://" in line or "cassandra://" in line:
             assert "replication" not in line and "consistency" not in line, line
-    for name in ("raw_limits.py", "triggers.py"):
+    for name in ("raw_limits.py", "trigger_parts.py"):
         code = (bench / name).read_text()
         assert "publisher_confirms=True" in code and "durable=True" in code, name
         assert "DeliveryMode.PERSISTENT" in code, name
