@@ -34,7 +34,7 @@ from cassandra.concurrent import execute_concurrent_with_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.backends.cassandra import CassandraEventLog, migrate
+from orchestrator.backends.cassandra.event_log import CassandraEventLog, migrate
 from schemas.envelope import Envelope
 
 TIME = "2024-01-01T00:00:00.000Z"

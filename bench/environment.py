@@ -358,7 +358,7 @@ def embedded_settings(synchronous: str) -> dict[str, Setting]:
 async def kafka_client_settings(broker: str) -> dict[str, Setting]:
     """Build the producer and a consumer exactly as ``KafkaTransport`` does (not started: no
     connection) and read their settings back."""
-    from orchestrator.backends.kafka import KafkaTransport, _Group
+    from orchestrator.backends.kafka.transport import KafkaTransport, _Group
 
     async def ignore(_: object) -> None:
         return None
@@ -375,20 +375,20 @@ async def kafka_client_settings(broker: str) -> dict[str, Setting]:
     finally:
         await producer.stop()
         await consumer.stop()
-    built = "read back from the AIOKafkaProducer KafkaTransport._new_producer() builds (orchestrator/backends/kafka.py)"
-    consumed = "read back from the AIOKafkaConsumer of KafkaTransport's consumer group (orchestrator/backends/kafka.py)"
+    built = "read back from the AIOKafkaProducer KafkaTransport._new_producer() builds (orchestrator/backends/kafka/transport.py)"
+    consumed = "read back from the AIOKafkaConsumer of KafkaTransport's consumer group (orchestrator/backends/kafka/transport.py)"
     return {
         "Kafka producer acks": setting(acks, built),
         "Kafka producer enable_idempotence": setting(idempotent, built),
         "Kafka consumer enable_auto_commit": setting(
             f"{auto_commit}: offsets are committed by the transport after the handler returned, up to "
             "each partition's lowest unfinished record (commits batched)",
-            f"{consumed}; commit policy: KafkaTransport (orchestrator/backends/kafka.py)",
+            f"{consumed}; commit policy: KafkaTransport (orchestrator/backends/kafka/transport.py)",
         ),
         "Kafka consumer isolation_level": setting(isolation, consumed),
         "Kafka topic replication factor (transport)": setting(
             transport.options.replication,
-            "KafkaOptions default (orchestrator/backends/kafka.py): the bench's kafka:// URLs set no "
+            "KafkaOptions default (orchestrator/backends/kafka/transport.py): the bench's kafka:// URLs set no "
             "replication=; raw-client topics are auto-created with the broker's default.replication.factor",
         ),
     }
@@ -478,7 +478,7 @@ def kafka_settings(endpoints: Endpoints, broker: Server) -> dict[str, Setting]:
             within(kafka_client_settings(endpoints.kafka), "building the Kafka clients")
         )
     except Exception as exc:
-        result = {"Kafka clients": setting(unknown(exc), "KafkaTransport (orchestrator/backends/kafka.py)")}
+        result = {"Kafka clients": setting(unknown(exc), "KafkaTransport (orchestrator/backends/kafka/transport.py)")}
     try:
         configs, count = asyncio.run(
             within(kafka_broker_configs(endpoints.kafka), f"Kafka at {endpoints.kafka}")
@@ -536,7 +536,7 @@ def cassandra_settings(endpoints: Endpoints, node: Server, facts: dict[str, Any]
     from cassandra import ConsistencyLevel
     from cassandra.cluster import ExecutionProfile
 
-    from orchestrator.backends.cassandra_schema import CassandraSettings
+    from orchestrator.backends.cassandra.schema import CassandraSettings
 
     if isinstance(facts, dict) and "settings" in facts:
         commitlog: Configs = facts["settings"]
@@ -577,14 +577,14 @@ def cassandra_settings(endpoints: Endpoints, node: Server, facts: dict[str, Any]
     )
     bench = CassandraSettings.from_url(f"cassandra://{endpoints.cassandra}/bench?migrate=auto")
     configured = (
-        "CassandraSettings (orchestrator/backends/cassandra_schema.py) for the bench's cassandra:// URL "
+        "CassandraSettings (orchestrator/backends/cassandra/schema.py) for the bench's cassandra:// URL "
         "(bench/distributed.py: no consistency or replication option, so the defaults)"
     )
     result["Cassandra event log consistency"] = setting(bench.consistency, configured)
     result["Cassandra event log serial consistency"] = setting(
         f"{bench.serial_consistency}: every append is one lightweight transaction (a Paxos round; "
         "a conditional single-partition batch)",
-        f"{configured}; appends: orchestrator/backends/cassandra.py",
+        f"{configured}; appends: orchestrator/backends/cassandra/event_log.py",
     )
     result["Cassandra keyspace replication"] = setting(
         ", ".join(f"{key}={value}" for key, value in bench.replication_options.items()),

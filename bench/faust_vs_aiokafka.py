@@ -376,8 +376,8 @@ async def run_aiokafka(broker: str, seconds: float) -> Result:
 
 
 async def run_transport(broker: str, seconds: float, command_concurrency: int = 16) -> Result:
-    from orchestrator.backends.kafka import KafkaTransport
-    from orchestrator.commands import Command, CompleteStep
+    from orchestrator.backends.kafka.transport import KafkaTransport
+    from orchestrator.core.commands import Command, CompleteStep
     from orchestrator.ports import StepTask
 
     prefix = f"bench-transport-{uuid.uuid4().hex[:8]}"

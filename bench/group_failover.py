@@ -32,7 +32,7 @@ from pathlib import Path
 
 PARTITIONS = 4
 SESSION_TIMEOUT_MS = 10_000  # aiokafka's default, which the orchestrator's transport keeps
-HEARTBEAT_MS = 1_000  # orchestrator/backends/kafka.py
+HEARTBEAT_MS = 1_000  # orchestrator/backends/kafka/transport.py
 REPO = Path(__file__).resolve().parent.parent
 
 

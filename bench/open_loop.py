@@ -43,7 +43,7 @@ from pathlib import Path
 from bench.embedded import percentile, ten_step_workflow
 from connectors.base import Connectors
 from connectors.noop import NoopConnector
-from orchestrator.engine import Committed
+from orchestrator.engine.engine import Committed
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 

@@ -28,15 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from orchestrator import snapshots
 from orchestrator.backends.sqlite import SQLiteEventLog
-from orchestrator.commands import Command, CompleteStep, StartExecution
-from orchestrator.engine import rfc3339
-from orchestrator.events import Event
-from orchestrator.machine import decide_and_evolve
+from orchestrator.core.commands import Command, CompleteStep, StartExecution
+from orchestrator.core.events import Event
+from orchestrator.core.machine import decide_and_evolve
+from orchestrator.core.replay import verify_history
+from orchestrator.core.state import ExecutionState, fold
+from orchestrator.engine.engine import rfc3339, snapshots
 from orchestrator.ports import EventLog, Snapshot
-from orchestrator.replay import verify_history
-from orchestrator.state import ExecutionState, fold
 from schemas.envelope import DEFAULT_SOURCE, Envelope, chain_hash
 from schemas.graph import WorkflowGraph
 from schemas.validation import parse_definition
@@ -217,7 +216,7 @@ class FoldFigures:
     events: int
     json_loads_per_s: float  # json.loads of the stored bodies alone
     parse_per_s: float  # Envelope.from_bytes
-    fold_per_s: float  # orchestrator.state.fold over parsed envelopes
+    fold_per_s: float  # orchestrator.core.state.fold over parsed envelopes
     replace_floor_per_s: float  # one dataclasses.replace(state, sequence=...) per event
     parse_fold_per_s: float  # from bytes to the final state
 
@@ -439,7 +438,7 @@ class CassandraRawReader:
         from cassandra import ConsistencyLevel
         from cassandra.cluster import Cluster
 
-        from orchestrator.backends.cassandra_schema import PAGE_SIZE
+        from orchestrator.backends.cassandra.schema import PAGE_SIZE
 
         self._cluster = Cluster([host], port=port, protocol_version=5, sockopts=NODELAY)
         self._session = self._cluster.connect()
@@ -475,7 +474,7 @@ def drop_keyspace(host: str, port: int, keyspace: str) -> None:
 async def run_cassandra(
     main: History, others: Sequence[History], quick: bool, cassandra: str = "127.0.0.1:9042"
 ) -> BackendFigures:
-    from orchestrator.backends.cassandra import CassandraEventLog
+    from orchestrator.backends.cassandra.event_log import CassandraEventLog
 
     host, _, port_text = cassandra.partition(":")
     port = int(port_text or 9042)

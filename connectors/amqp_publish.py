@@ -55,7 +55,7 @@ from connectors.publishing import (
     string_map,
     timeout_of,
 )
-from triggers import cloudevents
+from schemas import cloudevents
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection

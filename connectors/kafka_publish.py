@@ -50,12 +50,12 @@ from connectors.publishing import (
     string_map,
     timeout_of,
 )
-from triggers import cloudevents
+from schemas import cloudevents
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
 
-    from orchestrator.backends.kafka import KafkaOptions
+    from orchestrator.backends.kafka.transport import KafkaOptions
 
 PREFIX = "kafka"
 DEFAULT_CONNECTION = "kafka"
@@ -162,7 +162,7 @@ def producer_options(connection: str, url: str) -> KafkaOptions:
     transport's and the Kafka trigger's (``KafkaOptions``), so one URL serves all three; the
     producer uses ``linger_ms`` and ``send_timeout``. Credentials are refused (and a URL that
     has them is never quoted)."""
-    from orchestrator.backends.kafka import KafkaOptions
+    from orchestrator.backends.kafka.transport import KafkaOptions
 
     parts = urlsplit(url)
     if parts.scheme != "kafka":

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from orchestrator.commands import Command
+from orchestrator.core.commands import Command
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
 
@@ -84,7 +84,7 @@ class ExecutionPage:
 class Snapshot:
     """A materialised state after event ``sequence``, stored beside the events it was folded from.
 
-    ``body`` is opaque to the backend (``orchestrator.snapshots`` encodes and decodes it).
+    ``body`` is opaque to the backend (``orchestrator.engine.snapshots`` encodes and decodes it).
     Snapshots are derived data: losing one costs a longer fold, never correctness.
     """
 

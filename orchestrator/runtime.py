@@ -19,14 +19,29 @@ import jsonschema
 
 from connectors.base import Connectors
 from connectors.defaults import default_connectors
-from orchestrator import redrive as redrives
-from orchestrator import snapshots
-from orchestrator.commands import CancelExecution, DeliverEvent, ResumeExecution, StartExecution
-from orchestrator.effects import Effects
-from orchestrator.engine import Engine
-from orchestrator.history_diff import ExecutionDiff, diff_executions
+from orchestrator.backends.urls import (
+    EVENT_LOGS,
+    REGISTRIES,
+    TIMERS,
+    TRANSPORTS,
+    WAIT_INDEXES,
+    open_backend,
+    projection_url,
+)
+from orchestrator.core.commands import CancelExecution, DeliverEvent, ResumeExecution, StartExecution
+from orchestrator.core.machine import ExecutionExists
+from orchestrator.core.state import ExecutionState
+from orchestrator.engine import snapshots
+from orchestrator.engine.effects import Effects
+from orchestrator.engine.engine import Engine
+from orchestrator.engine.worker import Worker
+from orchestrator.history import redrive as redrives
+from orchestrator.history.diff import ExecutionDiff, diff_executions
+from orchestrator.history.retention import RetentionSweeper
+from orchestrator.history.timeline import Timeline
+from orchestrator.history.timeline import build as build_timeline
+from orchestrator.history.verify import read_history
 from orchestrator.lifecycle import Lifecycle
-from orchestrator.machine import ExecutionExists
 from orchestrator.ports import (
     BackendUnavailable,
     EventLog,
@@ -39,28 +54,13 @@ from orchestrator.ports import (
     Transport,
     WaitIndex,
 )
-from orchestrator.replay_check import read_history
-from orchestrator.retention import RetentionSweeper
 from orchestrator.settings import Settings
-from orchestrator.state import ExecutionState
-from orchestrator.timeline import Timeline
-from orchestrator.timeline import build as build_timeline
-from orchestrator.urls import (
-    EVENT_LOGS,
-    REGISTRIES,
-    TIMERS,
-    TRANSPORTS,
-    WAIT_INDEXES,
-    open_backend,
-    projection_url,
-)
-from orchestrator.worker import Worker
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
 from schemas.validation import Problem
 
 if TYPE_CHECKING:
-    from orchestrator.transitions import TransitionExporter
+    from orchestrator.projections.transitions import TransitionExporter
 
 log = logging.getLogger(__name__)
 LATEST_TTL = 1.0  # seconds a workflow's latest version is trusted without asking the registry
@@ -129,7 +129,7 @@ class Runtime(Lifecycle):
         self.engine.observers.append(self.effects.on_committed)
         self.transitions: TransitionExporter | None = None  # ORCHESTRATOR_TRANSITIONS_URL
         if s.transitions_url:
-            from orchestrator.transitions import TransitionExporter  # aiokafka only when used
+            from orchestrator.projections.transitions import TransitionExporter  # aiokafka only when used
 
             self.transitions = TransitionExporter.from_url(s.transitions_url, self.log)
             self.engine.observers.insert(0, self.transitions.note)  # runs in commit order
@@ -322,14 +322,14 @@ class Runtime(Lifecycle):
         return found if limit is None else found[:limit]
 
     async def timeline(self, execution_id: str) -> Timeline:
-        """The readable timeline of the whole history (``orchestrator.timeline``)."""
+        """The readable timeline of the whole history (``orchestrator.history.timeline``)."""
         return build_timeline(await self.history(execution_id))
 
     async def list_executions(self, query: ExecutionQuery) -> ExecutionPage:
         return await self.log.list_executions(query)
 
     async def diff_executions(self, a: str, b: str) -> ExecutionDiff:
-        """Compare two executions' histories and states (``orchestrator.history_diff``)."""
+        """Compare two executions' histories and states (``orchestrator.history.diff``)."""
         for execution_id in (a, b):
             if await self.log.summary(execution_id) is None:
                 raise ExecutionNotFound(f"no execution {execution_id}")
@@ -387,7 +387,7 @@ class Runtime(Lifecycle):
                 delivered.append(execution_id)
         return delivered
 
-    # -- redrive (orchestrator/redrive.py) -----------------------------------------------
+    # -- redrive (orchestrator/history/redrive.py) -----------------------------------------------
 
     async def redrive(
         self,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from orchestrator.core.state import ExecutionState, fold
 from orchestrator.ports import EventLog, ExecutionQuery
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from orchestrator.state import ExecutionState, fold
 from schemas.builder import Branch, Workflow, retry
 from schemas.envelope import Envelope
 

@@ -10,7 +10,7 @@ and publisher confirms on, and declares what it needs (all durable):
   queue ``<queue>.dead`` bound to it, so dead letters are kept until someone reads them.
 
 Each delivery becomes an :class:`~triggers.inbound.InboundMessage` (CloudEvents AMQP binding or a
-plain JSON body, see :mod:`triggers.cloudevents`) and goes through :meth:`Router.accept`. The
+plain JSON body, see :mod:`schemas.cloudevents`) and goes through :meth:`Router.accept`. The
 delivery is acknowledged only after ``accept`` returned. A "dead" outcome (or a body that cannot
 be decoded) is first published to the dead-letter exchange as a persistent copy with the reason in
 ``x-orchestrator-error``, the confirm awaited, and only then is the original acknowledged. When
@@ -47,8 +47,8 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from schemas.cloudevents import from_amqp
 from schemas.definition import AmqpTrigger
-from triggers.cloudevents import from_amqp
 from triggers.inbound import BadMessage, InboundMessage, Outcome, Router, content_identity
 from triggers.sources import SourceSpec, SourceStats
 

@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 from orchestrator.ports import UnknownWorkflow
 from orchestrator.runtime import InputInvalid, Runtime
+from schemas.cloudevents import BadMessage
 from schemas.definition import AmqpTrigger, KafkaTrigger
 from schemas.expressions import ExpressionError, evaluate
-from triggers.cloudevents import BadMessage
 
 log = logging.getLogger(__name__)
 __all__ = ["BadMessage", "InboundMessage", "Outcome", "Router"]

@@ -10,7 +10,7 @@ Topics: ``start`` CREATES a missing trigger topic and the dead-letter topic (``p
 ``replication`` from the connection URL, default 12 and 1) and waits until their partitions have
 leaders; it never waits for someone else to create them.
 
-Per record: decode (CloudEvents binary or structured, else a JSON body; ``triggers.cloudevents``),
+Per record: decode (CloudEvents binary or structured, else a JSON body; ``schemas.cloudevents``),
 ``Router.accept``, and for a ``dead`` outcome (or a record that does not decode) produce the
 original key, value and headers plus ``x-orchestrator-*`` headers to the dead-letter topic and wait
 for the broker's ack (idempotent producer, acks=all). Only then is the record *finished*.
@@ -42,7 +42,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError, KafkaError, MessageSizeTooLargeError
 
-from orchestrator.backends.kafka import (
+from orchestrator.backends.kafka.transport import (
     PRODUCER_STATE_LOST,
     STOP_TIMEOUT,
     KafkaOptions,
@@ -52,8 +52,8 @@ from orchestrator.backends.kafka import (
     ensure_topics,
 )
 from orchestrator.ports import BackendUnavailable
+from schemas.cloudevents import from_kafka
 from schemas.definition import KafkaTrigger
-from triggers.cloudevents import from_kafka
 from triggers.inbound import BadMessage, InboundMessage, Outcome, Router
 from triggers.kafka_offsets import OffsetTracker
 from triggers.sources import SourceSpec, SourceStats

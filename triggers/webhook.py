@@ -26,9 +26,9 @@ from aiohttp import web
 from orchestrator.api.errors import error_response, response_for
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.runtime import Runtime
+from schemas import cloudevents
 from schemas.definition import WebhookTrigger, WorkflowDefinition
 from schemas.expressions import ExpressionError, evaluate
-from triggers import cloudevents
 from triggers.inbound import BadMessage
 from triggers.signatures import SignatureError, header_name, verify
 

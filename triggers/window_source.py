@@ -10,7 +10,7 @@ How it runs: one faust-streaming ``App`` per source, id ``orchestrator.<workflow
 its consumer group, the name the trigger manager lists), started with ``await app.start()`` on the
 caller's event loop, without faust's CLI or worker. Two agents:
 
-1. ``route`` reads ``trigger.topics``: decodes each record (``triggers.cloudevents.from_kafka``, the
+1. ``route`` reads ``trigger.topics``: decodes each record (``schemas.cloudevents.from_kafka``, the
    same ``InboundMessage`` context as the Kafka trigger), applies ``filter``, evaluates ``key`` and
    forwards a hit ``{key, id, ts, message}`` to the internal topic ``<app id>-hits``, keyed by the
    group key, so every hit of one key reaches the same partition (and worker) whatever the
@@ -52,7 +52,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from orchestrator.backends.kafka import (
+from orchestrator.backends.kafka.transport import (
     STOP_TIMEOUT,
     KafkaOptions,
     _describe,

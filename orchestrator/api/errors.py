@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator.machine import CommandRejected
+from orchestrator.core.machine import CommandRejected
 from orchestrator.ports import BackendUnavailable, UnknownWorkflow, VersionConflict
 from orchestrator.runtime import ExecutionNotFound, InputInvalid
 from schemas.validation import DefinitionError

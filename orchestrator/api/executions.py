@@ -20,13 +20,13 @@ from pydantic import (
     ValidationError,
 )
 
-from orchestrator.engine import rfc3339
-from orchestrator.events import ALL_TYPES
+from orchestrator.core.events import ALL_TYPES
+from orchestrator.engine.engine import rfc3339
+from orchestrator.history.redrive import KEEP, ExecutionRunning, RedriveInvalid, link_to_dict
 from orchestrator.ports import ExecutionQuery
-from orchestrator.redrive import KEEP, ExecutionRunning, RedriveInvalid, link_to_dict
 from orchestrator.runtime import Runtime
+from schemas import cloudevents
 from schemas.envelope import TYPE_PREFIX
-from triggers import cloudevents
 from triggers.inbound import BadMessage
 from triggers.webhook import MAX_KEY_LENGTH, is_binary_cloudevent, parse_json, read_payload
 

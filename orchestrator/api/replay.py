@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api.executions import json_body
-from orchestrator.replay_check import DEFAULT_SAMPLE, MAX_SAMPLE, verify_recorded
+from orchestrator.history.verify import DEFAULT_SAMPLE, MAX_SAMPLE, verify_recorded
 from orchestrator.runtime import Runtime
 
 

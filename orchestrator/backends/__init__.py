@@ -1,1 +1,1 @@
-"""Adapters for the ports, one module per backend, chosen by URL (see ``orchestrator.urls``)."""
+"""Adapters for the ports, one module per backend, chosen by URL (see ``orchestrator.backends.urls``)."""

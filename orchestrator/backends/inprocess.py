@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from urllib.parse import parse_qs, urlsplit
 
-from orchestrator.commands import Command
+from orchestrator.core.commands import Command
 from orchestrator.ports import CommandHandler, StepTask, TaskHandler
 
 

@@ -6,6 +6,7 @@ import builtins
 from collections.abc import AsyncIterator, Sequence
 
 from orchestrator.backends.paging import page_summaries
+from orchestrator.backends.summary import check_sequences, summarize
 from orchestrator.ports import (
     ConcurrencyError,
     ExecutionPage,
@@ -16,7 +17,6 @@ from orchestrator.ports import (
     UnknownWorkflow,
     VersionConflict,
 )
-from orchestrator.summary import check_sequences, summarize
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
 

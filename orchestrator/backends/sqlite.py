@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote
 
 from orchestrator.backends.memory import same_content
 from orchestrator.backends.paging import cursor_of
+from orchestrator.backends.summary import check_sequences, summarize
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import (
     BackendUnavailable,
@@ -33,7 +34,6 @@ from orchestrator.ports import (
     UnknownWorkflow,
     VersionConflict,
 )
-from orchestrator.summary import check_sequences, summarize
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.events import (
+from orchestrator.core.events import (
     EXECUTION_CANCELLED,
     EXECUTION_FAILED,
     EXECUTION_STARTED,

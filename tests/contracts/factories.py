@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from orchestrator.events import EXECUTION_STARTED, STEP_SUCCEEDED
+from orchestrator.core.events import EXECUTION_STARTED, STEP_SUCCEEDED
 from schemas.definition import TaskStep, WorkflowDefinition
 from schemas.envelope import Envelope
 

@@ -12,10 +12,10 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from orchestrator.core.state import fold
+from orchestrator.process import build_app
 from orchestrator.runtime import Runtime
-from orchestrator.server import build_app
 from orchestrator.settings import Settings
-from orchestrator.state import fold
 
 Client = TestClient[web.Request, web.Application]
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z

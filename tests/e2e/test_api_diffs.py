@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from orchestrator.process import build_app
 from orchestrator.runtime import Runtime
-from orchestrator.server import build_app
 from orchestrator.settings import Settings
 
 Client = TestClient[web.Request, web.Application]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import archive
-from orchestrator.cli import main
+from orchestrator.cli.main import main
+from orchestrator.history import archive
 from tests.data_workloads import as_bytes, histories, seed_sync, states
 
 

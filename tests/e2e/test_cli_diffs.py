@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from tests.e2e.serverproc import ServerProcess, cli_env
 
 V1: dict[str, Any] = {

@@ -11,11 +11,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.ports import ExecutionQuery
+from orchestrator.process import build_app
 from orchestrator.runtime import Runtime
-from orchestrator.server import build_app
 from orchestrator.settings import Settings
+from schemas import cloudevents
 from schemas.validation import parse_definition
-from triggers import cloudevents
 
 Client = TestClient[web.Request, web.Application]
 ORDER = {"order_id": "o-1", "amount": 5}

@@ -17,16 +17,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from orchestrator import events as ev
-from orchestrator import timeline
-from orchestrator.cli import main as cli_main
+from orchestrator.cli.main import main as cli_main
+from orchestrator.core import events as ev
+from orchestrator.core.replay import verify_history
+from orchestrator.core.state import ExecutionState
+from orchestrator.history import timeline
+from orchestrator.history.redrive import ExecutionRunning, RedriveInvalid
 from orchestrator.ports import ExecutionQuery, UnknownWorkflow
-from orchestrator.redrive import ExecutionRunning, RedriveInvalid
-from orchestrator.replay import verify_history
+from orchestrator.process import build_app
 from orchestrator.runtime import ExecutionNotFound, InputInvalid, Runtime
-from orchestrator.server import build_app
 from orchestrator.settings import Settings
-from orchestrator.state import ExecutionState
 from schemas.builder import Branch, Workflow
 from schemas.definition import WorkflowDefinition
 from schemas.graph import WorkflowGraph

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.cli import main
-from orchestrator.replay import verify_history
+from orchestrator.cli.main import main
+from orchestrator.core.replay import verify_history
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.envelope import Envelope

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import yaml
 
-from orchestrator.server import run_server
+from orchestrator.process import run_server
 from orchestrator.settings import Settings, SettingsError
 from schemas.validation import DefinitionError
 

@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from orchestrator.process import build_app
 from orchestrator.runtime import Runtime
-from orchestrator.server import build_app
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
 from tests.fake_sources import Fakes, eventually

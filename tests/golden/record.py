@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.backends.memory import MemoryEventLog, MemoryRegistry
-from orchestrator.commands import (
+from orchestrator.core.commands import (
     CancelExecution,
     ChildFinished,
     Command,
@@ -32,7 +32,7 @@ from orchestrator.commands import (
     ParentRef,
     StartExecution,
 )
-from orchestrator.engine import Engine
+from orchestrator.engine.engine import Engine
 from schemas.envelope import Envelope
 from schemas.validation import parse_definition
 

@@ -30,7 +30,7 @@ from cassandra.cluster import (
 )
 from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 
-from orchestrator.backends.cassandra import migrate
+from orchestrator.backends.cassandra.event_log import migrate
 
 START_HINT = "start the test services with `scripts/services start` (or `start cassandra`)"
 

@@ -26,10 +26,10 @@ from typing import Any
 import aio_pika
 import pytest
 
+from orchestrator.core.state import ExecutionState
 from orchestrator.ports import ExecutionQuery
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from orchestrator.state import ExecutionState
 from schemas.definition import WorkflowDefinition
 from triggers.amqp_source import AmqpTriggerSource
 from triggers.sources import SourceSpec

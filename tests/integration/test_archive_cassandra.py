@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import archive, integrity
+from orchestrator.history import archive, integrity
 from tests.data_workloads import as_bytes, histories, seed, states
 from tests.integration.conftest import TestKeyspace
 

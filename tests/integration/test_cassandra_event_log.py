@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends.cassandra import (
+from orchestrator.backends.cassandra.event_log import (
     CassandraEventLog,
     CassandraRegistry,
     CassandraSettings,
     migrate,
 )
-from orchestrator.backends.cassandra_schema import LATEST, MIGRATIONS
+from orchestrator.backends.cassandra.schema import LATEST, MIGRATIONS
 from orchestrator.backends.memory import MemoryEventLog
-from orchestrator.events import EXECUTION_FAILED, EXECUTION_SUCCEEDED
+from orchestrator.backends.urls import EVENT_LOGS, open_backend
+from orchestrator.core.events import EXECUTION_FAILED, EXECUTION_SUCCEEDED
 from orchestrator.ports import BackendUnavailable, ConcurrencyError, EventLog, ExecutionQuery
-from orchestrator.urls import EVENT_LOGS, open_backend
 from schemas.envelope import Envelope
 from tests.contracts.event_log import EventLogContract, list_all
 from tests.contracts.factories import event, history, started

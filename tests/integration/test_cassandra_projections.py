@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from orchestrator.backends import cassandra_projections
-from orchestrator.backends.cassandra_projections import (
+from orchestrator.backends.cassandra import projections as cassandra_projections
+from orchestrator.backends.cassandra.projections import (
     BUCKET_SECONDS,
     CassandraTimers,
     CassandraWaitIndex,
     TimerOptions,
     bucket_of,
 )
+from orchestrator.backends.urls import TIMERS, WAIT_INDEXES, open_backend
 from orchestrator.ports import BackendUnavailable, Timers, WaitIndex
-from orchestrator.urls import TIMERS, WAIT_INDEXES, open_backend
 from tests.contracts.timers import OneShard, Recorder, TimersContract
 from tests.contracts.waits import WaitIndexContract
 from tests.integration.conftest import TestKeyspace

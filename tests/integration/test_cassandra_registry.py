@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends.cassandra import CassandraEventLog, CassandraRegistry
+from orchestrator.backends.cassandra.event_log import CassandraEventLog, CassandraRegistry
+from orchestrator.backends.urls import REGISTRIES, open_backend
 from orchestrator.ports import Registry, VersionConflict
-from orchestrator.urls import REGISTRIES, open_backend
 from tests.contracts.factories import definition, started
 from tests.contracts.registry import RegistryContract, rich_definition
 from tests.integration.conftest import TestKeyspace

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import snapshots
+from orchestrator.core.state import fold
+from orchestrator.engine import snapshots
 from orchestrator.ports import ExecutionQuery
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from orchestrator.state import fold
 from schemas.validation import parse_definition
 from tests.e2e.test_retention import (  # the embedded tests, run again on Cassandra
     test_archiving_without_an_archive_directory_deletes_nothing,

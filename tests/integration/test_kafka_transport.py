@@ -19,12 +19,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from connectors.base import Connectors
 from connectors.noop import NoopConnector
-from orchestrator.backends.kafka import KafkaOptions, KafkaTransport
-from orchestrator.commands import Command, FireTimer
+from orchestrator.backends.kafka.transport import KafkaOptions, KafkaTransport
+from orchestrator.backends.urls import TRANSPORTS, open_backend
+from orchestrator.core.commands import Command, FireTimer
 from orchestrator.ports import BackendUnavailable, StepTask
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from orchestrator.urls import TRANSPORTS, open_backend
 from schemas.builder import Workflow
 
 pytestmark = pytest.mark.integration

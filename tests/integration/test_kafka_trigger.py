@@ -23,13 +23,13 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from orchestrator.backends.urls import EVENT_LOGS, open_backend
 from orchestrator.ports import ExecutionQuery
 from orchestrator.runtime import Runtime, execution_id_for
 from orchestrator.settings import Settings
-from orchestrator.urls import EVENT_LOGS, open_backend
+from schemas.cloudevents import structured, to_kafka_binary
 from schemas.validation import parse_definition
 from tests.e2e.serverproc import ServerProcess, cli_env, http_json
-from triggers.cloudevents import structured, to_kafka_binary
 from triggers.kafka_source import KafkaTriggerSource
 from triggers.sources import SourceSpec
 

@@ -23,12 +23,12 @@ from aiokafka.errors import KafkaError
 from connectors.amqp_publish import AmqpPublishConnector
 from connectors.base import ConnectorError, Connectors, StepCall
 from connectors.kafka_publish import KafkaPublishConnector
+from orchestrator.core.state import ExecutionState
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from orchestrator.state import ExecutionState
+from schemas import cloudevents
 from schemas.builder import Workflow, retry
-from triggers import cloudevents
 
 pytestmark = pytest.mark.integration
 ORDER = {"id": "o-7", "total": 12.5, "lines": [{"sku": "a", "qty": 2}]}

@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from orchestrator.commands import DeliverEvent
+from orchestrator.core.commands import DeliverEvent
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from schemas import cloudevents
 from schemas.envelope import Envelope
 from schemas.validation import parse_definition
-from triggers import cloudevents
 
 pytestmark = pytest.mark.integration
 NOOP = {"type": "task", "connector": "noop"}

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator import archive, integrity
-from orchestrator.archive import ArchiveError
 from orchestrator.backends.memory import MemoryEventLog, MemoryRegistry
+from orchestrator.history import archive, integrity
+from orchestrator.history.archive import ArchiveError
 from orchestrator.ports import EventLog, Registry
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
@@ -280,7 +280,7 @@ async def test_a_sequence_gap_in_the_file_is_reported_for_its_execution() -> Non
 
 async def test_a_retention_archive_imports_back(tmp_path: Path) -> None:
     """Retention writes the export format: its files restore deleted executions."""
-    from orchestrator.retention import RetentionSweeper
+    from orchestrator.history.retention import RetentionSweeper
     from schemas.validation import parse_definition
 
     now = 1_800_000_000.0

@@ -6,11 +6,10 @@ import dataclasses
 from pathlib import Path
 
 from bench.replay import LOOP, build_history, rounds_for, run_sqlite
-from orchestrator import snapshots
 from orchestrator.backends.memory import MemoryEventLog, MemoryRegistry
-from orchestrator.engine import Engine
-from orchestrator.replay import verify_history
-from orchestrator.state import fold
+from orchestrator.core.replay import verify_history
+from orchestrator.core.state import fold
+from orchestrator.engine.engine import Engine, snapshots
 from schemas.envelope import Envelope, chain_hash
 from schemas.validation import parse_definition
 

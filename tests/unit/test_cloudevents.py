@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from triggers import cloudevents as ce
+from schemas import cloudevents as ce
 from triggers.inbound import BadMessage
 
 ATTRS = {"id": "evt-1", "source": "/shop/orders", "type": "com.example.order.created"}

@@ -8,9 +8,16 @@ from typing import Any
 
 import pytest
 
-from orchestrator import codec, commands
-from orchestrator.codec import CodecError, decode_command, decode_task, encode_command, encode_task
-from orchestrator.commands import (
+from orchestrator.backends.kafka import codec
+from orchestrator.backends.kafka.codec import (
+    CodecError,
+    decode_command,
+    decode_task,
+    encode_command,
+    encode_task,
+)
+from orchestrator.core import commands
+from orchestrator.core.commands import (
     CancelExecution,
     ChildFinished,
     Command,
@@ -52,7 +59,7 @@ COMMANDS: list[Command] = [
 
 
 def _all_subclasses(cls: type) -> set[type]:
-    """Subclasses defined in orchestrator.commands (``slots=True`` leaves the pre-slots classes behind)."""
+    """Subclasses defined in orchestrator.core.commands (``slots=True`` leaves the pre-slots classes behind)."""
     found = set()
     for sub in cls.__subclasses__():
         if getattr(commands, sub.__name__, None) is sub:

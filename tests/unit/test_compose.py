@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
-from orchestrator.backends.cassandra_schema import CassandraSettings
-from orchestrator.backends.kafka import KafkaOptions
-from orchestrator.cli import build_parser
+from orchestrator.backends.cassandra.schema import CassandraSettings
+from orchestrator.backends.kafka.transport import KafkaOptions
+from orchestrator.cli.main import build_parser
 from orchestrator.settings import VARIABLES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,10 +26,10 @@ from connectors.kafka_publish import KafkaPublishConnector, build_record, kafka_
 from connectors.pool import ConnectionPool
 from connectors.publishing import connection_url
 from orchestrator.settings import Settings
+from schemas import cloudevents
 from schemas.definition import TaskStep
 from schemas.expressions import evaluate_mapping
 from schemas.validation import parse_definition
-from triggers import cloudevents
 
 KEY = "exec-1:announce:1"
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from orchestrator.backends.memory import MemoryEventLog, MemoryRegistry
-from orchestrator.commands import CompleteStep, DeliverEvent, ResumeExecution, StartExecution
-from orchestrator.engine import Committed, Engine
+from orchestrator.core.commands import CompleteStep, DeliverEvent, ResumeExecution, StartExecution
+from orchestrator.engine.engine import Committed, Engine
 from schemas.builder import Workflow
 
 EX = "ex-1"

@@ -12,7 +12,7 @@ from typing import Literal
 import pytest
 
 from orchestrator.backends.sqlite import SQLiteEventLog, SQLiteSettings, _Append
-from orchestrator.events import EXECUTION_SUCCEEDED
+from orchestrator.core.events import EXECUTION_SUCCEEDED
 from orchestrator.ports import BackendUnavailable, ConcurrencyError, EventLog, ExecutionQuery
 from tests.contracts.event_log import EventLogContract
 from tests.contracts.factories import event, history, started

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator import events as ev
-from orchestrator.commands import (
+from orchestrator.core import events as ev
+from orchestrator.core.commands import (
     Command,
     CompleteStep,
     ErrorInfo,
@@ -24,10 +24,10 @@ from orchestrator.commands import (
     FireTimer,
     StartExecution,
 )
-from orchestrator.engine import rfc3339
-from orchestrator.machine import decide_and_evolve
-from orchestrator.replay import parse_rfc3339, replay_state, verify_history
-from orchestrator.state import ExecutionState, fold
+from orchestrator.core.machine import decide_and_evolve
+from orchestrator.core.replay import parse_rfc3339, replay_state, verify_history
+from orchestrator.core.state import ExecutionState, fold
+from orchestrator.engine.engine import rfc3339
 from schemas.envelope import Envelope
 from schemas.graph import WorkflowGraph
 from schemas.validation import parse_definition

@@ -1,10 +1,10 @@
-"""orchestrator.history_diff: two executions compared, ids and times ignored, paths named."""
+"""orchestrator.history.diff: two executions compared, ids and times ignored, paths named."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.history_diff import deep_changes, diff_executions, diff_histories, json_path
+from orchestrator.history.diff import deep_changes, diff_executions, diff_histories, json_path
 from schemas.envelope import TYPE_PREFIX, Envelope
 
 T0 = "2024-05-01T10:00:00.000000Z"

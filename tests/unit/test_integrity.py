@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from orchestrator import integrity
 from orchestrator.backends.memory import MemoryEventLog, MemoryRegistry
-from orchestrator.events import STEP_SUCCEEDED
-from orchestrator.integrity import (
+from orchestrator.core.events import STEP_SUCCEEDED
+from orchestrator.history import integrity
+from orchestrator.history.integrity import (
     DUPLICATE,
     ERROR,
     GAP,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from orchestrator.keyed_locks import KeyedLocks
+from orchestrator.engine.keyed_locks import KeyedLocks
 
 
 async def test_one_key_is_serialised_and_other_keys_go_ahead() -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator import events as ev
-from orchestrator.commands import (
+from orchestrator.core import events as ev
+from orchestrator.core.commands import (
     CancelExecution,
     ChildFinished,
     Command,
@@ -27,8 +27,8 @@ from orchestrator.commands import (
     ParentRef,
     StartExecution,
 )
-from orchestrator.events import Event
-from orchestrator.machine import (
+from orchestrator.core.events import Event
+from orchestrator.core.machine import (
     CHILD_NAMESPACE,
     CommandRejected,
     ExecutionExists,
@@ -37,7 +37,7 @@ from orchestrator.machine import (
     decide_and_evolve,
     should_retry,
 )
-from orchestrator.state import ExecutionState, fold
+from orchestrator.core.state import ExecutionState, fold
 from schemas.definition import Backoff, RetryPolicy
 from schemas.graph import WorkflowGraph
 from schemas.validation import parse_definition

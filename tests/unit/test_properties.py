@@ -19,8 +19,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator import events as ev
-from orchestrator.commands import (
+from orchestrator.core import events as ev
+from orchestrator.core.commands import (
     CancelExecution,
     ChildFinished,
     Command,
@@ -31,11 +31,11 @@ from orchestrator.commands import (
     FireTimer,
     StartExecution,
 )
-from orchestrator.engine import rfc3339
-from orchestrator.events import Event
-from orchestrator.machine import CommandRejected, decide, decide_and_evolve
-from orchestrator.replay import replay_state, verify_history
-from orchestrator.state import ExecutionState, evolve, fold
+from orchestrator.core.events import Event
+from orchestrator.core.machine import CommandRejected, decide, decide_and_evolve
+from orchestrator.core.replay import replay_state, verify_history
+from orchestrator.core.state import ExecutionState, evolve, fold
+from orchestrator.engine.engine import rfc3339
 from schemas.envelope import Envelope
 from schemas.graph import WorkflowGraph
 from schemas.validation import parse_definition

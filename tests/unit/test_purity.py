@@ -18,11 +18,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = [
-    "orchestrator/machine.py",
-    "orchestrator/state.py",
-    "orchestrator/events.py",
-    "orchestrator/commands.py",
-    "orchestrator/replay.py",
+    "orchestrator/core/machine.py",
+    "orchestrator/core/state.py",
+    "orchestrator/core/events.py",
+    "orchestrator/core/commands.py",
+    "orchestrator/core/replay.py",
     "schemas/expressions.py",
     "schemas/graph.py",
 ]
@@ -45,10 +45,10 @@ FORBIDDEN = {
     "urllib",
     "http",
     "triggers",
-    "orchestrator.engine",
-    "orchestrator.effects",
+    "orchestrator.engine.engine",
+    "orchestrator.engine.effects",
     "orchestrator.runtime",
-    "orchestrator.worker",
+    "orchestrator.engine.worker",
     "orchestrator.backends",
     "orchestrator.api",
 }
@@ -118,7 +118,7 @@ def test_pure_module_never_reads_the_clock_or_randomness(path: str) -> None:
 
 def test_the_static_checks_can_fail() -> None:
     tree = ast.parse(
-        "import asyncio\nfrom os import path\nfrom orchestrator.engine import Engine\n"
+        "import asyncio\nfrom os import path\nfrom orchestrator.engine.engine import Engine\n"
         "def f():\n    import time\n"
         "    return datetime.now(), time.time(), uuid.uuid4(), datetime.utcnow()\n"
     )
@@ -126,8 +126,8 @@ def test_the_static_checks_can_fail() -> None:
         "asyncio",
         "os",
         "os.path",
-        "orchestrator.engine",
-        "orchestrator.engine.Engine",
+        "orchestrator.engine.engine",
+        "orchestrator.engine.engine.Engine",
         "time",
     ]
     assert [name for _, name in clock_calls(tree)] == [
@@ -169,9 +169,9 @@ modules = [p[:-3].replace("/", ".") for p in PURE]
 for name in modules:
     importlib.import_module(name)
 
-from orchestrator.commands import StartExecution, FailStep, ErrorInfo
-from orchestrator.machine import decide_and_evolve
-from orchestrator.replay import verify_history, replay_state
+from orchestrator.core.commands import StartExecution, FailStep, ErrorInfo
+from orchestrator.core.machine import decide_and_evolve
+from orchestrator.core.replay import verify_history, replay_state
 from schemas.graph import WorkflowGraph
 from schemas.definition import WorkflowDefinition
 from schemas.expressions import evaluate
@@ -230,5 +230,5 @@ def test_the_import_probe_can_fail() -> None:
     although both were loaded long before (by pydantic)."""
     report = probe([*PURE, "schemas/envelope.py"], ["base64", "datetime"])
     assert ["base64", f"{ROOT}/schemas/envelope.py"] in report["asked_by_pure"]
-    assert ["datetime", f"{ROOT}/orchestrator/machine.py"] in report["asked_by_pure"]
-    assert ["datetime", f"{ROOT}/orchestrator/replay.py"] in report["asked_by_pure"]
+    assert ["datetime", f"{ROOT}/orchestrator/core/machine.py"] in report["asked_by_pure"]
+    assert ["datetime", f"{ROOT}/orchestrator/core/replay.py"] in report["asked_by_pure"]

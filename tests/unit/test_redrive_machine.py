@@ -9,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from orchestrator import events as ev
-from orchestrator import timeline
-from orchestrator.commands import Command, CompleteStep, StartExecution
-from orchestrator.engine import rfc3339
-from orchestrator.events import Event
-from orchestrator.machine import MAX_STEPS_ENTERED_PER_DECISION, decide_and_evolve
-from orchestrator.replay import verify_history
-from orchestrator.state import ExecutionState, fold
+from orchestrator.core import events as ev
+from orchestrator.core.commands import Command, CompleteStep, StartExecution
+from orchestrator.core.events import Event
+from orchestrator.core.machine import MAX_STEPS_ENTERED_PER_DECISION, decide_and_evolve
+from orchestrator.core.replay import verify_history
+from orchestrator.core.state import ExecutionState, fold
+from orchestrator.engine.engine import rfc3339
+from orchestrator.history import timeline
 from schemas.envelope import Envelope
 from schemas.graph import WorkflowGraph
 from schemas.validation import parse_definition

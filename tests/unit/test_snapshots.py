@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator import snapshots
 from orchestrator.backends.memory import MemoryEventLog
+from orchestrator.core.state import MISSING, fold
+from orchestrator.engine import snapshots
 from orchestrator.ports import Snapshot
-from orchestrator.state import MISSING, fold
 from schemas.envelope import Envelope
 from tests.unit.test_properties import FAST, drive, flat, scenarios
 

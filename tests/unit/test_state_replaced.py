@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from orchestrator.state import ExecutionState, Timer, _replaced
+from orchestrator.core.state import ExecutionState, Timer, _replaced
 
 
 def test_replaced_equals_dataclasses_replace() -> None:

@@ -7,15 +7,15 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from orchestrator.commands import DeliverEvent, ResumeExecution
-from orchestrator.engine import Committed
+from orchestrator.core.commands import DeliverEvent, ResumeExecution
+from orchestrator.engine.engine import Committed
 from orchestrator.ports import BackendUnavailable
+from orchestrator.projections.transitions import TransitionExporter, TransitionOptions, record
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from orchestrator.transitions import TransitionExporter, TransitionOptions, record
+from schemas import cloudevents
 from schemas.envelope import Envelope
 from schemas.validation import parse_definition
-from triggers import cloudevents
 
 ECHO = {
     "name": "echo",

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.backends.kafka import KafkaTransport
+from orchestrator.backends.kafka.transport import KafkaTransport
 from orchestrator.ports import UnknownWorkflow
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings

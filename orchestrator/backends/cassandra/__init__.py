@@ -1,0 +1,1 @@
+"""The Cassandra backends: event log, registry, timers and wait index over one keyspace."""

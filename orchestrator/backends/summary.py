@@ -1,0 +1,48 @@
+"""The executions index as a projection of appended events (shared by every event-log backend)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from orchestrator.core.events import EXECUTION_STARTED, STATUS_BY_TERMINAL_TYPE
+from orchestrator.ports import ExecutionSummary
+from schemas.envelope import Envelope
+
+
+def summarize(previous: ExecutionSummary | None, events: Sequence[Envelope]) -> ExecutionSummary:
+    """The summary after ``events``; the first batch of an execution must start with ExecutionStarted."""
+    summary = previous
+    for event in events:
+        if summary is None:
+            if event.type != EXECUTION_STARTED:
+                raise ValueError(f"execution {event.subject} must start with {EXECUTION_STARTED}")
+            parent = event.data.get("parent") or {}
+            summary = ExecutionSummary(
+                execution_id=event.subject,
+                workflow=event.workflow,
+                version=event.workflowversion,
+                tenant=event.tenant,
+                status="running",
+                started_at=event.time,
+                updated_at=event.time,
+                last_sequence=event.sequence,
+                parent_id=parent.get("execution_id"),
+            )
+            continue
+        status = STATUS_BY_TERMINAL_TYPE.get(event.type, summary.status)
+        summary = replace(summary, status=status, updated_at=event.time, last_sequence=event.sequence)
+    if summary is None:
+        raise ValueError("nothing to summarise")
+    return summary
+
+
+def check_sequences(execution_id: str, expected_sequence: int, events: Sequence[Envelope]) -> None:
+    """Events must belong to the execution and continue its sequence without a gap."""
+    for offset, event in enumerate(events, start=1):
+        if event.subject != execution_id:
+            raise ValueError(f"event {event.id} belongs to {event.subject}, not {execution_id}")
+        if event.sequence != expected_sequence + offset:
+            raise ValueError(
+                f"event {event.id} has sequence {event.sequence}, expected {expected_sequence + offset}"
+            )

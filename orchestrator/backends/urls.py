@@ -1,0 +1,58 @@
+"""Backends chosen by URL scheme. Each backend parses its own URL; modules load only when used."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+from urllib.parse import urlsplit
+
+EVENT_LOGS = {
+    "sqlite": "orchestrator.backends.sqlite:SQLiteEventLog",
+    "memory": "orchestrator.backends.memory:MemoryEventLog",
+    "cassandra": "orchestrator.backends.cassandra.event_log:CassandraEventLog",
+}
+REGISTRIES = {
+    "sqlite": "orchestrator.backends.sqlite:SQLiteRegistry",
+    "memory": "orchestrator.backends.memory:MemoryRegistry",
+    "cassandra": "orchestrator.backends.cassandra.event_log:CassandraRegistry",
+}
+TRANSPORTS = {
+    "inprocess": "orchestrator.backends.inprocess:InProcessTransport",
+    "memory": "orchestrator.backends.inprocess:InProcessTransport",
+    "kafka": "orchestrator.backends.kafka.transport:KafkaTransport",
+}
+TIMERS = {
+    "memory": "orchestrator.backends.memory_timers:MemoryTimers",
+    "cassandra": "orchestrator.backends.cassandra.projections:CassandraTimers",
+}
+WAIT_INDEXES = {
+    "memory": "orchestrator.backends.memory_waits:MemoryWaitIndex",
+    "cassandra": "orchestrator.backends.cassandra.projections:CassandraWaitIndex",
+}
+# Where timers and the wait index live when not configured: next to the event log when it is
+# shared by many processes, else in memory (rebuilt from the log when the process starts).
+PROJECTIONS_BESIDE_LOG = {"cassandra"}
+
+
+def projection_url(event_log_url: str) -> str:
+    """The default URL of the timers and the wait index for an event log."""
+    return event_log_url if urlsplit(event_log_url).scheme in PROJECTIONS_BESIDE_LOG else "memory://"
+
+
+class UnknownBackend(ValueError):
+    """No backend serves that URL scheme."""
+
+
+def backend_class(table: dict[str, str], url: str, kind: str) -> Any:
+    scheme = urlsplit(url).scheme
+    target = table.get(scheme)
+    if target is None:
+        known = ", ".join(f"{s}://" for s in sorted(table))
+        raise UnknownBackend(f"no {kind} backend for {url!r}; known: {known}")
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def open_backend(table: dict[str, str], url: str, kind: str, *args: Any) -> Any:
+    """Instantiate the backend for ``url`` through its ``from_url``."""
+    return backend_class(table, url, kind).from_url(url, *args)

@@ -1,0 +1,260 @@
+"""What follows a commit: the projections and messages derived from newly durable events.
+
+Tasks are dispatched, timers armed or cancelled, event waits indexed, children started or
+cancelled, parents told, waiters woken. ``resume`` re-derives the same from a state after a
+restart, which is how a crashed process picks up its running executions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.core import events as ev
+from orchestrator.core.commands import (
+    CancelExecution,
+    ChildFinished,
+    Command,
+    FireTimer,
+    ParentRef,
+    StartExecution,
+)
+from orchestrator.core.machine import CommandRejected, idempotency_key
+from orchestrator.core.state import ExecutionState
+from orchestrator.engine.engine import Committed, Engine
+from orchestrator.ports import (
+    BackendUnavailable,
+    Registry,
+    StepTask,
+    Timers,
+    Transport,
+    UnknownWorkflow,
+    WaitIndex,
+    WaitKey,
+)
+from schemas.definition import SubworkflowStep, TaskStep
+
+log = logging.getLogger(__name__)
+
+
+def wait_keys(state: ExecutionState | None) -> set[WaitKey]:
+    if state is None or state.terminal:
+        return set()
+    return {(a.event or "", a.correlation_key) for a in state.active.values() if a.kind == "wait_for_event"}
+
+
+def child_ids(state: ExecutionState | None) -> set[str]:
+    if state is None:
+        return set()
+    return {a.child_id for a in state.active.values() if a.kind == "subworkflow" and a.child_id}
+
+
+class Effects:
+    """Turns commits into messages; registered as the engine's observer."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        registry: Registry,
+        transport: Transport,
+        timers: Timers,
+        waits: WaitIndex,
+        clock: Callable[[], float],
+        *,
+        others_commit: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.transport = transport
+        self.timers = timers
+        self.clock = clock
+        self.waits = waits
+        self.others_commit = others_commit  # other processes append too: poll the log to see it
+        self._finished: dict[str, list[asyncio.Future[ExecutionState]]] = {}
+
+    async def on_committed(self, c: Committed) -> None:
+        after = c.after
+        if not c.events:  # a redelivery or a resume request: effects may have been lost
+            if after.terminal:
+                await self._finished_execution(after)
+            else:
+                await self.resume(after)
+            return
+        for event in c.events:
+            if event.type == ev.STEP_SCHEDULED:
+                await self.transport.dispatch(task_from_event(after, event.data))
+        await self._sync_timers(c.before, after)
+        await self._sync_waits(c.before, after)
+        children_before, children_after = child_ids(c.before), child_ids(after)
+        for child_id in children_after - children_before:
+            await self._start_child(after, child_id)
+        for child_id in children_before - children_after:
+            finished = getattr(c.command, "child_id", None) == child_id
+            if not finished:
+                await self.submit(
+                    CancelExecution(execution_id=child_id, now=self.clock(), reason="parent moved on")
+                )
+        if after.terminal:
+            await self._finished_execution(after)
+
+    async def resume(self, state: ExecutionState) -> None:
+        """Re-derive the effects of a running execution after a restart (at-least-once)."""
+        await self._sync_timers(None, state)
+        await self._sync_waits(None, state)
+        graph = await self.engine.graph(state.workflow, state.version)
+        for active in state.active.values():
+            step = graph.steps.get(active.step)
+            if active.kind == "task" and active.phase == "running" and isinstance(step, TaskStep):
+                await self.transport.dispatch(
+                    task_from_active(state, step, active.attempt, active.attempt_id, active.args)
+                )
+            elif active.kind == "subworkflow" and active.child_id:
+                child = await self.engine.load(active.child_id)
+                if child is None:
+                    await self._start_child(state, active.child_id)
+                elif child.terminal:
+                    await self._tell_parent(child)
+
+    async def wait_finished(self, execution_id: str, timeout: float | None = None) -> ExecutionState:
+        """The terminal state of an execution, waiting for it if needed.
+
+        Woken at once by commits in this process; polls the log (with backoff) for executions
+        that another process owns.
+        """
+        future: asyncio.Future[ExecutionState] = asyncio.get_running_loop().create_future()
+        self._finished.setdefault(execution_id, []).append(future)
+        try:
+            async with asyncio.timeout(timeout):
+                delay = 0.05
+                while True:
+                    try:
+                        summary = await self.engine.log.summary(execution_id)
+                    except BackendUnavailable:  # an outage: keep waiting until the timeout
+                        summary = None
+                    if summary is not None and summary.status != "running":
+                        self.engine.forget(execution_id)
+                        state = await self.engine.load(execution_id)
+                        assert state is not None
+                        return state
+                    done, _ = await asyncio.wait([future], timeout=delay if self.others_commit else None)
+                    if done:
+                        return future.result()
+                    delay = min(delay * 2, 1.0)
+        finally:
+            waiters = self._finished.get(execution_id, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._finished.pop(execution_id, None)
+
+    async def submit(self, command: Command) -> None:
+        """Send an internal command; a rejection (already done, already exists) is expected."""
+        try:
+            await self.transport.submit(command)
+        except CommandRejected as exc:
+            log.debug("internal command not applied: %s", exc)
+
+    async def on_timer(self, execution_id: str, timer_id: str) -> None:
+        try:
+            await self.submit(FireTimer(execution_id=execution_id, now=self.clock(), timer_id=timer_id))
+        except Exception:
+            log.exception("timer %s of %s failed", timer_id, execution_id)
+
+    async def _sync_waits(self, before: ExecutionState | None, after: ExecutionState) -> None:
+        old, new = wait_keys(before), wait_keys(after)
+        if old != new:
+            await self.waits.update(after.execution_id, old - new, new - old)
+
+    async def _sync_timers(self, before: ExecutionState | None, after: ExecutionState) -> None:
+        old = before.timers if before is not None else {}
+        for timer_id in old.keys() - after.timers.keys():
+            await self.timers.cancel(after.execution_id, timer_id)
+        for timer_id, timer in after.timers.items():
+            if timer_id not in old:
+                await self.timers.schedule(after.execution_id, timer_id, timer.due)
+
+    async def _start_child(self, parent: ExecutionState, child_id: str) -> None:
+        active = next(a for a in parent.active.values() if a.child_id == child_id)
+        graph = await self.engine.graph(parent.workflow, parent.version)
+        step = graph.step(active.step)
+        assert isinstance(step, SubworkflowStep)
+        try:
+            version = step.version or (await self.registry.get(step.workflow)).version or 1
+        except UnknownWorkflow as exc:
+            error = {"type": "workflow.unknown", "message": str(exc)}
+            await self.submit(
+                ChildFinished(
+                    execution_id=parent.execution_id,
+                    now=self.clock(),
+                    child_id=child_id,
+                    status="failed",
+                    error=error,
+                )
+            )
+            return
+        await self.submit(
+            StartExecution(
+                execution_id=child_id,
+                now=self.clock(),
+                workflow=step.workflow,
+                version=version,
+                input=active.args,
+                tenant=parent.tenant,
+                parent=ParentRef(parent.execution_id, active.step),
+            )
+        )
+
+    async def _finished_execution(self, state: ExecutionState) -> None:
+        for future in self._finished.get(state.execution_id, []):
+            if not future.done():
+                future.set_result(state)
+        await self._tell_parent(state)
+
+    async def _tell_parent(self, child: ExecutionState) -> None:
+        if child.parent is None:
+            return
+        await self.submit(
+            ChildFinished(
+                execution_id=child.parent["execution_id"],
+                now=self.clock(),
+                child_id=child.execution_id,
+                status=child.status,
+                output=child.output,
+                error=child.error,
+            )
+        )
+
+
+def task_from_event(state: ExecutionState, data: dict[str, Any]) -> StepTask:
+    return StepTask(
+        execution_id=state.execution_id,
+        workflow=state.workflow,
+        step=data["step"],
+        attempt=data["attempt"],
+        attempt_id=data["attempt_id"],
+        connector=data["connector"],
+        config=data["config"],
+        args=data["args"],
+        idempotency_key=data["idempotency_key"],
+        timeout_seconds=data.get("timeout_seconds"),
+    )
+
+
+def task_from_active(
+    state: ExecutionState, step: TaskStep, attempt: int, attempt_id: str, args: Any
+) -> StepTask:
+    visit = state.visits.get(step.name, 1)
+    return StepTask(
+        execution_id=state.execution_id,
+        workflow=state.workflow,
+        step=step.name,
+        attempt=attempt,
+        attempt_id=attempt_id,
+        connector=step.connector,
+        config=step.config,
+        args=args,
+        idempotency_key=idempotency_key(state.execution_id, step.name, visit),
+        timeout_seconds=step.timeout_seconds,
+    )

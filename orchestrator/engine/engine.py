@@ -1,0 +1,223 @@
+"""The engine: load state, decide, append with the expected sequence, then notify observers.
+
+The append is the commit point. Observers (dispatching tasks, arming timers, waking waiters)
+run only after it, from the appended events, never before.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from orchestrator.core.commands import Command, ResumeExecution, StartExecution
+from orchestrator.core.events import Event
+from orchestrator.core.machine import CommandRejected, decide_and_evolve
+from orchestrator.core.state import ExecutionState
+from orchestrator.engine import snapshots
+from orchestrator.engine.keyed_locks import KeyedLocks
+from orchestrator.ports import ConcurrencyError, EventLog, Registry, Snapshot
+from schemas.definition import WorkflowDefinition
+from schemas.envelope import Envelope
+from schemas.graph import WorkflowGraph
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], float]
+IdFactory = Callable[[], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What one command changed; ``events`` are durable.
+
+    With no events, the command was a redelivery of the last applied one (or a resume request):
+    observers re-derive the effects from ``after``, since the first delivery may have died
+    between the append and its effects.
+    """
+
+    command: Command
+    before: ExecutionState | None
+    after: ExecutionState
+    events: Sequence[Envelope]
+
+
+@dataclass(slots=True)
+class _Cached:
+    state: ExecutionState
+    last_command_id: str | None
+    chainhash: str  # the last event's, which the next event chains from
+
+
+Observer = Callable[[Committed], Awaitable[None]]
+
+
+def rfc3339(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Engine:
+    """Drives the pure machine over the event log; serialises commands per execution."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        registry: Registry,
+        *,
+        clock: Clock,
+        new_id: IdFactory | None = None,
+        source: str = "/orchestrator",
+        cache_size: int = 10_000,
+        max_conflict_retries: int = 5,
+        snapshot_every: int = 1000,
+    ) -> None:
+        self.log = log
+        self.registry = registry
+        self.clock = clock
+        self._new_id = new_id
+        self._source = source
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._cache_size = cache_size
+        self._locks = KeyedLocks()  # commands of one execution one at a time
+        self._graphs: dict[tuple[str, int], WorkflowGraph] = {}
+        self._retries = max_conflict_retries
+        self.snapshot_every = snapshot_every
+        self.observers: list[Observer] = []
+
+    async def graph(self, workflow: str, version: int) -> WorkflowGraph:
+        key = (workflow, version)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = WorkflowGraph.build(await self.registry.get(workflow, version))
+            self._graphs[key] = graph
+        return graph
+
+    async def definition(self, workflow: str, version: int) -> WorkflowDefinition:
+        """One version's definition (immutable, so cached with its graph)."""
+        return (await self.graph(workflow, version)).definition
+
+    async def load(self, execution_id: str) -> ExecutionState | None:
+        """Current state: from the cache, else folded from the log."""
+        cached = await self._load(execution_id)
+        return cached.state if cached is not None else None
+
+    async def _load(self, execution_id: str) -> _Cached | None:
+        cached = self._cache.get(execution_id)
+        if cached is not None:
+            self._cache.move_to_end(execution_id)
+            return cached
+        loaded = await snapshots.load(self.log, execution_id)
+        if loaded is None:
+            return None
+        cached = _Cached(loaded.state, loaded.last_command_id, loaded.chainhash)
+        self._remember(cached)
+        return cached
+
+    def forget(self, execution_id: str) -> None:
+        self._cache.pop(execution_id, None)
+
+    async def handle(self, command: Command) -> Committed | None:
+        """Apply one command. None when it changed nothing (a stale or duplicate answer)."""
+        async with self._locks.hold(command.execution_id):
+            committed = await self._handle_locked(command)
+        if committed is not None:
+            for observer in self.observers:
+                await observer(committed)
+        return committed
+
+    async def handle_quietly(self, command: Command) -> None:
+        """``handle`` for internal commands, where a rejection is an expected outcome."""
+        try:
+            await self.handle(command)
+        except CommandRejected as exc:
+            log.debug("command not applied: %s", exc)
+
+    async def _handle_locked(self, command: Command) -> Committed | None:
+        for attempt in range(self._retries):
+            from_cache = command.execution_id in self._cache  # may be behind another process
+            if isinstance(command, StartExecution) and attempt == 0 and not from_cache:
+                cached = None  # a start appends at sequence 0 blind: the log rejects a duplicate
+            else:
+                cached = await self._load(command.execution_id)
+            before = cached.state if cached is not None else None
+            if cached is not None and (
+                isinstance(command, ResumeExecution)
+                or (command.command_id is not None and command.command_id == cached.last_command_id)
+            ):  # a resume request, or a redelivery of the last applied command
+                return Committed(command, cached.state, cached.state, ())
+            if before is not None:
+                graph = await self.graph(before.workflow, before.version)
+            elif isinstance(command, StartExecution):
+                graph = await self.graph(command.workflow, command.version)
+            else:
+                raise CommandRejected(f"execution {command.execution_id} does not exist")
+            events, after = decide_and_evolve(graph, before, command)
+            if not events or after is None:
+                if from_cache:  # stale to a cached state may be fresh news to the log's: look
+                    self.forget(command.execution_id)
+                    continue
+                return None
+            envelopes = self._stamp(before, after, command, events, cached.chainhash if cached else "")
+            before_sequence = before.sequence if before else 0
+            try:
+                await self.log.append(command.execution_id, before_sequence, envelopes)
+            except ConcurrencyError:
+                self.forget(command.execution_id)  # another writer won: reload and decide again
+                continue
+            chain = envelopes[-1].chainhash or ""
+            self._remember(_Cached(after, command.command_id, chain))
+            if snapshots.due(before_sequence, after.sequence, self.snapshot_every):
+                await self._snapshot(after, command.command_id, chain)
+            return Committed(command, before, after, envelopes)
+        raise ConcurrencyError(command.execution_id, -1)
+
+    def _stamp(
+        self,
+        before: ExecutionState | None,
+        after: ExecutionState,
+        command: Command,
+        events: list[Event],
+        chain: str,
+    ) -> list[Envelope]:
+        """Envelopes for the decided events, each chained to the one before (see ``chain_hash``)
+        and encoded once (``Envelope.sealed``)."""
+        time = rfc3339(command.now)
+        first = before.sequence + 1 if before else 1
+        new_id = self._new_id
+        stamped = []
+        for offset, event in enumerate(events):
+            sequence = first + offset
+            envelope = Envelope.sealed(
+                chain,
+                id=new_id() if new_id else f"{after.execution_id}/{sequence}",
+                type=event.type,
+                subject=after.execution_id,
+                sequence=sequence,
+                time=time,
+                workflow=after.workflow,
+                workflowversion=after.version,
+                data=event.data,
+                tenant=after.tenant,
+                source=self._source,
+                actor=command.actor,
+                causationid=command.command_id,
+            )
+            chain = envelope.chainhash or ""
+            stamped.append(envelope)
+        return stamped
+
+    async def _snapshot(self, state: ExecutionState, command_id: str | None, chain: str) -> None:
+        """Save a snapshot; a failure only costs a longer fold later, so it is logged, not raised."""
+        body = snapshots.encode(state, command_id, chain)
+        try:
+            await self.log.save_snapshot(Snapshot(state.execution_id, state.sequence, body))
+        except Exception as exc:
+            log.warning("execution %s: snapshot at %d not saved: %s", state.execution_id, state.sequence, exc)
+
+    def _remember(self, cached: _Cached) -> None:
+        execution_id = cached.state.execution_id
+        self._cache[execution_id] = cached
+        self._cache.move_to_end(execution_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)

@@ -1,0 +1,69 @@
+"""The worker: run one task attempt through its connector and report the outcome as a command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+
+from connectors.base import ConnectorError, Connectors, StepCall
+from orchestrator.core.commands import CompleteStep, ErrorInfo, FailStep
+from orchestrator.ports import StepTask, Transport
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Steps run at least once: a crash before the answer is recorded runs the attempt again."""
+
+    def __init__(self, connectors: Connectors, transport: Transport, clock: Callable[[], float]) -> None:
+        self._connectors = connectors
+        self._transport = transport
+        self._clock = clock
+
+    async def run(self, task: StepTask) -> None:
+        call = StepCall(
+            execution_id=task.execution_id,
+            workflow=task.workflow,
+            step=task.step,
+            attempt=task.attempt,
+            idempotency_key=task.idempotency_key,
+            config=task.config,
+            args=task.args,
+            timeout_seconds=task.timeout_seconds,
+        )
+        try:
+            connector = self._connectors.get(task.connector)
+            output = await asyncio.wait_for(connector.invoke(call), task.timeout_seconds)
+            json.dumps(output)
+        except ConnectorError as exc:
+            await self._fail(task, ErrorInfo(exc.type, exc.message, exc.retryable))
+        except TimeoutError:
+            await self._fail(task, ErrorInfo("timeout", f"no answer within {task.timeout_seconds}s", True))
+        except (TypeError, ValueError) as exc:
+            await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True))
+        except Exception as exc:  # a connector bug must not kill the worker
+            log.exception("connector %s failed on %s", task.connector, task.attempt_id)
+            await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True))
+        else:
+            await self._transport.submit(
+                CompleteStep(
+                    execution_id=task.execution_id,
+                    now=self._clock(),
+                    step=task.step,
+                    attempt_id=task.attempt_id,
+                    output=output,
+                )
+            )
+
+    async def _fail(self, task: StepTask, error: ErrorInfo) -> None:
+        await self._transport.submit(
+            FailStep(
+                execution_id=task.execution_id,
+                now=self._clock(),
+                step=task.step,
+                attempt_id=task.attempt_id,
+                error=error,
+            )
+        )

@@ -1,0 +1,1 @@
+"""The read side and maintenance over a recorded log: pages, verify, redrive, diff, timeline, integrity, archive, retention."""

@@ -1,0 +1,298 @@
+"""Redrive: re-run a finished execution as a new one, reusing what already succeeded.
+
+The original is never touched: the redrive is a new execution (new id) whose ``ExecutionStarted``
+carries ``reuse`` (step name -> recorded output). The machine takes a reused step's output on
+its first visit instead of running it (``StepSucceeded {"reused": true}``), so the new history
+says exactly what was reused and still verifies with ``orchestrator.core.replay``. Links record the
+relation both ways (``redriven_as`` on the original, ``redrive_of`` on the new execution).
+
+``Runtime.redrive`` / ``Runtime.redrive_many`` are the entry points; the helpers here that take
+events are pure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Final
+
+from orchestrator.core import events as ev
+from orchestrator.core.events import EventLike
+from orchestrator.core.machine import REUSABLE_STEPS, CommandRejected
+from orchestrator.core.state import ExecutionState, fold
+from orchestrator.engine.engine import rfc3339
+from orchestrator.ports import ExecutionQuery, ExecutionSummary, Link
+from schemas.envelope import Envelope
+from schemas.graph import WorkflowGraph
+
+if TYPE_CHECKING:
+    from orchestrator.runtime import Runtime
+
+PAGE = 1000
+LIST_PAGE = 500
+REDRIVE_OF: Final = "redrive_of"
+REDRIVEN_AS: Final = "redriven_as"
+
+
+class _Keep:
+    """The ``input`` default: keep the original's input (``None`` is an input like any other)."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+
+
+class RedriveInvalid(ValueError):
+    """The redrive cannot be made as asked (unknown step, no failure to start from, ...)."""
+
+
+class ExecutionRunning(CommandRejected):
+    """The original has not finished: a redrive would race it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedriveResult:
+    execution_id: str
+    created: bool  # False: the dedup key matched an earlier redrive; nothing was started
+    redrive_of: str
+    from_step: str | None
+    version: int
+    reused: list[str] = field(default_factory=list)  # steps taken from the original
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRedriveResult:
+    matched: list[str]
+    batch_key: str
+    dry_run: bool
+    started: list[str] = field(default_factory=list)  # new executions
+    existing: list[str] = field(default_factory=list)  # redrives an earlier identical batch made
+    errors: list[dict[str, str]] = field(default_factory=list)  # {execution_id, error}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": len(self.matched), **asdict(self)}
+
+
+def link_to_dict(link: Link) -> dict[str, Any]:
+    return {
+        "execution_id": link.execution_id,
+        "other_id": link.other_id,
+        "relation": link.relation,
+        "created_at": link.created_at,
+    }
+
+
+# -- pure helpers over a recorded history -------------------------------------------------------
+
+
+def failed_step(events: Sequence[EventLike]) -> str | None:
+    """The step whose failure failed the execution: the innermost one when it failed inside a
+    parallel (``StepFailed.failed_step`` names the step that failed the branch). None when the
+    history has no ``ExecutionFailed`` or it names no step."""
+    failure = next((e for e in reversed(events) if e.type == ev.EXECUTION_FAILED), None)
+    if failure is None or not isinstance(failure.data, dict):
+        return None
+    step = failure.data.get("step")
+    seen: set[str] = set()
+    while isinstance(step, str) and step not in seen:
+        seen.add(step)
+        inner = next(
+            (
+                e.data.get("failed_step")
+                for e in reversed(events)
+                if e.type == ev.STEP_FAILED and isinstance(e.data, dict) and e.data.get("step") == step
+            ),
+            None,
+        )
+        if not isinstance(inner, str):
+            break
+        step = inner
+    return step if isinstance(step, str) else None
+
+
+def reusable_outputs(events: Sequence[EventLike], before_step: str, graph: WorkflowGraph) -> dict[str, Any]:
+    """Outputs of the steps that succeeded before ``before_step`` was first entered (the first
+    event naming it); the last output of a step wins. Only steps of ``graph`` the machine can
+    reuse (tasks, subworkflows, waits, events): choices, parallels, succeed and fail re-run."""
+    outputs: dict[str, Any] = {}
+    for event in events:
+        data = event.data if isinstance(event.data, dict) else {}
+        if data.get("step") == before_step:
+            break
+        if event.type == ev.STEP_SUCCEEDED and isinstance(data.get("step"), str):
+            outputs[data["step"]] = data.get("output")
+    return {
+        name: output for name, output in outputs.items() if isinstance(graph.steps.get(name), REUSABLE_STEPS)
+    }
+
+
+def batch_key_for(query: ExecutionQuery, **choices: Any) -> str:
+    """A bulk request's identity: the same filters and mode give the same key (limit, rate and
+    dry run aside), so re-submitting it redrives each execution at most once."""
+    what = {
+        "workflow": query.workflow,
+        "status": query.status,
+        "started_after": query.started_after,
+        "started_before": query.started_before,
+        "tenant": query.tenant,
+        **choices,
+    }
+    text = json.dumps(what, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+# -- the runtime side ---------------------------------------------------------------------------
+
+
+async def read_all(runtime: Runtime, execution_id: str) -> list[Envelope]:
+    """Every event of an execution, read page by page; ExecutionNotFound when there is none."""
+    await runtime.summary(execution_id)
+    events: list[Envelope] = []
+    while True:
+        page = await runtime.log.read(execution_id, events[-1].sequence if events else 0, PAGE)
+        events += page
+        if len(page) < PAGE:
+            return events
+
+
+async def redrive(
+    runtime: Runtime,
+    execution_id: str,
+    *,
+    from_step: str | None = None,
+    from_failure: bool = False,
+    input: Any = KEEP,
+    version: int | None = None,
+    dedup_key: str | None = None,
+    actor: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> RedriveResult:
+    """Start a new execution re-running ``execution_id`` (see ``Runtime.redrive``)."""
+    if from_step is not None and from_failure:
+        raise RedriveInvalid("give from_step or from_failure, not both")
+    events = await read_all(runtime, execution_id)
+    original = fold(events)
+    assert isinstance(original, ExecutionState)  # read_all found a summary, so there are events
+    if not original.terminal:
+        raise ExecutionRunning(f"execution {execution_id} is still running; redrive it once it has finished")
+    step = from_step
+    if from_failure:
+        step = failed_step(events)
+        if original.status != "failed" or step is None:
+            raise RedriveInvalid(
+                f"execution {execution_id} is {original.status} with no failed step to redrive from"
+            )
+    target = original.version if version is None else version
+    definition = await runtime.registry.get(original.workflow, target)
+    assert definition.version is not None
+    graph = await runtime.engine.graph(original.workflow, definition.version)
+    if step is not None and step not in graph.steps:
+        raise RedriveInvalid(f"step {step!r} is not in {original.workflow} v{definition.version}")
+    reuse = {} if step is None else reusable_outputs(events, step, graph)
+    value = original.input if input is KEEP else input
+    result = await runtime.start_execution(
+        original.workflow,
+        value,
+        version=definition.version,
+        dedup_key=None if dedup_key is None else f"redrive/{execution_id}/{dedup_key}",
+        actor=actor,
+        tenant=original.tenant,
+        metadata={REDRIVE_OF: execution_id, "from_step": step, **(metadata or {})},
+        reuse=reuse,
+    )
+    # Both links every time (adding one is idempotent): a retry repairs a crash in between.
+    now = rfc3339(runtime.clock())
+    await runtime.log.add_link(Link(execution_id, result.execution_id, REDRIVEN_AS, now))
+    await runtime.log.add_link(Link(result.execution_id, execution_id, REDRIVE_OF, now))
+    return RedriveResult(
+        result.execution_id, result.created, execution_id, step, definition.version, sorted(reuse)
+    )
+
+
+async def redrive_many(
+    runtime: Runtime,
+    query: ExecutionQuery,
+    *,
+    failing_step: str | None = None,
+    from_failure: bool = False,
+    from_step: str | None = None,
+    dry_run: bool = True,
+    rate_per_second: float = 10.0,
+    limit: int = 100,
+    batch_key: str | None = None,
+    actor: str | None = None,
+) -> BulkRedriveResult:
+    """Match finished executions and (unless ``dry_run``) redrive each, at most
+    ``rate_per_second`` starts a second (see ``Runtime.redrive_many``)."""
+    if not rate_per_second > 0:
+        raise RedriveInvalid("rate_per_second must be more than 0")
+    if limit < 1:
+        raise RedriveInvalid("limit must be at least 1")
+    if from_step is not None and from_failure:
+        raise RedriveInvalid("give from_step or from_failure, not both")
+    key = batch_key or batch_key_for(
+        query, failing_step=failing_step, from_failure=from_failure, from_step=from_step
+    )
+    matched = await _match(runtime, query, failing_step, key, limit)
+    result = BulkRedriveResult(matched, key, dry_run)
+    if dry_run:
+        return result
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    for index, execution_id in enumerate(matched):
+        await asyncio.sleep(max(0.0, began + index / rate_per_second - loop.time()))
+        try:
+            one = await redrive(
+                runtime,
+                execution_id,
+                from_step=from_step,
+                from_failure=from_failure,
+                dedup_key=f"bulk/{key}",
+                actor=actor,
+                metadata={"batch": key},
+            )
+        except (LookupError, ValueError) as exc:  # invalid for this one (unknown step, input, ...)
+            result.errors.append({"execution_id": execution_id, "error": str(exc) or type(exc).__name__})
+            continue
+        (result.started if one.created else result.existing).append(one.execution_id)
+    return result
+
+
+async def _match(
+    runtime: Runtime, query: ExecutionQuery, failing_step: str | None, batch_key: str, limit: int
+) -> list[str]:
+    matched: list[str] = []
+    cursor = query.cursor
+    while len(matched) < limit:
+        page = await runtime.log.list_executions(replace(query, limit=LIST_PAGE, cursor=cursor))
+        for summary in page.items:
+            if len(matched) < limit and await _matches(runtime, summary, failing_step, batch_key):
+                matched.append(summary.execution_id)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return matched
+
+
+async def _matches(
+    runtime: Runtime, summary: ExecutionSummary, failing_step: str | None, batch_key: str
+) -> bool:
+    if summary.status == "running":
+        return False
+    if failing_step is not None:
+        last = await runtime.log.read(summary.execution_id, max(summary.last_sequence - 1, 0), 1)
+        if not last or last[0].type != ev.EXECUTION_FAILED or last[0].data.get("step") != failing_step:
+            return False
+    # A redrive made by this same batch is not matched again: re-submitting the batch must
+    # not redrive its own redrives.
+    first = await runtime.log.read(summary.execution_id, 0, 1)
+    metadata = first[0].data.get("metadata") if first else None
+    return not (isinstance(metadata, dict) and metadata.get("batch") == batch_key)

@@ -1,0 +1,1 @@
+"""Projections that follow the committed events: derived views rebuilt from the log."""
