@@ -17,15 +17,31 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE = [
-    "orchestrator/core/machine.py",
-    "orchestrator/core/state.py",
-    "orchestrator/core/events.py",
-    "orchestrator/core/commands.py",
-    "orchestrator/core/replay.py",
-    "schemas/expressions.py",
-    "schemas/graph.py",
-]
+CORE = ROOT / "orchestrator" / "core"
+# Outside orchestrator/: pure helpers of the definition format that the machine uses.
+PURE_OUTSIDE_CORE = ["schemas/expressions.py", "schemas/graph.py"]
+
+
+def package_modules(package: Path) -> list[str]:
+    """Every module of a package directory (subpackages too), as paths relative to ROOT."""
+    return sorted(str(path.relative_to(ROOT)) for path in package.rglob("*.py"))
+
+
+def orchestrator_outside_core() -> list[str]:
+    """Every top-level module and subpackage of ``orchestrator`` except ``core``: the pure core
+    may import none of them (they do I/O, or lead to it)."""
+    names = []
+    for entry in sorted((ROOT / "orchestrator").iterdir()):
+        if entry.name in {"core", "__init__.py", "__pycache__"} or entry.name.startswith("."):
+            continue
+        if entry.is_dir() and (entry / "__init__.py").exists():
+            names.append(f"orchestrator.{entry.name}")
+        elif entry.suffix == ".py":
+            names.append(f"orchestrator.{entry.stem}")
+    return names
+
+
+PURE = [*package_modules(CORE), *PURE_OUTSIDE_CORE]
 FORBIDDEN = {
     "asyncio",
     "aiohttp",
@@ -45,12 +61,7 @@ FORBIDDEN = {
     "urllib",
     "http",
     "triggers",
-    "orchestrator.engine.engine",
-    "orchestrator.engine.effects",
-    "orchestrator.runtime",
-    "orchestrator.engine.worker",
-    "orchestrator.backends",
-    "orchestrator.api",
+    *orchestrator_outside_core(),
 }
 # Calls that read the clock or make randomness, whatever they are imported as.
 CLOCK_ATTRIBUTES = {
@@ -165,7 +176,7 @@ import pydantic, jmespath, jsonschema, yaml  # noqa
 baseline = set(sys.modules)
 builtins.__import__ = recording_import
 
-modules = [p[:-3].replace("/", ".") for p in PURE]
+modules = [p[:-3].removesuffix("/__init__").replace("/", ".") for p in PURE]
 for name in modules:
     importlib.import_module(name)
 
@@ -220,7 +231,7 @@ def probe(pure: list[str], forbidden_modules: list[str]) -> dict[str, list[Any]]
 
 def test_importing_and_running_the_pure_modules_loads_no_io_library() -> None:
     report = probe(PURE, sorted(FORBIDDEN))
-    assert report["loaded"] == [p[:-3].replace("/", ".") for p in PURE]
+    assert report["loaded"] == [module_name(p) for p in PURE]
     assert report["asked_by_pure"] == []
     assert report["new_forbidden"] == []
 
@@ -232,3 +243,41 @@ def test_the_import_probe_can_fail() -> None:
     assert ["base64", f"{ROOT}/schemas/envelope.py"] in report["asked_by_pure"]
     assert ["datetime", f"{ROOT}/orchestrator/core/machine.py"] in report["asked_by_pure"]
     assert ["datetime", f"{ROOT}/orchestrator/core/replay.py"] in report["asked_by_pure"]
+
+
+def module_name(path: str) -> str:
+    return path[:-3].removesuffix("/__init__").replace("/", ".")
+
+
+def test_every_module_of_the_core_package_is_checked() -> None:
+    """The checked list is a scan of the package, so a new module in core/ is checked at once."""
+    on_disk = {str(p.relative_to(ROOT)) for p in CORE.rglob("*.py")}
+    assert on_disk <= set(PURE)
+    assert "orchestrator/core/machine.py" in PURE and "orchestrator/core/__init__.py" in PURE
+
+
+def test_the_package_scan_finds_a_new_impure_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module dropped into a scanned package is found by the scan and fails the static check."""
+    package = ROOT / "orchestrator" / "core"
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    fake = tmp_path / "orchestrator" / "core"
+    (fake / "sub").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "sub" / "__init__.py").write_text("")
+    (fake / "sub" / "sneaky.py").write_text("import sqlite3\nfrom orchestrator.backends.sqlite import X\n")
+    found = package_modules(fake)
+    assert "orchestrator/core/sub/sneaky.py" in found
+    tree = ast.parse((tmp_path / "orchestrator/core/sub/sneaky.py").read_text())
+    assert [name for _, name in imported_modules(tree) if forbidden(name)] == [
+        "sqlite3",
+        "orchestrator.backends.sqlite",
+        "orchestrator.backends.sqlite.X",
+    ]
+    assert package.exists()
+
+
+def test_everything_outside_core_is_forbidden_to_it() -> None:
+    outside = orchestrator_outside_core()
+    for name in ("orchestrator.engine", "orchestrator.backends", "orchestrator.runtime", "orchestrator.api"):
+        assert name in outside
+    assert not any(name.startswith("orchestrator.core") for name in outside)
