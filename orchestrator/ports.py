@@ -33,6 +33,10 @@ class BackendUnavailable(ConnectionError):
     """A backend cannot be reached; the message names the URL and what failed."""
 
 
+class UnknownTrigger(LookupError):
+    """The workflow's latest version declares no trigger of that name."""
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutionSummary:
     """One row of the executions index, kept by the event log beside the events."""

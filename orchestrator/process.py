@@ -1,4 +1,5 @@
-"""The HTTP server: ``build_app`` composes the routes; ``run_server`` runs the whole process."""
+"""The process root: ``build_app`` composes the HTTP app; ``run_server`` and ``run_worker`` run
+the whole process."""
 
 from __future__ import annotations
 
@@ -11,13 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from orchestrator.api.definitions import DefinitionsApi
-from orchestrator.api.errors import error_middleware
-from orchestrator.api.executions import ExecutionsApi
-from orchestrator.api.health import HealthApi
-from orchestrator.api.openapi import OpenApi
-from orchestrator.api.replay import ReplayApi
-from orchestrator.api.triggers import TriggersApi
+from orchestrator.api.app import api_providers, create_app
 from orchestrator.ports import VersionConflict
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
@@ -28,7 +23,6 @@ from triggers.manager import TriggerManager, runs_sources_here
 from triggers.webhook import WebhookEndpoint
 
 log = logging.getLogger(__name__)
-BODY_HEADROOM = 64 * 1024  # so handlers with their own limits (webhooks) report them first
 DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -39,18 +33,9 @@ def build_app(
 
     ``triggers``: the process's trigger manager, started and stopped by the caller. Without one,
     the app starts its own that runs no sources (it lists triggers and keeps their overrides)."""
-    app = web.Application(
-        middlewares=[error_middleware], client_max_size=settings.max_body_bytes + BODY_HEADROOM
-    )
-    # Authentication/RBAC goes here as a middleware after error_middleware; it sets
-    # request["actor"], which the execution routes record (see api.executions.request_actor).
     manager = triggers or TriggerManager(runtime, settings, run_sources=False)
     webhooks = WebhookEndpoint(runtime, overrides=lambda: manager.overrides)
-    for api in (DefinitionsApi(runtime), ExecutionsApi(runtime), HealthApi(runtime), OpenApi()):
-        app.add_routes(api.routes())
-    app.add_routes(ReplayApi(runtime).routes())
-    app.add_routes(TriggersApi(manager).routes())
-    app.add_routes(webhooks.routes())
+    app = create_app([*api_providers(runtime, manager), webhooks], max_body_bytes=settings.max_body_bytes)
 
     async def webhook_lifecycle(app: web.Application) -> AsyncIterator[None]:
         if triggers is None:

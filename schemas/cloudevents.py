@@ -68,6 +68,12 @@ class Decoded:
         return self.attributes is not None
 
 
+def is_binary_cloudevent(header_names: Iterable[str]) -> bool:
+    """A binary-mode CloudEvent over HTTP: some header (any case) is a ``ce-*`` attribute; the
+    body may then be any media type."""
+    return any(name.lower().startswith(HTTP_PREFIX) for name in header_names)
+
+
 def identity(attributes: Mapping[str, Any]) -> str:
     """The event's unique name: ``source`` + ``id`` (the spec's uniqueness rule), for dedup keys."""
     return f"{attributes['source']}/{attributes['id']}"

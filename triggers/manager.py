@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.lifecycle import Lifecycle
+from orchestrator.ports import UnknownTrigger as UnknownTrigger  # raised here; re-exported
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.definition import AmqpTrigger, KafkaTrigger, WebhookTrigger, WindowTrigger, WorkflowDefinition
@@ -50,10 +51,6 @@ FACTORIES: dict[str, str] = {
     "kafka_window": "triggers.window_source:WindowTriggerSource",
 }
 Key = tuple[str, str]  # (workflow, trigger name)
-
-
-class UnknownTrigger(LookupError):
-    """The workflow's latest version declares no trigger of that name."""
 
 
 def consumer_group(workflow: str, trigger: Any) -> str | None:

@@ -24,20 +24,19 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.api.errors import error_response, response_for
+from orchestrator.api.requests import MAX_KEY_LENGTH, is_json_type, read_payload
+from orchestrator.api.routes import JSON, Body, Route, path_param
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.runtime import Runtime
 from schemas import cloudevents
+from schemas.cloudevents import BadMessage
 from schemas.definition import WebhookTrigger, WorkflowDefinition
 from schemas.expressions import ExpressionError, evaluate
-from triggers.inbound import BadMessage
 from triggers.signatures import SignatureError, header_name, verify
 
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-MAX_KEY_LENGTH = 256
-MAX_DEPTH = 128  # deeper input would risk RecursionError later (schema checks, expressions, codecs)
-JSON_TYPES = frozenset({"application/json", "application/cloudevents+json"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +84,8 @@ class HookIndex:
 
 
 class WebhookEndpoint(Lifecycle):
-    """The webhook routes over a Runtime: ``await start()``, then ``app.add_routes(routes())``."""
+    """The webhook routes over a Runtime: ``await start()``, then serve ``routes()`` (an
+    :func:`orchestrator.api.app.create_app` route provider)."""
 
     def __init__(
         self,
@@ -125,8 +125,23 @@ class WebhookEndpoint(Lifecycle):
             for definition in await self.runtime.registry.list():
                 self.index.apply(definition)
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get("/hooks", self.list_hooks), web.post("/hooks/{name}", self.deliver)]
+    def routes(self) -> list[Route]:
+        """Public routes: a hook authenticates its deliveries with its own signature."""
+        return [
+            Route(
+                "GET", "/hooks", self.list_hooks, None, "listWebhooks",
+                "Webhooks of the latest definitions.", "200:HookList",
+            ),
+            Route(
+                "POST", "/hooks/{name}", self.deliver, None, "deliverWebhook",
+                "Start the workflow that declares this webhook (signature checked when configured). "
+                "A CloudEvent (binary ce-* headers or structured application/cloudevents+json) starts "
+                "it with its data; its source + id is the dedup key unless an idempotency key is given.",
+                "202:StartResult 200:StartResult 400 401 404 408 413 415",
+                (path_param("name", "Webhook name."),),
+                body=Body(((JSON, {}),), required=False),
+            ),
+        ]
 
     async def list_hooks(self, request: web.Request) -> web.Response:
         hooks = [
@@ -164,7 +179,7 @@ class WebhookEndpoint(Lifecycle):
         body = await self._read_body(request, config.max_body_bytes)
         if isinstance(body, web.Response):
             return body
-        binary_event = is_binary_cloudevent(request)
+        binary_event = cloudevents.is_binary_cloudevent(request.headers)
         if not is_json_type(request.content_type) and not binary_event:
             return error_response(
                 415,
@@ -262,68 +277,6 @@ async def read_bounded(request: web.Request, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
-
-
-def is_json_type(content_type: str) -> bool:
-    """application/json, application/cloudevents+json or any application/*+json."""
-    kind = content_type.lower()
-    return kind in JSON_TYPES or (kind.startswith("application/") and kind.endswith("+json"))
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def parse_json(body: bytes) -> Any:
-    """Strict JSON (no NaN/Infinity, at most MAX_DEPTH levels); ValueError with a short reason."""
-    try:
-        value = json.loads(body, parse_constant=_reject_constant)
-    except RecursionError:
-        value = None
-    except UnicodeDecodeError:
-        raise ValueError("not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    else:
-        if nesting_depth(value) <= MAX_DEPTH:
-            return value
-    raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-
-
-def nesting_depth(value: Any, limit: int = MAX_DEPTH) -> int:
-    """How deeply lists and objects nest (scalar: 0), counted up to ``limit + 1``, iteratively."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = list(item.values()) if isinstance(item, dict) else item
-        if not isinstance(children, list):
-            continue
-        deepest = max(deepest, depth)
-        if depth <= limit:
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def is_binary_cloudevent(request: web.Request) -> bool:
-    """A binary-mode CloudEvent: its attributes are ``ce-*`` headers, its body any media type."""
-    return any(name.lower().startswith(cloudevents.HTTP_PREFIX) for name in request.headers)
-
-
-def read_payload(
-    request: web.Request, body: bytes, binary_event: bool
-) -> tuple[Any, dict[str, Any] | None]:
-    """The execution input and the CloudEvent's attributes (None for a plain JSON body).
-
-    JSON is parsed strictly first (ValueError); CloudEvent problems raise BadMessage."""
-    parsed: Any = None
-    if is_json_type(request.content_type) and (body.strip() or not binary_event):
-        parsed = parse_json(body)
-    decoded = cloudevents.from_http(body, request.headers)
-    if decoded.attributes is None:
-        return parsed, None
-    if nesting_depth(decoded.data) > MAX_DEPTH:
-        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-    return decoded.data, decoded.attributes
 
 
 def dedup_key(

@@ -8,15 +8,17 @@ import yaml
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.api.executions import query_params
+from orchestrator.api.requests import parse_json, query_params
+from orchestrator.api.routes import Permission, Route, body, path_param
 from orchestrator.ports import UnknownWorkflow
 from orchestrator.runtime import Runtime
 from schemas.definition import WorkflowDefinition
 from schemas.definition_diff import diff_definitions
 from schemas.validation import parse_definition
-from triggers.webhook import parse_json
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+DEFINITIONS = "/api/v1/definitions"
+NAME = path_param("name", "Workflow name.")
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -76,6 +78,9 @@ def version_param(request: web.Request) -> int | None:
     return version
 
 
+VERSION = {"name": "version", "in": "query", "schema": {"type": "integer", "minimum": 1}}
+
+
 class DiffParams(BaseModel):
     """``?from=V1&to=V2``: ``to`` defaults to the latest version, ``from`` to the one before ``to``."""
 
@@ -90,13 +95,33 @@ class DefinitionsApi:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def routes(self) -> list[web.RouteDef]:
+    def routes(self) -> list[Route]:
+        read, base, definition = Permission.DEFINITIONS_READ, DEFINITIONS, "WorkflowDefinition"
         return [
-            web.post("/api/v1/definitions", self.register),
-            web.get("/api/v1/definitions", self.list_latest),
-            web.get("/api/v1/definitions/{name}", self.get),
-            web.get("/api/v1/definitions/{name}/versions", self.versions),
-            web.get("/api/v1/definitions/{name}/diff", self.diff),
+            Route(
+                "POST", base, self.register, Permission.DEFINITIONS_WRITE, "registerDefinition",
+                "Register a definition (JSON or YAML); a name and version is immutable.",
+                f"201:{definition} 200:{definition} 400 409 413",
+                body=body(WorkflowDefinition, "application/yaml", "text/yaml"),
+            ),
+            Route(
+                "GET", base, self.list_latest, read, "listDefinitions",
+                "The latest version of every workflow.", "200:DefinitionList",
+            ),
+            Route(
+                "GET", base + "/{name}", self.get, read, "getDefinition",
+                "The latest or ?version=N.", f"200:{definition} 400 404", (NAME, VERSION),
+            ),
+            Route(
+                "GET", base + "/{name}/versions", self.versions, read, "listDefinitionVersions",
+                "Every version.", "200:DefinitionVersions 404", (NAME,),
+            ),
+            Route(
+                "GET", base + "/{name}/diff", self.diff, read, "diffDefinitionVersions",
+                "What changed between ?from=V1 and ?to=V2 (default: the latest and the one before), "
+                "each change with its impact on recorded executions (safe, conditional, breaking).",
+                "200:DefinitionDiff 400 404", (NAME,), query=DiffParams,
+            ),
         ]
 
     async def register(self, request: web.Request) -> web.Response:

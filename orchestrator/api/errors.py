@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.core.machine import CommandRejected
-from orchestrator.ports import BackendUnavailable, UnknownWorkflow, VersionConflict
+from orchestrator.ports import BackendUnavailable, UnknownTrigger, UnknownWorkflow, VersionConflict
 from orchestrator.runtime import ExecutionNotFound, InputInvalid
 from schemas.validation import DefinitionError
 
@@ -42,6 +42,8 @@ def response_for(exc: Exception) -> web.Response | None:
         )
     if isinstance(exc, UnknownWorkflow):
         return error_response(404, "unknown_workflow", str(exc))
+    if isinstance(exc, UnknownTrigger):
+        return error_response(404, "unknown_trigger", str(exc))
     if isinstance(exc, ExecutionNotFound):
         return error_response(404, "unknown_execution", str(exc))
     if isinstance(exc, VersionConflict):

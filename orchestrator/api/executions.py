@@ -1,25 +1,19 @@
 """Execution routes: start, list, inspect, history, state at a sequence, cancel, signal, events.
 
 Every data-plane command records its actor. Until authentication exists, it is ``"api"``;
-an authentication middleware will set ``request["actor"]`` (see ``request_actor``).
+an authentication middleware will set ``request["actor"]`` (see ``requests.request_actor``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictInt,
-    StrictStr,
-    ValidationError,
-)
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from orchestrator.api.requests import MAX_KEY_LENGTH, cloudevent_body, json_body, query_params, request_actor
+from orchestrator.api.routes import JSON, Body, Permission, Route, body, path_param
 from orchestrator.core.events import ALL_TYPES
 from orchestrator.engine.engine import rfc3339
 from orchestrator.history.redrive import KEEP, ExecutionRunning, RedriveInvalid, link_to_dict
@@ -27,19 +21,16 @@ from orchestrator.ports import ExecutionQuery
 from orchestrator.runtime import Runtime
 from schemas import cloudevents
 from schemas.envelope import TYPE_PREFIX
-from triggers.inbound import BadMessage
-from triggers.webhook import MAX_KEY_LENGTH, is_binary_cloudevent, parse_json, read_payload
 
-ACTOR_KEY = "actor"  # set on the request by the (future) authentication middleware
-DEFAULT_ACTOR = "api"
 MAX_IDEMPOTENCY_KEY = MAX_KEY_LENGTH
-M = TypeVar("M", bound=BaseModel)
-
-
-def request_actor(request: web.Request) -> str:
-    """Who issues a command: the authenticated principal once auth exists, else ``"api"``."""
-    actor = request.get(ACTOR_KEY)
-    return actor if isinstance(actor, str) and actor else DEFAULT_ACTOR
+EXECUTIONS = "/api/v1/executions"
+ID = path_param("id", "Execution id.")
+IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+    "description": "Starts of one workflow with the same key share one execution.",
+}
 
 
 class _Strict(BaseModel):
@@ -108,57 +99,6 @@ class StateParams(_Strict):
     at: int | None = Field(None, ge=1)
 
 
-def _describe(exc: ValidationError, show_input: bool) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "body"
-        got = f" (got {error['input']!r})" if show_input and isinstance(error["input"], str) else ""
-        parts.append(f"{where}: {error['msg']}{got}")
-    return "; ".join(parts)
-
-
-def query_params(request: web.Request, model: type[M]) -> M:
-    """Validated query parameters; 400 naming each bad parameter."""
-    try:
-        return model.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise web.HTTPBadRequest(reason="Invalid Parameter", text=_describe(exc, True)) from None
-
-
-async def json_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
-    """A validated JSON object body; with ``optional``, an empty body means ``{}``."""
-    raw = await request.read()
-    if not raw.strip():
-        if not optional:
-            raise web.HTTPBadRequest(reason="Invalid Body", text="the body is empty; send a JSON object")
-        data: Any = {}
-    else:
-        try:
-            data = parse_json(raw)  # strict JSON, nesting bounded: the webhooks' parser
-        except ValueError as exc:
-            raise web.HTTPBadRequest(reason="Invalid Body", text=f"the body is not JSON: {exc}") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise web.HTTPBadRequest(reason="Invalid Body", text=_describe(exc, False)) from None
-
-
-async def _cloudevent_body(request: web.Request) -> tuple[dict[str, Any], Any] | None:
-    """(attributes, data) of a CloudEvent request (HTTP binding), else None; 400 when invalid."""
-    binary = is_binary_cloudevent(request)
-    if not binary and not request.content_type.lower().startswith("application/cloudevents"):
-        return None
-    raw = await request.read()
-    try:
-        payload, attributes = read_payload(request, raw, binary)
-    except BadMessage as exc:
-        raise web.HTTPBadRequest(reason="Invalid CloudEvent", text=f"invalid CloudEvent: {exc}") from None
-    except ValueError as exc:
-        raise web.HTTPBadRequest(reason="Invalid Body", text=f"the body is not JSON: {exc}") from None
-    assert attributes is not None
-    return attributes, payload
-
-
 def _idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
@@ -192,22 +132,82 @@ class ExecutionsApi:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def routes(self) -> list[web.RouteDef]:
-        base = "/api/v1/executions"
+    def routes(self) -> list[Route]:
+        P, base = Permission, EXECUTIONS
         return [
-            web.post(base, self.start),
-            web.get(base, self.list_executions),
-            web.get(base + "/{id}", self.get),
-            web.get(base + "/{id}/history", self.history),
-            web.get(base + "/{id}/state", self.state),
-            web.get(base + "/{id}/diff/{other}", self.diff),
-            web.get(base + "/{id}/timeline", self.timeline),
-            web.post(base + "/{id}/cancel", self.cancel),
-            web.post(base + "/{id}/signals", self.signal),
-            web.post("/api/v1/events", self.publish),
-            web.post(base + "/{id}/redrive", self.redrive),
-            web.post(base + "/redrive", self.redrive_bulk),
-            web.get(base + "/{id}/links", self.links),
+            Route(
+                "POST", base, self.start, P.EXECUTIONS_START, "startExecution",
+                "Start an execution: 202 once durable; 200 for a repeated Idempotency-Key.",
+                "202:StartResult 200:StartResult 400 404",
+                (IDEMPOTENCY,), body=body(StartBody),
+            ),
+            Route(
+                "GET", base, self.list_executions, P.EXECUTIONS_READ, "listExecutions",
+                "Newest first, paged by next_cursor.", "200:ExecutionPage 400", query=ListParams,
+            ),
+            Route(
+                "GET", base + "/{id}", self.get, P.PAYLOADS_READ, "getExecution",
+                "Summary and current state.", "200:Execution 404", (ID,),
+            ),
+            Route(
+                "GET", base + "/{id}/history", self.history, P.PAYLOADS_READ, "getHistory",
+                "A page of the execution's events as CloudEvents (type: comma-separated filter).",
+                "200:HistoryPage 400 404", (ID,), query=HistoryParams,
+            ),
+            Route(
+                "GET", base + "/{id}/state", self.state, P.PAYLOADS_READ, "getState",
+                "The state folded from the first ?at=SEQ events (default: all).",
+                "200:ExecutionState 400 404", (ID,), query=StateParams,
+            ),
+            Route(
+                "GET", base + "/{id}/diff/{other}", self.diff, P.PAYLOADS_READ, "diffExecutions",
+                "Compare two executions: history (first divergence, per-event changes) and state.",
+                "200:ExecutionDiff 404", (ID, path_param("other", "The other execution's id.")),
+            ),
+            Route(
+                "GET", base + "/{id}/timeline", self.timeline, P.PAYLOADS_READ, "getTimeline",
+                "The history as a readable timeline: events, then step spans with durations, waits, retries.",
+                "200:Timeline 404", (ID,),
+            ),
+            Route(
+                "POST", base + "/{id}/cancel", self.cancel, P.EXECUTIONS_CANCEL, "cancelExecution",
+                "Cancel a running execution; 409 when it has finished.",
+                "200:ExecutionState 400 404 409", (ID,), body=body(CancelBody, required=False),
+            ),
+            Route(
+                "POST", base + "/{id}/signals", self.signal, P.EXECUTIONS_SIGNAL, "signalExecution",
+                "Send a named signal; buffered until the execution waits for it.",
+                "202:SignalAccepted 400 404 409", (ID,), body=body(SignalBody),
+            ),
+            Route(
+                "POST", "/api/v1/events", self.publish, P.EVENTS_PUBLISH, "publishEvent",
+                "Deliver an event to the executions waiting on its name and correlation key. A "
+                "CloudEvent (binary mode with ce-* headers, or structured application/cloudevents+json) "
+                "is taken as name = type, payload = data, correlation key = the correlationkey "
+                "extension, else subject; an execution takes one CloudEvent (source + id) at most once.",
+                "202:Delivered 400",
+                body=Body(((JSON, EventBody), (cloudevents.STRUCTURED, "InboundCloudEvent"))),
+            ),
+            Route(
+                "POST", base + "/{id}/redrive", self.redrive, P.EXECUTIONS_REDRIVE, "redriveExecution",
+                "Re-run a finished execution as a new, linked one, reusing the steps that succeeded "
+                "before from_step (or the failed step); 200 for a repeated Idempotency-Key, 409 while it runs.",
+                "202:RedriveResult 200:RedriveResult 400 404 409",
+                (ID, {**IDEMPOTENCY, "description": "Redrives of one execution with the same key share one."}),
+                body=body(RedriveBody, required=False),
+            ),
+            Route(
+                "POST", base + "/redrive", self.redrive_bulk, P.EXECUTIONS_REDRIVE, "redriveExecutions",
+                "Bulk redrive: list matching finished executions (dry_run, the default) or redrive each, "
+                "paced; the same request again starts nothing new.",
+                "200:BulkRedriveResult 202:BulkRedriveResult 400 404",
+                ({**IDEMPOTENCY, "description": "The batch key (default: derived from the filters)."},),
+                body=body(BulkRedriveBody, required=False),
+            ),
+            Route(
+                "GET", base + "/{id}/links", self.links, P.EXECUTIONS_READ, "getLinks",
+                "Links to other executions (redrive_of, redriven_as).", "200:LinkList 404", (ID,),
+            ),
         ]
 
     async def start(self, request: web.Request) -> web.Response:
@@ -316,7 +316,7 @@ class ExecutionsApi:
         A CloudEvent (binary or structured mode) is taken as name = ``type``, payload = data,
         correlation key = ``correlationkey`` (else ``subject``); its source + id is the event id,
         so an execution takes a re-sent CloudEvent at most once."""
-        event = await _cloudevent_body(request)
+        event = await cloudevent_body(request)
         if event is not None:
             attributes, payload = event
             raw_key = attributes.get("correlationkey", attributes.get("subject"))

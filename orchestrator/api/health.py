@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from orchestrator.api.routes import Route
 from orchestrator.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -20,8 +21,15 @@ class HealthApi:
         self.runtime = runtime
         self.timeout = timeout
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get("/healthz", self.healthz), web.get("/readyz", self.readyz)]
+    def routes(self) -> list[Route]:
+        """Public probes."""
+        return [
+            Route("GET", "/healthz", self.healthz, None, "healthz", "The process is alive.", "200:Health"),
+            Route(
+                "GET", "/readyz", self.readyz, None, "readyz",
+                "The runtime runs; its event log answers.", "200:Health 503:Health",
+            ),
+        ]
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -1,26 +1,25 @@
-"""The OpenAPI 3.1 document, served at ``/api/v1/openapi.json``.
+"""The OpenAPI 3.1 document, generated from the app's route table and served at
+``/api/v1/openapi.json``.
 
-Request bodies and query parameters come from the pydantic models the handlers validate with;
-a test checks that the paths here are exactly the routes the app registers.
+Paths, methods, summaries, parameters, request bodies and each operation's ``x-permission``
+(null: public) come from the :class:`~orchestrator.api.routes.Route` declarations; request
+models become components. The response schemas are the components below. Routes declared with
+``in_openapi=False`` are left out.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 
-from orchestrator.api import definitions as defs
-from orchestrator.api import executions as ex
-from orchestrator.api import replay as replay_api
+from orchestrator.api.routes import JSON, OPENAPI_PATH, ROUTE_TABLE, Model, Route, Schema
 from orchestrator.ports import ExecutionSummary
-from schemas.definition import WorkflowDefinition
 
 REF = "#/components/schemas/{model}"
-JSON = "application/json"
-Schema = dict[str, Any]
 STR: Schema = {"type": "string"}
 INT: Schema = {"type": "integer"}
 BOOL: Schema = {"type": "boolean"}
@@ -217,11 +216,10 @@ SCHEMAS: dict[str, Schema] = {
         },
         "workflow ok summary executions",
     ),
-    "VerifyBody": replay_api.VerifyBody.model_json_schema(ref_template=REF),
 }
 
 
-def _model_schemas(*models: type[BaseModel]) -> dict[str, Schema]:
+def _model_schemas(models: Iterable[type[BaseModel]]) -> dict[str, Schema]:
     """Models as components, their nested ``$defs`` hoisted so every ``$ref`` resolves."""
     found: dict[str, Schema] = {}
     for model in models:
@@ -231,273 +229,99 @@ def _model_schemas(*models: type[BaseModel]) -> dict[str, Schema]:
     return found
 
 
-def _query(model: type[BaseModel]) -> list[Schema]:
+def query_params(model: type[BaseModel]) -> list[Schema]:
+    """The query parameters a model validates."""
     properties = model.model_json_schema()["properties"]
     return [{"name": name, "in": "query", "schema": prop} for name, prop in properties.items()]
 
 
-def _path(name: str, description: str) -> Schema:
-    return {"name": name, "in": "path", "required": True, "schema": STR, "description": description}
+def _schema(model: Model) -> Schema:
+    if isinstance(model, str):
+        return ref(model)
+    if isinstance(model, dict):
+        return model
+    return ref(model.__name__)
 
 
-def _op(
-    op_id: str,
-    summary: str,
-    responses: str,
-    params: list[Schema] | None = None,
-    body: Schema | None = None,
-) -> Schema:
-    """One operation. ``responses``: ``"201:Schema 400 ..."``; a bare status has an Error body."""
+def _responses(compact: str) -> Schema:
+    """``"201:Schema 400 ..."``; a bare status has an Error body."""
     answers: Schema = {}
-    for item in responses.split():
+    for item in compact.split():
         status, _, name = item.partition(":")
         content = {JSON: {"schema": ref(name or "Error")}}
         answers[status] = {"description": HTTPStatus(int(status)).phrase, "content": content}
-    operation: Schema = {"operationId": op_id, "summary": summary, "responses": answers}
+    return answers
+
+
+def operation(route: Route) -> Schema:
+    """One route's operation object, with its ``x-permission``."""
+    operation: Schema = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "x-permission": None if route.permission is None else route.permission.value,
+        "responses": _responses(route.responses),
+    }
+    params = list(route.params)
+    declared = {p["name"] for p in params if p.get("in") == "path"}
+    params += [
+        {"name": name, "in": "path", "required": True, "schema": STR}
+        for name in re.findall(r"{(\w+)}", route.path)
+        if name not in declared
+    ]
+    if route.query is not None:
+        params += query_params(route.query)
     if params:
         operation["parameters"] = params
-    if body is not None:
-        operation["requestBody"] = body
+    if route.body is not None:
+        content = {kind: {"schema": _schema(model)} for kind, model in route.body.content}
+        operation["requestBody"] = {"required": route.body.required, "content": content}
     return operation
 
 
-def _body(name: str, *media: str, required: bool = True) -> Schema:
-    return {"required": required, "content": {m: {"schema": ref(name)} for m in (JSON, *media)}}
+def _models(routes: Iterable[Route]) -> dict[str, type[BaseModel]]:
+    """The request models the routes name, by name (each once)."""
+    found: dict[str, type[BaseModel]] = {}
+    for route in routes:
+        content = route.body.content if route.body is not None else ()
+        for _, model in content:
+            if isinstance(model, type):
+                found.setdefault(model.__name__, model)
+    return found
 
 
-NAME, ID = _path("name", "Workflow name."), _path("id", "Execution id.")
-VERSION = {"name": "version", "in": "query", "schema": {"type": "integer", "minimum": 1}}
-IDEMPOTENCY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "schema": {"type": "string", "minLength": 1, "maxLength": ex.MAX_IDEMPOTENCY_KEY},
-    "description": "Starts of one workflow with the same key share one execution.",
-}
-DEFS, EXS = "/api/v1/definitions", "/api/v1/executions"
-WEBHOOK_BODY = {"required": False, "content": {JSON: {"schema": ANY}}}
-DEFINITION = "WorkflowDefinition"
-TRIGGER_PARAMS = [_path("workflow", "Workflow name."), _path("name", "Trigger name.")]
-
-PATHS: dict[str, Schema] = {
-    DEFS: {
-        "post": _op(
-            "registerDefinition",
-            "Register a definition (JSON or YAML); a name and version is immutable.",
-            f"201:{DEFINITION} 200:{DEFINITION} 400 409 413",
-            body=_body(DEFINITION, "application/yaml", "text/yaml"),
-        ),
-        "get": _op("listDefinitions", "The latest version of every workflow.", "200:DefinitionList"),
-    },
-    DEFS + "/{name}": {
-        "get": _op(
-            "getDefinition",
-            "The latest or ?version=N.",
-            f"200:{DEFINITION} 400 404",
-            [NAME, VERSION],
-        )
-    },
-    DEFS + "/{name}/diff": {
-        "get": _op(
-            "diffDefinitionVersions",
-            "What changed between ?from=V1 and ?to=V2 (default: the latest and the one before), "
-            "each change with its impact on recorded executions (safe, conditional, breaking).",
-            "200:DefinitionDiff 400 404",
-            [NAME, *_query(defs.DiffParams)],
-        )
-    },
-    DEFS + "/{name}/versions": {
-        "get": _op("listDefinitionVersions", "Every version.", "200:DefinitionVersions 404", [NAME])
-    },
-    EXS: {
-        "post": _op(
-            "startExecution",
-            "Start an execution: 202 once durable; 200 for a repeated Idempotency-Key.",
-            "202:StartResult 200:StartResult 400 404",
-            [IDEMPOTENCY],
-            _body("StartBody"),
-        ),
-        "get": _op(
-            "listExecutions",
-            "Newest first, paged by next_cursor.",
-            "200:ExecutionPage 400",
-            _query(ex.ListParams),
-        ),
-    },
-    EXS + "/{id}": {"get": _op("getExecution", "Summary and current state.", "200:Execution 404", [ID])},
-    EXS + "/{id}/history": {
-        "get": _op(
-            "getHistory",
-            "A page of the execution's events as CloudEvents (type: comma-separated filter).",
-            "200:HistoryPage 400 404",
-            [ID, *_query(ex.HistoryParams)],
-        )
-    },
-    EXS + "/{id}/timeline": {
-        "get": _op(
-            "getTimeline",
-            "The history as a readable timeline: events, then step spans with durations, waits, retries.",
-            "200:Timeline 404",
-            [ID],
-        )
-    },
-    EXS + "/{id}/diff/{other}": {
-        "get": _op(
-            "diffExecutions",
-            "Compare two executions: history (first divergence, per-event changes) and state.",
-            "200:ExecutionDiff 404",
-            [ID, _path("other", "The other execution's id.")],
-        )
-    },
-    EXS + "/{id}/state": {
-        "get": _op(
-            "getState",
-            "The state folded from the first ?at=SEQ events (default: all).",
-            "200:ExecutionState 400 404",
-            [ID, *_query(ex.StateParams)],
-        )
-    },
-    EXS + "/{id}/cancel": {
-        "post": _op(
-            "cancelExecution",
-            "Cancel a running execution; 409 when it has finished.",
-            "200:ExecutionState 400 404 409",
-            [ID],
-            _body("CancelBody", required=False),
-        )
-    },
-    EXS + "/{id}/signals": {
-        "post": _op(
-            "signalExecution",
-            "Send a named signal; buffered until the execution waits for it.",
-            "202:SignalAccepted 400 404 409",
-            [ID],
-            _body("SignalBody"),
-        )
-    },
-    EXS + "/{id}/redrive": {
-        "post": _op(
-            "redriveExecution",
-            "Re-run a finished execution as a new, linked one, reusing the steps that succeeded "
-            "before from_step (or the failed step); 200 for a repeated Idempotency-Key, 409 while it runs.",
-            "202:RedriveResult 200:RedriveResult 400 404 409",
-            [ID, {**IDEMPOTENCY, "description": "Redrives of one execution with the same key share one."}],
-            _body("RedriveBody", required=False),
-        )
-    },
-    EXS + "/redrive": {
-        "post": _op(
-            "redriveExecutions",
-            "Bulk redrive: list matching finished executions (dry_run, the default) or redrive each, "
-            "paced; the same request again starts nothing new.",
-            "200:BulkRedriveResult 202:BulkRedriveResult 400 404",
-            [{**IDEMPOTENCY, "description": "The batch key (default: derived from the filters)."}],
-            _body("BulkRedriveBody", required=False),
-        )
-    },
-    EXS + "/{id}/links": {
-        "get": _op(
-            "getLinks", "Links to other executions (redrive_of, redriven_as).", "200:LinkList 404", [ID]
-        )
-    },
-    "/api/v1/replay/verify": {
-        "post": _op(
-            "verifyReplay",
-            "Replay up to `sample` recorded executions of a workflow with the graph of `version`; "
-            "the report names each divergence (ok is false when any).",
-            "200:ReplayReport 400 404",
-            body=_body("VerifyBody"),
-        )
-    },
-    "/api/v1/events": {
-        "post": _op(
-            "publishEvent",
-            "Deliver an event to the executions waiting on its name and correlation key. A "
-            "CloudEvent (binary mode with ce-* headers, or structured application/cloudevents+json) "
-            "is taken as name = type, payload = data, correlation key = the correlationkey "
-            "extension, else subject; an execution takes one CloudEvent (source + id) at most once.",
-            "202:Delivered 400",
-            body={
-                "required": True,
-                "content": {
-                    JSON: {"schema": ref("EventBody")},
-                    "application/cloudevents+json": {"schema": ref("InboundCloudEvent")},
-                },
-            },
-        )
-    },
-    "/api/v1/triggers": {
-        "get": _op(
-            "listTriggers",
-            "Every trigger of every workflow's latest version: enabled, running here, stats, errors.",
-            "200:TriggerList",
-        )
-    },
-    "/api/v1/triggers/{workflow}/{name}/enable": {
-        "post": _op(
-            "enableTrigger",
-            "Enable a trigger (a persisted override; every process applies it within a poll interval).",
-            "200:Trigger 404",
-            TRIGGER_PARAMS,
-        )
-    },
-    "/api/v1/triggers/{workflow}/{name}/disable": {
-        "post": _op(
-            "disableTrigger",
-            "Disable a trigger: its source stops; a disabled webhook answers 404.",
-            "200:Trigger 404",
-            TRIGGER_PARAMS,
-        )
-    },
-    "/hooks": {"get": _op("listWebhooks", "Webhooks of the latest definitions.", "200:HookList")},
-    "/hooks/{name}": {
-        "post": _op(
-            "deliverWebhook",
-            "Start the workflow that declares this webhook (signature checked when configured). "
-            "A CloudEvent (binary ce-* headers or structured application/cloudevents+json) starts "
-            "it with its data; its source + id is the dedup key unless an idempotency key is given.",
-            "202:StartResult 200:StartResult 400 401 404 408 413 415",
-            [_path("name", "Webhook name.")],
-            WEBHOOK_BODY,
-        )
-    },
-    "/healthz": {"get": _op("healthz", "The process is alive.", "200:Health")},
-    "/readyz": {"get": _op("readyz", "The runtime runs; its event log answers.", "200:Health 503:Health")},
-    "/api/v1/openapi.json": {"get": _op("openapi", "This document.", "200:OpenApiDocument")},
-}
-
-
-def document() -> Schema:
-    """The whole OpenAPI 3.1 document."""
-    models = _model_schemas(
-        WorkflowDefinition,
-        ex.StartBody,
-        ex.CancelBody,
-        ex.SignalBody,
-        ex.EventBody,
-        ex.RedriveBody,
-        ex.BulkRedriveBody,
-    )
+def document(routes: Iterable[Route]) -> Schema:
+    """The whole OpenAPI 3.1 document of the routes declared ``in_openapi``."""
+    documented = [route for route in routes if route.in_openapi]
+    paths: dict[str, Schema] = {}
+    for route in documented:
+        paths.setdefault(route.path, {})[route.method.lower()] = operation(route)
+    models = _model_schemas(_models(documented).values())
     models["ExecutionSummary"] = TypeAdapter(ExecutionSummary).json_schema(ref_template=REF)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Workflow orchestrator",
             "version": "1",
-            "description": "Errors have one shape: {error: {code, message, details?}}.",
+            "description": "Errors have one shape: {error: {code, message, details?}}. "
+            "x-permission names what each operation needs (null: public).",
         },
-        "paths": PATHS,
+        "paths": paths,
         "components": {"schemas": {**models, **SCHEMAS}},
     }
 
 
 class OpenApi:
-    """Serves the document, built once per app."""
+    """Serves the document of the app's own route table, built on the first request."""
 
     def __init__(self) -> None:
-        self.document = document()
+        self._document: Schema | None = None
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get("/api/v1/openapi.json", self.serve)]
+    def routes(self) -> list[Route]:
+        return [
+            Route("GET", OPENAPI_PATH, self.serve, None, "openapi", "This document.", "200:OpenApiDocument")
+        ]
 
     async def serve(self, request: web.Request) -> web.Response:
-        return web.json_response(self.document)
+        if self._document is None:
+            self._document = document(request.app[ROUTE_TABLE].routes)
+        return web.json_response(self._document)

@@ -7,7 +7,8 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.api.executions import json_body
+from orchestrator.api.requests import json_body
+from orchestrator.api.routes import Permission, Route, body
 from orchestrator.history.verify import DEFAULT_SAMPLE, MAX_SAMPLE, verify_recorded
 from orchestrator.runtime import Runtime
 
@@ -28,8 +29,15 @@ class ReplayApi:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("/api/v1/replay/verify", self.verify)]
+    def routes(self) -> list[Route]:
+        return [
+            Route(
+                "POST", "/api/v1/replay/verify", self.verify, Permission.REPLAY_VERIFY, "verifyReplay",
+                "Replay up to `sample` recorded executions of a workflow with the graph of `version`; "
+                "the report names each divergence (ok is false when any).",
+                "200:ReplayReport 400 404", body=body(VerifyBody),
+            )
+        ]
 
     async def verify(self, request: web.Request) -> web.Response:
         """200 with the report (``ok`` false when any execution diverged); 404 unknown workflow or version."""

@@ -6,31 +6,67 @@ process applies it at once, every other process within one trigger poll interval
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, Protocol
+
 from aiohttp import web
 
-from orchestrator.api.errors import error_response
-from triggers.manager import TriggerManager, UnknownTrigger
+from orchestrator.api.routes import Permission, Route, path_param
 
 TRIGGERS = "/api/v1/triggers"
+PARAMS = (path_param("workflow", "Workflow name."), path_param("name", "Trigger name."))
+
+
+class TriggerListing(Protocol):
+    """One trigger as the listing shows it."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class TriggerControl(Protocol):
+    """What the routes need from the process's triggers (``triggers.manager.TriggerManager``)."""
+
+    @property
+    def run_sources(self) -> bool:
+        """Whether this process runs trigger sources."""
+
+    async def views(self) -> Sequence[TriggerListing]:
+        """Every trigger of every workflow's latest version."""
+
+    async def set_enabled(self, workflow: str, name: str, enabled: bool) -> TriggerListing:
+        """Persist and apply an override; UnknownWorkflow, UnknownTrigger (both 404)."""
 
 
 class TriggersApi:
-    """``/api/v1/triggers`` over a TriggerManager (which runs the sources, or not, in this process)."""
+    """``/api/v1/triggers`` over a TriggerControl (which runs the sources, or not, in this process)."""
 
-    def __init__(self, manager: TriggerManager) -> None:
-        self.manager = manager
+    def __init__(self, control: TriggerControl) -> None:
+        self.control = control
 
-    def routes(self) -> list[web.RouteDef]:
+    def routes(self) -> list[Route]:
         return [
-            web.get(TRIGGERS, self.list_triggers),
-            web.post(TRIGGERS + "/{workflow}/{name}/enable", self.enable),
-            web.post(TRIGGERS + "/{workflow}/{name}/disable", self.disable),
+            Route(
+                "GET", TRIGGERS, self.list_triggers, Permission.TRIGGERS_READ, "listTriggers",
+                "Every trigger of every workflow's latest version: enabled, running here, stats, errors.",
+                "200:TriggerList",
+            ),
+            Route(
+                "POST", TRIGGERS + "/{workflow}/{name}/enable", self.enable, Permission.TRIGGERS_WRITE,
+                "enableTrigger",
+                "Enable a trigger (a persisted override; every process applies it within a poll interval).",
+                "200:Trigger 404", PARAMS,
+            ),
+            Route(
+                "POST", TRIGGERS + "/{workflow}/{name}/disable", self.disable, Permission.TRIGGERS_WRITE,
+                "disableTrigger", "Disable a trigger: its source stops; a disabled webhook answers 404.",
+                "200:Trigger 404", PARAMS,
+            ),
         ]
 
     async def list_triggers(self, request: web.Request) -> web.Response:
-        views = await self.manager.views()
+        views = await self.control.views()
         return web.json_response(
-            {"triggers": [v.to_dict() for v in views], "runs_sources": self.manager.run_sources}
+            {"triggers": [v.to_dict() for v in views], "runs_sources": self.control.run_sources}
         )
 
     async def enable(self, request: web.Request) -> web.Response:
@@ -41,8 +77,5 @@ class TriggersApi:
 
     async def _set(self, request: web.Request, enabled: bool) -> web.Response:
         workflow, name = request.match_info["workflow"], request.match_info["name"]
-        try:
-            view = await self.manager.set_enabled(workflow, name, enabled)
-        except UnknownTrigger as exc:
-            return error_response(404, "unknown_trigger", str(exc))
+        view = await self.control.set_enabled(workflow, name, enabled)
         return web.json_response(view.to_dict())

@@ -11,14 +11,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from orchestrator.api.errors import error_middleware
+from orchestrator.api.app import create_app
+from orchestrator.api.requests import MAX_DEPTH
 from orchestrator.ports import ExecutionQuery
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
 from schemas.validation import parse_definition
 from triggers.signatures import sign_generic, sign_github, sign_stripe
-from triggers.webhook import MAX_DEPTH, WebhookEndpoint
+from triggers.webhook import WebhookEndpoint
 
 NOW = 1_700_000_000.0
 SECRETS = {
@@ -92,8 +93,7 @@ async def runtime() -> AsyncIterator[Runtime]:
 
 async def serve(endpoint: WebhookEndpoint) -> Client:
     await endpoint.start()
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024 * 1024)
-    app.add_routes(endpoint.routes())
+    app = create_app([endpoint], max_body_bytes=64 * 1024 * 1024)
     client: Client = TestClient(TestServer(app))
     await client.start_server()
     return client

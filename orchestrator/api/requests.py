@@ -1,0 +1,144 @@
+"""Request helpers shared by every HTTP route (REST API and webhooks): strict JSON, validated
+bodies and query parameters, CloudEvent bodies, and who is asking.
+
+Every failure is an ``HTTPBadRequest`` naming what is wrong (or a ``ValueError`` / ``BadMessage``
+from the parsers, for callers that answer with their own error codes), never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from schemas import cloudevents
+
+ACTOR_KEY = "actor"  # set on the request by the (future) authentication middleware
+DEFAULT_ACTOR = "api"
+MAX_KEY_LENGTH = 256  # the longest idempotency key accepted (header or webhook body field)
+MAX_DEPTH = 128  # deeper input would risk RecursionError later (schema checks, expressions, codecs)
+JSON_TYPES = frozenset({"application/json", "application/cloudevents+json"})
+M = TypeVar("M", bound=BaseModel)
+
+
+def request_actor(request: web.Request) -> str:
+    """Who issues a command: the authenticated principal once auth exists, else ``"api"``."""
+    actor = request.get(ACTOR_KEY)
+    return actor if isinstance(actor, str) and actor else DEFAULT_ACTOR
+
+
+# -- JSON -----------------------------------------------------------------------------------------
+
+
+def is_json_type(content_type: str) -> bool:
+    """application/json, application/cloudevents+json or any application/*+json."""
+    kind = content_type.lower()
+    return kind in JSON_TYPES or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON (no NaN/Infinity, at most MAX_DEPTH levels); ValueError with a short reason."""
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except RecursionError:
+        value = None
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    else:
+        if nesting_depth(value) <= MAX_DEPTH:
+            return value
+    raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+
+
+def nesting_depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deeply lists and objects nest (scalar: 0), counted up to ``limit + 1``, iteratively."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = list(item.values()) if isinstance(item, dict) else item
+        if not isinstance(children, list):
+            continue
+        deepest = max(deepest, depth)
+        if depth <= limit:
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def read_payload(
+    request: web.Request, body: bytes, binary_event: bool
+) -> tuple[Any, dict[str, Any] | None]:
+    """The payload and the CloudEvent's attributes (None for a plain JSON body).
+
+    JSON is parsed strictly first (ValueError); CloudEvent problems raise BadMessage."""
+    parsed: Any = None
+    if is_json_type(request.content_type) and (body.strip() or not binary_event):
+        parsed = parse_json(body)
+    decoded = cloudevents.from_http(body, request.headers)
+    if decoded.attributes is None:
+        return parsed, None
+    if nesting_depth(decoded.data) > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    return decoded.data, decoded.attributes
+
+
+# -- validated bodies and parameters --------------------------------------------------------------
+
+
+def describe(exc: ValidationError, show_input: bool) -> str:
+    """One line naming each invalid field (and, for parameters, the value given)."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        got = f" (got {error['input']!r})" if show_input and isinstance(error["input"], str) else ""
+        parts.append(f"{where}: {error['msg']}{got}")
+    return "; ".join(parts)
+
+
+def query_params(request: web.Request, model: type[M]) -> M:
+    """Validated query parameters; 400 naming each bad parameter."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise web.HTTPBadRequest(reason="Invalid Parameter", text=describe(exc, True)) from None
+
+
+async def json_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
+    """A validated JSON object body; with ``optional``, an empty body means ``{}``."""
+    raw = await request.read()
+    if not raw.strip():
+        if not optional:
+            raise web.HTTPBadRequest(reason="Invalid Body", text="the body is empty; send a JSON object")
+        data: Any = {}
+    else:
+        try:
+            data = parse_json(raw)  # strict JSON, nesting bounded: the webhooks' parser
+        except ValueError as exc:
+            raise web.HTTPBadRequest(reason="Invalid Body", text=f"the body is not JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise web.HTTPBadRequest(reason="Invalid Body", text=describe(exc, False)) from None
+
+
+async def cloudevent_body(request: web.Request) -> tuple[dict[str, Any], Any] | None:
+    """(attributes, data) of a CloudEvent request (HTTP binding), else None; 400 when invalid."""
+    binary = cloudevents.is_binary_cloudevent(request.headers)
+    if not binary and not request.content_type.lower().startswith("application/cloudevents"):
+        return None
+    raw = await request.read()
+    try:
+        payload, attributes = read_payload(request, raw, binary)
+    except cloudevents.BadMessage as exc:
+        raise web.HTTPBadRequest(reason="Invalid CloudEvent", text=f"invalid CloudEvent: {exc}") from None
+    except ValueError as exc:
+        raise web.HTTPBadRequest(reason="Invalid Body", text=f"the body is not JSON: {exc}") from None
+    assert attributes is not None
+    return attributes, payload
