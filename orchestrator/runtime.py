@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -459,3 +459,21 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+@contextlib.asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[tuple[EventLog, Registry]]:
+    """The started event log and registry of ``settings``, stopped on exit: all that maintenance
+    commands (export, import, verify, replay verify, retention sweeps) need, without the engine,
+    transport, timers or workers of a :class:`Runtime`."""
+    log_: EventLog = open_backend(EVENT_LOGS, settings.event_log_url, "event log")
+    registry: Registry = open_backend(REGISTRIES, settings.effective_registry_url, "registry")
+    await log_.start()
+    try:
+        await registry.start()
+        try:
+            yield log_, registry
+        finally:
+            await registry.stop()
+    finally:
+        await log_.stop()

@@ -1,33 +1,31 @@
-"""``orchestrator export | import | verify``: move and check data, straight on the backends.
+"""``orchestrator export | import | verify``: move and check data, straight on the stores.
 
 ``export`` writes the JSON Lines export format (``docs/data.md``) to a file (atomically) or
 stdout; ``import`` reads one back (idempotent; exit 1 when something was not imported because it
 conflicts with the target, 2 for a malformed file); ``verify`` checks every history (exit 1 on
-any error, 0 when clean or only warnings).
+any error, 0 when clean or only warnings). On a terminal each shows its progress on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
 import sys
 from typing import Any, TextIO
 
-from orchestrator.cli.remote import CliError, print_json, print_lines
+from orchestrator.cli.args import Parents, store_settings
+from orchestrator.cli.errors import CliError
+from orchestrator.cli.output import Advance, Output
 from orchestrator.history import archive, integrity
+from orchestrator.runtime import open_stores
 from orchestrator.settings import Settings
 
 
-def add_commands(sub: Any) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--event-log", metavar="URL", help="default: env or sqlite:///orchestrator.db")
-    common.add_argument("--registry", metavar="URL", help="default: env, else the event log's URL")
-    common.add_argument("--json", action="store_true", help="machine-readable JSON output")
-
+def add_commands(sub: Any, parents: Parents) -> None:
     p = sub.add_parser(
         "export",
-        parents=[common],
+        parents=[parents.stores],
         help="write definitions and histories as JSON Lines (docs/data.md)",
         description="Stream every definition version and every execution's history to one file.",
     )
@@ -39,7 +37,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser(
         "import",
-        parents=[common],
+        parents=[parents.stores],
         help="read an export back (idempotent; conflicts are reported, never overwritten)",
         description=(
             "Register the definitions and append the histories of an export file. Events the "
@@ -52,7 +50,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser(
         "verify",
-        parents=[common],
+        parents=[parents.stores],
         help="check every history: sequences, summaries, registry, parents, hash chain",
         description="Exit 0 when clean (warnings allowed), 1 when any error is found.",
     )
@@ -60,44 +58,50 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(handler=cmd_verify)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env().with_overrides(event_log_url=args.event_log, registry_url=args.registry)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    report = asyncio.run(_export(_settings(args), args.workflow, args.output))
+def cmd_export(args: argparse.Namespace, out: Output) -> int:
+    report = asyncio.run(_export(store_settings(args), args.workflow, args.output, out))
     to_stdout = args.output == "-"
-    if args.json:
+    if out.json:
         if to_stdout:  # stdout carries the export itself
-            print_json_to_stderr(report.to_dict())
+            out.value(report.to_dict(), to_stderr=True)
         else:
-            print_json({"output": args.output, **report.to_dict()})
+            out.value({"output": args.output, **report.to_dict()})
         return 0
     where = "stdout" if to_stdout else args.output
     message = (
         f"exported {report.definitions} definitions, {report.executions} executions, "
         f"{report.events} events to {where}"
     )
-    print(message, file=sys.stderr if to_stdout else sys.stdout)
+    if to_stdout:
+        out.note(message)
+    else:
+        out.line(message)
     return 0
 
 
-async def _export(settings: Settings, workflow: str | None, output: str) -> archive.ExportReport:
-    async with archive.open_backends(settings.event_log_url, settings.effective_registry_url) as (
-        log,
-        registry,
-    ):
+async def _export(settings: Settings, workflow: str | None, output: str, out: Output) -> archive.ExportReport:
+    async with open_stores(settings) as (log, registry):
         if output == "-":
-            report = await archive.export(log, registry, sys.stdout, workflow=workflow)
-            sys.stdout.flush()
+            # An export printed on a terminal would run through the progress display: none then.
+            shown = (
+                contextlib.nullcontext(None)
+                if out.draws_tables
+                else out.progress("exporting", unit="executions")
+            )
+            with shown as advance:
+                report = await archive.export(log, registry, out.stdout, workflow=workflow, progress=advance)
+            out.stdout.flush()
             return report
         try:
-            return await archive.export_to_file(log, registry, output, workflow=workflow)
+            with out.progress("exporting", unit="executions") as advance:
+                return await archive.export_to_file(
+                    log, registry, output, workflow=workflow, progress=advance
+                )
         except OSError as exc:
             raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
-def cmd_import(args: argparse.Namespace) -> int:
+def cmd_import(args: argparse.Namespace, out: Output) -> int:
     if args.file == "-":
         stream: TextIO = sys.stdin
     else:
@@ -105,8 +109,10 @@ def cmd_import(args: argparse.Namespace) -> int:
             stream = open(args.file, encoding="utf-8")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise CliError(f"cannot read {args.file}: {exc.strerror or exc}", 2) from None
+    counts = archive.footer_counts(args.file) if args.file != "-" and out.shows_progress else None
     try:
-        report = asyncio.run(_import(_settings(args), stream))
+        with out.progress("importing", (counts or {}).get("executions"), "executions") as advance:
+            report = asyncio.run(_import(store_settings(args), stream, advance))
     except archive.ArchiveError as exc:
         raise CliError(f"{_name(args.file)}: {exc}", 2) from None
     except UnicodeDecodeError as exc:
@@ -114,41 +120,32 @@ def cmd_import(args: argparse.Namespace) -> int:
     finally:
         if stream is not sys.stdin:
             stream.close()
-    if args.json:
-        print_json(report.to_dict())
+    if out.json:
+        out.value(report.to_dict())
     else:
-        print_lines(report.render())
+        out.lines(report.render())
     return 0 if report.ok else 1
 
 
-async def _import(settings: Settings, stream: TextIO) -> archive.ImportReport:
-    async with archive.open_backends(settings.event_log_url, settings.effective_registry_url) as (
-        log,
-        registry,
-    ):
-        return await archive.import_(log, registry, stream)
+async def _import(settings: Settings, stream: TextIO, advance: Advance) -> archive.ImportReport:
+    async with open_stores(settings) as (log, registry):
+        return await archive.import_(log, registry, stream, progress=advance)
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    report = asyncio.run(_verify(_settings(args), args.workflow))
-    if args.json:
-        print_json(report.to_dict())
+def cmd_verify(args: argparse.Namespace, out: Output) -> int:
+    with out.progress("verifying", unit="executions") as advance:
+        report = asyncio.run(_verify(store_settings(args), args.workflow, advance))
+    if out.json:
+        out.value(report.to_dict())
     else:
-        print_lines(report.render())
+        out.lines(report.render())
     return 0 if report.ok else 1
 
 
-async def _verify(settings: Settings, workflow: str | None) -> integrity.IntegrityReport:
-    async with archive.open_backends(settings.event_log_url, settings.effective_registry_url) as (
-        log,
-        registry,
-    ):
-        return await integrity.verify(log, registry, workflow=workflow)
+async def _verify(settings: Settings, workflow: str | None, advance: Advance) -> integrity.IntegrityReport:
+    async with open_stores(settings) as (log, registry):
+        return await integrity.verify(log, registry, workflow=workflow, progress=advance)
 
 
 def _name(path: str) -> str:
     return "stdin" if path == "-" else path
-
-
-def print_json_to_stderr(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=str), file=sys.stderr)

@@ -1,4 +1,4 @@
-"""``orchestrator replay verify``: replay recorded executions against a version, straight on the backends.
+"""``orchestrator replay verify``: replay recorded executions against a version, straight on the stores.
 
 Meant for CI before a version is deployed: exit 0 when every sampled execution replays the same,
 1 when any diverges, 2 for a usage error (unknown workflow or version, a bad file or URL).
@@ -10,9 +10,11 @@ import argparse
 import asyncio
 from typing import Any
 
-from orchestrator.backends.urls import EVENT_LOGS, REGISTRIES, open_backend
-from orchestrator.cli.remote import CliError, print_json, print_lines
-from orchestrator.history.verify import DEFAULT_SAMPLE, MAX_SAMPLE, VerifyReport, verify_recorded
+from orchestrator.cli.args import Parents, load_file, store_settings
+from orchestrator.cli.errors import CliError
+from orchestrator.cli.output import Advance, Output
+from orchestrator.history.verify import DEFAULT_SAMPLE, MAX_SAMPLE, VerifyReport, blocks, verify_recorded
+from orchestrator.runtime import open_stores
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
 
@@ -29,13 +31,14 @@ def _sample(raw: str) -> int:
     return value
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: Any, parents: Parents) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "replay", help="check recorded executions against a workflow version"
     )
     actions = parser.add_subparsers(dest="replay_command", required=True, metavar="ACTION")
     p = actions.add_parser(
         "verify",
+        parents=[parents.stores],
         help="would version V decide the same on recorded executions? (exit 1 if not)",
         description=(
             "Replay up to --sample recorded executions of a workflow (newest first, every "
@@ -58,52 +61,39 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--status", action="append", choices=STATUSES, help="only executions in this status (repeatable)"
     )
-    p.add_argument("--event-log", metavar="URL", help="default: env or sqlite:///orchestrator.db")
-    p.add_argument("--registry", metavar="URL", help="default: env, else the event log's URL")
-    p.add_argument("--json", action="store_true", help="machine-readable JSON output")
     p.set_defaults(handler=cmd_verify)
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def cmd_verify(args: argparse.Namespace, out: Output) -> int:
     definition = _load_file(args.file, args.workflow) if args.file else None
-    settings = Settings.from_env().with_overrides(event_log_url=args.event_log, registry_url=args.registry)
-    report = asyncio.run(_verify(settings, args, definition))
-    if args.json:
-        print_json(report.to_dict())
+    with out.progress("replaying", unit="executions") as advance:
+        report = asyncio.run(_verify(store_settings(args), args, definition, advance))
+    if out.json:
+        out.value(report.to_dict())
     else:
-        print_lines(report.render())
+        out.show(blocks(report.to_dict()))
     return 0 if report.ok else 1
 
 
 def _load_file(path: str, workflow: str) -> WorkflowDefinition:
-    from orchestrator.cli.main import load_file  # exit 2 listing every problem
-
-    definition = load_file(path)
+    definition = load_file(path)  # exit 2 listing every problem
     if definition.name != workflow:
         raise CliError(f"{path} defines workflow {definition.name!r}, not {workflow!r}", 2)
     return definition
 
 
 async def _verify(
-    settings: Settings, args: argparse.Namespace, definition: WorkflowDefinition | None
+    settings: Settings, args: argparse.Namespace, definition: WorkflowDefinition | None, advance: Advance
 ) -> VerifyReport:
-    log = open_backend(EVENT_LOGS, settings.event_log_url, "event log")
-    registry = open_backend(REGISTRIES, settings.effective_registry_url, "registry")
-    await log.start()
-    try:
-        await registry.start()
-        try:
-            return await verify_recorded(
-                log,
-                registry,
-                args.workflow,
-                args.version,
-                args.sample,
-                statuses=args.status,
-                recorded_version=args.recorded_version,
-                definition=definition,
-            )
-        finally:
-            await registry.stop()
-    finally:
-        await log.stop()
+    async with open_stores(settings) as (log, registry):
+        return await verify_recorded(
+            log,
+            registry,
+            args.workflow,
+            args.version,
+            args.sample,
+            statuses=args.status,
+            recorded_version=args.recorded_version,
+            definition=definition,
+            progress=advance,
+        )

@@ -3,43 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 from urllib.parse import quote
 
-from orchestrator.cli.remote import Client, print_json, print_lines
-from orchestrator.history import timeline
+from orchestrator.cli.args import Parents
+from orchestrator.cli.client import Client, remote
+from orchestrator.cli.output import Output
 
 
-def add_commands(sub: Any, server: argparse.ArgumentParser) -> None:
-    """The three commands; ``server`` is the shared parent parser with ``--url`` and ``--json``."""
-    p = sub.add_parser("triggers", parents=[server], help="list triggers: enabled, running, errors")
-    p.set_defaults(handler=run)
+def add_commands(sub: Any, parents: Parents) -> None:
+    p = sub.add_parser("triggers", parents=[parents.server], help="list triggers: enabled, running, errors")
+    p.set_defaults(handler=remote(list_triggers))
     for action in ("enable", "disable"):
         p = sub.add_parser(
             f"trigger-{action}",
-            parents=[server],
+            parents=[parents.server],
             help=f"{action} a trigger in every process (persisted; overrides the definition)",
         )
         p.add_argument("workflow")
         p.add_argument("name", help="the trigger's name")
-        p.set_defaults(handler=run, trigger_action=action)
+        p.set_defaults(handler=remote(set_enabled), trigger_action=action)
 
 
-def run(args: argparse.Namespace) -> int:
-    async def go() -> int:
-        async with Client(args.url) as client:
-            if args.command == "triggers":
-                return await list_triggers(client, args)
-            return await set_enabled(client, args)
-
-    return asyncio.run(go())
-
-
-async def list_triggers(client: Client, args: argparse.Namespace) -> int:
+async def list_triggers(client: Client, args: argparse.Namespace, out: Output) -> int:
     answer = await client.get("/triggers")
-    if args.json:
-        print_json(answer)
+    if out.json:
+        out.value(answer)
         return 0
     rows = [
         (
@@ -55,23 +44,25 @@ async def list_triggers(client: Client, args: argparse.Namespace) -> int:
         for t in answer.get("triggers", [])
     ]
     headers = ("WORKFLOW", "VERSION", "NAME", "TYPE", "ENABLED", "RUNNING", "WHERE", "STATS / ERROR")
-    print_lines(timeline.format_table(headers, rows))
+    out.table(headers, rows)
     if not answer.get("runs_sources", True):
-        print("this server runs no trigger sources (API-only); they run in the worker processes")
+        out.line("this server runs no trigger sources (API-only); they run in the worker processes")
     return 0
 
 
-async def set_enabled(client: Client, args: argparse.Namespace) -> int:
+async def set_enabled(client: Client, args: argparse.Namespace, out: Output) -> int:
     path = f"/triggers/{quote(args.workflow, safe='')}/{quote(args.name, safe='')}/{args.trigger_action}"
     view = await client.post(path, None)
-    if args.json:
-        print_json(view)
+    if out.json:
+        out.value(view)
         return 0
     state = "enabled" if view.get("enabled") else "disabled"
     running = "running" if view.get("running") else "not running"
-    print(f"trigger {view.get('workflow')}/{view.get('name')} ({view.get('type')}) {state}; {running} here")
+    out.line(
+        f"trigger {view.get('workflow')}/{view.get('name')} ({view.get('type')}) {state}; {running} here"
+    )
     if view.get("error"):
-        print(f"error: {view['error']}")
+        out.line(f"error: {view['error']}")
     return 0
 
 

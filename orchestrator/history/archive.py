@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator.backends.urls import EVENT_LOGS, REGISTRIES, open_backend
 from orchestrator.engine.engine import rfc3339
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, VersionConflict
 from schemas.definition import WorkflowDefinition
@@ -65,11 +64,12 @@ async def export(
     workflow: str | None = None,
     page_size: int = PAGE_SIZE,
     clock: Callable[[], float] = time.time,
+    progress: Callable[[int], None] | None = None,
 ) -> ExportReport:
     """Write every definition version and every execution's history (only ``workflow``'s if given).
 
     Executions come in the order ``EventLog.execution_ids()`` yields them, each history whole and
-    in sequence order, read ``page_size`` events at a time.
+    in sequence order, read ``page_size`` events at a time. ``progress(1)`` after each execution.
     """
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
@@ -85,6 +85,8 @@ async def export(
         if count:
             report.executions += 1
             report.events += count
+            if progress is not None:
+                progress(1)
     write_footer(out, report)
     return report
 
@@ -201,10 +203,13 @@ class _Execution:
 
 
 class _Importer:
-    def __init__(self, log: EventLog, registry: Registry, batch_size: int) -> None:
+    def __init__(
+        self, log: EventLog, registry: Registry, batch_size: int, progress: Callable[[int], None] | None
+    ) -> None:
         self.log = log
         self.registry = registry
         self.batch_size = batch_size
+        self.progress = progress
         self.report = ImportReport()
         self.current: _Execution | None = None
         self.seen_definitions = 0
@@ -270,6 +275,8 @@ class _Importer:
 
     async def _begin(self, envelope: Envelope, line: int) -> _Execution:
         self.report.executions += 1
+        if self.progress is not None:
+            self.progress(1)
         summary = await self.log.summary(envelope.subject)
         current = _Execution(envelope.subject, summary.last_sequence if summary else 0, line)
         version = (envelope.workflow, envelope.workflowversion)
@@ -323,9 +330,15 @@ class _Importer:
 
 
 async def import_(
-    log: EventLog, registry: Registry, lines: Iterable[str], *, batch_size: int = BATCH_SIZE
+    log: EventLog,
+    registry: Registry,
+    lines: Iterable[str],
+    *,
+    batch_size: int = BATCH_SIZE,
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Import an export read line by line (a text stream is an iterable of lines).
+    """Import an export read line by line (a text stream is an iterable of lines);
+    ``progress(1)`` as each execution begins.
 
     Raises ``ArchiveError`` naming the line for a malformed file; lines before it may have been
     imported already, which is harmless since importing again is idempotent. Conflicts with what
@@ -333,7 +346,7 @@ async def import_(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    importer = _Importer(log, registry, batch_size)
+    importer = _Importer(log, registry, batch_size, progress)
     header = footer = False
     number = 0
     for number, text in enumerate(lines, start=1):
@@ -410,36 +423,23 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-# -- backends by URL and files ------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def open_backends(
-    event_log_url: str, registry_url: str | None = None
-) -> AsyncIterator[tuple[EventLog, Registry]]:
-    """The started event log and registry for two URLs (the registry defaults to the log's)."""
-    log: EventLog = open_backend(EVENT_LOGS, event_log_url, "event log")
-    registry: Registry = open_backend(REGISTRIES, registry_url or event_log_url, "registry")
-    await log.start()
-    try:
-        await registry.start()
-        try:
-            yield log, registry
-        finally:
-            await registry.stop()
-    finally:
-        await log.stop()
+# -- files ------------------------------------------------------------------------------------
 
 
 async def export_to_file(
-    log: EventLog, registry: Registry, path: str | Path, *, workflow: str | None = None
+    log: EventLog,
+    registry: Registry,
+    path: str | Path,
+    *,
+    workflow: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ExportReport:
     """Export into ``path`` atomically: written beside it, fsynced, then renamed into place."""
     target = Path(path)
     partial = target.with_name(target.name + ".partial")
     try:
         with partial.open("w", encoding="utf-8") as out:
-            report = await export(log, registry, out, workflow=workflow)
+            report = await export(log, registry, out, workflow=workflow, progress=progress)
             out.flush()
             os.fsync(out.fileno())
         os.replace(partial, target)
@@ -448,3 +448,22 @@ async def export_to_file(
             partial.unlink()
         raise
     return report
+
+
+def footer_counts(path: str | Path, tail: int = 4096) -> dict[str, int] | None:
+    """The counts in the footer of the export file ``path``, read from its end (None for anything
+    but a regular file ending with a footer): totals to show an import's progress against."""
+    target = Path(path)
+    try:
+        if not target.is_file():
+            return None
+        with target.open("rb") as stream:
+            size = stream.seek(0, os.SEEK_END)
+            stream.seek(max(0, size - tail))
+            lines = [line for line in stream.read().splitlines() if line.strip()]
+        record = json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):  # unreadable, or the last line is cut or not JSON
+        return None
+    if not isinstance(record, dict) or record.get("kind") != "footer":
+        return None
+    return {key: value for key, value in record.items() if key != "kind" and isinstance(value, int)}

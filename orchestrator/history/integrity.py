@@ -20,7 +20,7 @@ Against the rest of the store (``context_problems``, pure too, given what was lo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -305,8 +305,10 @@ async def verify(
     *,
     workflow: str | None = None,
     page_size: int = PAGE_SIZE,
+    progress: Callable[[int], None] | None = None,
 ) -> IntegrityReport:
-    """Check every execution ``log.execution_ids()`` yields (only ``workflow``'s if given).
+    """Check every execution ``log.execution_ids()`` yields (only ``workflow``'s if given);
+    ``progress(1)`` after each one checked.
 
     Safe on a live log: when an execution grows while it is read, the summary read after the
     history is ahead of it, and the new events are read too before the two are compared.
@@ -342,6 +344,8 @@ async def verify(
         report.problems += context_problems(
             facts, summary, workflow_known=workflow_known, parent_exists=parent_exists
         )
+        if progress is not None:
+            progress(1)
     return report
 
 

@@ -62,8 +62,11 @@ class RetentionSweeper:
         self.clock = clock
         self.archive_dir = Path(archive_dir) if archive_dir else None
 
-    async def sweep(self, workflow: str | None = None) -> SweepReport:
-        """One pass over every workflow with a retention policy (or just ``workflow``)."""
+    async def sweep(
+        self, workflow: str | None = None, progress: Callable[[int], None] | None = None
+    ) -> SweepReport:
+        """One pass over every workflow with a retention policy (or just ``workflow``);
+        ``progress(1)`` after each execution expired."""
         report = SweepReport()
         for definition in await self.registry.list():
             if definition.retention is None or (workflow is not None and definition.name != workflow):
@@ -72,7 +75,7 @@ class RetentionSweeper:
                 report.skipped[definition.name] = "retention.archive is set but no archive directory is"
                 log.warning("retention: %s not swept: no archive directory configured", definition.name)
                 continue
-            await self._sweep_workflow(definition, report)
+            await self._sweep_workflow(definition, report, progress)
         return report
 
     async def run(self, interval: float, active: Callable[[], bool] = lambda: True) -> None:
@@ -89,7 +92,9 @@ class RetentionSweeper:
                 log.warning("retention sweep failed (will retry): %s", exc)
             await asyncio.sleep(interval)
 
-    async def _sweep_workflow(self, definition: WorkflowDefinition, report: SweepReport) -> None:
+    async def _sweep_workflow(
+        self, definition: WorkflowDefinition, report: SweepReport, progress: Callable[[int], None] | None
+    ) -> None:
         policy = definition.retention
         assert policy is not None
         cutoff = rfc3339(self.clock() - policy.days * DAY)
@@ -112,6 +117,8 @@ class RetentionSweeper:
                         report.archived.append(str(await self._archive(summary)))
                     if await self.log.delete_execution(summary.execution_id):
                         report.expired.append(summary.execution_id)
+                        if progress is not None:
+                            progress(1)
                 cursor = page.next_cursor
                 if cursor is None:
                     break
@@ -139,4 +146,3 @@ class RetentionSweeper:
             finally:
                 os.close(directory)
         return path
-

@@ -267,27 +267,56 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[
     return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
 
 
-def render(timeline: Timeline) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Rows under headers, apart from their layout: ``lines()`` aligns them as text, the CLI
+    draws them as a terminal table."""
+
+    headers: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+    def lines(self) -> list[str]:
+        return format_table(self.headers, self.rows)
+
+
+Block = str | Table  # a line of text or a table, in the order they are shown
+
+
+def lines_of(blocks: Iterable[Block]) -> list[str]:
+    """Blocks as text lines, tables aligned by ``format_table``."""
+    lines: list[str] = []
+    for block in blocks:
+        lines += block.lines() if isinstance(block, Table) else [block]
+    return lines
+
+
+def blocks(timeline: Timeline) -> list[Block]:
     """The event table, then the step table (durations, waits, retries)."""
-    lines = format_table(
-        ("SEQ", "TIME", "EVENT", "STEP", "ATTEMPT", "DETAIL"),
-        ((r.sequence, f"+{r.offset:.3f}s", r.type, r.step, r.attempt, r.detail) for r in timeline.rows),
-    )
-    if timeline.spans:
-        lines.append("")
-        lines += format_table(
-            ("STEP", "KIND", "STATUS", "ATTEMPTS", "RETRIES", "DURATION", "WAITED"),
-            (
-                (
-                    s.step if s.visit == 1 else f"{s.step}#{s.visit}",
-                    s.kind,
-                    s.status,
-                    s.attempts or None,
-                    s.retries or None,
-                    None if s.duration is None else seconds(s.duration),
-                    seconds(s.waited) if s.waited else None,
-                )
-                for s in timeline.spans
+    shown: list[Block] = [
+        Table(
+            ("SEQ", "TIME", "EVENT", "STEP", "ATTEMPT", "DETAIL"),
+            tuple(
+                (r.sequence, f"+{r.offset:.3f}s", r.type, r.step, r.attempt, r.detail) for r in timeline.rows
             ),
         )
-    return lines
+    ]
+    if timeline.spans:
+        spans = tuple(
+            (
+                s.step if s.visit == 1 else f"{s.step}#{s.visit}",
+                s.kind,
+                s.status,
+                s.attempts or None,
+                s.retries or None,
+                None if s.duration is None else seconds(s.duration),
+                seconds(s.waited) if s.waited else None,
+            )
+            for s in timeline.spans
+        )
+        shown += ["", Table(("STEP", "KIND", "STATUS", "ATTEMPTS", "RETRIES", "DURATION", "WAITED"), spans)]
+    return shown
+
+
+def render(timeline: Timeline) -> list[str]:
+    """The event table, then the step table, as text lines."""
+    return lines_of(blocks(timeline))

@@ -15,13 +15,13 @@ expected to differ and is never reported as a divergence. Only the decisions are
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.core.events import Event
 from orchestrator.core.replay import Divergence, verify_history
-from orchestrator.history.timeline import compact, format_table
+from orchestrator.history.timeline import Block, Table, compact, lines_of
 from orchestrator.ports import EventLog, ExecutionQuery, ExecutionSummary, Registry, UnknownWorkflow
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
@@ -173,9 +173,11 @@ async def verify_recorded(
     statuses: Collection[str] | None = None,
     recorded_version: int | None = None,
     definition: WorkflowDefinition | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Would ``version`` of ``workflow`` (latest when None; or ``definition``, e.g. read from a
-    file and not registered yet) decide the same on its recorded executions? UnknownWorkflow."""
+    file and not registered yet) decide the same on its recorded executions? UnknownWorkflow.
+    ``progress(1)`` after each execution replayed."""
     if not 1 <= sample <= MAX_SAMPLE:
         raise ValueError(f"sample must be between 1 and {MAX_SAMPLE}, got {sample}")
     if definition is None:
@@ -190,6 +192,8 @@ async def verify_recorded(
     for summary in summaries:  # one history in memory at a time
         events = await read_history(log, summary.execution_id)
         checks += verify_executions(graph, [(summary, events)])
+        if progress is not None:
+            progress(1)
     return VerifyReport(
         workflow=workflow,
         version=definition.version,
@@ -202,13 +206,18 @@ async def verify_recorded(
 
 def render(report: dict[str, Any]) -> list[str]:
     """Lines for humans, from ``VerifyReport.to_dict()``."""
+    return lines_of(blocks(report))
+
+
+def blocks(report: dict[str, Any]) -> list[Block]:
+    """Lines and the table of executions, from ``VerifyReport.to_dict()``."""
     version = "(unregistered)" if report.get("version") is None else f"v{report.get('version')}"
     summary = report.get("summary") or {}
     executions = report.get("executions") or []
     head = f"replay {report.get('workflow')} {version} over recorded executions"
     if report.get("recorded_version") is not None:
         head += f" of v{report['recorded_version']}"
-    lines = [head]
+    lines: list[Block] = [head]
     if not executions:
         return [*lines, "no recorded executions matched: nothing to verify"]
     rows = []
@@ -225,7 +234,7 @@ def render(report: dict[str, Any]) -> list[str]:
                 _clip(divergence.get("reason")),
             )
         )
-    lines += format_table(("EXECUTION", "RECORDED", "STATUS", "EVENTS", "RESULT", "SEQ", "REASON"), rows)
+    lines.append(Table(("EXECUTION", "RECORDED", "STATUS", "EVENTS", "RESULT", "SEQ", "REASON"), tuple(rows)))
     for check in executions:
         divergence = check.get("divergence")
         if not divergence:

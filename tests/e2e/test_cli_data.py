@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.main import main
-from orchestrator.history import archive
+from orchestrator.runtime import open_stores
+from orchestrator.settings import Settings
 from tests.data_workloads import as_bytes, histories, seed_sync, states
 
 
@@ -24,7 +25,7 @@ def seeded(tmp_path: Path) -> tuple[str, list[str]]:
 
 def _histories(url: str, ids: list[str]) -> dict[str, list[bytes]]:
     async def read() -> dict[str, list[bytes]]:
-        async with archive.open_backends(url) as (log, _):
+        async with open_stores(Settings(event_log_url=url)) as (log, _):
             found = await histories(log, ids)
         assert all(found.values())
         assert all(state is not None for state in states(found).values())

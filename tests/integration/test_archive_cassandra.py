@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.history import archive, integrity
+from orchestrator.runtime import open_stores
+from orchestrator.settings import Settings
 from tests.data_workloads import as_bytes, histories, seed, states
 from tests.integration.conftest import TestKeyspace
 
@@ -19,7 +21,7 @@ async def test_sqlite_export_imports_into_cassandra(cassandra_keyspace: TestKeys
     source_url = f"sqlite:///{tmp_path}/source.db"
     ids = await seed(source_url)
     dump = io.StringIO()
-    async with archive.open_backends(source_url) as (source, source_registry):
+    async with open_stores(Settings(event_log_url=source_url)) as (source, source_registry):
         exported = await archive.export(source, source_registry, dump, page_size=3)
         expected = await histories(source, ids)
         summaries = {x: await source.summary(x) for x in ids}
@@ -30,7 +32,7 @@ async def test_sqlite_export_imports_into_cassandra(cassandra_keyspace: TestKeys
         }
     assert (exported.executions, exported.definitions) == (len(ids), 5)
 
-    async with archive.open_backends(cassandra_keyspace.url) as (target, target_registry):
+    async with open_stores(Settings(event_log_url=cassandra_keyspace.url)) as (target, target_registry):
         report = await archive.import_(target, target_registry, io.StringIO(dump.getvalue()), batch_size=4)
         assert report.ok, report.problems
         assert report.events_appended == exported.events

@@ -17,7 +17,7 @@ from orchestrator.backends.memory import MemoryEventLog, MemoryRegistry
 from orchestrator.history import archive, integrity
 from orchestrator.history.archive import ArchiveError
 from orchestrator.ports import EventLog, Registry
-from orchestrator.runtime import Runtime
+from orchestrator.runtime import Runtime, open_stores
 from orchestrator.settings import Settings
 from schemas.envelope import Envelope, chained
 from tests.contracts.factories import definition, event, history, started
@@ -64,7 +64,10 @@ async def test_round_trip_memory_to_sqlite(
         ids
     )  # contiguous
 
-    async with archive.open_backends(f"sqlite:///{tmp_path}/target.db") as (target, target_registry):
+    async with open_stores(Settings(event_log_url=f"sqlite:///{tmp_path}/target.db")) as (
+        target,
+        target_registry,
+    ):
         report = await archive.import_(target, target_registry, io.StringIO(text))
         assert report.ok, report.problems
         assert (report.definitions_added, report.executions, report.events_appended) == (5, len(ids), total)
@@ -86,7 +89,10 @@ async def test_round_trip_memory_to_sqlite(
 async def test_reimport_is_idempotent(source: tuple[EventLog, Registry, list[str]], tmp_path: Path) -> None:
     log, registry, ids = source
     text = await exported(log, registry)
-    async with archive.open_backends(f"sqlite:///{tmp_path}/target.db") as (target, target_registry):
+    async with open_stores(Settings(event_log_url=f"sqlite:///{tmp_path}/target.db")) as (
+        target,
+        target_registry,
+    ):
         first = await archive.import_(target, target_registry, io.StringIO(text))
         second = await archive.import_(target, target_registry, io.StringIO(text))
         assert second.ok and second.events_appended == 0 and second.definitions_added == 0

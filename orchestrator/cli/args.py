@@ -1,0 +1,79 @@
+"""What the command groups share to declare and read arguments: the parent parsers, JSON and
+definition-file arguments, settings for the commands that work straight on the stores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.cli.errors import CliError, problem_lines
+from orchestrator.cli.output import Output
+from orchestrator.settings import Settings
+from schemas.definition import WorkflowDefinition
+from schemas.loader import load_definition
+from schemas.validation import DefinitionError
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+Handler = Callable[[argparse.Namespace, Output], int]  # set as ``handler`` on every command
+
+
+@dataclass(frozen=True, slots=True)
+class Parents:
+    """Parent parsers the command groups build on."""
+
+    json: argparse.ArgumentParser  # --json
+    server: argparse.ArgumentParser  # --url and --json: commands against a running server
+    stores: argparse.ArgumentParser  # --event-log, --registry and --json: straight on the stores
+
+
+def parents() -> Parents:
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    server = argparse.ArgumentParser(add_help=False, parents=[as_json])
+    server.add_argument(
+        "--url",
+        default=os.environ.get("ORCHESTRATOR_URL") or DEFAULT_URL,
+        help="server URL (env ORCHESTRATOR_URL; default %(default)s)",
+    )
+    stores = argparse.ArgumentParser(add_help=False, parents=[as_json])
+    stores.add_argument("--event-log", metavar="URL", help="default: env or sqlite:///orchestrator.db")
+    stores.add_argument("--registry", metavar="URL", help="default: env, else the event log's URL")
+    return Parents(as_json, server, stores)
+
+
+def store_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    """Settings from the environment, with ``--event-log`` and ``--registry`` (and ``overrides``)."""
+    return Settings.from_env().with_overrides(
+        event_log_url=args.event_log, registry_url=args.registry, **overrides
+    )
+
+
+def parse_json_arg(raw: str | None, what: str) -> Any:
+    """``--input``/``--payload``: inline JSON, or ``@path`` to read it from a file."""
+    if raw is None:
+        return None
+    text, source = raw, what
+    if raw.startswith("@"):
+        source = raw[1:]
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot read {what} file {source}: {exc.strerror}", code=2) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{source} is not valid JSON: {exc}", code=2) from None
+
+
+def load_file(path: str) -> WorkflowDefinition:
+    """Load one definition; CliError (exit 2) listing every problem, prefixed by the file."""
+    try:
+        return load_definition(path)
+    except DefinitionError as exc:
+        raise CliError(f"invalid workflow definition {path}", 2, problem_lines(exc.problems)) from None
