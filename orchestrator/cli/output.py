@@ -115,9 +115,11 @@ class Output:
         from rich.table import Table as RichTable
         from rich.text import Text
 
-        drawn = RichTable(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
-        for index, column in enumerate(columns):
-            drawn.add_column(column, no_wrap=index == 0, overflow="fold")  # whole ids, to copy
+        drawn = RichTable(
+            box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False, collapse_padding=True
+        )
+        for index, column in enumerate(columns):  # only the last (free text) column wraps
+            drawn.add_column(column, no_wrap=index < len(columns) - 1, overflow="fold")
         for row in rows:
             drawn.add_row(
                 *(
