@@ -69,8 +69,8 @@ class Output:
         stderr: TextIO | None = None,
     ) -> None:
         self.json = json
-        self.stdout = stdout or sys.stdout
-        self.stderr = stderr or sys.stderr
+        self.stdout = sys.stdout if stdout is None else stdout
+        self.stderr = sys.stderr if stderr is None else stderr
         self._tty = tty
         self._consoles: dict[int, Console] = {}
 
