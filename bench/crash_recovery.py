@@ -34,12 +34,12 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 
 import yaml
 
 from bench.distributed import drop_keyspace
+from orchestrator.core.timefmt import parse_rfc3339
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.builder import Workflow
@@ -58,10 +58,6 @@ class CrashResult:
     duplicated_step_completions: int
     gap_free: bool
     all_succeeded: bool
-
-
-def epoch(envelope_time: str) -> float:
-    return datetime.fromisoformat(envelope_time.replace("Z", "+00:00")).timestamp()
 
 
 def definition_file(folder: Path) -> Path:
@@ -169,7 +165,7 @@ async def run_crash_recovery(
         completions = Counter(e.data.get("step") for e in history if e.type == "StepSucceeded")
         duplicated += sum(count - 1 for count in completions.values())
         gap_free &= [e.sequence for e in history] == list(range(1, len(history) + 1))
-        times = [epoch(e.time) for e in history]
+        times = [parse_rfc3339(e.time) for e in history]
         later = [t for t in times if t > killed]
         after_kill += len(later)
         last = max(last, times[-1])

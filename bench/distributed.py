@@ -15,7 +15,6 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from cassandra.concurrent import execute_concurrent_with_args
 
 from bench.embedded import TimedNoop, percentile, run_workload
 from connectors.base import Connectors
+from orchestrator.core.timefmt import parse_rfc3339
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.builder import Workflow
@@ -235,7 +235,7 @@ async def run_two_workers(
             for started in starts:
                 history = await runtime.history(started.execution_id)
                 events += len(history)
-                last = max(last, datetime.fromisoformat(history[-1].time.replace("Z", "+00:00")).timestamp())
+                last = max(last, parse_rfc3339(history[-1].time))
         return events / (last - began)
     finally:
         stop_workers(workers, definition)

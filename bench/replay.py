@@ -34,7 +34,8 @@ from orchestrator.core.events import Event
 from orchestrator.core.machine import decide_and_evolve
 from orchestrator.core.replay import verify_history
 from orchestrator.core.state import ExecutionState, fold
-from orchestrator.engine.engine import rfc3339, snapshots
+from orchestrator.core.timefmt import rfc3339
+from orchestrator.engine import snapshots
 from orchestrator.ports import EventLog, Snapshot
 from schemas.envelope import DEFAULT_SOURCE, Envelope, chain_hash
 from schemas.graph import WorkflowGraph

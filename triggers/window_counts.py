@@ -25,9 +25,9 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.core.timefmt import rfc3339
 from schemas.expressions import evaluate
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "dedup_key",
     "group_key",
     "hop_step",
-    "iso",
     "window_input",
 ]
 
@@ -104,11 +103,6 @@ def decide(
     return Decision(updates, forget=stale)
 
 
-def iso(seconds: float) -> str:
-    """A timestamp as ISO-8601 UTC with a ``Z``, like the event log's times."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _seconds(value: float) -> str:
     return str(int(value)) if value == int(value) else repr(value)
 
@@ -130,8 +124,8 @@ def window_event(
     return {
         "key": key,
         "count": count,
-        "window_start": iso(window_start),
-        "window_end": iso(window_start + window_seconds),
+        "window_start": rfc3339(window_start, "milliseconds"),
+        "window_end": rfc3339(window_start + window_seconds, "milliseconds"),
         "message": dict(message),
     }
 

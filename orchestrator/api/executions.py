@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, Str
 from orchestrator.api.requests import MAX_KEY_LENGTH, cloudevent_body, json_body, query_params, request_actor
 from orchestrator.api.routes import JSON, Body, Permission, Route, body, path_param
 from orchestrator.core.events import ALL_TYPES
-from orchestrator.engine.engine import rfc3339
+from orchestrator.core.timefmt import rfc3339
 from orchestrator.history.redrive import KEEP, ExecutionRunning, RedriveInvalid, link_to_dict
 from orchestrator.ports import ExecutionQuery
 from orchestrator.runtime import Runtime

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 from orchestrator.core import events as ev
@@ -35,6 +34,7 @@ from orchestrator.core.commands import (
 from orchestrator.core.events import Event
 from orchestrator.core.machine import decide
 from orchestrator.core.state import ExecutionState, HistoryError, fold
+from orchestrator.core.timefmt import parse_rfc3339
 from schemas.definition import TaskStep
 from schemas.graph import WorkflowGraph
 
@@ -200,11 +200,6 @@ def _graph_for(graph: WorkflowGraph, envelope: Stamped) -> WorkflowGraph:
         return graph
     steps = {**graph.steps, task.name: task.model_copy(update={"output": None})}
     return WorkflowGraph(graph.definition, steps, graph.scopes, graph.start)
-
-
-def parse_rfc3339(text: str) -> float:
-    """The inverse of the engine's ``rfc3339``: seconds since the epoch."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def _event(envelope: Stamped) -> Event:

@@ -10,12 +10,12 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from orchestrator.core.commands import Command, ResumeExecution, StartExecution
 from orchestrator.core.events import Event
 from orchestrator.core.machine import CommandRejected, decide_and_evolve
 from orchestrator.core.state import ExecutionState
+from orchestrator.core.timefmt import rfc3339
 from orchestrator.engine import snapshots
 from orchestrator.engine.keyed_locks import KeyedLocks
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, Snapshot
@@ -51,10 +51,6 @@ class _Cached:
 
 
 Observer = Callable[[Committed], Awaitable[None]]
-
-
-def rfc3339(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class Engine:

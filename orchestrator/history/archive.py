@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator.engine.engine import rfc3339
+from orchestrator.core.timefmt import rfc3339
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, VersionConflict
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope, EnvelopeError

@@ -23,7 +23,7 @@ from orchestrator.core import events as ev
 from orchestrator.core.events import EventLike
 from orchestrator.core.machine import REUSABLE_STEPS, CommandRejected
 from orchestrator.core.state import ExecutionState, fold
-from orchestrator.engine.engine import rfc3339
+from orchestrator.core.timefmt import rfc3339
 from orchestrator.ports import ExecutionQuery, ExecutionSummary, Link
 from schemas.envelope import Envelope
 from schemas.graph import WorkflowGraph

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.engine.engine import rfc3339
+from orchestrator.core.timefmt import rfc3339
 from orchestrator.history import archive
 from orchestrator.ports import EventLog, ExecutionQuery, ExecutionSummary, Registry
 from schemas.definition import WorkflowDefinition

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from orchestrator.core import events as ev
+from orchestrator.core.timefmt import parse_rfc3339
 from schemas.envelope import TYPE_PREFIX, Envelope
 
 DETAIL_WIDTH = 64
@@ -124,7 +124,7 @@ def _normalize(event: Envelope | Mapping[str, Any]) -> tuple[int, str, float, di
         sequence, type_ = int(event.get("sequence", 0)), str(event.get("type", ""))
         time, data = str(event.get("time", "")), event.get("data")
     try:
-        moment = datetime.fromisoformat(time).timestamp()
+        moment = parse_rfc3339(time)
     except ValueError:
         moment = 0.0
     return sequence, type_.removeprefix(TYPE_PREFIX), moment, data if isinstance(data, dict) else {}

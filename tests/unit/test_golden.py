@@ -25,9 +25,9 @@ from orchestrator.core.commands import (
     StartExecution,
 )
 from orchestrator.core.machine import decide_and_evolve
-from orchestrator.core.replay import parse_rfc3339, replay_state, verify_history
+from orchestrator.core.replay import replay_state, verify_history
 from orchestrator.core.state import ExecutionState, fold
-from orchestrator.engine.engine import rfc3339
+from orchestrator.core.timefmt import parse_rfc3339, rfc3339
 from schemas.envelope import Envelope
 from schemas.graph import WorkflowGraph
 from schemas.validation import parse_definition

@@ -35,7 +35,7 @@ from orchestrator.core.events import Event
 from orchestrator.core.machine import CommandRejected, decide, decide_and_evolve
 from orchestrator.core.replay import replay_state, verify_history
 from orchestrator.core.state import ExecutionState, evolve, fold
-from orchestrator.engine.engine import rfc3339
+from orchestrator.core.timefmt import rfc3339
 from schemas.envelope import Envelope
 from schemas.graph import WorkflowGraph
 from schemas.validation import parse_definition

@@ -242,7 +242,7 @@ def test_the_import_probe_can_fail() -> None:
     report = probe([*PURE, "schemas/envelope.py"], ["base64", "datetime"])
     assert ["base64", f"{ROOT}/schemas/envelope.py"] in report["asked_by_pure"]
     assert ["datetime", f"{ROOT}/orchestrator/core/machine.py"] in report["asked_by_pure"]
-    assert ["datetime", f"{ROOT}/orchestrator/core/replay.py"] in report["asked_by_pure"]
+    assert ["datetime", f"{ROOT}/orchestrator/core/timefmt.py"] in report["asked_by_pure"]
 
 
 def module_name(path: str) -> str:

@@ -15,7 +15,7 @@ from orchestrator.core.events import Event
 from orchestrator.core.machine import MAX_STEPS_ENTERED_PER_DECISION, decide_and_evolve
 from orchestrator.core.replay import verify_history
 from orchestrator.core.state import ExecutionState, fold
-from orchestrator.engine.engine import rfc3339
+from orchestrator.core.timefmt import rfc3339
 from orchestrator.history import timeline
 from schemas.envelope import Envelope
 from schemas.graph import WorkflowGraph

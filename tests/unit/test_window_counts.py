@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from faust.windows import HoppingWindow
 
+from orchestrator.core.timefmt import rfc3339
 from schemas.expressions import ExpressionError
 from triggers.inbound import InboundMessage
 from triggers.window_counts import (
@@ -17,7 +18,6 @@ from triggers.window_counts import (
     dedup_key,
     group_key,
     hop_step,
-    iso,
     window_event,
     window_input,
 )
@@ -147,7 +147,7 @@ def test_the_input_is_the_window_event_or_an_expression_over_it() -> None:
         "window_end": "2027-01-15T08:01:00.000Z",
         "message": message,
     }
-    assert iso(T0) == event["window_start"]
+    assert rfc3339(T0, "milliseconds") == event["window_start"]
     assert window_input(None, event) == event
     assert window_input("{user: key, n: count, ip: message.data.ip}", event) == {"user": "ada", "n": 5, "ip": "10.0.0.5"}
     with pytest.raises(ExpressionError):

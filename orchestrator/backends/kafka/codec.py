@@ -14,7 +14,6 @@ import json
 import types
 import typing
 import uuid
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from orchestrator.core.commands import (
@@ -28,6 +27,7 @@ from orchestrator.core.commands import (
     ResumeExecution,
     StartExecution,
 )
+from orchestrator.core.timefmt import rfc3339
 from orchestrator.ports import StepTask
 
 SPEC_VERSION = "1.0"
@@ -92,10 +92,6 @@ def decode_task(raw: bytes) -> StepTask:
     if event["type"] != TASK_TYPE:
         raise CodecError(f"unknown task type {event['type']!r}")
     return _build(StepTask, {**event["data"], "execution_id": event["subject"], "attempt_id": event["id"]})
-
-
-def rfc3339(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 # -- internals ------------------------------------------------------------------------------
