@@ -35,12 +35,12 @@ from orchestrator.engine import snapshots
 from orchestrator.engine.effects import Effects
 from orchestrator.engine.engine import Engine
 from orchestrator.engine.worker import Worker
+from orchestrator.history import pager
 from orchestrator.history import redrive as redrives
 from orchestrator.history.diff import ExecutionDiff, diff_executions
 from orchestrator.history.retention import RetentionSweeper
 from orchestrator.history.timeline import Timeline
 from orchestrator.history.timeline import build as build_timeline
-from orchestrator.history.verify import read_history
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import (
     BackendUnavailable,
@@ -180,17 +180,12 @@ class Runtime(Lifecycle):
 
     async def recover(self) -> int:
         """Resume every running execution from its log; returns how many."""
-        count, cursor = 0, None
-        while True:
-            page = await self.log.list_executions(ExecutionQuery(status="running", limit=500, cursor=cursor))
-            for summary in page.items:
-                state = await self.engine.load(summary.execution_id)
-                if state is not None and not state.terminal:
-                    await self.effects.resume(state)
-                    count += 1
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        count = 0
+        async for summary in pager.executions(self.log, ExecutionQuery(status="running")):
+            state = await self.engine.load(summary.execution_id)
+            if state is not None and not state.terminal:
+                await self.effects.resume(state)
+                count += 1
         if count:
             log.info("resumed %d running executions", count)
         return count
@@ -313,12 +308,10 @@ class Runtime(Lifecycle):
         if not types:
             return await self.log.read(execution_id, after_sequence, limit)
         found: list[Envelope] = []
-        while limit is None or len(found) < limit:
-            chunk = await self.log.read(execution_id, after_sequence, 1000)
-            if not chunk:
-                break
+        async for chunk in pager.pages(self.log, execution_id, after_sequence):
             found += [e for e in chunk if e.type in types]
-            after_sequence = chunk[-1].sequence
+            if limit is not None and len(found) >= limit:
+                break
         return found if limit is None else found[:limit]
 
     async def timeline(self, execution_id: str) -> Timeline:
@@ -333,7 +326,7 @@ class Runtime(Lifecycle):
         for execution_id in (a, b):
             if await self.log.summary(execution_id) is None:
                 raise ExecutionNotFound(f"no execution {execution_id}")
-        return diff_executions(a, await read_history(self.log, a), b, await read_history(self.log, b))
+        return diff_executions(a, await pager.read_all(self.log, a), b, await pager.read_all(self.log, b))
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionState:
         """The terminal state; waits through a backend outage until ``timeout``."""

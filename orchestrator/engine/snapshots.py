@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.core.state import MISSING, ActiveStep, ExecutionState, Timer, fold
+from orchestrator.history import pager
 from orchestrator.ports import EventLog, Snapshot
 
 log = logging.getLogger(__name__)
@@ -101,18 +102,11 @@ async def load(log_: EventLog, execution_id: str, at_sequence: int | None = None
             state, command_id, chain = None, None, ""
     after = state.sequence if state is not None else 0
     folded = 0
-    while at_sequence is None or after < at_sequence:
-        limit = PAGE if at_sequence is None else min(PAGE, at_sequence - after)
-        page = await log_.read(execution_id, after, limit)
-        if not page:
-            break
+    async for page in pager.pages(log_, execution_id, after, upto=at_sequence, page=PAGE):
         state = fold(page, state)
         last = page[-1]
         command_id, chain = last.causationid, last.chainhash or ""
-        after = last.sequence
         folded += len(page)
-        if len(page) < limit:
-            break
     if state is None:
         return None
     return Loaded(state, command_id, chain, base, folded)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from orchestrator.core.timefmt import rfc3339
+from orchestrator.history import pager
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, VersionConflict
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope, EnvelopeError
@@ -101,15 +102,12 @@ def write_definition(out: TextIO, definition: WorkflowDefinition) -> None:
 
 async def write_history(log: EventLog, out: TextIO, execution_id: str, page_size: int = PAGE_SIZE) -> int:
     """One execution's events in sequence order, ``page_size`` at a time; how many."""
-    count, after = 0, 0
-    while True:
-        events = await log.read(execution_id, after, page_size)
+    count = 0
+    async for events in pager.pages(log, execution_id, page=page_size):
         for envelope in events:  # the envelope's own canonical bytes, not a re-encoding
             out.write(f'{{"kind":"event","event":{envelope.to_bytes().decode()}}}\n')
         count += len(events)
-        if len(events) < page_size:
-            return count
-        after = events[-1].sequence
+    return count
 
 
 def write_footer(out: TextIO, report: ExportReport) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.core.events import EXECUTION_STARTED
+from orchestrator.history import pager
 from orchestrator.ports import EventLog, ExecutionSummary, Registry, UnknownWorkflow
 from schemas.envelope import Envelope, chain_hash
 
@@ -360,17 +361,18 @@ async def _read_into(log: EventLog, checker: HistoryChecker, page_size: int) -> 
     """Feed the events after the checker's last sequence, page by page; False if unreadable."""
     execution_id = checker.facts.execution_id
     after = checker.facts.last_sequence
+    chunks = pager.pages(log, execution_id, after, page=page_size)
     while True:
         try:
-            events = await log.read(execution_id, after, page_size)
+            events = await anext(chunks, None)
         except ValueError as exc:  # stored bytes that are not an envelope
             checker.facts.problems.append(
                 Problem(execution_id, UNREADABLE, f"events after sequence {after} cannot be read: {exc}")
             )
             return False
-        checker.feed(events)
-        if len(events) < page_size:
+        if events is None:
             return True
+        checker.feed(events)
         after = events[-1].sequence
 
 

@@ -6,7 +6,8 @@ its first visit instead of running it (``StepSucceeded {"reused": true}``), so t
 says exactly what was reused and still verifies with ``orchestrator.core.replay``. Links record the
 relation both ways (``redriven_as`` on the original, ``redrive_of`` on the new execution).
 
-``Runtime.redrive`` / ``Runtime.redrive_many`` are the entry points; the helpers here that take
+``Runtime.redrive`` / ``Runtime.redrive_many`` are the entry points; they pass themselves as the
+``RedriveHost`` this module needs (so it never imports the runtime). The helpers here that take
 events are pure.
 """
 
@@ -15,24 +16,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final, Protocol
 
 from orchestrator.core import events as ev
 from orchestrator.core.events import EventLike
 from orchestrator.core.machine import REUSABLE_STEPS, CommandRejected
 from orchestrator.core.state import ExecutionState, fold
 from orchestrator.core.timefmt import rfc3339
-from orchestrator.ports import ExecutionQuery, ExecutionSummary, Link
+from orchestrator.history import pager
+from orchestrator.ports import EventLog, ExecutionQuery, ExecutionSummary, Link, Registry
 from schemas.envelope import Envelope
 from schemas.graph import WorkflowGraph
 
-if TYPE_CHECKING:
-    from orchestrator.runtime import Runtime
-
-PAGE = 1000
-LIST_PAGE = 500
 REDRIVE_OF: Final = "redrive_of"
 REDRIVEN_AS: Final = "redriven_as"
 
@@ -79,6 +76,47 @@ class BulkRedriveResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"count": len(self.matched), **asdict(self)}
+
+
+class Graphs(Protocol):
+    async def graph(self, workflow: str, version: int) -> WorkflowGraph: ...
+
+
+class Started(Protocol):
+    @property
+    def execution_id(self) -> str: ...
+    @property
+    def created(self) -> bool: ...
+
+
+class RedriveHost(Protocol):
+    """What a redrive needs of the runtime (``orchestrator.runtime.Runtime`` is one)."""
+
+    @property
+    def log(self) -> EventLog: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def engine(self) -> Graphs: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    async def summary(self, execution_id: str) -> ExecutionSummary:
+        """The execution's summary; raises a ``LookupError`` when there is no such execution."""
+        ...
+
+    async def start_execution(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        version: int | None = None,
+        dedup_key: str | None = None,
+        actor: str | None = None,
+        tenant: str = "default",
+        metadata: dict[str, Any] | None = None,
+        reuse: dict[str, Any] | None = None,
+    ) -> Started: ...
 
 
 def link_to_dict(link: Link) -> dict[str, Any]:
@@ -152,19 +190,14 @@ def batch_key_for(query: ExecutionQuery, **choices: Any) -> str:
 # -- the runtime side ---------------------------------------------------------------------------
 
 
-async def read_all(runtime: Runtime, execution_id: str) -> list[Envelope]:
+async def read_all(runtime: RedriveHost, execution_id: str) -> list[Envelope]:
     """Every event of an execution, read page by page; ExecutionNotFound when there is none."""
     await runtime.summary(execution_id)
-    events: list[Envelope] = []
-    while True:
-        page = await runtime.log.read(execution_id, events[-1].sequence if events else 0, PAGE)
-        events += page
-        if len(page) < PAGE:
-            return events
+    return await pager.read_all(runtime.log, execution_id)
 
 
 async def redrive(
-    runtime: Runtime,
+    runtime: RedriveHost,
     execution_id: str,
     *,
     from_step: str | None = None,
@@ -218,7 +251,7 @@ async def redrive(
 
 
 async def redrive_many(
-    runtime: Runtime,
+    runtime: RedriveHost,
     query: ExecutionQuery,
     *,
     failing_step: str | None = None,
@@ -267,23 +300,19 @@ async def redrive_many(
 
 
 async def _match(
-    runtime: Runtime, query: ExecutionQuery, failing_step: str | None, batch_key: str, limit: int
+    runtime: RedriveHost, query: ExecutionQuery, failing_step: str | None, batch_key: str, limit: int
 ) -> list[str]:
     matched: list[str] = []
-    cursor = query.cursor
-    while len(matched) < limit:
-        page = await runtime.log.list_executions(replace(query, limit=LIST_PAGE, cursor=cursor))
-        for summary in page.items:
-            if len(matched) < limit and await _matches(runtime, summary, failing_step, batch_key):
-                matched.append(summary.execution_id)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
+    async for summary in pager.executions(runtime.log, query):
+        if await _matches(runtime, summary, failing_step, batch_key):
+            matched.append(summary.execution_id)
+            if len(matched) == limit:
+                break
     return matched
 
 
 async def _matches(
-    runtime: Runtime, summary: ExecutionSummary, failing_step: str | None, batch_key: str
+    runtime: RedriveHost, summary: ExecutionSummary, failing_step: str | None, batch_key: str
 ) -> bool:
     if summary.status == "running":
         return False

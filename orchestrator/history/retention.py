@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.timefmt import rfc3339
-from orchestrator.history import archive
+from orchestrator.history import archive, pager
 from orchestrator.ports import EventLog, ExecutionQuery, ExecutionSummary, Registry
 from schemas.definition import WorkflowDefinition
 
@@ -99,29 +99,17 @@ class RetentionSweeper:
         assert policy is not None
         cutoff = rfc3339(self.clock() - policy.days * DAY)
         for status in FINISHED:
-            cursor: str | None = None
-            while True:
-                page = await self.log.list_executions(
-                    ExecutionQuery(
-                        workflow=definition.name,
-                        status=status,
-                        started_before=cutoff,  # it ended after it started: a safe superset
-                        limit=PAGE,
-                        cursor=cursor,
-                    )
-                )
-                for summary in page.items:
-                    if summary.updated_at > cutoff:
-                        continue
-                    if policy.archive:
-                        report.archived.append(str(await self._archive(summary)))
-                    if await self.log.delete_execution(summary.execution_id):
-                        report.expired.append(summary.execution_id)
-                        if progress is not None:
-                            progress(1)
-                cursor = page.next_cursor
-                if cursor is None:
-                    break
+            # started_before: it ended after it started, so this is a safe superset
+            query = ExecutionQuery(workflow=definition.name, status=status, started_before=cutoff)
+            async for summary in pager.executions(self.log, query, page=PAGE):
+                if summary.updated_at > cutoff:
+                    continue
+                if policy.archive:
+                    report.archived.append(str(await self._archive(summary)))
+                if await self.log.delete_execution(summary.execution_id):
+                    report.expired.append(summary.execution_id)
+                    if progress is not None:
+                        progress(1)
 
     async def _archive(self, summary: ExecutionSummary) -> Path:
         """Write one history in the export format; durable (fsync + rename) before returning."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from orchestrator.core.events import Event
 from orchestrator.core.replay import Divergence, verify_history
+from orchestrator.history import pager
 from orchestrator.history.timeline import Block, Table, compact, lines_of
 from orchestrator.ports import EventLog, ExecutionQuery, ExecutionSummary, Registry, UnknownWorkflow
 from schemas.definition import WorkflowDefinition
@@ -29,18 +30,6 @@ from schemas.graph import WorkflowGraph
 
 DEFAULT_SAMPLE = 100
 MAX_SAMPLE = 10_000
-HISTORY_PAGE = 1000
-LIST_PAGE = 500
-
-
-async def read_history(log: EventLog, execution_id: str, page: int = HISTORY_PAGE) -> list[Envelope]:
-    """Every event of an execution, read ``page`` events at a time."""
-    events: list[Envelope] = []
-    while True:
-        chunk = await log.read(execution_id, events[-1].sequence if events else 0, page)
-        events += chunk
-        if len(chunk) < page:
-            return events
 
 
 async def recorded_executions(
@@ -55,21 +44,15 @@ async def recorded_executions(
     wanted = set(statuses) if statuses else None
     only = next(iter(wanted)) if wanted is not None and len(wanted) == 1 else None
     found: list[ExecutionSummary] = []
-    cursor: str | None = None
-    while len(found) < sample:
-        page = await log.list_executions(
-            ExecutionQuery(workflow=workflow, status=only, limit=LIST_PAGE, cursor=cursor)
-        )
-        for summary in page.items:
-            if wanted is not None and summary.status not in wanted:
-                continue
-            if recorded_version is not None and summary.version != recorded_version:
-                continue
-            found.append(summary)
-            if len(found) == sample:
-                break
-        cursor = page.next_cursor
-        if cursor is None:
+    if sample < 1:
+        return found
+    async for summary in pager.executions(log, ExecutionQuery(workflow=workflow, status=only)):
+        if wanted is not None and summary.status not in wanted:
+            continue
+        if recorded_version is not None and summary.version != recorded_version:
+            continue
+        found.append(summary)
+        if len(found) == sample:
             break
     return found
 
@@ -190,7 +173,7 @@ async def verify_recorded(
     )
     checks = []
     for summary in summaries:  # one history in memory at a time
-        events = await read_history(log, summary.execution_id)
+        events = await pager.read_all(log, summary.execution_id)
         checks += verify_executions(graph, [(summary, events)])
         if progress is not None:
             progress(1)
