@@ -17,7 +17,6 @@ Retention archives (``orchestrator.history.retention``) are files of this format
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -29,6 +28,7 @@ from typing import Any, TextIO
 
 from orchestrator.core.timefmt import rfc3339
 from orchestrator.history import pager
+from orchestrator.history.files import atomic_text
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, VersionConflict
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope, EnvelopeError
@@ -432,19 +432,9 @@ async def export_to_file(
     workflow: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ExportReport:
-    """Export into ``path`` atomically: written beside it, fsynced, then renamed into place."""
-    target = Path(path)
-    partial = target.with_name(target.name + ".partial")
-    try:
-        with partial.open("w", encoding="utf-8") as out:
-            report = await export(log, registry, out, workflow=workflow, progress=progress)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(partial, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        raise
+    """Export into ``path`` atomically (``orchestrator.history.files.atomic_text``)."""
+    with atomic_text(path) as out:
+        report = await export(log, registry, out, workflow=workflow, progress=progress)
     return report
 
 

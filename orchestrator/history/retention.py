@@ -13,9 +13,7 @@ Sweeps are idempotent: two processes sweeping at once archive the same bytes and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 
 from orchestrator.core.timefmt import rfc3339
 from orchestrator.history import archive, pager
+from orchestrator.history.files import atomic_text
 from orchestrator.ports import EventLog, ExecutionQuery, ExecutionSummary, Registry
 from schemas.definition import WorkflowDefinition
 
@@ -117,20 +116,10 @@ class RetentionSweeper:
         folder = self.archive_dir / summary.workflow / summary.started_at[:10]
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{summary.execution_id}.jsonl"
-        partial = path.with_suffix(".jsonl.partial")
         definition = await self.registry.get(summary.workflow, summary.version)
-        with partial.open("w", encoding="utf-8") as out:
+        with atomic_text(path) as out:
             archive.write_header(out, self.clock)
             archive.write_definition(out, definition)
             count = await archive.write_history(self.log, out, summary.execution_id)
             archive.write_footer(out, archive.ExportReport(executions=1, events=count, definitions=1))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(partial, path)
-        with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
-            directory = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
         return path
