@@ -358,15 +358,11 @@ def embedded_settings(synchronous: str) -> dict[str, Setting]:
 async def kafka_client_settings(broker: str) -> dict[str, Setting]:
     """Build the producer and a consumer exactly as ``KafkaTransport`` does (not started: no
     connection) and read their settings back."""
-    from orchestrator.backends.kafka.transport import KafkaTransport, _Group
-
-    async def ignore(_: object) -> None:
-        return None
+    from orchestrator.backends.kafka.transport import KafkaTransport, group_consumer
 
     transport = KafkaTransport.from_url(f"kafka://{broker}")
-    producer = transport._new_producer()
-    group: _Group[bytes] = _Group(transport, transport.options.commands, bytes, ignore, 1)
-    consumer = group._consumer
+    producer = transport.new_producer()
+    consumer = group_consumer(transport.options, transport.options.commands)
     try:  # aiokafka keeps these in private attributes; a rename shows as "unknown (...)"
         acks = soft(lambda: {-1: "all (-1)", 0: "0", 1: "1 (leader only)"}[producer._sender._acks])
         idempotent = soft(lambda: str(producer._txn_manager is not None))
@@ -375,7 +371,7 @@ async def kafka_client_settings(broker: str) -> dict[str, Setting]:
     finally:
         await producer.stop()
         await consumer.stop()
-    built = "read back from the AIOKafkaProducer KafkaTransport._new_producer() builds (orchestrator/backends/kafka/transport.py)"
+    built = "read back from the AIOKafkaProducer KafkaTransport.new_producer() builds (orchestrator/backends/kafka/transport.py)"
     consumed = "read back from the AIOKafkaConsumer of KafkaTransport's consumer group (orchestrator/backends/kafka/transport.py)"
     return {
         "Kafka producer acks": setting(acks, built),
@@ -388,7 +384,7 @@ async def kafka_client_settings(broker: str) -> dict[str, Setting]:
         "Kafka consumer isolation_level": setting(isolation, consumed),
         "Kafka topic replication factor (transport)": setting(
             transport.options.replication,
-            "KafkaOptions default (orchestrator/backends/kafka/transport.py): the bench's kafka:// URLs set no "
+            "KafkaOptions default (orchestrator/backends/kafka/client.py): the bench's kafka:// URLs set no "
             "replication=; raw-client topics are auto-created with the broker's default.replication.factor",
         ),
     }

@@ -55,11 +55,10 @@ from schemas import cloudevents
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
 
-    from orchestrator.backends.kafka.transport import KafkaOptions
+    from orchestrator.backends.kafka.client import KafkaOptions
 
 PREFIX = "kafka"
 DEFAULT_CONNECTION = "kafka"
-MAX_REQUEST_TIMEOUT = 30.0  # seconds a produce request may take (the connection's send_timeout if lower)
 JSON = "application/json"
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -107,15 +106,13 @@ class KafkaPublishConnector(PooledConnector["AIOKafkaProducer"]):
 
     async def _open(self, connection: str) -> AIOKafkaProducer:
         options = producer_options(connection, connection_url(PREFIX, self._settings, connection))
-        from aiokafka import AIOKafkaProducer
+        from orchestrator.backends.kafka.client import idempotent_producer
 
-        producer = AIOKafkaProducer(
-            bootstrap_servers=list(options.bootstrap),
-            client_id=f"orchestrator.publish.{connection}",
-            enable_idempotence=True,
-            acks="all",
+        producer = idempotent_producer(
+            options.bootstrap,
+            f"orchestrator.publish.{connection}",
             linger_ms=options.linger_ms,
-            request_timeout_ms=int(min(options.send_timeout, MAX_REQUEST_TIMEOUT) * 1000),
+            send_timeout=options.send_timeout,
         )
         try:
             await producer.start()
@@ -162,7 +159,7 @@ def producer_options(connection: str, url: str) -> KafkaOptions:
     transport's and the Kafka trigger's (``KafkaOptions``), so one URL serves all three; the
     producer uses ``linger_ms`` and ``send_timeout``. Credentials are refused (and a URL that
     has them is never quoted)."""
-    from orchestrator.backends.kafka.transport import KafkaOptions
+    from orchestrator.backends.kafka.client import KafkaOptions
 
     parts = urlsplit(url)
     if parts.scheme != "kafka":

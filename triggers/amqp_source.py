@@ -255,7 +255,7 @@ class AmqpTriggerSource:
         return InboundMessage(
             data=decoded.data,
             identity=identity,
-            headers={str(k): _header_text(v) for k, v in (message.headers or {}).items()},
+            headers={str(k): header_text(v) for k, v in (message.headers or {}).items()},
             cloudevent=decoded.attributes,
             message_id=message.message_id or None,
             where={
@@ -327,7 +327,7 @@ class AmqpTriggerSource:
             log.info("amqp trigger %s: could not %s a delivery: %r", self.trigger.name, how, exc)
 
 
-def _header_text(value: Any) -> str:
+def header_text(value: Any) -> str:
     """A header value as text, for expressions (``headers.x``)."""
     if isinstance(value, str):
         return value

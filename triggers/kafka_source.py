@@ -38,18 +38,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError, KafkaError, MessageSizeTooLargeError
 
-from orchestrator.backends.kafka.transport import (
+from orchestrator.backends.kafka.client import (
     PRODUCER_STATE_LOST,
     STOP_TIMEOUT,
     KafkaOptions,
-    _describe,
-    _keep_trying,
-    _stop_client,
+    describe,
     ensure_topics,
+    idempotent_producer,
+    keep_trying,
+    stop_client,
 )
 from orchestrator.ports import BackendUnavailable
 from schemas.cloudevents import from_kafka
@@ -136,13 +137,13 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
                     isolation_level="read_committed",  # never start from an aborted transaction
                     heartbeat_interval_ms=1000,
                 )
-                await _keep_trying(self._consumer.start, failures)
+                await keep_trying(self._consumer.start, failures)
         except (TimeoutError, KafkaError, OSError) as exc:
             await self._close_clients()
             last = exc if not isinstance(exc, TimeoutError) or not failures else failures[-1]
             raise BackendUnavailable(
                 f"{self.name}: cannot {stage} at {','.join(opts.bootstrap)} "
-                f"within {opts.start_timeout:g}s ({_describe(last)})"
+                f"within {opts.start_timeout:g}s ({describe(last)})"
             ) from None
         self._consumer.subscribe(list(self.trigger.topics), listener=self)
         self._loops = [
@@ -164,23 +165,19 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _close_clients(self) -> None:
         consumer, self._consumer = self._consumer, None
-        if consumer is not None and not await _stop_client(
+        if consumer is not None and not await stop_client(
             f"{self.name}: stopping the consumer", consumer.stop, STOP_TIMEOUT
         ):
-            await _stop_client(f"{self.name}: closing its connections", consumer._client.close, STOP_TIMEOUT)
+            await stop_client(f"{self.name}: closing its connections", consumer._client.close, STOP_TIMEOUT)
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _stop_client(f"{self.name}: flushing the producer", producer.flush, max(self.options.grace, 1.0))
-            await _stop_client(f"{self.name}: stopping the producer", producer.stop, STOP_TIMEOUT)
+            await stop_client(f"{self.name}: flushing the producer", producer.flush, max(self.options.grace, 1.0))
+            await stop_client(f"{self.name}: stopping the producer", producer.stop, STOP_TIMEOUT)
 
     def _new_producer(self) -> Any:
-        return AIOKafkaProducer(
-            bootstrap_servers=list(self.options.bootstrap),
-            client_id=f"{self.group}.dlq",
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=self.options.linger_ms,
-            request_timeout_ms=int(min(self.options.send_timeout, 30.0) * 1000),
+        opts = self.options
+        return idempotent_producer(
+            opts.bootstrap, f"{self.group}.dlq", linger_ms=opts.linger_ms, send_timeout=opts.send_timeout
         )
 
     async def _ensure_topics(self, failures: list[Exception]) -> None:
@@ -233,7 +230,7 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
             try:
                 batch = await self._consumer.getmany(timeout_ms=500, max_records=room)
             except Exception as exc:  # aiokafka reconnects by itself; keep asking
-                log.warning("%s: fetching failed (%s); retrying in %.1fs", self.name, _describe(exc), delay)
+                log.warning("%s: fetching failed (%s); retrying in %.1fs", self.name, describe(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -353,20 +350,20 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
         try:
             await fresh.start()
         except KafkaError:
-            await _stop_client(f"{self.name}: stopping a producer that did not start", fresh.stop, STOP_TIMEOUT)
+            await stop_client(f"{self.name}: stopping a producer that did not start", fresh.stop, STOP_TIMEOUT)
             return  # still unreachable: the retry comes back here
         self._producer = fresh
-        await _stop_client(f"{self.name}: stopping the old producer", broken.stop, STOP_TIMEOUT)
+        await stop_client(f"{self.name}: stopping the old producer", broken.stop, STOP_TIMEOUT)
 
     # -- failures: rewind the partition and retry with backoff --------------------------------
 
     def _failed(self, lane: _Lane, record: Any, exc: Exception) -> None:
-        self.stats.last_error = _describe(exc)
+        self.stats.last_error = describe(exc)
         self._streak_failures += 1
         if not self._failing_lanes:
             log.warning(
                 "%s: %s/%d/%d failed, not committed; retrying with backoff (%s)",
-                self.name, record.topic, record.partition, record.offset, _describe(exc),
+                self.name, record.topic, record.partition, record.offset, describe(exc),
             )
         self._failing_lanes.add(lane.tp)
         lane.failing = True
@@ -433,7 +430,7 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
             try:
                 await self._consumer.commit(offsets)
             except Exception as exc:  # rebalance, outage: the next commit (or the new owner) catches up
-                log.warning("%s: committing %s failed: %s", self.name, _offsets(offsets), _describe(exc))
+                log.warning("%s: committing %s failed: %s", self.name, _offsets(offsets), describe(exc))
                 return False
             for lane in lanes:
                 if lane.tp in offsets:

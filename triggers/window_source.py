@@ -52,12 +52,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from orchestrator.backends.kafka.transport import (
-    STOP_TIMEOUT,
-    KafkaOptions,
-    _describe,
-    ensure_topics,
-)
+from orchestrator.backends.kafka.client import STOP_TIMEOUT, KafkaOptions, describe, ensure_topics
 from orchestrator.ports import BackendUnavailable, UnknownWorkflow
 from orchestrator.runtime import InputInvalid
 from schemas.definition import WindowTrigger
@@ -125,7 +120,7 @@ class WindowTriggerSource:
             last = exc if not isinstance(exc, TimeoutError) or not failures else failures[-1]
             raise BackendUnavailable(
                 f"{self.name}: cannot reach {','.join(opts.bootstrap)} within "
-                f"{opts.start_timeout:g}s ({_describe(last)})"
+                f"{opts.start_timeout:g}s ({describe(last)})"
             ) from None
         self.app = self._build_app()
         try:
@@ -161,7 +156,7 @@ class WindowTriggerSource:
             async with asyncio.timeout(STOP_TIMEOUT + self.options.grace):
                 await app.stop()
         except (TimeoutError, KafkaError, OSError) as exc:
-            log.warning("%s: faust did not stop cleanly: %s", self.name, _describe(exc))
+            log.warning("%s: faust did not stop cleanly: %s", self.name, describe(exc))
 
     def _build_app(self) -> Any:
         import faust
@@ -329,10 +324,10 @@ class WindowTriggerSource:
             try:
                 await attempt()
             except Exception as exc:
-                self.stats.last_error = f"{what}: {_describe(exc)}"
+                self.stats.last_error = f"{what}: {describe(exc)}"
                 if what not in self._failing:
                     self._failing.add(what)
-                    log.warning("%s: %s failed, retrying with backoff (%s)", self.name, what, _describe(exc))
+                    log.warning("%s: %s failed, retrying with backoff (%s)", self.name, what, describe(exc))
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._stopping.wait()
@@ -377,7 +372,7 @@ class WindowTriggerSource:
             try:
                 await consumer.commit({tp: ends[tp] for tp in partitions})
             except KafkaError as exc:  # another process joined first: it commits for the group
-                log.info("%s: not committing start offsets (%s)", self.name, _describe(exc))
+                log.info("%s: not committing start offsets (%s)", self.name, describe(exc))
         finally:
             await consumer.stop()
 

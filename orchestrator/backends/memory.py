@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from orchestrator.backends.paging import page_summaries
 from orchestrator.backends.summary import check_sequences, summarize
+from orchestrator.backends.versions import same_content
 from orchestrator.ports import (
     ConcurrencyError,
     ExecutionPage,
@@ -139,12 +140,3 @@ class MemoryRegistry:
 
     async def set_trigger_enabled(self, workflow: str, trigger: str, enabled: bool) -> None:
         self._trigger_states[(workflow, trigger)] = enabled
-
-
-def same_content(a: WorkflowDefinition, b: WorkflowDefinition) -> bool:
-    return canonical(a) == canonical(b)
-
-
-def canonical(definition: WorkflowDefinition) -> str:
-    """Definition content without its version, as canonical JSON."""
-    return definition.model_copy(update={"version": None}).model_dump_json(exclude_defaults=True)

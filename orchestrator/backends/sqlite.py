@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar, TypeVarTuple
 from urllib.parse import parse_qs, unquote
 
-from orchestrator.backends.memory import same_content
 from orchestrator.backends.paging import cursor_of
 from orchestrator.backends.summary import check_sequences, summarize
+from orchestrator.backends.versions import same_content
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import (
     BackendUnavailable,

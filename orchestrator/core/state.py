@@ -135,10 +135,10 @@ def evolve(state: ExecutionState | None, event: EventLike) -> ExecutionState:
         raise HistoryError(f"unknown event type {event.type!r}")
     changes = handler(state, data)
     changes["sequence"] = state.sequence + 1
-    return _replaced(state, changes)
+    return replaced(state, changes)
 
 
-def _replaced(state: ExecutionState, changes: dict[str, Any]) -> ExecutionState:
+def replaced(state: ExecutionState, changes: dict[str, Any]) -> ExecutionState:
     """``dataclasses.replace`` for the fold's hot path, at half its cost: the state has no
     ``__post_init__`` and no init-only fields, so its slots can be filled directly."""
     new = object.__new__(ExecutionState)

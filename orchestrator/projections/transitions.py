@@ -32,10 +32,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
-from orchestrator.backends.kafka.transport import ensure_topics, options_from_url
+from orchestrator.backends.kafka.client import ensure_topics, idempotent_producer, options_from_url
 from orchestrator.engine.engine import Committed
 from orchestrator.engine.keyed_locks import KeyedLocks
 from orchestrator.ports import BackendUnavailable, EventLog
@@ -113,13 +112,8 @@ class TransitionExporter:
     async def start(self) -> None:
         """Create the topic when missing and start the producer; BackendUnavailable if unreachable."""
         opts = self.options
-        producer = AIOKafkaProducer(
-            bootstrap_servers=list(opts.bootstrap),
-            client_id=opts.client_id,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=opts.linger_ms,
-            request_timeout_ms=int(min(opts.send_timeout, 30.0) * 1000),
+        producer = idempotent_producer(
+            opts.bootstrap, opts.client_id, linger_ms=opts.linger_ms, send_timeout=opts.send_timeout
         )
         try:
             async with asyncio.timeout(opts.start_timeout):

@@ -19,7 +19,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from connectors.base import Connectors
 from connectors.noop import NoopConnector
-from orchestrator.backends.kafka.transport import KafkaOptions, KafkaTransport
+from orchestrator.backends.kafka.client import KafkaOptions
+from orchestrator.backends.kafka.transport import KafkaTransport
 from orchestrator.backends.urls import TRANSPORTS, open_backend
 from orchestrator.core.commands import Command, FireTimer
 from orchestrator.ports import BackendUnavailable, StepTask

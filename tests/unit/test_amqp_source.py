@@ -13,7 +13,7 @@ import pytest
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.definition import AmqpTrigger
-from triggers.amqp_source import AmqpTriggerSource, _header_text
+from triggers.amqp_source import AmqpTriggerSource, header_text
 from triggers.inbound import BadMessage, content_identity
 from triggers.sources import SourceSpec
 
@@ -38,15 +38,15 @@ def delivery(body: bytes, **properties: Any) -> Any:
 
 def test_header_values_become_text() -> None:
     when = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    assert _header_text("a") == "a"
-    assert _header_text(b"caf\xc3\xa9") == "café"
-    assert _header_text(7) == "7"
-    assert _header_text(True) == "true"
-    assert _header_text(1.5) == "1.5"
-    assert _header_text(Decimal("2.50")) == "2.50"
-    assert _header_text(None) == ""
-    assert _header_text(when) == "2024-05-01T12:00:00+00:00"
-    assert json.loads(_header_text({"a": [1, "x"]})) == {"a": [1, "x"]}
+    assert header_text("a") == "a"
+    assert header_text(b"caf\xc3\xa9") == "café"
+    assert header_text(7) == "7"
+    assert header_text(True) == "true"
+    assert header_text(1.5) == "1.5"
+    assert header_text(Decimal("2.50")) == "2.50"
+    assert header_text(None) == ""
+    assert header_text(when) == "2024-05-01T12:00:00+00:00"
+    assert json.loads(header_text({"a": [1, "x"]})) == {"a": [1, "x"]}
 
 
 def test_a_plain_json_message_with_a_message_id() -> None:

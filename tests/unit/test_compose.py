@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from orchestrator.backends.cassandra.schema import CassandraSettings
-from orchestrator.backends.kafka.transport import KafkaOptions
+from orchestrator.backends.kafka.client import KafkaOptions
 from orchestrator.cli.main import build_parser
 from orchestrator.settings import VARIABLES, Settings
 

@@ -7,11 +7,11 @@ import sqlite3
 import threading
 from contextlib import closing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
-from orchestrator.backends.sqlite import SQLiteEventLog, SQLiteSettings, _Append
+from orchestrator.backends.sqlite import SQLiteEventLog, SQLiteSettings
 from orchestrator.core.events import EXECUTION_SUCCEEDED
 from orchestrator.ports import BackendUnavailable, ConcurrencyError, EventLog, ExecutionQuery
 from tests.contracts.event_log import EventLogContract
@@ -27,7 +27,7 @@ def record_batch_sizes(log: SQLiteEventLog, monkeypatch: pytest.MonkeyPatch) -> 
     sizes: list[int] = []
     commit = log._commit
 
-    def recording(batch: list[_Append]) -> list[Exception | None]:
+    def recording(batch: list[Any]) -> list[Exception | None]:
         sizes.append(len(batch))
         return commit(batch)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from orchestrator.core.state import ExecutionState, Timer, _replaced
+from orchestrator.core.state import ExecutionState, Timer, replaced
 
 
 def test_replaced_equals_dataclasses_replace() -> None:
     state = ExecutionState(execution_id="x", workflow="w", version=1, tenant="t", input={"n": 1}, sequence=1)
     changes = {"sequence": 2, "timers": {"t": Timer("t", "a", 5.0, "retry")}, "last_step": "a"}
-    copied = _replaced(state, dict(changes))
+    copied = replaced(state, dict(changes))
     assert copied == dataclasses.replace(state, **changes)
     assert copied.input is state.input and state.sequence == 1  # a shallow copy; the original stands
 

@@ -46,7 +46,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import date
-from typing import ClassVar, cast
+from typing import cast
 
 from cassandra import DriverException
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
@@ -54,8 +54,8 @@ from cassandra.query import BatchStatement, BatchType, PreparedStatement
 from orchestrator.backends.cassandra.schema import (
     PAGE_SIZE,
     RETRY_ATTEMPTS,
+    CassandraBackend,
     CassandraSettings,
-    Database,
     Row,
     ambiguous,
     backoff,
@@ -63,10 +63,9 @@ from orchestrator.backends.cassandra.schema import (
     main,
     migrate,
 )
-from orchestrator.backends.memory import same_content
 from orchestrator.backends.paging import cursor_of, matches
 from orchestrator.backends.summary import check_sequences, summarize
-from orchestrator.lifecycle import Lifecycle
+from orchestrator.backends.versions import same_content
 from orchestrator.ports import (
     BackendUnavailable,
     ConcurrencyError,
@@ -89,31 +88,6 @@ SUMMARY_CACHE = 10_000  # summaries this process appended last, to skip a read b
 CONCURRENT_READS = 64  # summary reads in flight while verifying a listing page
 STATUSES = ("running", "succeeded", "failed", "cancelled")
 _TOP = "\U0010ffff"  # sorts after every timestamp
-
-
-class _Backend(Lifecycle):
-    """Lifecycle shared by the event log and the registry: a session and prepared statements."""
-
-    STATEMENTS: ClassVar[dict[str, str]]
-    CONDITIONAL: ClassVar[dict[str, str]]  # lightweight transactions: never retried blindly
-
-    def __init__(self, settings: CassandraSettings, component: str) -> None:
-        self.settings = settings
-        self._db = Database(settings, component)
-        self._cql: dict[str, PreparedStatement] = {}
-
-    async def start(self) -> None:
-        """Connect, check the schema (or migrate it with ``migrate=auto``), prepare statements."""
-        await self._db.open()
-        try:
-            self._cql = await self._db.prepare(self.STATEMENTS)
-            self._cql.update(await self._db.prepare(self.CONDITIONAL, idempotent=False))
-        except BaseException:
-            await self._db.close()
-            raise
-
-    async def stop(self) -> None:
-        await self._db.close()
 
 
 _HEAD = "last_sequence, workflow, version, tenant, status, started_at, updated_at, parent_id"
@@ -192,7 +166,7 @@ def _summary(execution_id: str, row: Row) -> ExecutionSummary:
     )
 
 
-class CassandraEventLog(_Backend):
+class CassandraEventLog(CassandraBackend):
     """Per-execution event partitions with one LWT per append, plus listing tables by day."""
 
     STATEMENTS = _EVENT_LOG_CQL
@@ -533,7 +507,7 @@ _REGISTER_CQL = {
 }
 
 
-class CassandraRegistry(_Backend):
+class CassandraRegistry(CassandraBackend):
     """Immutable definitions by (name, version); each version is claimed with ``IF NOT EXISTS``."""
 
     STATEMENTS = _REGISTRY_CQL

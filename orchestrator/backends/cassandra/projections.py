@@ -51,10 +51,10 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
-from orchestrator.backends.cassandra.event_log import _Backend
 from orchestrator.backends.cassandra.schema import (
     RETRY_ATTEMPTS,
     RETRY_MAX_SECONDS,
+    CassandraBackend,
     CassandraSettings,
     Database,
     Row,
@@ -420,7 +420,7 @@ _WAIT_CQL = {
 }
 
 
-class CassandraWaitIndex(_Backend):
+class CassandraWaitIndex(CassandraBackend):
     """The ``WaitIndex`` port over Cassandra: one partition per (event, correlation key)."""
 
     STATEMENTS = _WAIT_CQL

@@ -24,7 +24,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from cassandra import (
@@ -62,6 +62,7 @@ from cassandra.query import (
     tuple_factory,
 )
 
+from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -555,6 +556,32 @@ class Database:
             return list((await bridge(response, loop)).current_rows)
         except _TRANSIENT as exc:
             raise BackendUnavailable(f"{self.settings.url}: {text[:60]}...: {describe(exc)}") from exc
+
+
+class CassandraBackend(Lifecycle):
+    """The lifecycle of a backend over one keyspace (event log, registry, wait index): a
+    ``Database`` session and the subclass's statements, prepared in ``start``."""
+
+    STATEMENTS: ClassVar[dict[str, str]]
+    CONDITIONAL: ClassVar[dict[str, str]]  # lightweight transactions: never retried blindly
+
+    def __init__(self, settings: CassandraSettings, component: str) -> None:
+        self.settings = settings
+        self._db = Database(settings, component)
+        self._cql: dict[str, PreparedStatement] = {}
+
+    async def start(self) -> None:
+        """Connect, check the schema (or migrate it with ``migrate=auto``), prepare statements."""
+        await self._db.open()
+        try:
+            self._cql = await self._db.prepare(self.STATEMENTS)
+            self._cql.update(await self._db.prepare(self.CONDITIONAL, idempotent=False))
+        except BaseException:
+            await self._db.close()
+            raise
+
+    async def stop(self) -> None:
+        await self._db.close()
 
 
 async def migrate(url: str) -> list[Migration]:

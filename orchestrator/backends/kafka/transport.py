@@ -1,7 +1,8 @@
 """Kafka transport (``kafka://``): commands and step tasks on two topics, keyed by execution id.
 
 ``kafka://host:port[,host2:port]?commands=orchestrator.commands&tasks=orchestrator.tasks&partitions=12
-&replication=1&group=orchestrator-workers&role=all|api&concurrency=64`` (see ``KafkaOptions``).
+&replication=1&group=orchestrator-workers&role=all|api&concurrency=64`` (see ``KafkaOptions`` in
+``orchestrator.backends.kafka.client``, the plumbing the triggers and connectors share).
 
 Every record of one execution lands on one partition. A worker process (``role=all``) consumes
 both topics in consumer groups ``<group>.commands`` and ``<group>.tasks``; an API process
@@ -25,24 +26,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, fields
-from typing import Any, Generic, Literal, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import (
-    InvalidProducerEpoch,
-    KafkaConnectionError,
-    KafkaError,
-    KafkaTimeoutError,
-    OutOfOrderSequenceNumber,
-    ProducerFenced,
-    UnknownProducerId,
-)
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 
+from orchestrator.backends.kafka.client import (
+    PRODUCER_STATE_LOST,
+    STOP_TIMEOUT,
+    KafkaOptions,
+    describe,
+    ensure_topics,
+    idempotent_producer,
+    keep_trying,
+    stop_client,
+)
 from orchestrator.backends.kafka.codec import (
     CodecError,
     decode_command,
@@ -55,97 +55,7 @@ from orchestrator.ports import BackendUnavailable, CommandHandler, StepTask, Tas
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 MAX_BACKOFF = 30.0
-STOP_TIMEOUT = 10.0  # a client that cannot say goodbye to the brokers within this is abandoned
-PRODUCER_STATE_LOST = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced)
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaOptions:
-    """Everything ``kafka://`` URLs configure; ``from_url`` rejects unknown or malformed options."""
-
-    bootstrap: tuple[str, ...]
-    commands: str = "orchestrator.commands"
-    tasks: str = "orchestrator.tasks"
-    partitions: int = 12
-    replication: int = 1
-    group: str = "orchestrator-workers"
-    role: Literal["all", "api"] = "all"
-    concurrency: int = 64  # tasks running at once in this process
-    command_concurrency: int = 16  # executions of one partition handled at once; 1 = partition order
-    linger_ms: int = 0  # measured: 1 ms adds ~1.4 ms per produce in aiokafka and no throughput
-    send_timeout: float = 30.0  # give up on an unacknowledged submit/dispatch after this
-    start_timeout: float = 10.0  # BackendUnavailable if the brokers do not answer within this
-    grace: float = 5.0  # on stop or revoke, running records get this long to finish
-
-    @classmethod
-    def from_url(cls, url: str) -> KafkaOptions:
-        options = options_from_url(cls, url)
-        if options.role not in ("all", "api"):
-            raise ValueError(f"role must be all or api, not {options.role!r}")
-        if min(options.partitions, options.replication, options.concurrency, options.command_concurrency) < 1:
-            raise ValueError(f"partitions, replication and concurrencies must be >= 1 in {url!r}")
-        return options
-
-
-Options = TypeVar("Options")
-
-
-def options_from_url(cls: type[Options], url: str) -> Options:
-    """``cls(bootstrap=hosts, **query options)`` from ``kafka://host:port[,host:port]?name=value``.
-
-    ``cls`` is a dataclass with a ``bootstrap`` field; each query option must name one of its other
-    fields and is converted to that field's type (int, float or str)."""
-    parts = urlsplit(url)
-    hosts = tuple(h if ":" in h else f"{h}:9092" for h in parts.netloc.split(",") if h)
-    if parts.scheme != "kafka" or not hosts:
-        raise ValueError(f"not a kafka://host:port URL: {url!r}")
-    known = {f.name: f for f in fields(cls) if f.name != "bootstrap"}  # type: ignore[arg-type]
-    values: dict[str, Any] = {}
-    for name, raw in parse_qsl(parts.query, keep_blank_values=True):
-        option = known.get(name)
-        if option is None:
-            raise ValueError(f"unknown option {name!r} in {url!r}; known: {', '.join(sorted(known))}")
-        kind = {"int": int, "float": float}.get(str(option.type), str)
-        try:
-            values[name] = kind(raw)
-        except ValueError:
-            raise ValueError(f"option {name}={raw!r} in {url!r} is not a {kind.__name__}") from None
-    return cls(bootstrap=hosts, **values)  # type: ignore[call-arg]
-
-
-async def ensure_topics(
-    bootstrap: Iterable[str],
-    names: Iterable[str],
-    partitions: int,
-    replication: int,
-    failures: list[Exception] | None = None,
-    connected: Callable[[], None] = lambda: None,
-) -> list[dict[str, Any]]:
-    """Create the topics that do not exist and wait until every partition has a leader (a consumer
-    that joins before that is assigned nothing); their descriptions. The caller's timeout bounds
-    it; with ``failures``, connection failures are retried (and recorded) until then. ``connected``
-    is called once the brokers answered (callers name the stage an error happened in)."""
-    wanted = list(dict.fromkeys(names))
-    admin = AIOKafkaAdminClient(bootstrap_servers=list(bootstrap), request_timeout_ms=5000)
-    if failures is None:
-        await admin.start()
-    else:
-        await _keep_trying(admin.start, failures)
-    connected()
-    try:
-        response = await admin.create_topics([NewTopic(n, partitions, replication) for n in wanted])
-        for topic, code, message in (error[:3] for error in response.topic_errors):
-            if code not in (0, TOPIC_EXISTS):
-                raise KafkaError(f"creating topic {topic} failed with error {code}: {message}")
-        while True:
-            described: list[dict[str, Any]] = await admin.describe_topics(wanted)
-            if all(_ready(topic) for topic in described):
-                return described
-            await asyncio.sleep(0.1)
-    finally:
-        await admin.close()
 
 
 class KafkaTransport:
@@ -178,7 +88,7 @@ class KafkaTransport:
             async with asyncio.timeout(opts.start_timeout):
                 await self._create_topics()
                 self._stage = "start the producer"
-                self._producer = self._new_producer()
+                self._producer = self.new_producer()
                 await self._producer.start()
                 if opts.role == "all":
                     self._stage = "join the consumer groups"
@@ -192,9 +102,9 @@ class KafkaTransport:
             await self._close(grace=0.0)
             message = f"Kafka transport {self.url}: cannot {self._stage}"
             if isinstance(exc, TimeoutError):
-                last = f"; last error: {_describe(self.failures[-1])}" if self.failures else ""
+                last = f"; last error: {describe(self.failures[-1])}" if self.failures else ""
                 raise BackendUnavailable(f"{message} within {opts.start_timeout:g}s{last}") from None
-            raise BackendUnavailable(f"{message}: {_describe(exc)}") from None
+            raise BackendUnavailable(f"{message}: {describe(exc)}") from None
 
     def shard_of(self, execution_id: str) -> int:
         """The commands partition of an execution: Kafka's default partitioner (murmur2 of the key)."""
@@ -216,15 +126,11 @@ class KafkaTransport:
     async def dispatch(self, task: StepTask) -> None:
         await self._send(self.options.tasks, task.execution_id, encode_task(task))
 
-    def _new_producer(self) -> Any:
+    def new_producer(self) -> Any:
+        """An unstarted producer as the transport builds its own (``client.idempotent_producer``)."""
         opts = self.options
-        return AIOKafkaProducer(
-            bootstrap_servers=list(opts.bootstrap),
-            client_id=f"{opts.group}.producer",
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=opts.linger_ms,
-            request_timeout_ms=int(min(opts.send_timeout, 30.0) * 1000),
+        return idempotent_producer(
+            opts.bootstrap, f"{opts.group}.producer", linger_ms=opts.linger_ms, send_timeout=opts.send_timeout
         )
 
     async def _send(self, topic: str, key: str, value: bytes) -> None:
@@ -260,7 +166,7 @@ class KafkaTransport:
             if self._producer is not broken or broken is None:
                 return self._producer is not None  # another send renewed it already (or we are stopping)
             log.warning("Kafka producer state lost (%s); starting a new producer", why)
-            fresh = self._new_producer()
+            fresh = self.new_producer()
             try:
                 await fresh.start()
             except KafkaError:
@@ -289,47 +195,22 @@ class KafkaTransport:
         await asyncio.gather(*(group.stop(grace) for group in groups))
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _stop_client("flushing the producer", producer.flush, max(grace, 1.0))
-            await _stop_client("stopping the producer", producer.stop, STOP_TIMEOUT)
+            await stop_client("flushing the producer", producer.flush, max(grace, 1.0))
+            await stop_client("stopping the producer", producer.stop, STOP_TIMEOUT)
 
 
-async def _stop_client(what: str, stop: Callable[[], Awaitable[None]], timeout: float) -> bool:
-    """Run an aiokafka client's flush/stop so that an outage makes it neither fail nor hang our stop."""
-    try:
-        async with asyncio.timeout(timeout):
-            await stop()
-        return True
-    except (KafkaError, OSError, TimeoutError) as exc:
-        log.warning("%s did not finish cleanly: %s", what, _describe(exc))
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise  # we are being cancelled ourselves
-        log.warning("%s did not finish cleanly: an internal task of the client was cancelled", what)
-    return False
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or "no detail"
-    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
-
-
-def _ready(topic: dict[str, Any]) -> bool:
-    partitions = topic.get("partitions") or []
-    return topic.get("error_code") == 0 and bool(partitions) and all(p["leader"] >= 0 for p in partitions)
-
-
-async def _keep_trying(start: Callable[[], Awaitable[None]], failures: list[Exception]) -> None:
-    """``start()`` until it succeeds (brokers may still be starting); the caller's timeout ends it."""
-    delay = 0.2
-    while True:
-        try:
-            await start()
-            return
-        except (KafkaError, OSError) as exc:
-            failures.append(exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+def group_consumer(options: KafkaOptions, topic: str) -> AIOKafkaConsumer:
+    """The unstarted consumer of the transport's group on ``topic`` (commands or tasks): offsets
+    are committed by the lanes, never automatically."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=list(options.bootstrap),
+        group_id=f"{options.group}.{'commands' if topic == options.commands else 'tasks'}",
+        client_id=f"{options.group}.{topic}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=500,
+        heartbeat_interval_ms=1000,
+    )
 
 
 class _Lane(Generic[T]):
@@ -438,18 +319,10 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
         self._dirty = asyncio.Event()
         self._commit_lock = asyncio.Lock()
         self._loops: list[asyncio.Task[None]] = []
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=list(opts.bootstrap),
-            group_id=f"{opts.group}.{'commands' if topic == opts.commands else 'tasks'}",
-            client_id=f"{opts.group}.{topic}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=500,
-            heartbeat_interval_ms=1000,
-        )
+        self._consumer = group_consumer(opts, topic)
 
     async def start(self) -> None:
-        await _keep_trying(self._consumer.start, self._failures)
+        await keep_trying(self._consumer.start, self._failures)
         self._consumer.subscribe([self._topic], listener=self)
         self._loops = [
             asyncio.create_task(self._fetch_loop(), name=f"kafka-fetch-{self._topic}"),
@@ -466,10 +339,10 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
             async with asyncio.timeout(max(grace, 1.0)):
                 await self._commit(lanes)
         self._lanes.clear()
-        if not await _stop_client(f"stopping the {self._topic} consumer", self._consumer.stop, STOP_TIMEOUT):
+        if not await stop_client(f"stopping the {self._topic} consumer", self._consumer.stop, STOP_TIMEOUT):
             # aiokafka 0.14's Fetcher.close re-raises a cancelled in-flight fetch when the broker is
             # gone, skipping the rest of AIOKafkaConsumer.stop: close its connections ourselves.
-            await _stop_client("closing its connections", self._consumer._client.close, STOP_TIMEOUT)
+            await stop_client("closing its connections", self._consumer._client.close, STOP_TIMEOUT)
 
     def owned(self) -> set[int]:
         return {tp.partition for tp in self._lanes}
@@ -502,7 +375,7 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
             try:
                 batch = await self._consumer.getmany(timeout_ms=500)
             except Exception as exc:  # aiokafka reconnects by itself; keep asking
-                log.warning("fetching %s failed (%s); retrying in %.1fs", self._topic, _describe(exc), delay)
+                log.warning("fetching %s failed (%s); retrying in %.1fs", self._topic, describe(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -550,7 +423,7 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
             try:
                 await self._consumer.commit(offsets)
             except Exception as exc:  # rebalance, outage: the next commit (or the new owner) catches up
-                log.warning("committing %s offsets %s failed: %s", self._topic, offsets, _describe(exc))
+                log.warning("committing %s offsets %s failed: %s", self._topic, offsets, describe(exc))
                 return False
             for lane in lanes:
                 lane.committed = offsets.get(lane.tp, lane.committed)
