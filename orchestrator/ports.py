@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator.core.commands import Command
@@ -225,6 +225,52 @@ class Transport(Shards, Protocol):
 
     async def dispatch(self, task: StepTask) -> None:
         """Hand a task to a worker."""
+
+
+class ConnectorError(Exception):
+    """A step failure with a type that retry policies match (e.g. ``http.503``, ``timeout``)."""
+
+    def __init__(self, type_: str, message: str = "", *, retryable: bool = True) -> None:
+        super().__init__(f"{type_}: {message}" if message else type_)
+        self.type = type_
+        self.message = message
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class StepCall:
+    """What a connector receives for one attempt."""
+
+    execution_id: str
+    workflow: str
+    step: str
+    attempt: int
+    idempotency_key: str
+    config: dict[str, Any] = field(default_factory=dict)
+    args: Any = None
+    timeout_seconds: float | None = None
+
+
+class Connector(Protocol):
+    """Runs one attempt of a task step (``connectors/``): opened and closed with the service;
+    ``invoke`` returns JSON-compatible output or raises ``ConnectorError``. A step runs at least
+    once, so ``call.idempotency_key`` is the same for every attempt of one step visit."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def invoke(self, call: StepCall) -> Any: ...
+
+
+class ConnectorLookup(Protocol):
+    """The connectors of a process by name (``connectors.base.Connectors``)."""
+
+    def get(self, name: str) -> Connector:
+        """The connector; ``ConnectorError("connector.unknown", retryable=False)`` if none has that name."""
+        ...
 
 
 TimerCallback = Callable[[str, str], Awaitable[None]]

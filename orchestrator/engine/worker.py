@@ -7,9 +7,8 @@ import json
 import logging
 from collections.abc import Callable
 
-from connectors.base import ConnectorError, Connectors, StepCall
 from orchestrator.core.commands import CompleteStep, ErrorInfo, FailStep
-from orchestrator.ports import StepTask, Transport
+from orchestrator.ports import ConnectorError, ConnectorLookup, StepCall, StepTask, Transport
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +16,7 @@ log = logging.getLogger(__name__)
 class Worker:
     """Steps run at least once: a crash before the answer is recorded runs the attempt again."""
 
-    def __init__(self, connectors: Connectors, transport: Transport, clock: Callable[[], float]) -> None:
+    def __init__(self, connectors: ConnectorLookup, transport: Transport, clock: Callable[[], float]) -> None:
         self._connectors = connectors
         self._transport = transport
         self._clock = clock
