@@ -111,7 +111,9 @@ class Runtime(Lifecycle):
         self.clock = clock
         self.log: EventLog = event_log or open_backend(EVENT_LOGS, s.event_log_url, "event log")
         self.registry: Registry = registry or open_backend(REGISTRIES, s.effective_registry_url, "registry")
-        self.transport: Transport = transport or open_backend(TRANSPORTS, s.transport_url, "transport")
+        self.transport: Transport = transport or open_backend(
+            TRANSPORTS, s.transport_url, "transport", s.worker_concurrency
+        )
         projections = projection_url(s.event_log_url)
         self.timers: Timers = timers or open_backend(TIMERS, s.timers_url or projections, "timers", clock)
         self.waits: WaitIndex = waits or open_backend(WAIT_INDEXES, s.waits_url or projections, "wait index")

@@ -55,7 +55,7 @@ class Settings:
     transitions_url: str | None = None  # kafka://...?topic=...: export committed events (docs/events.md)
     host: str = "127.0.0.1"
     port: int = 8080
-    worker_concurrency: int = 64
+    worker_concurrency: int = 64  # tasks run at once, unless the transport URL sets concurrency=
     python_threads: int = 8
     max_body_bytes: int = 1_048_576
     access_log: bool = False  # one log line per HTTP request (logger aiohttp.access)
@@ -92,6 +92,12 @@ class Settings:
             except ValueError:
                 raise SettingsError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
 
+        def positive(name: str, default: int) -> int:
+            value = number(name, default)
+            if value < 1:
+                raise SettingsError(f"{PREFIX}{name} must be at least 1, got {value}")
+            return value
+
         secrets = _secrets_file(get("SECRETS_FILE"))
         secrets.update({k[len(SECRET_PREFIX) :]: v for k, v in env.items() if k.startswith(SECRET_PREFIX)})
         definitions = tuple(p for p in (get("DEFINITIONS") or "").split(os.pathsep) if p)
@@ -104,7 +110,7 @@ class Settings:
             transitions_url=get("TRANSITIONS_URL"),
             host=get("HOST") or cls.host,
             port=number("PORT", cls.port),
-            worker_concurrency=number("WORKER_CONCURRENCY", cls.worker_concurrency),
+            worker_concurrency=positive("WORKER_CONCURRENCY", cls.worker_concurrency),
             python_threads=number("PYTHON_THREADS", cls.python_threads),
             max_body_bytes=number("MAX_BODY_BYTES", cls.max_body_bytes),
             access_log=_flag("ACCESS_LOG", get, cls.access_log),

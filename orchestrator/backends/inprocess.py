@@ -1,7 +1,9 @@
 """In-process transport (``inprocess://``): commands go straight to the engine, tasks to a worker pool.
 
 Ordering per execution comes from the engine's per-execution lock. Tasks wait in an asyncio
-queue drained by ``concurrency`` worker coroutines, created in ``start`` and cancelled in ``stop``.
+queue drained by ``concurrency`` worker coroutines, created in ``start`` and cancelled in ``stop``:
+``inprocess://?concurrency=N``, else the one ``from_url`` is given (the runtime passes the
+``worker_concurrency`` setting), else 64.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ from urllib.parse import parse_qs, urlsplit
 from orchestrator.core.commands import Command
 from orchestrator.ports import CommandHandler, StepTask, TaskHandler
 
+DEFAULT_CONCURRENCY = 64
+
 
 class InProcessTransport:
     durable = False  # a crash loses the queue: the runtime resumes running executions at start
 
-    def __init__(self, concurrency: int = 64) -> None:
+    def __init__(self, concurrency: int = DEFAULT_CONCURRENCY) -> None:
+        if concurrency < 1:
+            raise ValueError(f"in-process transport: concurrency must be >= 1, got {concurrency}")
         self._concurrency = concurrency
         self._queue: asyncio.Queue[StepTask] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
@@ -25,9 +31,20 @@ class InProcessTransport:
         self._on_task: TaskHandler | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> InProcessTransport:
-        query = parse_qs(urlsplit(url).query)
-        return cls(concurrency=int(query.get("concurrency", ["64"])[0]))
+    def from_url(cls, url: str, concurrency: int | None = None) -> InProcessTransport:
+        """``?concurrency=N`` in the URL wins over ``concurrency``."""
+        given = parse_qs(urlsplit(url).query).get("concurrency")
+        if given:
+            try:
+                concurrency = int(given[0])
+            except ValueError:
+                raise ValueError(f"concurrency in {url!r} is not an integer") from None
+        return cls(DEFAULT_CONCURRENCY if concurrency is None else concurrency)
+
+    @property
+    def concurrency(self) -> int:
+        """Tasks run at once (the number of worker coroutines)."""
+        return self._concurrency
 
     async def start(self, on_command: CommandHandler, on_task: TaskHandler) -> None:
         self._on_command, self._on_task = on_command, on_task

@@ -27,7 +27,6 @@ from aiokafka.errors import (
 )
 
 __all__ = [
-    "DEFAULT_CONCURRENCY",
     "PRODUCER_STATE_LOST",
     "STOP_TIMEOUT",
     "KafkaOptions",
@@ -43,7 +42,6 @@ log = logging.getLogger(__name__)
 TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 STOP_TIMEOUT = 10.0  # a client that cannot say goodbye to the brokers within this is abandoned
 MAX_REQUEST_TIMEOUT = 30.0  # seconds a produce request may take (the send timeout if lower)
-DEFAULT_CONCURRENCY = 64  # tasks running at once when neither the URL nor the settings say
 # The producer lost its idempotence state (aiokafka does not reset the producer id by itself):
 # only a new producer sends again.
 PRODUCER_STATE_LOST = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced)
@@ -61,7 +59,7 @@ class KafkaOptions:
     replication: int = 1
     group: str = "orchestrator-workers"
     role: Literal["all", "api"] = "all"
-    concurrency: int = DEFAULT_CONCURRENCY  # tasks running at once in this process
+    concurrency: int = 64  # tasks running at once in this process
     command_concurrency: int = 16  # executions of one partition handled at once; 1 = partition order
     linger_ms: int = 0  # measured: 1 ms adds ~1.4 ms per produce in aiokafka and no throughput
     send_timeout: float = 30.0  # give up on an unacknowledged submit/dispatch after this

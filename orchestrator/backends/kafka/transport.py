@@ -77,8 +77,10 @@ class KafkaTransport:
         self._command_partitions = options.partitions  # the real count once start() has looked
 
     @classmethod
-    def from_url(cls, url: str) -> KafkaTransport:
-        return cls(KafkaOptions.from_url(url), url)
+    def from_url(cls, url: str, concurrency: int | None = None) -> KafkaTransport:
+        """``concurrency`` (the runtime passes ``worker_concurrency``) applies unless the URL sets it."""
+        defaults = None if concurrency is None else {"concurrency": concurrency}
+        return cls(KafkaOptions.from_url(url, defaults), url)
 
     async def start(self, on_command: CommandHandler, on_task: TaskHandler) -> None:
         """Create missing topics, start the producer and (``role=all``) both consumer groups."""
