@@ -170,6 +170,11 @@ class Runtime(Lifecycle):
             raise
         self._stack = stack
 
+    @property
+    def running(self) -> bool:
+        """True between a successful ``start()`` and ``stop()``."""
+        return self._stack is not None
+
     async def stop(self) -> None:
         if self._stack is not None:
             stack, self._stack = self._stack, None

@@ -43,7 +43,7 @@ class HealthApi:
     async def not_ready_reason(self) -> str | None:
         """Why the process cannot serve traffic, or None when it can."""
         # Runtime has no public "started" flag yet; its exit stack exists exactly while it runs.
-        if self.runtime._stack is None:
+        if not self.runtime.running:
             return "the runtime is not started"
         try:
             async with asyncio.timeout(self.timeout):
