@@ -41,6 +41,7 @@ from orchestrator.history.diff import ExecutionDiff, diff_executions
 from orchestrator.history.retention import RetentionSweeper
 from orchestrator.history.timeline import Timeline
 from orchestrator.history.timeline import build as build_timeline
+from orchestrator.instrumentation import Instruments, attach, guarded
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import (
     BackendUnavailable,
@@ -105,6 +106,7 @@ class Runtime(Lifecycle):
         timers: Timers | None = None,
         waits: WaitIndex | None = None,
         recover: bool = True,
+        instruments: Instruments | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         s = self.settings
@@ -118,7 +120,12 @@ class Runtime(Lifecycle):
         self.timers: Timers = timers or open_backend(TIMERS, s.timers_url or projections, "timers", clock)
         self.waits: WaitIndex = waits or open_backend(WAIT_INDEXES, s.waits_url or projections, "wait index")
         self.connectors = connectors or default_connectors(s.python_threads, s)
-        self.engine = Engine(self.log, self.registry, clock=clock, snapshot_every=s.snapshot_every)
+        self.instruments = guarded(instruments)  # see orchestrator.instrumentation; triggers read it here
+        for part in (self.log, self.registry, self.transport, self.timers, self.waits):
+            attach(part, self.instruments)
+        self.engine = Engine(
+            self.log, self.registry, clock=clock, snapshot_every=s.snapshot_every, instruments=self.instruments
+        )
         self.effects = Effects(
             self.engine,
             self.registry,
@@ -136,7 +143,7 @@ class Runtime(Lifecycle):
             self.transitions = TransitionExporter.from_url(s.transitions_url, self.log)
             self.engine.observers.insert(0, self.transitions.note)  # runs in commit order
             self.engine.observers.append(self.transitions.on_committed)  # after the effects
-        self.worker = Worker(self.connectors, self.transport, clock)
+        self.worker = Worker(self.connectors, self.transport, clock, instruments=self.instruments)
         self.retention = RetentionSweeper(self.log, self.registry, clock=clock, archive_dir=s.archive_dir)
         self._recover = recover
         self._validators: dict[tuple[str, int], Any] = {}

@@ -234,6 +234,7 @@ class AmqpTriggerSource:
                 return
         await self._settle(message, "ack")
         self.stats.count(outcome.kind)
+        self.router.report(outcome.kind)
 
     async def _accept(self, message: AbstractIncomingMessage) -> Outcome:
         try:
@@ -309,6 +310,7 @@ class AmqpTriggerSource:
     async def _requeue(self, message: AbstractIncomingMessage, error: str) -> None:
         """The outcome is unknown: pause, then hand the delivery back to the broker."""
         self.stats.last_error = error
+        self.router.report("retried")
         log.warning("amqp trigger %s: %s; requeueing the delivery", self.trigger.name, error)
         with contextlib.suppress(TimeoutError):  # stopping: hand it back at once
             await asyncio.wait_for(self._stopping.wait(), self.retry_delay)

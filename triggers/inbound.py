@@ -12,6 +12,9 @@ source), else the transport's identity (Kafka topic/partition/offset, AMQP messa
 execution id is derived from it, so a redelivered message finds the execution it already started
 and starts nothing. An event delivery carries the same key as its event id, which the machine
 records, so a redelivered event is not delivered twice either.
+
+Sources report each message's outcome with :meth:`Router.report` once it is durable (a dead
+letter: once parked), and ``retried`` when the outcome is unknown and the message comes back.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from orchestrator.instrumentation import TriggerOutcome, guarded
 from orchestrator.ports import UnknownWorkflow
 from orchestrator.runtime import InputInvalid, Runtime
 from schemas.cloudevents import BadMessage
@@ -33,6 +37,14 @@ __all__ = ["BadMessage", "InboundMessage", "Outcome", "Router"]
 
 OutcomeKind = Literal["started", "duplicate", "delivered", "filtered", "dead"]
 MAX_KEY_LENGTH = 512
+REPORTED: dict[str, TriggerOutcome] = {  # Outcome.kind -> what the instruments are told
+    "started": "started",
+    "duplicate": "duplicate",
+    "delivered": "delivered",
+    "filtered": "filtered",
+    "dead": "dead_lettered",
+    "retried": "retried",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +100,12 @@ class Router:
         self.workflow = workflow
         self.trigger = trigger
         self.actor = f"trigger:{trigger.type}:{trigger.name}"
+        self.instruments = guarded(runtime.instruments)
+
+    def report(self, outcome: OutcomeKind | Literal["retried"]) -> None:
+        """Tell the instruments how one message ended (``dead`` is reported as ``dead_lettered``)."""
+        reported = REPORTED[outcome]
+        self.instruments.trigger_outcome(self.trigger.type, self.workflow, self.trigger.name, reported)
 
     async def accept(self, message: InboundMessage) -> Outcome:
         """The durable outcome of one message (see the module docstring)."""

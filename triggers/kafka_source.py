@@ -52,6 +52,7 @@ from orchestrator.backends.kafka.client import (
     keep_trying,
     stop_client,
 )
+from orchestrator.backends.kafka.lag import LagReporter
 from orchestrator.ports import BackendUnavailable
 from schemas.cloudevents import from_kafka
 from schemas.definition import KafkaTrigger
@@ -101,6 +102,7 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
         self.name = f"kafka trigger {spec.workflow}/{trigger.name}"
         self.router = Router(spec.runtime, spec.workflow, trigger)
         self.stats = SourceStats()
+        self._lag = LagReporter(self.group)
         self.limit = self.options.concurrency
         self.assigned = asyncio.Event()  # set on the first partition assignment (tests wait on it)
         self._consumer: Any = None
@@ -241,6 +243,7 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
                     continue  # revoked or recovering: these are read again (new owner or after the seek)
                 for record in records:
                     self._take(lane, record)
+            await self._lag.report(self._consumer, self._lanes, self.router.instruments)
 
     def _take(self, lane: _Lane, record: Any) -> None:
         offset: int = record.offset
@@ -283,6 +286,7 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
             self._failed(lane, record, exc)
             return False
         self.stats.count(outcome.kind)
+        self.router.report(outcome.kind)
         if lane.failing and not lane.blocked:  # taken after the rewind: the partition moves again
             self._recovered(lane)
         return True
@@ -359,6 +363,7 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def _failed(self, lane: _Lane, record: Any, exc: Exception) -> None:
         self.stats.last_error = describe(exc)
+        self.router.report("retried")
         self._streak_failures += 1
         if not self._failing_lanes:
             log.warning(

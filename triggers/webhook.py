@@ -26,6 +26,7 @@ from aiohttp import web
 from orchestrator.api.errors import error_response, response_for
 from orchestrator.api.requests import MAX_KEY_LENGTH, is_json_type, read_payload
 from orchestrator.api.routes import JSON, Body, Route, path_param
+from orchestrator.instrumentation import TriggerOutcome
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.runtime import Runtime
 from schemas import cloudevents
@@ -37,6 +38,7 @@ from triggers.signatures import SignatureError, header_name, verify
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+OUTCOMES: dict[int, TriggerOutcome] = {202: "started", 200: "duplicate"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +172,24 @@ class WebhookEndpoint(Lifecycle):
         return hook if hook is not None and self.enabled(hook) else None
 
     async def deliver(self, request: web.Request) -> web.StreamResponse:
-        """``POST /hooks/{name}``: verify the delivery and start (or find) its execution."""
+        """``POST /hooks/{name}``: verify the delivery and start (or find) its execution.
+
+        The outcome of a known hook's delivery goes to the runtime's instruments: ``started``
+        (202), ``duplicate`` (200), ``rejected`` (4xx), ``retried`` (5xx: the sender retries)."""
         name = request.match_info["name"]
         hook = await self._lookup(name)
-        if hook is None:
+        if hook is None:  # not reported: the name is the sender's, not a bounded label
             return error_response(404, "unknown_hook", f"no enabled webhook named {name!r}")
+        status = 500
+        try:
+            response = await self._accept(request, name, hook)
+            status = response.status
+        finally:
+            outcome = OUTCOMES.get(status) or ("rejected" if status < 500 else "retried")
+            self.runtime.instruments.trigger_outcome("webhook", hook.workflow, name, outcome)
+        return response
+
+    async def _accept(self, request: web.Request, name: str, hook: Hook) -> web.StreamResponse:
         config = hook.config
         body = await self._read_body(request, config.max_body_bytes)
         if isinstance(body, web.Response):

@@ -53,6 +53,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from orchestrator.backends.kafka.client import STOP_TIMEOUT, KafkaOptions, describe, ensure_topics
+from orchestrator.instrumentation import TriggerOutcome
 from orchestrator.ports import BackendUnavailable, UnknownWorkflow
 from orchestrator.runtime import InputInvalid
 from schemas.definition import WindowTrigger
@@ -228,6 +229,7 @@ class WindowTriggerSource:
             context = message.context()
             if self.trigger.filter and not _truthy(evaluate(self.trigger.filter, context)):
                 self.stats.filtered += 1
+                self._report("filtered")
                 return True
             key = group_key(evaluate(self.trigger.key, context))
             if key is None:
@@ -237,6 +239,7 @@ class WindowTriggerSource:
             parked = await self._retrying("parking a dead letter", lambda: self._park(record, reason, dead_letters))
             if parked:
                 self.stats.dead_lettered += 1
+                self._report("dead_lettered")
             return parked
         hit = {"key": key, "id": counting_identity(message), "ts": record.timestamp, "message": context}
         return await self._retrying("forwarding a hit", lambda: _sent(hits.send(key=key.encode(), value=hit)))
@@ -299,6 +302,7 @@ class WindowTriggerSource:
         result = results[-1]
         if isinstance(result, Exception):
             return self._rejected(key, window_start, str(result))
+        self._report("started" if result.created else "duplicate")
         if result.created:
             self.stats.started += 1
             log.info("%s: %s reached %d in the window from %s: started %s",
@@ -311,9 +315,13 @@ class WindowTriggerSource:
         """A start that can never succeed: counted and logged; the window is done with."""
         self.stats.dead_lettered += 1
         self.stats.last_error = reason
+        self._report("rejected")
         log.warning("%s: the window of %s from %s cannot start %s: %s",
                     self.name, key, window_start, self.spec.workflow, reason)
         return True
+
+    def _report(self, outcome: TriggerOutcome) -> None:
+        self.spec.runtime.instruments.trigger_outcome("kafka_window", self.spec.workflow, self.trigger.name, outcome)
 
     # -- retries --------------------------------------------------------------------------------
 
@@ -325,6 +333,7 @@ class WindowTriggerSource:
                 await attempt()
             except Exception as exc:
                 self.stats.last_error = f"{what}: {describe(exc)}"
+                self._report("retried")
                 if what not in self._failing:
                     self._failing.add(what)
                     log.warning("%s: %s failed, retrying with backoff (%s)", self.name, what, describe(exc))

@@ -3,7 +3,8 @@
 Ordering per execution comes from the engine's per-execution lock. Tasks wait in an asyncio
 queue drained by ``concurrency`` worker coroutines, created in ``start`` and cancelled in ``stop``:
 ``inprocess://?concurrency=N``, else the one ``from_url`` is given (the runtime passes the
-``worker_concurrency`` setting), else 64.
+``worker_concurrency`` setting), else 64. Its depth is reported as
+``queue_depth("inprocess.tasks", n)`` after each put and take.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import contextlib
 from urllib.parse import parse_qs, urlsplit
 
 from orchestrator.core.commands import Command
+from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.ports import CommandHandler, StepTask, TaskHandler
 
 DEFAULT_CONCURRENCY = 64
+QUEUE = "inprocess.tasks"
 
 
 class InProcessTransport:
     durable = False  # a crash loses the queue: the runtime resumes running executions at start
+    instruments: Instruments = NO_INSTRUMENTS  # set by the runtime (orchestrator.instrumentation.attach)
 
     def __init__(self, concurrency: int = DEFAULT_CONCURRENCY) -> None:
         if concurrency < 1:
@@ -72,6 +76,7 @@ class InProcessTransport:
 
     async def dispatch(self, task: StepTask) -> None:
         self._queue.put_nowait(task)
+        self.instruments.queue_depth(QUEUE, self._queue.qsize())
 
     @property
     def backlog(self) -> int:
@@ -81,4 +86,5 @@ class InProcessTransport:
         assert self._on_task is not None
         while True:
             task = await self._queue.get()
+            self.instruments.queue_depth(QUEUE, self._queue.qsize())
             await self._on_task(task)

@@ -7,10 +7,13 @@ import contextlib
 import heapq
 from collections.abc import Callable
 
+from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.ports import Shards, TimerCallback
 
 
 class MemoryTimers:
+    instruments: Instruments = NO_INSTRUMENTS  # set by the runtime: reports each fire's lateness
+
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._heap: list[tuple[float, str, str]] = []
@@ -59,6 +62,7 @@ class MemoryTimers:
                 if self._live.get((execution_id, timer_id)) != due:
                     continue  # cancelled or rescheduled
                 del self._live[(execution_id, timer_id)]
+                self.instruments.timer_fired("MemoryTimers", self._clock() - due)
                 await self._on_due(execution_id, timer_id)
             timeout = self._heap[0][0] - self._clock() if self._heap else None
             with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel (3.11)

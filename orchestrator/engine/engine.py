@@ -7,17 +7,19 @@ run only after it, from the appended events, never before.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.core.commands import Command, ResumeExecution, StartExecution
 from orchestrator.core.events import Event
-from orchestrator.core.machine import CommandRejected, decide_and_evolve
+from orchestrator.core.machine import CommandRejected, ExecutionExists, decide_and_evolve
 from orchestrator.core.state import ExecutionState
 from orchestrator.core.timefmt import rfc3339
 from orchestrator.engine import snapshots
 from orchestrator.engine.keyed_locks import KeyedLocks
+from orchestrator.instrumentation import AppendOutcome, CommandOutcome, Instruments, guarded
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, Snapshot
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
@@ -67,6 +69,7 @@ class Engine:
         cache_size: int = 10_000,
         max_conflict_retries: int = 5,
         snapshot_every: int = 1000,
+        instruments: Instruments | None = None,
     ) -> None:
         self.log = log
         self.registry = registry
@@ -80,6 +83,8 @@ class Engine:
         self._retries = max_conflict_retries
         self.snapshot_every = snapshot_every
         self.observers: list[Observer] = []
+        self.instruments = guarded(instruments)
+        self._backend = type(log).__name__  # the append's label
 
     async def graph(self, workflow: str, version: int) -> WorkflowGraph:
         key = (workflow, version)
@@ -115,11 +120,25 @@ class Engine:
 
     async def handle(self, command: Command) -> Committed | None:
         """Apply one command. None when it changed nothing (a stale or duplicate answer)."""
-        async with self._locks.hold(command.execution_id):
-            committed = await self._handle_locked(command)
-        if committed is not None:
-            for observer in self.observers:
-                await observer(committed)
+        began = time.perf_counter()
+        outcome: CommandOutcome = "error"
+        try:
+            async with self._locks.hold(command.execution_id):
+                committed, outcome = await self._handle_locked(command)
+            if committed is not None:
+                for observer in self.observers:
+                    await observer(committed)
+        except ExecutionExists:
+            outcome = "duplicate"
+            raise
+        except CommandRejected:
+            outcome = "rejected"
+            raise
+        except ConcurrencyError:
+            outcome = "conflict"
+            raise
+        finally:
+            self.instruments.command_handled(type(command).__name__, outcome, time.perf_counter() - began)
         return committed
 
     async def handle_quietly(self, command: Command) -> None:
@@ -129,7 +148,8 @@ class Engine:
         except CommandRejected as exc:
             log.debug("command not applied: %s", exc)
 
-    async def _handle_locked(self, command: Command) -> Committed | None:
+    async def _handle_locked(self, command: Command) -> tuple[Committed | None, CommandOutcome]:
+        conflicts = 0
         for attempt in range(self._retries):
             from_cache = command.execution_id in self._cache  # may be behind another process
             if isinstance(command, StartExecution) and attempt == 0 and not from_cache:
@@ -141,7 +161,8 @@ class Engine:
                 isinstance(command, ResumeExecution)
                 or (command.command_id is not None and command.command_id == cached.last_command_id)
             ):  # a resume request, or a redelivery of the last applied command
-                return Committed(command, cached.state, cached.state, ())
+                replay = Committed(command, cached.state, cached.state, ())
+                return replay, "applied" if isinstance(command, ResumeExecution) else "duplicate"
             if before is not None:
                 graph = await self.graph(before.workflow, before.version)
             elif isinstance(command, StartExecution):
@@ -153,20 +174,32 @@ class Engine:
                 if from_cache:  # stale to a cached state may be fresh news to the log's: look
                     self.forget(command.execution_id)
                     continue
-                return None
+                return None, "stale"
             envelopes = self._stamp(before, after, command, events, cached.chainhash if cached else "")
             before_sequence = before.sequence if before else 0
             try:
-                await self.log.append(command.execution_id, before_sequence, envelopes)
+                await self._append(command.execution_id, before_sequence, envelopes)
             except ConcurrencyError:
                 self.forget(command.execution_id)  # another writer won: reload and decide again
+                conflicts += 1
                 continue
             chain = envelopes[-1].chainhash or ""
             self._remember(_Cached(after, command.command_id, chain))
             if snapshots.due(before_sequence, after.sequence, self.snapshot_every):
                 await self._snapshot(after, command.command_id, chain)
-            return Committed(command, before, after, envelopes)
+            return Committed(command, before, after, envelopes), "conflict_retried" if conflicts else "applied"
         raise ConcurrencyError(command.execution_id, -1)
+
+    async def _append(self, execution_id: str, expected: int, envelopes: list[Envelope]) -> None:
+        """``log.append``, timed and reported with its outcome."""
+        began = time.perf_counter()
+        try:
+            await self.log.append(execution_id, expected, envelopes)
+        except Exception as exc:
+            outcome: AppendOutcome = "conflict" if isinstance(exc, ConcurrencyError) else "error"
+            self.instruments.events_appended(self._backend, outcome, len(envelopes), time.perf_counter() - began)
+            raise
+        self.instruments.events_appended(self._backend, "ok", len(envelopes), time.perf_counter() - began)
 
     def _stamp(
         self,

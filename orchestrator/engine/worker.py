@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 
 from orchestrator.core.commands import CompleteStep, ErrorInfo, FailStep
+from orchestrator.instrumentation import Instruments, StepOutcome, guarded
 from orchestrator.ports import ConnectorError, ConnectorLookup, StepCall, StepTask, Transport
 
 log = logging.getLogger(__name__)
@@ -16,10 +18,18 @@ log = logging.getLogger(__name__)
 class Worker:
     """Steps run at least once: a crash before the answer is recorded runs the attempt again."""
 
-    def __init__(self, connectors: ConnectorLookup, transport: Transport, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        connectors: ConnectorLookup,
+        transport: Transport,
+        clock: Callable[[], float],
+        *,
+        instruments: Instruments | None = None,
+    ) -> None:
         self._connectors = connectors
         self._transport = transport
         self._clock = clock
+        self.instruments = guarded(instruments)
 
     async def run(self, task: StepTask) -> None:
         call = StepCall(
@@ -32,20 +42,23 @@ class Worker:
             args=task.args,
             timeout_seconds=task.timeout_seconds,
         )
+        self.instruments.step_started(task.workflow, task.step, task.connector, task.attempt)
+        began = time.perf_counter()
         try:
             connector = self._connectors.get(task.connector)
             output = await asyncio.wait_for(connector.invoke(call), task.timeout_seconds)
             json.dumps(output)
         except ConnectorError as exc:
-            await self._fail(task, ErrorInfo(exc.type, exc.message, exc.retryable))
+            await self._fail(task, ErrorInfo(exc.type, exc.message, exc.retryable), began)
         except TimeoutError:
-            await self._fail(task, ErrorInfo("timeout", f"no answer within {task.timeout_seconds}s", True))
+            await self._fail(task, ErrorInfo("timeout", f"no answer within {task.timeout_seconds}s", True), began)
         except (TypeError, ValueError) as exc:
-            await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True))
+            await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True), began)
         except Exception as exc:  # a connector bug must not kill the worker
             log.exception("connector %s failed on %s", task.connector, task.attempt_id)
-            await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True))
+            await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True), began)
         else:
+            self._finished(task, "succeeded", began)
             await self._transport.submit(
                 CompleteStep(
                     execution_id=task.execution_id,
@@ -56,7 +69,13 @@ class Worker:
                 )
             )
 
-    async def _fail(self, task: StepTask, error: ErrorInfo) -> None:
+    def _finished(self, task: StepTask, outcome: StepOutcome, began: float) -> None:
+        seconds = time.perf_counter() - began
+        self.instruments.step_finished(task.workflow, task.step, task.connector, task.attempt, outcome, seconds)
+
+    async def _fail(self, task: StepTask, error: ErrorInfo, began: float) -> None:
+        outcome: StepOutcome = "retryable" if error.retryable else "failed"
+        self._finished(task, "timeout" if error.type == "timeout" else outcome, began)
         await self._transport.submit(
             FailStep(
                 execution_id=task.execution_id,

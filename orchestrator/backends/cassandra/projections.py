@@ -62,6 +62,7 @@ from orchestrator.backends.cassandra.schema import (
     backoff,
     describe,
 )
+from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.ports import BackendUnavailable, Shards, TimerCallback, WaitKey
 
 __all__ = ["CassandraTimers", "CassandraWaitIndex", "TimerOptions", "bucket_of", "stored_key"]
@@ -174,6 +175,8 @@ class _Shard:
 
 class CassandraTimers:
     """The ``Timers`` port over Cassandra: durable, sharded, polled by the shard's owner."""
+
+    instruments: Instruments = NO_INSTRUMENTS  # set by the runtime: reports each first fire's lateness
 
     def __init__(
         self, settings: CassandraSettings, options: TimerOptions, clock: Callable[[], float]
@@ -375,9 +378,9 @@ class CassandraTimers:
             async for rows in self._db.pages(statement, PAGE_ROWS):
                 if rows:
                     occupied.add(bucket)
-                for _, execution_id, timer_id, _ in sorted(rows, key=lambda r: (r[3], r[1], r[2])):
+                for _, execution_id, timer_id, due in sorted(rows, key=lambda r: (r[3], r[1], r[2])):
                     seen.add((execution_id, timer_id))
-                    if not await self._fire(shard, state, (execution_id, timer_id), now):
+                    if not await self._fire(shard, state, (execution_id, timer_id), now, due):
                         return  # the shard moved to another process
         state.mark = now
         if sweep:
@@ -386,7 +389,7 @@ class CassandraTimers:
                 del state.fired[key]  # cancelled, possibly by another process
             await self._advance(shard, state, min([bucket_of(now - self.grace), *occupied]))
 
-    async def _fire(self, shard: int, state: _Shard, key: Key, now: float) -> bool:
+    async def _fire(self, shard: int, state: _Shard, key: Key, now: float, due: float) -> bool:
         """Fire one due timer unless it fired lately; False when the shard is no longer ours."""
         assert self._shards is not None and self._on_due is not None
         owned = self._shards.owned_shards()
@@ -400,6 +403,8 @@ class CassandraTimers:
         state.fired[key] = _Fired(attempts, now + max(wait, self.options.retry_seconds))
         if previous is not None:
             log.info("timer %s of %s not cancelled after firing: firing again", key[1], key[0])
+        else:
+            self.instruments.timer_fired("CassandraTimers", self._clock() - due)
         try:
             await self._on_due(*key)
         except Exception:

@@ -17,7 +17,8 @@ after the event-log append and its effects), so a crash redelivers everything no
 most ~50 ms of done records, as commits are batched). A failing handler is retried with backoff
 and holds the commit point. A record that does not
 decode is logged and skipped. On a rebalance or ``stop`` running records get ``grace`` seconds,
-the rest is abandoned, and what is done is committed.
+the rest is abandoned, and what is done is committed. Both groups report their consumer lag per
+partition through ``instruments`` (``orchestrator.backends.kafka.lag``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ from orchestrator.backends.kafka.codec import (
     encode_command,
     encode_task,
 )
+from orchestrator.backends.kafka.lag import LagReporter
 from orchestrator.core.commands import Command
+from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.ports import BackendUnavailable, CommandHandler, StepTask, TaskHandler
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,7 @@ class KafkaTransport:
     """
 
     durable = True  # records in flight live in Kafka and are redelivered until their effects are done
+    instruments: Instruments = NO_INSTRUMENTS  # set by the runtime (orchestrator.instrumentation.attach)
 
     def __init__(self, options: KafkaOptions, url: str = "") -> None:
         self.options = options
@@ -201,12 +205,17 @@ class KafkaTransport:
             await stop_client("stopping the producer", producer.stop, STOP_TIMEOUT)
 
 
+def group_id(options: KafkaOptions, topic: str) -> str:
+    """The transport's consumer group on ``topic``: ``<group>.commands`` or ``<group>.tasks``."""
+    return f"{options.group}.{'commands' if topic == options.commands else 'tasks'}"
+
+
 def group_consumer(options: KafkaOptions, topic: str) -> AIOKafkaConsumer:
     """The unstarted consumer of the transport's group on ``topic`` (commands or tasks): offsets
     are committed by the lanes, never automatically."""
     return AIOKafkaConsumer(
         bootstrap_servers=list(options.bootstrap),
-        group_id=f"{options.group}.{'commands' if topic == options.commands else 'tasks'}",
+        group_id=group_id(options, topic),
         client_id=f"{options.group}.{topic}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -308,6 +317,7 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
     ) -> None:
         opts = transport.options
         self.handler = handler
+        self._transport = transport
         self._failures = transport.failures
         self._topic = topic
         self._decode = decode
@@ -322,6 +332,7 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
         self._commit_lock = asyncio.Lock()
         self._loops: list[asyncio.Task[None]] = []
         self._consumer = group_consumer(opts, topic)
+        self._lag = LagReporter(group_id(opts, topic))
 
     async def start(self) -> None:
         await keep_trying(self._consumer.start, self._failures)
@@ -391,6 +402,7 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
                 if lane.backlog >= self._max_backlog:
                     self._paused.add(tp)
                     self._consumer.pause(tp)
+            await self._lag.report(self._consumer, self._lanes, self._transport.instruments)
 
     def _take(self, lane: _Lane[T], record: Any) -> None:
         try:
