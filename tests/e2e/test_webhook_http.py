@@ -18,6 +18,7 @@ from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
 from schemas.validation import parse_definition
+from tests.recording_instruments import RecordingInstruments
 from triggers.signatures import sign_generic, sign_github, sign_stripe
 from triggers.webhook import WebhookEndpoint
 
@@ -407,6 +408,25 @@ async def test_body_field(client: Client, runtime: Runtime) -> None:
     assert sorted(await executions(runtime, "orders")) == sorted(
         [first_id, (await other.json())["execution_id"]]
     )
+
+
+async def test_outcomes_of_known_hooks_are_reported() -> None:
+    recorded = RecordingInstruments()
+    async with Runtime(Settings(event_log_url="memory://"), clock=lambda: NOW, instruments=recorded) as runtime:
+        await runtime.register(DEFINITIONS[0])
+        endpoint = WebhookEndpoint(runtime, refresh_interval=0)
+        client = await serve(endpoint)
+        try:
+            for body in (ORDER, ORDER, {"order_id": "o-2", "amount": 0}):
+                await client.post("/hooks/orders", json=body)
+            await client.post("/hooks/orders", data=b"{", headers=JSON)
+            await client.post("/hooks/no-such-hook", json=ORDER)  # not reported: an unbounded name
+        finally:
+            await client.close()
+            await endpoint.stop()
+    assert recorded.of("trigger_outcome") == [
+        ("webhook", "orders", "orders", outcome) for outcome in ("started", "duplicate", "rejected", "rejected")
+    ]
 
 
 async def test_no_key_starts_each_time(client: Client, runtime: Runtime) -> None:

@@ -27,6 +27,7 @@ from orchestrator.ports import BackendUnavailable, StepTask
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.builder import Workflow
+from tests.recording_instruments import RecordingInstruments
 
 pytestmark = pytest.mark.integration
 WAIT = 30.0  # generous: a group join or rebalance takes a few seconds
@@ -351,12 +352,25 @@ async def test_a_workflow_runs_end_to_end_over_kafka(kafka_url: str, prefix: str
     workflow = Workflow("kafka-e2e")
     for index in range(5):
         workflow.task(f"s{index}", "noop")
-    async with Runtime(settings, connectors=Connectors([NoopConnector()])) as runtime:
+    recorded = RecordingInstruments()
+    async with Runtime(settings, connectors=Connectors([NoopConnector()]), instruments=recorded) as runtime:
         assert isinstance(runtime.transport, KafkaTransport)
         await runtime.register(workflow.build())
         ids = [(await runtime.start_execution("kafka-e2e", {"n": n})).execution_id for n in range(10)]
         states = await asyncio.gather(*(runtime.wait(i, timeout=WAIT) for i in ids))
+        topics = {f"{prefix}.commands", f"{prefix}.tasks"}
+        for _ in range(int(WAIT * 10)):  # lag is reported about once a second per group
+            if {topic for _, topic, _, _ in recorded.of("consumer_lag")} == topics:
+                break
+            await asyncio.sleep(0.1)
     assert {state.status for state in states} == {"succeeded"}
+    outcomes = [(kind, outcome) for kind, outcome, _ in recorded.of("command_handled")]
+    assert outcomes.count(("StartExecution", "applied")) == 10  # started by the API side, in-process
+    assert outcomes.count(("CompleteStep", "applied")) == 50  # answers from the tasks topic
+    lags = recorded.of("consumer_lag")
+    assert {group for group, *_ in lags} == {f"{prefix}.commands", f"{prefix}.tasks"}
+    assert all(0 <= partition < 12 and lag >= 0 for _, _, partition, lag in lags)
+    assert len(recorded.of("step_finished")) == 50
 
 
 async def test_unreachable_broker_is_one_clear_error() -> None:

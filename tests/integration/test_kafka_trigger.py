@@ -30,6 +30,7 @@ from orchestrator.settings import Settings
 from schemas.cloudevents import structured, to_kafka_binary
 from schemas.validation import parse_definition
 from tests.e2e.serverproc import ServerProcess, cli_env, http_json
+from tests.recording_instruments import RecordingInstruments
 from triggers.kafka_source import KafkaTriggerSource
 from triggers.sources import SourceSpec
 
@@ -131,8 +132,9 @@ async def committed(kafka_url: str, group: str, topic: str, partitions: int) -> 
 class Harness:
     """An embedded runtime plus the trigger sources a test builds; stops them all at the end."""
 
-    def __init__(self, runtime: Runtime, kafka_url: str) -> None:
+    def __init__(self, runtime: Runtime, kafka_url: str, recorded: RecordingInstruments) -> None:
         self.runtime = runtime
+        self.recorded = recorded  # the runtime's instruments
         self.kafka_url = kafka_url
         self.sources: list[KafkaTriggerSource] = []
 
@@ -168,8 +170,9 @@ async def harness(kafka_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
         connections={"kafka": kafka_url},
         retention_interval=0,
     )
-    async with Runtime(settings) as runtime:
-        harness = Harness(runtime, kafka_url)
+    recorded = RecordingInstruments()
+    async with Runtime(settings, instruments=recorded) as runtime:
+        harness = Harness(runtime, kafka_url, recorded)
         try:
             yield harness
         finally:
@@ -365,6 +368,16 @@ async def test_bad_messages_are_dead_lettered_and_do_not_block(harness: Harness)
         return (await committed(url, source.group, topic, 1)) == {0: 4}
 
     await eventually(all_committed, 10, "the offset after the good message committed")
+    outcomes = harness.recorded.of("trigger_outcome")
+    assert sorted(outcomes) == [("kafka", "orders", "orders", "dead_lettered")] * 3 + [
+        ("kafka", "orders", "orders", "started")
+    ]
+
+    async def lag_reported() -> bool:
+        return any(args[:3] == (source.group, topic, 0) for args in harness.recorded.of("consumer_lag"))
+
+    await eventually(lag_reported, 10, "the consumer lag of the trigger's partition")
+    assert all(lag >= 0 for *_, lag in harness.recorded.of("consumer_lag"))
 
 
 # -- failures, throughput, rebalances ----------------------------------------------------------

@@ -1,0 +1,49 @@
+"""A test double of ``orchestrator.instrumentation.Instruments`` that records every call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+
+class RecordingInstruments:
+    """Keeps ``(call name, arguments)`` in order; ``of(name)`` lists one call's arguments."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def of(self, name: str) -> list[tuple[Any, ...]]:
+        return [args for call, args in self.calls if call == name]
+
+    def names(self) -> set[str]:
+        return {call for call, _ in self.calls}
+
+    def __iter__(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        return iter(list(self.calls))
+
+    def command_handled(self, kind: str, outcome: str, seconds: float) -> None:
+        self.calls.append(("command_handled", (kind, outcome, seconds)))
+
+    def events_appended(self, backend: str, outcome: str, events: int, seconds: float) -> None:
+        self.calls.append(("events_appended", (backend, outcome, events, seconds)))
+
+    def step_started(self, workflow: str, step: str, connector: str, attempt: int) -> None:
+        self.calls.append(("step_started", (workflow, step, connector, attempt)))
+
+    def step_finished(
+        self, workflow: str, step: str, connector: str, attempt: int, outcome: str, seconds: float
+    ) -> None:
+        self.calls.append(("step_finished", (workflow, step, connector, attempt, outcome, seconds)))
+
+    def trigger_outcome(self, kind: str, workflow: str, trigger: str, outcome: str) -> None:
+        self.calls.append(("trigger_outcome", (kind, workflow, trigger, outcome)))
+
+    def timer_fired(self, backend: str, lateness: float) -> None:
+        self.calls.append(("timer_fired", (backend, lateness)))
+
+    def consumer_lag(self, group: str, topic: str, partition: int, lag: int) -> None:
+        self.calls.append(("consumer_lag", (group, topic, partition, lag)))
+
+    def queue_depth(self, queue: str, depth: int) -> None:
+        self.calls.append(("queue_depth", (queue, depth)))
+
