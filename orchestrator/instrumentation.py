@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 CommandOutcome = Literal["applied", "conflict_retried", "duplicate", "stale", "rejected", "conflict", "error"]
 AppendOutcome = Literal["ok", "conflict", "error"]
 StepOutcome = Literal["succeeded", "failed", "retryable", "timeout"]
-TriggerOutcome = Literal["started", "duplicate", "delivered", "filtered", "dead_lettered", "rejected", "retried"]
+TriggerOutcome = Literal[
+    "started", "duplicate", "delivered", "filtered", "dead_lettered", "rejected", "retried"
+]
 
 
 class Instruments(Protocol):
@@ -118,7 +120,9 @@ class Guarded:
 
     __slots__ = ("_clock", "_every", "_logged_at", "_unlogged", "inner")
 
-    def __init__(self, inner: Instruments, *, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, inner: Instruments, *, every: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.inner = inner
         self._every = every
         self._clock = clock

@@ -124,7 +124,11 @@ class Runtime(Lifecycle):
         for part in (self.log, self.registry, self.transport, self.timers, self.waits):
             attach(part, self.instruments)
         self.engine = Engine(
-            self.log, self.registry, clock=clock, snapshot_every=s.snapshot_every, instruments=self.instruments
+            self.log,
+            self.registry,
+            clock=clock,
+            snapshot_every=s.snapshot_every,
+            instruments=self.instruments,
         )
         self.effects = Effects(
             self.engine,

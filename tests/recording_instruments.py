@@ -46,4 +46,3 @@ class RecordingInstruments:
 
     def queue_depth(self, queue: str, depth: int) -> None:
         self.calls.append(("queue_depth", (queue, depth)))
-

@@ -321,7 +321,8 @@ class WindowTriggerSource:
         return True
 
     def _report(self, outcome: TriggerOutcome) -> None:
-        self.spec.runtime.instruments.trigger_outcome("kafka_window", self.spec.workflow, self.trigger.name, outcome)
+        instruments = self.spec.runtime.instruments
+        instruments.trigger_outcome("kafka_window", self.spec.workflow, self.trigger.name, outcome)
 
     # -- retries --------------------------------------------------------------------------------
 

@@ -187,19 +187,23 @@ class Engine:
             self._remember(_Cached(after, command.command_id, chain))
             if snapshots.due(before_sequence, after.sequence, self.snapshot_every):
                 await self._snapshot(after, command.command_id, chain)
-            return Committed(command, before, after, envelopes), "conflict_retried" if conflicts else "applied"
+            outcome: CommandOutcome = "conflict_retried" if conflicts else "applied"
+            return Committed(command, before, after, envelopes), outcome
         raise ConcurrencyError(command.execution_id, -1)
 
     async def _append(self, execution_id: str, expected: int, envelopes: list[Envelope]) -> None:
         """``log.append``, timed and reported with its outcome."""
         began = time.perf_counter()
+        outcome: AppendOutcome = "error"
         try:
             await self.log.append(execution_id, expected, envelopes)
-        except Exception as exc:
-            outcome: AppendOutcome = "conflict" if isinstance(exc, ConcurrencyError) else "error"
-            self.instruments.events_appended(self._backend, outcome, len(envelopes), time.perf_counter() - began)
+            outcome = "ok"
+        except ConcurrencyError:
+            outcome = "conflict"
             raise
-        self.instruments.events_appended(self._backend, "ok", len(envelopes), time.perf_counter() - began)
+        finally:
+            seconds = time.perf_counter() - began
+            self.instruments.events_appended(self._backend, outcome, len(envelopes), seconds)
 
     def _stamp(
         self,

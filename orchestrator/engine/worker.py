@@ -51,7 +51,8 @@ class Worker:
         except ConnectorError as exc:
             await self._fail(task, ErrorInfo(exc.type, exc.message, exc.retryable), began)
         except TimeoutError:
-            await self._fail(task, ErrorInfo("timeout", f"no answer within {task.timeout_seconds}s", True), began)
+            timeout = ErrorInfo("timeout", f"no answer within {task.timeout_seconds}s", True)
+            await self._fail(task, timeout, began)
         except (TypeError, ValueError) as exc:
             await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True), began)
         except Exception as exc:  # a connector bug must not kill the worker
@@ -71,7 +72,8 @@ class Worker:
 
     def _finished(self, task: StepTask, outcome: StepOutcome, began: float) -> None:
         seconds = time.perf_counter() - began
-        self.instruments.step_finished(task.workflow, task.step, task.connector, task.attempt, outcome, seconds)
+        workflow, step, connector = task.workflow, task.step, task.connector
+        self.instruments.step_finished(workflow, step, connector, task.attempt, outcome, seconds)
 
     async def _fail(self, task: StepTask, error: ErrorInfo, began: float) -> None:
         outcome: StepOutcome = "retryable" if error.retryable else "failed"

@@ -412,7 +412,8 @@ async def test_body_field(client: Client, runtime: Runtime) -> None:
 
 async def test_outcomes_of_known_hooks_are_reported() -> None:
     recorded = RecordingInstruments()
-    async with Runtime(Settings(event_log_url="memory://"), clock=lambda: NOW, instruments=recorded) as runtime:
+    settings = Settings(event_log_url="memory://")
+    async with Runtime(settings, clock=lambda: NOW, instruments=recorded) as runtime:
         await runtime.register(DEFINITIONS[0])
         endpoint = WebhookEndpoint(runtime, refresh_interval=0)
         client = await serve(endpoint)
@@ -424,9 +425,8 @@ async def test_outcomes_of_known_hooks_are_reported() -> None:
         finally:
             await client.close()
             await endpoint.stop()
-    assert recorded.of("trigger_outcome") == [
-        ("webhook", "orders", "orders", outcome) for outcome in ("started", "duplicate", "rejected", "rejected")
-    ]
+    outcomes = ("started", "duplicate", "rejected", "rejected")
+    assert recorded.of("trigger_outcome") == [("webhook", "orders", "orders", o) for o in outcomes]
 
 
 async def test_no_key_starts_each_time(client: Client, runtime: Runtime) -> None:

@@ -152,7 +152,9 @@ async def test_failed_and_timed_out_steps_and_a_stale_answer_are_reported() -> N
         assert await rt.engine.handle(stale) is None
     finished = {(workflow, outcome) for workflow, _, _, _, outcome, _ in recorded.of("step_finished")}
     assert finished == {("bad", "failed"), ("late", "timeout")}
-    assert ("CompleteStep", "stale") in {(kind, outcome) for kind, outcome, _ in recorded.of("command_handled")}
+    assert ("CompleteStep", "stale") in {
+        (kind, outcome) for kind, outcome, _ in recorded.of("command_handled")
+    }
 
 
 async def test_a_lost_race_is_reported_as_a_conflict_then_conflict_retried() -> None:
@@ -168,7 +170,9 @@ async def test_a_lost_race_is_reported_as_a_conflict_then_conflict_retried() -> 
     assert [outcome for _, outcome, _, _ in recorded.of("events_appended")] == ["ok", "conflict", "ok"]
 
 
-async def test_a_raising_implementation_does_not_break_a_workflow_run(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_raising_implementation_does_not_break_a_workflow_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     raising = Raising()
     with pytest.raises(RuntimeError):  # unguarded, it does raise: the run below would fail
         raising.command_handled("StartExecution", "applied", 0.0)
@@ -223,4 +227,7 @@ def test_every_implementation_has_every_call_with_the_protocol_signature() -> No
     for implementation in (NoInstruments, Guarded, RecordingInstruments):
         for name in CALLS:
             wanted = list(inspect.signature(getattr(Instruments, name)).parameters)
-            assert list(inspect.signature(getattr(implementation, name)).parameters) == wanted, (implementation, name)
+            assert list(inspect.signature(getattr(implementation, name)).parameters) == wanted, (
+                implementation,
+                name,
+            )

@@ -26,13 +26,17 @@ POSITION_TIMEOUT = 0.05  # a position being reset (after a seek or assignment) i
 class LagReporter:
     """Rate-limited lag reports for one consumer group."""
 
-    def __init__(self, group: str, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, group: str, interval: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.group = group
         self.interval = interval
         self._clock = clock
         self._next = 0.0
 
-    async def report(self, consumer: Any, partitions: Iterable[TopicPartition], instruments: Instruments) -> None:
+    async def report(
+        self, consumer: Any, partitions: Iterable[TopicPartition], instruments: Instruments
+    ) -> None:
         """Report the lag of each of ``partitions`` (assigned to ``consumer``) if one is due."""
         now = self._clock()
         if now < self._next:
