@@ -22,10 +22,12 @@ from orchestrator.backends.cassandra.projections import (
     bucket_of,
 )
 from orchestrator.backends.urls import TIMERS, WAIT_INDEXES, open_backend
+from orchestrator.instrumentation import attach
 from orchestrator.ports import BackendUnavailable, Timers, WaitIndex
 from tests.contracts.timers import OneShard, Recorder, TimersContract
 from tests.contracts.waits import WaitIndexContract
 from tests.integration.conftest import TestKeyspace
+from tests.recording_instruments import RecordingInstruments
 
 pytestmark = pytest.mark.integration
 
@@ -170,6 +172,8 @@ async def test_a_fire_that_is_not_cancelled_fires_again_after_the_retry_time(
     timers, recorder = await started(
         cassandra_keyspace, tmp_path, OneShard(), options="?timer_retry_s=0.5&timer_poll_ms=50", cancel=False
     )
+    recorded = RecordingInstruments()
+    attach(timers, recorded)
     try:
         await timers.schedule("e1", "lost", time.time() - 1)
         assert await recorder.until(3, 3.0)  # after 0.5 s, then 1 s (doubling while not cancelled)
@@ -177,6 +181,8 @@ async def test_a_fire_that_is_not_cancelled_fires_again_after_the_retry_time(
         assert 0.5 <= times[1] - times[0] <= 1.1
         assert 1.0 <= times[2] - times[1] <= 1.6
         assert set(recorder.keys) == {("e1", "lost")}
+        [(backend, lateness)] = recorded.of("timer_fired")  # the first fire only, not the retries
+        assert backend == "CassandraTimers" and 1.0 <= lateness < 2.0
 
         await timers.cancel("e1", "lost")
         await asyncio.sleep(2.0)
