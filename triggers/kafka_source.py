@@ -46,13 +46,13 @@ from orchestrator.backends.kafka.client import (
     PRODUCER_STATE_LOST,
     STOP_TIMEOUT,
     KafkaOptions,
+    LagReporter,
     describe,
     ensure_topics,
     idempotent_producer,
     keep_trying,
     stop_client,
 )
-from orchestrator.backends.kafka.lag import LagReporter
 from orchestrator.ports import BackendUnavailable
 from schemas.cloudevents import from_kafka
 from schemas.definition import KafkaTrigger

@@ -1,6 +1,7 @@
 """Kafka plumbing shared by the transport, the Kafka and windowed triggers, the ``kafka.publish``
 connector and the transition stream: ``kafka://`` URL options, topic creation, the idempotent
-producer they all use, and starting and stopping aiokafka clients through an outage.
+producer they all use, starting and stopping aiokafka clients through an outage, and consumer
+lag reports (``LagReporter``: highwater - position per assigned partition, about once a second).
 
 ``kafka://host:port[,host2:port]?name=value&...``: a host without a port gets 9092; each query
 option names a field of the options dataclass it is read into (``KafkaOptions`` for connections,
@@ -11,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
+    IllegalStateError,
     InvalidProducerEpoch,
     KafkaError,
     OutOfOrderSequenceNumber,
@@ -26,15 +29,19 @@ from aiokafka.errors import (
     UnknownProducerId,
 )
 
+from orchestrator.instrumentation import Instruments
+
 __all__ = [
     "PRODUCER_STATE_LOST",
     "STOP_TIMEOUT",
     "KafkaOptions",
+    "LagReporter",
     "describe",
     "ensure_topics",
     "idempotent_producer",
     "keep_trying",
     "options_from_url",
+    "partition_lag",
     "stop_client",
 ]
 
@@ -44,6 +51,7 @@ STOP_TIMEOUT = 10.0  # a client that cannot say goodbye to the brokers within th
 MAX_REQUEST_TIMEOUT = 30.0  # seconds a produce request may take (the send timeout if lower)
 # The producer lost its idempotence state (aiokafka does not reset the producer id by itself):
 # only a new producer sends again.
+POSITION_TIMEOUT = 0.05  # a position being reset (after a seek or assignment) is skipped, not awaited
 PRODUCER_STATE_LOST = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch, ProducerFenced)
 
 
@@ -191,3 +199,47 @@ def describe(exc: BaseException) -> str:
 def _ready(topic: dict[str, Any]) -> bool:
     partitions = topic.get("partitions") or []
     return topic.get("error_code") == 0 and bool(partitions) and all(p["leader"] >= 0 for p in partitions)
+
+
+class LagReporter:
+    """Consumer lag of one group, reported at most once per ``interval`` seconds.
+
+    Kafka consumers (the transport's groups, the topic triggers) call ``report`` from their fetch
+    loop after each fetch; each assigned partition whose high watermark the consumer knows (it
+    learns it from a fetch response) goes to ``instruments.consumer_lag(group, topic, partition,
+    lag)``."""
+
+    def __init__(self, group: str, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.group = group
+        self.interval = interval
+        self._clock = clock
+        self._next = 0.0
+
+    async def report(self, consumer: Any, partitions: Iterable[TopicPartition], instruments: Instruments) -> None:
+        """Report the lag of each of ``partitions`` (assigned to ``consumer``) if one is due."""
+        now = self._clock()
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        for tp in list(partitions):
+            lag = await partition_lag(consumer, tp)
+            if lag is not None:
+                instruments.consumer_lag(self.group, tp.topic, tp.partition, lag)
+
+
+async def partition_lag(consumer: Any, tp: TopicPartition) -> int | None:
+    """``highwater - position``, or None while either is unknown (or the partition is not assigned).
+
+    Never raises: lag is an observation, and the caller is a fetch loop that must keep going."""
+    try:
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            return None
+        async with asyncio.timeout(POSITION_TIMEOUT):
+            position: int = await consumer.position(tp)
+    except (IllegalStateError, AssertionError, TimeoutError):  # revoked meanwhile, or being reset
+        return None
+    except Exception as exc:  # e.g. a coordinator error the next fetch reports anyway
+        log.debug("lag of %s/%d unknown: %r", tp.topic, tp.partition, exc)
+        return None
+    return max(int(highwater) - position, 0)

@@ -18,7 +18,7 @@ most ~50 ms of done records, as commits are batched). A failing handler is retri
 and holds the commit point. A record that does not
 decode is logged and skipped. On a rebalance or ``stop`` running records get ``grace`` seconds,
 the rest is abandoned, and what is done is committed. Both groups report their consumer lag per
-partition through ``instruments`` (``orchestrator.backends.kafka.lag``).
+partition through ``instruments`` (``client.LagReporter``).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from orchestrator.backends.kafka.client import (
     PRODUCER_STATE_LOST,
     STOP_TIMEOUT,
     KafkaOptions,
+    LagReporter,
     describe,
     ensure_topics,
     idempotent_producer,
@@ -51,7 +52,6 @@ from orchestrator.backends.kafka.codec import (
     encode_command,
     encode_task,
 )
-from orchestrator.backends.kafka.lag import LagReporter
 from orchestrator.core.commands import Command
 from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.ports import BackendUnavailable, CommandHandler, StepTask, TaskHandler
