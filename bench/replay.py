@@ -166,6 +166,8 @@ def build_history(events: int, execution_id: str = "replay-1", every: int = SNAP
         decided, after = decide_and_evolve(graph, state, command)
         middle = time.perf_counter()
         assert decided and after is not None, f"the machine ignored {command}"
+        if state is None:  # as the engine does: the start's actor is the execution's
+            after = dataclasses.replace(after, started_by=command.actor)
         stamped = stamp(state, after, command, decided, chain)
         decide_seconds += middle - began
         stamp_seconds += time.perf_counter() - middle

@@ -179,7 +179,8 @@ class Registry(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StepTask:
-    """A unit of work for a worker: run one attempt of a task step."""
+    """A unit of work for a worker: run one attempt of a task step, for the execution's
+    ``tenant`` and on behalf of ``actor`` (who started it; None when that is not known)."""
 
     execution_id: str
     workflow: str
@@ -191,6 +192,8 @@ class StepTask:
     args: Any
     idempotency_key: str
     timeout_seconds: float | None = None
+    tenant: str = "default"
+    actor: str | None = None
 
 
 class Shards(Protocol):
@@ -239,7 +242,8 @@ class ConnectorError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class StepCall:
-    """What a connector receives for one attempt."""
+    """What a connector receives for one attempt: ``tenant`` is the execution's, ``actor`` who
+    started it (None when not known); per-tenant keys, quotas and audit read them."""
 
     execution_id: str
     workflow: str
@@ -249,6 +253,8 @@ class StepCall:
     config: dict[str, Any] = field(default_factory=dict)
     args: Any = None
     timeout_seconds: float | None = None
+    tenant: str = "default"
+    actor: str | None = None
 
 
 class Connector(Protocol):

@@ -1,12 +1,16 @@
 """The orchestrator in one process: backends from settings, engine, workers, timers, recovery.
 
-This is also the library API that the REST API, the CLI and triggers call.
+This is also the library API that the REST API, the CLI and triggers call. Every execution
+belongs to a tenant: the read and write methods take ``tenant`` (default ``default``) and treat an
+execution of another tenant as unknown (``ExecutionNotFound``). ``actor`` names who issues a
+command (``library`` when a caller does not say; see docs/events.md for every entry point's).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -58,6 +62,7 @@ from orchestrator.ports import (
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
+from schemas.tenant import DEFAULT_TENANT, check_tenant
 from schemas.validation import Problem
 
 if TYPE_CHECKING:
@@ -66,6 +71,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 LATEST_TTL = 1.0  # seconds a workflow's latest version is trusted without asking the registry
 DEDUP_NAMESPACE = uuid.UUID("0b5c7f36-2d0e-4a8e-9b43-6a1f3f2e8c21")
+LIBRARY_ACTOR = "library"  # the actor of a command whose caller names none
 
 
 class InputInvalid(ValueError):
@@ -77,7 +83,7 @@ class InputInvalid(ValueError):
 
 
 class ExecutionNotFound(LookupError):
-    """No execution with that id."""
+    """No execution with that id in the caller's tenant."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,13 +234,15 @@ class Runtime(Lifecycle):
         version: int | None = None,
         dedup_key: str | None = None,
         actor: str | None = None,
-        tenant: str = "default",
+        tenant: str = DEFAULT_TENANT,
         metadata: dict[str, Any] | None = None,
         reuse: dict[str, Any] | None = None,
     ) -> StartResult:
-        """Start an execution; returns once its start is durable. UnknownWorkflow, InputInvalid.
+        """Start an execution; returns once its start is durable. UnknownWorkflow, InputInvalid,
+        TenantInvalid.
 
         ``reuse`` (redrives): step name -> recorded output, taken instead of running the step."""
+        check_tenant(tenant)
         definition = await self.definition(workflow, version)
         assert definition.version is not None
         self.check_input(definition, input)
@@ -245,7 +253,7 @@ class Runtime(Lifecycle):
         command = StartExecution(
             execution_id=execution_id,
             now=self.clock(),
-            actor=actor,
+            actor=actor or LIBRARY_ACTOR,
             workflow=workflow,
             version=definition.version,
             input=input,
@@ -299,17 +307,20 @@ class Runtime(Lifecycle):
             ]
             raise InputInvalid(problems)
 
-    async def state(self, execution_id: str, at_sequence: int | None = None) -> ExecutionState:
+    async def state(
+        self, execution_id: str, at_sequence: int | None = None, *, tenant: str = DEFAULT_TENANT
+    ) -> ExecutionState:
         """The state folded from the log (after event ``at_sequence`` if given): never a stale cache,
         since other processes may own the execution. Starts from the nearest snapshot."""
         loaded = await snapshots.load(self.log, execution_id, at_sequence)
-        if loaded is None:
+        if loaded is None or loaded.state.tenant != tenant:
             raise ExecutionNotFound(f"no execution {execution_id}")
         return loaded.state
 
-    async def summary(self, execution_id: str) -> ExecutionSummary:
+    async def summary(self, execution_id: str, *, tenant: str = DEFAULT_TENANT) -> ExecutionSummary:
+        """The index row of an execution of ``tenant``; ExecutionNotFound for any other."""
         summary = await self.log.summary(execution_id)
-        if summary is None:
+        if summary is None or summary.tenant != tenant:
             raise ExecutionNotFound(f"no execution {execution_id}")
         return summary
 
@@ -319,10 +330,11 @@ class Runtime(Lifecycle):
         after_sequence: int = 0,
         limit: int | None = None,
         types: set[str] | None = None,
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[Envelope]:
         """Events after ``after_sequence``; with ``types``, only those (``limit`` counts matches)."""
-        if await self.log.summary(execution_id) is None:
-            raise ExecutionNotFound(f"no execution {execution_id}")
+        await self.summary(execution_id, tenant=tenant)
         if not types:
             return await self.log.read(execution_id, after_sequence, limit)
         found: list[Envelope] = []
@@ -332,42 +344,68 @@ class Runtime(Lifecycle):
                 break
         return found if limit is None else found[:limit]
 
-    async def timeline(self, execution_id: str) -> Timeline:
+    async def timeline(self, execution_id: str, *, tenant: str = DEFAULT_TENANT) -> Timeline:
         """The readable timeline of the whole history (``orchestrator.history.timeline``)."""
-        return build_timeline(await self.history(execution_id))
+        return build_timeline(await self.history(execution_id, tenant=tenant))
 
-    async def list_executions(self, query: ExecutionQuery) -> ExecutionPage:
-        return await self.log.list_executions(query)
+    async def list_executions(self, query: ExecutionQuery, *, tenant: str = DEFAULT_TENANT) -> ExecutionPage:
+        """One page of ``tenant``'s executions (``query.tenant`` is replaced by it)."""
+        return await self.log.list_executions(dataclasses.replace(query, tenant=tenant))
 
-    async def diff_executions(self, a: str, b: str) -> ExecutionDiff:
+    async def diff_executions(self, a: str, b: str, *, tenant: str = DEFAULT_TENANT) -> ExecutionDiff:
         """Compare two executions' histories and states (``orchestrator.history.diff``)."""
         for execution_id in (a, b):
-            if await self.log.summary(execution_id) is None:
-                raise ExecutionNotFound(f"no execution {execution_id}")
+            await self.summary(execution_id, tenant=tenant)
         return diff_executions(a, await pager.read_all(self.log, a), b, await pager.read_all(self.log, b))
 
-    async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionState:
+    async def wait(
+        self, execution_id: str, timeout: float | None = None, *, tenant: str = DEFAULT_TENANT
+    ) -> ExecutionState:
         """The terminal state; waits through a backend outage until ``timeout``."""
         with contextlib.suppress(BackendUnavailable):
-            await self.summary(execution_id)  # ExecutionNotFound for an unknown id
-        return await self.effects.wait_finished(execution_id, timeout)
+            await self.summary(execution_id, tenant=tenant)  # ExecutionNotFound for an unknown id
+        final = await self.effects.wait_finished(execution_id, timeout)
+        if final.tenant != tenant:  # not checked above during an outage
+            raise ExecutionNotFound(f"no execution {execution_id}")
+        return final
 
-    async def cancel(self, execution_id: str, reason: str = "", actor: str | None = None) -> ExecutionState:
-        await self.summary(execution_id)
+    async def cancel(
+        self,
+        execution_id: str,
+        reason: str = "",
+        actor: str | None = None,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> ExecutionState:
+        await self.summary(execution_id, tenant=tenant)
         await self.engine.handle(
-            CancelExecution(execution_id=execution_id, now=self.clock(), actor=actor, reason=reason)
+            CancelExecution(
+                execution_id=execution_id, now=self.clock(), actor=actor or LIBRARY_ACTOR, reason=reason
+            )
         )
-        return await self.state(execution_id)
+        return await self.state(execution_id, tenant=tenant)
 
     async def signal(
-        self, execution_id: str, name: str, payload: Any = None, actor: str | None = None
+        self,
+        execution_id: str,
+        name: str,
+        payload: Any = None,
+        actor: str | None = None,
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> ExecutionState:
         """Deliver an event to one execution; buffered if it is not waiting for it yet."""
-        await self.summary(execution_id)
+        await self.summary(execution_id, tenant=tenant)
         await self.engine.handle(
-            DeliverEvent(execution_id=execution_id, now=self.clock(), actor=actor, name=name, payload=payload)
+            DeliverEvent(
+                execution_id=execution_id,
+                now=self.clock(),
+                actor=actor or LIBRARY_ACTOR,
+                name=name,
+                payload=payload,
+            )
         )
-        return await self.state(execution_id)
+        return await self.state(execution_id, tenant=tenant)
 
     async def publish_event(
         self,
@@ -376,18 +414,24 @@ class Runtime(Lifecycle):
         payload: Any = None,
         actor: str | None = None,
         event_id: str | None = None,
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[str]:
-        """Deliver an event to every execution waiting on (name, correlation key); their ids.
+        """Deliver an event to every execution of ``tenant`` waiting on (name, correlation key);
+        their ids. Waiters of other tenants never see it.
 
         With ``event_id`` (a message's dedup key) an execution takes that event at most once,
         however often it is published."""
         delivered = []
         for execution_id in await self.waits.waiting((name, correlation_key)):
+            waiter = await self.engine.load(execution_id)  # cached; a tenant never changes
+            if waiter is None or waiter.tenant != tenant:
+                continue
             committed = await self.engine.handle(
                 DeliverEvent(
                     execution_id=execution_id,
                     now=self.clock(),
-                    actor=actor,
+                    actor=actor or LIBRARY_ACTOR,
                     name=name,
                     payload=payload,
                     correlation_key=correlation_key,
@@ -410,13 +454,15 @@ class Runtime(Lifecycle):
         version: int | None = None,
         dedup_key: str | None = None,
         actor: str | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> redrives.RedriveResult:
         """Re-run a finished execution as a new one, linked both ways; the original is untouched.
 
         From its input (no step), from ``from_step``, or from the step that failed it
         (``from_failure``): the steps that succeeded before that step was first entered are
         reused, not run. ``input`` replaces the original's input; ``version`` picks another
-        definition version; a ``dedup_key`` makes a retried request start nothing new.
+        definition version; a ``dedup_key`` makes a retried request start nothing new. The new
+        execution keeps the original's tenant; ``actor`` is the redriving caller.
         ExecutionNotFound, ExecutionRunning (409), RedriveInvalid, UnknownWorkflow, InputInvalid.
         """
         return await redrives.redrive(
@@ -428,6 +474,7 @@ class Runtime(Lifecycle):
             version=version,
             dedup_key=dedup_key,
             actor=actor,
+            tenant=tenant,
         )
 
     async def redrive_many(
@@ -442,14 +489,15 @@ class Runtime(Lifecycle):
         limit: int = 100,
         batch_key: str | None = None,
         actor: str | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> redrives.BulkRedriveResult:
-        """Redrive every finished execution the query (and ``failing_step``: the step named by
-        its ExecutionFailed) matches, paced to ``rate_per_second``; only lists them when
-        ``dry_run``. The same request again (same ``batch_key``, derived from the filters when
-        None) starts nothing new."""
+        """Redrive every finished execution of ``tenant`` the query (and ``failing_step``: the
+        step named by its ExecutionFailed) matches, paced to ``rate_per_second``; only lists them
+        when ``dry_run``. The same request again (same ``batch_key``, derived from the filters
+        when None) starts nothing new."""
         return await redrives.redrive_many(
             self,
-            query,
+            dataclasses.replace(query, tenant=tenant),
             failing_step=failing_step,
             from_failure=from_failure,
             from_step=from_step,
@@ -460,9 +508,9 @@ class Runtime(Lifecycle):
             actor=actor,
         )
 
-    async def links(self, execution_id: str) -> list[Link]:
+    async def links(self, execution_id: str, *, tenant: str = DEFAULT_TENANT) -> list[Link]:
         """Links recorded under an execution (e.g. ``redrive_of``, ``redriven_as``), oldest first."""
-        await self.summary(execution_id)
+        await self.summary(execution_id, tenant=tenant)
         return list(await self.log.links(execution_id) or [])
 
 

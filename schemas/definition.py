@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.tenant import TenantName
+
 StepName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Expression = Annotated[str, Field(min_length=1, description="A JMESPath expression.")]
 Mapping = dict[str, Any]
@@ -160,6 +162,7 @@ class WebhookTrigger(_Model):
     idempotency_header: str | None = Field(None, description="e.g. X-GitHub-Delivery")
     idempotency_field: Expression | None = Field(None, description="Body field used as dedup key.")
     max_body_bytes: int = Field(1_048_576, gt=0)
+    tenant: TenantName = Field("default", description="The tenant of the executions it starts or reaches.")
     enabled: bool = True
 
 
@@ -188,6 +191,7 @@ class _MessageTrigger(_Model):
         None, description="Dedup key; default: the CloudEvent id, else the transport's message identity."
     )
     correlation: EventDelivery | None = None
+    tenant: TenantName = Field("default", description="The tenant of the executions it starts or reaches.")
     enabled: bool = True
 
 
@@ -228,6 +232,7 @@ class WindowTrigger(_Model):
     input: Expression | None = Field(
         None, description="Over {key, count, window_start, window_end, message}; default all of it."
     )
+    tenant: TenantName = Field("default", description="The tenant of the executions it starts or reaches.")
     enabled: bool = True
 
 

@@ -33,7 +33,7 @@ from schemas.definition import AmqpTrigger, KafkaTrigger
 from schemas.expressions import ExpressionError, evaluate
 
 log = logging.getLogger(__name__)
-__all__ = ["BadMessage", "InboundMessage", "Outcome", "Router"]
+__all__ = ["BadMessage", "InboundMessage", "Outcome", "Router", "trigger_actor"]
 
 OutcomeKind = Literal["started", "duplicate", "delivered", "filtered", "dead"]
 MAX_KEY_LENGTH = 512
@@ -79,6 +79,11 @@ class Outcome:
     reason: str = ""  # for "dead": why, to put in the dead letter's headers
 
 
+def trigger_actor(workflow: str, trigger: str) -> str:
+    """The actor of what a queue, topic or window trigger starts or delivers."""
+    return f"trigger:{workflow}/{trigger}"
+
+
 def content_identity(prefix: str, body: bytes) -> str:
     """An identity for a message that has no id of its own: the hash of its bytes."""
     return f"{prefix}:sha256:{hashlib.sha256(body).hexdigest()}"
@@ -99,7 +104,8 @@ class Router:
         self.runtime = runtime
         self.workflow = workflow
         self.trigger = trigger
-        self.actor = f"trigger:{trigger.type}:{trigger.name}"
+        self.actor = trigger_actor(workflow, trigger.name)
+        self.tenant = trigger.tenant
         self.instruments = guarded(runtime.instruments)
 
     def report(self, outcome: OutcomeKind | Literal["retried"]) -> None:
@@ -121,7 +127,7 @@ class Router:
             return Outcome("dead", reason=str(exc))
         try:
             result = await self.runtime.start_execution(
-                self.workflow, value, dedup_key=key, actor=self.actor
+                self.workflow, value, dedup_key=key, actor=self.actor, tenant=self.tenant
             )
         except InputInvalid as exc:
             return Outcome("dead", reason=str(exc))
@@ -152,7 +158,7 @@ class Router:
             raise BadMessage(f"correlation key {correlation.key!r} is empty for this message")
         payload = evaluate(correlation.payload, context) if correlation.payload else context["data"]
         delivered = await self.runtime.publish_event(
-            correlation.event, str(raw), payload, actor=self.actor, event_id=key
+            correlation.event, str(raw), payload, actor=self.actor, event_id=key, tenant=self.tenant
         )
         if not delivered and correlation.unmatched == "dead_letter":
             reason = (

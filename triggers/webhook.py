@@ -265,6 +265,7 @@ class WebhookEndpoint(Lifecycle):
                 payload,
                 dedup_key=key,
                 actor=f"webhook:{name}",
+                tenant=hook.config.tenant,
                 metadata={"trigger": "webhook", "hook": name, "delivery": key},
             )
         except Exception as exc:

@@ -58,7 +58,7 @@ from orchestrator.ports import BackendUnavailable, UnknownWorkflow
 from orchestrator.runtime import InputInvalid
 from schemas.definition import WindowTrigger
 from schemas.expressions import ExpressionError, evaluate
-from triggers.inbound import BadMessage, InboundMessage, _truthy
+from triggers.inbound import BadMessage, InboundMessage, _truthy, trigger_actor
 from triggers.kafka_source import DLQ_HEADER_PREFIX, KafkaTriggerSource
 from triggers.sources import SourceSpec, SourceStats
 from triggers.window_counts import decide, dedup_key, group_key, hop_step, window_event, window_input
@@ -93,7 +93,7 @@ class WindowTriggerSource:
         base = spec.extra.get("state_dir") or spec.settings.state_dir or default_state_dir()
         self.data_dir = Path(base) / self.app_id
         self.name = f"window trigger {spec.workflow}/{trigger.name}"
-        self.actor = f"trigger:{trigger.type}:{trigger.name}"
+        self.actor = trigger_actor(spec.workflow, trigger.name)
         self.stats = SourceStats()
         self.counted = 0  # hits the count agent finished (tests wait on it)
         self.app: Any = None  # the faust App while running
@@ -293,7 +293,11 @@ class WindowTriggerSource:
 
         async def start() -> None:
             try:
-                results.append(await runtime.start_execution(workflow, value, dedup_key=dedup, actor=self.actor))
+                results.append(
+                    await runtime.start_execution(
+                        workflow, value, dedup_key=dedup, actor=self.actor, tenant=self.trigger.tenant
+                    )
+                )
             except (InputInvalid, UnknownWorkflow) as exc:
                 results.append(exc)
 

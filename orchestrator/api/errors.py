@@ -10,6 +10,7 @@ from aiohttp import web
 from orchestrator.core.machine import CommandRejected
 from orchestrator.ports import BackendUnavailable, UnknownTrigger, UnknownWorkflow, VersionConflict
 from orchestrator.runtime import ExecutionNotFound, InputInvalid
+from schemas.tenant import TenantInvalid
 from schemas.validation import DefinitionError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ def response_for(exc: Exception) -> web.Response | None:
             "the input does not match the input schema",
             problems_details(exc.problems),
         )
+    if isinstance(exc, TenantInvalid):
+        return error_response(400, "invalid_tenant", str(exc))
     if isinstance(exc, UnknownWorkflow):
         return error_response(404, "unknown_workflow", str(exc))
     if isinstance(exc, UnknownTrigger):

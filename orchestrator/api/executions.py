@@ -2,17 +2,29 @@
 
 Every data-plane command records its actor. Until authentication exists, it is ``"api"``;
 an authentication middleware will set ``request["actor"]`` (see ``requests.request_actor``).
+Every route works within one tenant (``requests.request_tenant``): ``request["tenant"]`` once
+that middleware exists, else the ``X-Orchestrator-Tenant`` header, else ``default``; another
+tenant's execution is 404.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from orchestrator.api.requests import MAX_KEY_LENGTH, cloudevent_body, json_body, query_params, request_actor
+from orchestrator.api.requests import (
+    MAX_KEY_LENGTH,
+    TENANT_PARAM,
+    cloudevent_body,
+    json_body,
+    query_params,
+    request_actor,
+    request_tenant,
+)
 from orchestrator.api.routes import JSON, Body, Permission, Route, body, path_param
 from orchestrator.core.events import ALL_TYPES
 from orchestrator.core.timefmt import rfc3339
@@ -133,6 +145,10 @@ class ExecutionsApi:
         self.runtime = runtime
 
     def routes(self) -> list[Route]:
+        """Every route works within the request's tenant, so each takes the tenant header."""
+        return [dataclasses.replace(route, params=(*route.params, TENANT_PARAM)) for route in self._routes()]
+
+    def _routes(self) -> list[Route]:
         P, base = Permission, EXECUTIONS
         return [
             Route(
@@ -219,6 +235,7 @@ class ExecutionsApi:
             version=body.version,
             dedup_key=_idempotency_key(request),
             actor=request_actor(request),
+            tenant=request_tenant(request),
         )
         return web.json_response(
             {"execution_id": result.execution_id, "created": result.created},
@@ -241,17 +258,18 @@ class ExecutionsApi:
                 started_before=_timestamp(params.started_before),
                 limit=params.limit,
                 cursor=params.cursor,
-            )
+            ),
+            tenant=request_tenant(request),
         )
         items = [summary.to_dict() for summary in page.items]
         return web.json_response({"items": items, "next_cursor": page.next_cursor})
 
     async def get(self, request: web.Request) -> web.Response:
         """The summary row plus the current state."""
-        execution_id = request.match_info["id"]
-        summary = await self.runtime.summary(execution_id)
-        state = await self.runtime.state(execution_id)
-        links = [link_to_dict(link) for link in await self.runtime.links(execution_id)]
+        execution_id, tenant = request.match_info["id"], request_tenant(request)
+        summary = await self.runtime.summary(execution_id, tenant=tenant)
+        state = await self.runtime.state(execution_id, tenant=tenant)
+        links = [link_to_dict(link) for link in await self.runtime.links(execution_id, tenant=tenant)]
         return web.json_response({**summary.to_dict(), **state.to_dict(), "links": links})
 
     async def history(self, request: web.Request) -> web.Response:
@@ -259,7 +277,9 @@ class ExecutionsApi:
         params = query_params(request, HistoryParams)
         types = _event_types(params.type)
         execution_id = request.match_info["id"]
-        events = await self.runtime.history(execution_id, params.after, params.limit + 1, types)
+        events = await self.runtime.history(
+            execution_id, params.after, params.limit + 1, types, tenant=request_tenant(request)
+        )
         more = len(events) > params.limit
         events = events[: params.limit]
         return web.json_response(
@@ -272,13 +292,13 @@ class ExecutionsApi:
     async def timeline(self, request: web.Request) -> web.Response:
         """The whole history as a timeline: one row per event, then step spans with durations,
         time spent waiting and retries."""
-        built = await self.runtime.timeline(request.match_info["id"])
+        built = await self.runtime.timeline(request.match_info["id"], tenant=request_tenant(request))
         return web.json_response(built.to_dict())
 
     async def state(self, request: web.Request) -> web.Response:
         """The state folded from the first ``at`` events (the current state without ``at``)."""
         params = query_params(request, StateParams)
-        state = await self.runtime.state(request.match_info["id"], params.at)
+        state = await self.runtime.state(request.match_info["id"], params.at, tenant=request_tenant(request))
         if params.at is not None and state.sequence < params.at:
             raise web.HTTPBadRequest(
                 reason="Invalid Parameter",
@@ -289,20 +309,26 @@ class ExecutionsApi:
     async def diff(self, request: web.Request) -> web.Response:
         """Two executions compared: history event by event (first divergence, per-event changes
         with JSON paths; ids and times ignored) and state (status, input, output, error, steps)."""
-        found = await self.runtime.diff_executions(request.match_info["id"], request.match_info["other"])
+        found = await self.runtime.diff_executions(
+            request.match_info["id"], request.match_info["other"], tenant=request_tenant(request)
+        )
         return web.json_response(found.to_dict())
 
     async def cancel(self, request: web.Request) -> web.Response:
         """200 with the cancelled state; 409 when the execution has already finished."""
         body = await json_body(request, CancelBody, optional=True)
-        state = await self.runtime.cancel(request.match_info["id"], body.reason, actor=request_actor(request))
+        state = await self.runtime.cancel(
+            request.match_info["id"], body.reason, request_actor(request), tenant=request_tenant(request)
+        )
         return web.json_response(state.to_dict())
 
     async def signal(self, request: web.Request) -> web.Response:
         """Deliver to the waiting step, or buffer until the execution waits for that name."""
         body = await json_body(request, SignalBody)
         execution_id = request.match_info["id"]
-        state = await self.runtime.signal(execution_id, body.name, body.payload, actor=request_actor(request))
+        state = await self.runtime.signal(
+            execution_id, body.name, body.payload, request_actor(request), tenant=request_tenant(request)
+        )
         # A step waiting for this name would have taken any buffered one, so a buffered
         # signal of this name now means this one was buffered.
         buffered = any(name == body.name for name, _ in state.signals)
@@ -326,12 +352,13 @@ class ExecutionsApi:
                 payload,
                 actor=request_actor(request),
                 event_id="ce:" + cloudevents.identity(attributes),
+                tenant=request_tenant(request),
             )
             return web.json_response({"delivered_to": delivered}, status=202)
         body = await json_body(request, EventBody)
         key = None if body.correlation_key is None else str(body.correlation_key)
         delivered = await self.runtime.publish_event(
-            body.name, key, body.payload, actor=request_actor(request)
+            body.name, key, body.payload, actor=request_actor(request), tenant=request_tenant(request)
         )
         return web.json_response({"delivered_to": delivered}, status=202)
 
@@ -348,6 +375,7 @@ class ExecutionsApi:
                 version=body.version,
                 dedup_key=_idempotency_key(request),
                 actor=request_actor(request),
+                tenant=request_tenant(request),
             )
         except RedriveInvalid as exc:
             raise web.HTTPBadRequest(reason="Invalid Redrive", text=str(exc)) from None
@@ -384,6 +412,7 @@ class ExecutionsApi:
                 limit=body.limit,
                 batch_key=_idempotency_key(request),
                 actor=request_actor(request),
+                tenant=request_tenant(request),
             )
         except RedriveInvalid as exc:
             raise web.HTTPBadRequest(reason="Invalid Redrive", text=str(exc)) from None
@@ -391,5 +420,5 @@ class ExecutionsApi:
 
     async def links(self, request: web.Request) -> web.Response:
         """Links recorded under the execution (``redrive_of``, ``redriven_as``), oldest first."""
-        links = await self.runtime.links(request.match_info["id"])
+        links = await self.runtime.links(request.match_info["id"], tenant=request_tenant(request))
         return web.json_response({"links": [link_to_dict(link) for link in links]})

@@ -7,7 +7,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.api.requests import json_body
+from orchestrator.api.requests import TENANT_PARAM, json_body, request_tenant
 from orchestrator.api.routes import Permission, Route, body
 from orchestrator.history.verify import DEFAULT_SAMPLE, MAX_SAMPLE, verify_recorded
 from orchestrator.runtime import Runtime
@@ -33,14 +33,15 @@ class ReplayApi:
         return [
             Route(
                 "POST", "/api/v1/replay/verify", self.verify, Permission.REPLAY_VERIFY, "verifyReplay",
-                "Replay up to `sample` recorded executions of a workflow with the graph of `version`; "
-                "the report names each divergence (ok is false when any).",
-                "200:ReplayReport 400 404", body=body(VerifyBody),
+                "Replay up to `sample` recorded executions of a workflow (in the request's tenant) with "
+                "the graph of `version`; the report names each divergence (ok is false when any).",
+                "200:ReplayReport 400 404", (TENANT_PARAM,), body=body(VerifyBody),
             )
         ]
 
     async def verify(self, request: web.Request) -> web.Response:
-        """200 with the report (``ok`` false when any execution diverged); 404 unknown workflow or version."""
+        """200 with the report on the request tenant's executions (``ok`` false when any diverged);
+        404 unknown workflow or version."""
         body = await json_body(request, VerifyBody)
         report = await verify_recorded(
             self.runtime.log,
@@ -50,5 +51,6 @@ class ReplayApi:
             body.sample,
             statuses=body.statuses,
             recorded_version=body.recorded_version,
+            tenant=request_tenant(request),
         )
         return web.json_response(report.to_dict())

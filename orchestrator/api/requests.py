@@ -1,5 +1,5 @@
 """Request helpers shared by every HTTP route (REST API and webhooks): strict JSON, validated
-bodies and query parameters, CloudEvent bodies, and who is asking.
+bodies and query parameters, CloudEvent bodies, and who is asking in which tenant.
 
 Every failure is an ``HTTPBadRequest`` naming what is wrong (or a ``ValueError`` / ``BadMessage``
 from the parsers, for callers that answer with their own error codes), never a 500.
@@ -14,9 +14,18 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from schemas import cloudevents
+from schemas.tenant import DEFAULT_TENANT, TENANT_PATTERN, TenantInvalid, check_tenant
 
 ACTOR_KEY = "actor"  # set on the request by the (future) authentication middleware
 DEFAULT_ACTOR = "api"
+TENANT_KEY = "tenant"  # likewise
+TENANT_HEADER = "X-Orchestrator-Tenant"
+TENANT_PARAM = {  # the OpenAPI parameter of the routes that work within a tenant
+    "name": TENANT_HEADER,
+    "in": "header",
+    "schema": {"type": "string", "pattern": TENANT_PATTERN, "default": DEFAULT_TENANT},
+    "description": "The tenant the request works in; another tenant's executions are 404.",
+}
 MAX_KEY_LENGTH = 256  # the longest idempotency key accepted (header or webhook body field)
 MAX_DEPTH = 128  # deeper input would risk RecursionError later (schema checks, expressions, codecs)
 JSON_TYPES = frozenset({"application/json", "application/cloudevents+json"})
@@ -27,6 +36,18 @@ def request_actor(request: web.Request) -> str:
     """Who issues a command: the authenticated principal once auth exists, else ``"api"``."""
     actor = request.get(ACTOR_KEY)
     return actor if isinstance(actor, str) and actor else DEFAULT_ACTOR
+
+
+def request_tenant(request: web.Request) -> str:
+    """The tenant a request works in: ``request["tenant"]`` (set by authentication), else the
+    ``X-Orchestrator-Tenant`` header, else ``default``. 400 ``invalid_tenant`` for a bad name."""
+    tenant = request.get(TENANT_KEY)
+    if tenant is None:
+        tenant = request.headers.get(TENANT_HEADER, DEFAULT_TENANT)
+    try:
+        return check_tenant(tenant)
+    except TenantInvalid as exc:
+        raise web.HTTPBadRequest(reason="Invalid Tenant", text=f"{TENANT_HEADER}: {exc}") from None
 
 
 # -- JSON -----------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from orchestrator.cli.output import Output
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
 from schemas.loader import load_definition
+from schemas.tenant import TenantInvalid, check_tenant
 from schemas.validation import DefinitionError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -28,7 +29,7 @@ class Parents:
     """Parent parsers the command groups build on."""
 
     json: argparse.ArgumentParser  # --json
-    server: argparse.ArgumentParser  # --url and --json: commands against a running server
+    server: argparse.ArgumentParser  # --url, --tenant and --json: commands against a running server
     stores: argparse.ArgumentParser  # --event-log, --registry and --json: straight on the stores
 
 
@@ -41,10 +42,25 @@ def parents() -> Parents:
         default=os.environ.get("ORCHESTRATOR_URL") or DEFAULT_URL,
         help="server URL (env ORCHESTRATOR_URL; default %(default)s)",
     )
+    server.add_argument(
+        "--tenant",
+        type=tenant_arg,
+        default=os.environ.get("ORCHESTRATOR_TENANT") or None,
+        help="the tenant to work in, sent as X-Orchestrator-Tenant (env ORCHESTRATOR_TENANT;"
+        " default: the server's, default)",
+    )
     stores = argparse.ArgumentParser(add_help=False, parents=[as_json])
     stores.add_argument("--event-log", metavar="URL", help="default: env or sqlite:///orchestrator.db")
     stores.add_argument("--registry", metavar="URL", help="default: env, else the event log's URL")
     return Parents(as_json, server, stores)
+
+
+def tenant_arg(value: str) -> str:
+    """``--tenant``: a valid tenant name, else a usage error."""
+    try:
+        return check_tenant(value)
+    except TenantInvalid as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def store_settings(args: argparse.Namespace, **overrides: Any) -> Settings:

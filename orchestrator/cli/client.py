@@ -21,6 +21,7 @@ from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Output
 
 API = "/api/v1"
+TENANT_HEADER = "X-Orchestrator-Tenant"  # the tenant the server works in for this client
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 POLL_SECONDS = 0.2
 HISTORY_PAGE = 500
@@ -29,10 +30,11 @@ Command = Callable[["Client", argparse.Namespace, Output], Awaitable[int]]
 
 
 class Client:
-    """A JSON client for one server: ``async with Client(url) as client``."""
+    """A JSON client for one server and tenant: ``async with Client(url) as client``."""
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0, tenant: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self.tenant = tenant  # sent as X-Orchestrator-Tenant; None: the server's default
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -60,7 +62,9 @@ class Client:
         """(status, parsed JSON body); CliError for an unreachable server or an error status."""
         assert self._session is not None, "use 'async with Client(...)'"
         payload = data if data is not None else None if body is None else json.dumps(body).encode()
-        sent = {"Content-Type": "application/json", **(headers or {})} if payload else headers
+        sent = {"Content-Type": "application/json", **(headers or {})} if payload else dict(headers or {})
+        if self.tenant is not None:
+            sent[TENANT_HEADER] = self.tenant
         try:
             async with self._session.request(
                 method, self.url + path, data=payload, params=params, headers=sent
@@ -127,11 +131,11 @@ def _http_error(method: str, path: str, status: int, body: Any) -> CliError:
 
 
 def remote(command: Command) -> Handler:
-    """The handler running ``command`` with a client for ``--url``."""
+    """The handler running ``command`` with a client for ``--url`` and ``--tenant``."""
 
     def handler(args: argparse.Namespace, out: Output) -> int:
         async def go() -> int:
-            async with Client(args.url) as client:
+            async with Client(args.url, tenant=args.tenant) as client:
                 return await command(client, args, out)
 
         return asyncio.run(go())

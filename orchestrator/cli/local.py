@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import json
 import os
 import sys
@@ -74,6 +75,15 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
         return asyncio.run(_run(settings, definitions, value, args, out))
 
 
+def cli_actor() -> str:
+    """The actor of what the CLI does itself: ``cli:<os user>``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment or the password database
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"cli:{user}"
+
+
 async def _run(
     settings: Settings,
     definitions: list[WorkflowDefinition],
@@ -84,7 +94,7 @@ async def _run(
     async with Runtime(settings, recover=False) as runtime:
         stored = [await runtime.register(d) for d in definitions]
         main = stored[0]
-        started = await runtime.start_execution(main.name, value, version=main.version)
+        started = await runtime.start_execution(main.name, value, version=main.version, actor=cli_actor())
         execution_id = started.execution_id
         out.note(f"started {main.name} v{main.version}: {execution_id}")
         try:

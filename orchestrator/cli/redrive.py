@@ -93,7 +93,7 @@ async def redrive_bulk(client: Client, args: argparse.Namespace, out: Output) ->
     # The server paces the starts inside the request: allow for them, and show that it works.
     pacing = args.limit / args.rate if args.execute and args.rate > 0 else 0.0
     label = f"redriving up to {args.limit} at {args.rate:g}/s" if args.execute else "matching"
-    async with Client(client.url, timeout=30.0 + pacing) as paced:
+    async with Client(client.url, timeout=30.0 + pacing, tenant=client.tenant) as paced:
         with out.progress(label) as advance:
             answer = await ticking(
                 paced.post("/executions/redrive", {k: v for k, v in body.items() if v is not None}, headers),

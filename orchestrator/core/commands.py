@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+# Who issues the commands the orchestrator makes itself: worker results, timers, a child's result
+# for its parent, resumes. Every other entry point names its own actor (see docs/events.md).
+SYSTEM_ACTOR: Final = "system"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +30,12 @@ class ParentRef:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Command:
-    """``command_id`` lets a redelivered command (Kafka after a crash) be recognised."""
+    """``command_id`` lets a redelivered command (Kafka after a crash) be recognised; ``actor``
+    names who or what issued it (recorded on the events it causes)."""
 
     execution_id: str
     now: float
-    actor: str | None = None
+    actor: str | None = SYSTEM_ACTOR
     command_id: str | None = None
 
 

@@ -49,7 +49,8 @@ STATUS_BY_TERMINAL_TYPE: Final = {
 
 
 class EventLike(Protocol):
-    """Anything with a type and a data payload: a domain Event or a stored Envelope."""
+    """Anything with a type and a data payload: a domain Event or a stored Envelope (which also
+    has an ``actor``, read by ``evolve`` for the start)."""
 
     @property
     def type(self) -> str: ...

@@ -62,6 +62,7 @@ class ExecutionState:
     dedup_key: str | None = None
     event_ids: tuple[str, ...] = ()  # ids of delivered events and signals (redeliveries are ignored)
     reuse: dict[str, Any] = field(default_factory=dict)  # redrive: step -> recorded output
+    started_by: str | None = None  # the actor of the start; step tasks run on its behalf
 
     @property
     def terminal(self) -> bool:
@@ -114,7 +115,8 @@ def fold(events: Any, state: ExecutionState | None = None) -> ExecutionState | N
 
 
 def evolve(state: ExecutionState | None, event: EventLike) -> ExecutionState:
-    """Apply one event."""
+    """Apply one event. ``started_by`` is the ``actor`` of a recorded start's envelope (None
+    when folding bare domain events; the engine sets it from the start command)."""
     data = event.data
     if state is None:
         if event.type != ev.EXECUTION_STARTED:
@@ -129,6 +131,7 @@ def evolve(state: ExecutionState | None, event: EventLike) -> ExecutionState:
             parent=data.get("parent"),
             dedup_key=data.get("dedup_key"),
             reuse=dict(data.get("reuse") or {}),
+            started_by=getattr(event, "actor", None),
         )
     handler = _HANDLERS.get(event.type)
     if handler is None:

@@ -39,6 +39,11 @@ from schemas.definition import SubworkflowStep, TaskStep
 log = logging.getLogger(__name__)
 
 
+def parent_actor(execution_id: str) -> str:
+    """The actor of what a parent execution does to its children (start, cancel)."""
+    return f"parent:{execution_id}"
+
+
 def wait_keys(state: ExecutionState | None) -> set[WaitKey]:
     if state is None or state.terminal:
         return set()
@@ -94,7 +99,12 @@ class Effects:
             finished = getattr(c.command, "child_id", None) == child_id
             if not finished:
                 await self.submit(
-                    CancelExecution(execution_id=child_id, now=self.clock(), reason="parent moved on")
+                    CancelExecution(
+                        execution_id=child_id,
+                        now=self.clock(),
+                        actor=parent_actor(after.execution_id),
+                        reason="parent moved on",
+                    )
                 )
         if after.terminal:
             await self._finished_execution(after)
@@ -198,6 +208,7 @@ class Effects:
             StartExecution(
                 execution_id=child_id,
                 now=self.clock(),
+                actor=parent_actor(parent.execution_id),
                 workflow=step.workflow,
                 version=version,
                 input=active.args,
@@ -239,6 +250,8 @@ def task_from_event(state: ExecutionState, data: dict[str, Any]) -> StepTask:
         args=data["args"],
         idempotency_key=data["idempotency_key"],
         timeout_seconds=data.get("timeout_seconds"),
+        tenant=state.tenant,
+        actor=state.started_by,
     )
 
 
@@ -257,4 +270,6 @@ def task_from_active(
         args=args,
         idempotency_key=idempotency_key(state.execution_id, step.name, visit),
         timeout_seconds=step.timeout_seconds,
+        tenant=state.tenant,
+        actor=state.started_by,
     )

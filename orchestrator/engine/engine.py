@@ -10,7 +10,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator.core.commands import Command, ResumeExecution, StartExecution
 from orchestrator.core.events import Event
@@ -170,6 +170,8 @@ class Engine:
             else:
                 raise CommandRejected(f"execution {command.execution_id} does not exist")
             events, after = decide_and_evolve(graph, before, command)
+            if before is None and after is not None:  # as folding the stamped start would give
+                after = replace(after, started_by=command.actor)
             if not events or after is None:
                 if from_cache:  # stale to a cached state may be fresh news to the log's: look
                     self.forget(command.execution_id)

@@ -41,6 +41,8 @@ class Worker:
             config=task.config,
             args=task.args,
             timeout_seconds=task.timeout_seconds,
+            tenant=task.tenant,
+            actor=task.actor,
         )
         self.instruments.step_started(task.workflow, task.step, task.connector, task.attempt)
         began = time.perf_counter()

@@ -29,6 +29,7 @@ from orchestrator.history import pager
 from orchestrator.ports import EventLog, ExecutionQuery, ExecutionSummary, Link, Registry
 from schemas.envelope import Envelope
 from schemas.graph import WorkflowGraph
+from schemas.tenant import DEFAULT_TENANT
 
 REDRIVE_OF: Final = "redrive_of"
 REDRIVEN_AS: Final = "redriven_as"
@@ -101,8 +102,8 @@ class RedriveHost(Protocol):
     @property
     def clock(self) -> Callable[[], float]: ...
 
-    async def summary(self, execution_id: str) -> ExecutionSummary:
-        """The execution's summary; raises a ``LookupError`` when there is no such execution."""
+    async def summary(self, execution_id: str, *, tenant: str = DEFAULT_TENANT) -> ExecutionSummary:
+        """The execution's summary; raises a ``LookupError`` when ``tenant`` has no such execution."""
         ...
 
     async def start_execution(
@@ -180,7 +181,8 @@ def batch_key_for(query: ExecutionQuery, **choices: Any) -> str:
         "status": query.status,
         "started_after": query.started_after,
         "started_before": query.started_before,
-        "tenant": query.tenant,
+        # the default tenant reads as no tenant: the keys of batches made before tenants existed
+        "tenant": None if query.tenant in (None, DEFAULT_TENANT) else query.tenant,
         **choices,
     }
     text = json.dumps(what, sort_keys=True, separators=(",", ":"), default=str)
@@ -190,9 +192,9 @@ def batch_key_for(query: ExecutionQuery, **choices: Any) -> str:
 # -- the runtime side ---------------------------------------------------------------------------
 
 
-async def read_all(runtime: RedriveHost, execution_id: str) -> list[Envelope]:
-    """Every event of an execution, read page by page; ExecutionNotFound when there is none."""
-    await runtime.summary(execution_id)
+async def read_all(runtime: RedriveHost, execution_id: str, tenant: str = DEFAULT_TENANT) -> list[Envelope]:
+    """Every event of an execution, read page by page; ExecutionNotFound when ``tenant`` has none."""
+    await runtime.summary(execution_id, tenant=tenant)
     return await pager.read_all(runtime.log, execution_id)
 
 
@@ -207,11 +209,12 @@ async def redrive(
     dedup_key: str | None = None,
     actor: str | None = None,
     metadata: dict[str, Any] | None = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> RedriveResult:
-    """Start a new execution re-running ``execution_id`` (see ``Runtime.redrive``)."""
+    """Start a new execution re-running ``execution_id`` of ``tenant`` (see ``Runtime.redrive``)."""
     if from_step is not None and from_failure:
         raise RedriveInvalid("give from_step or from_failure, not both")
-    events = await read_all(runtime, execution_id)
+    events = await read_all(runtime, execution_id, tenant)
     original = fold(events)
     assert isinstance(original, ExecutionState)  # read_all found a summary, so there are events
     if not original.terminal:
@@ -291,6 +294,7 @@ async def redrive_many(
                 dedup_key=f"bulk/{key}",
                 actor=actor,
                 metadata={"batch": key},
+                tenant=query.tenant or DEFAULT_TENANT,
             )
         except (LookupError, ValueError) as exc:  # invalid for this one (unknown step, input, ...)
             result.errors.append({"execution_id": execution_id, "error": str(exc) or type(exc).__name__})

@@ -39,14 +39,17 @@ async def recorded_executions(
     *,
     statuses: Collection[str] | None = None,
     recorded_version: int | None = None,
+    tenant: str | None = None,
 ) -> list[ExecutionSummary]:
-    """Up to ``sample`` executions of ``workflow``, newest first, filtered by status and version."""
+    """Up to ``sample`` executions of ``workflow``, newest first, filtered by status, version
+    and tenant (every tenant's when None)."""
     wanted = set(statuses) if statuses else None
     only = next(iter(wanted)) if wanted is not None and len(wanted) == 1 else None
     found: list[ExecutionSummary] = []
     if sample < 1:
         return found
-    async for summary in pager.executions(log, ExecutionQuery(workflow=workflow, status=only)):
+    query = ExecutionQuery(workflow=workflow, status=only, tenant=tenant)
+    async for summary in pager.executions(log, query):
         if wanted is not None and summary.status not in wanted:
             continue
         if recorded_version is not None and summary.version != recorded_version:
@@ -157,10 +160,11 @@ async def verify_recorded(
     recorded_version: int | None = None,
     definition: WorkflowDefinition | None = None,
     progress: Callable[[int], None] | None = None,
+    tenant: str | None = None,
 ) -> VerifyReport:
     """Would ``version`` of ``workflow`` (latest when None; or ``definition``, e.g. read from a
-    file and not registered yet) decide the same on its recorded executions? UnknownWorkflow.
-    ``progress(1)`` after each execution replayed."""
+    file and not registered yet) decide the same on its recorded executions (of ``tenant``, or
+    of every tenant when None)? UnknownWorkflow. ``progress(1)`` after each execution replayed."""
     if not 1 <= sample <= MAX_SAMPLE:
         raise ValueError(f"sample must be between 1 and {MAX_SAMPLE}, got {sample}")
     if definition is None:
@@ -169,7 +173,7 @@ async def verify_recorded(
         definition = await registry.get(workflow, version)
     graph = WorkflowGraph.build(definition)  # version V's graph, for every execution
     summaries = await recorded_executions(
-        log, workflow, sample, statuses=statuses, recorded_version=recorded_version
+        log, workflow, sample, statuses=statuses, recorded_version=recorded_version, tenant=tenant
     )
     checks = []
     for summary in summaries:  # one history in memory at a time

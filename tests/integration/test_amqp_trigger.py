@@ -236,6 +236,10 @@ async def test_rabbitmqadmin_and_aio_pika_messages_start_executions(
     states = await executions(runtime, "orders")
     assert {s.dedup_key for s in states} == {"amqp:from_queue:amqp:m-1", "amqp:from_queue:amqp:m-2"}
     assert all(s.status == "succeeded" for s in states)
+    for state in states:  # the trigger is the actor of the start; the tenant is its default
+        history = await runtime.history(state.execution_id)
+        assert history[0].actor == "trigger:orders/from_queue" and state.started_by == history[0].actor
+        assert {e.tenant for e in history} == {"default"}
     await eventually(lambda: _drained(broker, queue), 15, f"{queue} empty")
 
 
@@ -405,6 +409,7 @@ async def test_correlation_delivers_to_the_waiting_execution_once(runtime: Runti
     async with consuming(runtime, approval(queue)) as source:
         waiting = await runtime.start_execution("approval", {"request": "r-1"})
         other = await runtime.start_execution("approval", {"request": "r-2"})
+        elsewhere = await runtime.start_execution("approval", {"request": "r-1"}, tenant="acme")
 
         async def both_waiting() -> bool:
             return all([bool(await runtime.waits.waiting(("decided", r))) for r in ("r-1", "r-2")])
@@ -422,6 +427,10 @@ async def test_correlation_delivers_to_the_waiting_execution_once(runtime: Runti
         assert source.stats.dead_lettered == 1
         assert len(state.event_ids) == 1
         assert (await runtime.state(other.execution_id)).status == "running"
+        # the trigger delivers within its tenant: the same key waiting in another one is not reached
+        assert (await runtime.state(elsewhere.execution_id, tenant="acme")).status == "running"
+        received = [e for e in await runtime.history(waiting.execution_id) if e.type == "EventReceived"]
+        assert [e.actor for e in received] == ["trigger:approval/decisions"]
 
 
 # -- dead letters, prefetch ---------------------------------------------------------------------

@@ -228,7 +228,8 @@ async def test_plain_json_and_cloudevents_start_executions(harness: Harness) -> 
     history = await harness.runtime.history(inputs["plain-1"][0])
     started = history[0]
     assert started.type == "ExecutionStarted"
-    assert started.actor == "trigger:kafka:orders"
+    assert started.actor == "trigger:orders/orders"
+    assert {e.tenant for e in history} == {"default"} and all(e.actor for e in history)
     assert started.data["dedup_key"].startswith(f"kafka:orders:kafka:{topic}/")
     assert [e.type for e in history][-1] == "ExecutionSucceeded"
     assert "StepSucceeded" in [e.type for e in history]

@@ -170,7 +170,7 @@ async def test_five_failures_lock_once_four_do_not_and_bad_messages_are_parked(h
     history = await harness.runtime.history(state.execution_id)
     key = history[0].data["dedup_key"]
     assert key.startswith("kafka_window:failed_logins:") and key.endswith(f":{ada}")
-    assert history[0].actor == "trigger:kafka_window:failed_logins"
+    assert history[0].actor == f"trigger:{harness.workflow}/failed_logins"
     window_start = float(key.split(":")[2])
     assert state.execution_id == execution_id_for("default", harness.workflow, dedup_key("failed_logins", ada, window_start))
     stats = source.stats

@@ -39,7 +39,7 @@ def test_the_manager_entry_point_builds_a_source_with_the_shared_names(tmp_path:
     assert source.data_dir == tmp_path / source.app_id
     assert source.options.bootstrap == ("broker-1:9092", "broker-2:9092")
     assert (source.options.partitions, source.options.replication) == (6, 3)
-    assert source.step == 6 and source.actor == "trigger:kafka_window:failed_logins"
+    assert source.step == 6 and source.actor == "trigger:lock_account/failed_logins"
     assert source.app is None and not list(tmp_path.iterdir())  # nothing happens before start()
 
 

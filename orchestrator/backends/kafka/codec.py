@@ -5,6 +5,12 @@ A command becomes ``{"specversion": "1.0", "type": "io.orchestrator.command.<Cla
 with type ``io.orchestrator.task.StepTask`` and its attempt id as ``id``. Nested dataclasses
 (``ErrorInfo``, ``ParentRef``) are plain objects in ``data``. Unknown ``data`` members are ignored
 (a newer writer may add optional fields); a missing or mistyped one is a ``CodecError``.
+
+Every record carries ``schemaversion``; a record newer than this code is a ``CodecError``.
+Version 2 (this one) adds ``tenant`` and ``actor`` to a task's ``data``, and requires ``tenant``
+there; a version-1 task (written before) still decodes, as tenant ``default`` and no actor.
+A version-1 reader rejects version-2 records, so a deployment replaces all of its old workers
+rather than mixing the two.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from orchestrator.core.timefmt import rfc3339
 from orchestrator.ports import StepTask
 
 SPEC_VERSION = "1.0"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+TASK_TENANT_SINCE = 2  # the schema version from which a task carries its tenant and actor
 SOURCE = "/orchestrator"
 COMMAND_PREFIX = "io.orchestrator.command."
 TASK_TYPE = "io.orchestrator.task.StepTask"
@@ -91,6 +98,8 @@ def decode_task(raw: bytes) -> StepTask:
     event = _load(raw)
     if event["type"] != TASK_TYPE:
         raise CodecError(f"unknown task type {event['type']!r}")
+    if event["schemaversion"] >= TASK_TENANT_SINCE and "tenant" not in event["data"]:
+        raise CodecError(f"a version {event['schemaversion']} task must carry its tenant")
     return _build(StepTask, {**event["data"], "execution_id": event["subject"], "attempt_id": event["id"]})
 
 
@@ -133,8 +142,8 @@ def _load(raw: bytes) -> dict[str, Any]:
         raise CodecError("not a JSON object")
     if event.get("specversion") != SPEC_VERSION:
         raise CodecError(f"specversion {event.get('specversion')!r} is not {SPEC_VERSION}")
-    version = event.get("schemaversion", SCHEMA_VERSION)
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    version = event.setdefault("schemaversion", 1)  # the first records might not have said
+    if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
         raise CodecError(f"schemaversion {version!r} is newer than this code ({SCHEMA_VERSION})")
     for name, kind in (("type", str), ("id", str), ("subject", str), ("data", dict)):
         if not isinstance(event.get(name), kind):
