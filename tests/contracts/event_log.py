@@ -284,6 +284,9 @@ class EventLogContract(ABC):
         assert await ids(status="succeeded") == ["x10", "x07", "x04", "x01"]
         assert await ids(status="failed", workflow="orders") == ["x11", "x05"]
         assert await ids(tenant="globex", status="running") == ["x09", "x06"]
+        assert await ids(tenant="acme") == ["x05", "x04", "x03", "x02", "x01", "x00"]
+        assert await ids(tenant="acme", workflow="orders") == ["x05", "x03", "x01"]
+        assert await ids(tenant="initech") == []
         assert await ids(started_after=at(30), started_before=at(70)) == [
             "x06",
             "x05",
@@ -313,6 +316,8 @@ class EventLogContract(ABC):
             ExecutionQuery(limit=2, workflow="billing"),
             ExecutionQuery(limit=1, status="running"),
             ExecutionQuery(limit=5, tenant="acme"),
+            ExecutionQuery(limit=2, tenant="globex", workflow="orders"),
+            ExecutionQuery(limit=1, tenant="globex", status="succeeded"),
             ExecutionQuery(limit=12),
             ExecutionQuery(limit=11),
         ):

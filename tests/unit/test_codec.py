@@ -124,6 +124,63 @@ def test_task_round_trip() -> None:
     assert decode_task(encode_task(untimed)) == untimed
 
 
+def test_a_task_carries_its_tenant_and_actor_in_a_version_2_record() -> None:
+    task = StepTask("e", "w", "s", 1, "a", "noop", {}, None, "k", tenant="acme", actor="webhook:orders")
+    record = json.loads(encode_task(task))
+    assert record["schemaversion"] == codec.SCHEMA_VERSION == 2
+    assert (record["data"]["tenant"], record["data"]["actor"]) == ("acme", "webhook:orders")
+    assert decode_task(encode_task(task)) == task
+
+
+# A task record as version 1 wrote it, byte for byte: no tenant, no actor.
+OLD_TASK = (
+    b'{"specversion":"1.0","type":"io.orchestrator.task.StepTask","source":"/orchestrator",'
+    b'"id":"att-7","subject":"exec-9","datacontenttype":"application/json","schemaversion":1,'
+    b'"data":{"workflow":"orders","step":"charge","attempt":1,"connector":"http",'
+    b'"config":{"url":"https://example.test"},"args":{"amount":10},'
+    b'"idempotency_key":"exec-9/charge/1","timeout_seconds":null}}'
+)
+
+
+def test_a_version_1_task_still_decodes_in_the_default_tenant() -> None:
+    task = decode_task(OLD_TASK)
+    assert task == StepTask(
+        "exec-9", "orders", "charge", 1, "att-7", "http", {"url": "https://example.test"},
+        {"amount": 10}, "exec-9/charge/1", None, tenant="default", actor=None,
+    )  # fmt: skip
+    without_version = json.loads(OLD_TASK)
+    del without_version["schemaversion"]  # the first records may not say: version 1
+    assert decode_task(json.dumps(without_version).encode()) == task
+
+
+def test_a_version_1_command_still_decodes() -> None:
+    old = (
+        b'{"specversion":"1.0","type":"io.orchestrator.command.CompleteStep","source":"/orchestrator",'
+        b'"id":"cmd-3","subject":"exec-9","time":"2025-11-24T16:00:00.123456Z",'
+        b'"datacontenttype":"application/json","schemaversion":1,'
+        b'"data":{"now":1764000000.123456,"actor":null,"step":"charge","attempt_id":"att-7",'
+        b'"output":{"ok":true}}}'
+    )
+    assert decode_command(old) == CompleteStep(
+        execution_id="exec-9", now=NOW, actor=None, command_id="cmd-3", step="charge", attempt_id="att-7",
+        output={"ok": True},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"schemaversion": 2},  # a version-2 task must say its tenant
+        {"schemaversion": 3},  # newer than this code
+        {"schemaversion": True},
+    ],
+)
+def test_bad_task_versions_are_codec_errors(change: dict[str, Any]) -> None:
+    record = {**json.loads(OLD_TASK), **change}
+    with pytest.raises(CodecError):
+        decode_task(json.dumps(record).encode())
+
+
 def _as_dict(command: Command) -> dict[str, Any]:
     return {f.name: getattr(command, f.name) for f in dataclasses.fields(command)}
 
