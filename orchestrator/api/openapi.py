@@ -70,6 +70,7 @@ SCHEMAS: dict[str, Schema] = {
             "active": {"type": "object", "description": "Steps started and not finished."},
             "timers": OBJ,
             "parent": _nullable(OBJ),
+            "started_by": {**_nullable(STR), "description": "The actor that started the execution."},
         },
         f"{IDENTITY} status sequence",
     ),

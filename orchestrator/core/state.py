@@ -100,6 +100,7 @@ class ExecutionState:
                 t.timer_id: {"step": t.step, "due": t.due, "purpose": t.purpose} for t in self.timers.values()
             },
             "parent": self.parent,
+            "started_by": self.started_by,
         }
 
 

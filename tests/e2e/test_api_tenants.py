@@ -91,7 +91,7 @@ async def test_without_the_header_an_execution_is_in_the_default_tenant(
 ) -> None:
     execution_id = await start(client, "k")
     got = await answer(await client.get(f"/api/v1/executions/{execution_id}"), 200)
-    assert got["tenant"] == "default"
+    assert got["tenant"] == "default" and got["started_by"] == "api"
     events = await runtime.history(execution_id)
     assert {(e.tenant, e.actor) for e in events} == {("default", "api")}
 
