@@ -4,8 +4,9 @@
 OpenAPI document generated from them, keeps the route table on the app (``route_permission``
 reads it) and refuses to build when an ``/api/`` route declares no permission. Middlewares run
 inside ``error_middleware``, so an authentication/authorization middleware given here answers
-with the same JSON errors; it sets ``request["actor"]``, which the execution routes record (see
-``requests.request_actor``), and looks the permission up with ``routes.route_permission``.
+with the same JSON errors; it sets ``request["actor"]`` and ``request["tenant"]``, which the
+execution routes take before anything else (see ``requests.request_actor`` and
+``requests.request_tenant``), and looks the permission up with ``routes.route_permission``.
 
 ``api_providers`` are the REST API's own providers. The process root adds the webhook endpoint
 and the trigger manager (``orchestrator.process.build_app``); this package never imports them.

@@ -17,7 +17,9 @@ from orchestrator.ports import ExecutionQuery
 from orchestrator.runtime import LIBRARY_ACTOR, ExecutionNotFound, Runtime
 from orchestrator.settings import Settings
 from schemas.builder import Workflow
+from schemas.definition import KafkaTrigger
 from schemas.tenant import TenantInvalid, check_tenant
+from triggers.inbound import InboundMessage, Router
 
 
 class Recording:
@@ -288,3 +290,47 @@ async def test_a_bulk_redrive_matches_only_the_tenants_executions(runtime: Runti
     assert (await runtime.history(done.started[0], tenant="globex"))[0].actor == "ops"
     none = await runtime.redrive_many(ExecutionQuery(workflow="flow", status="failed"))
     assert none.matched == []
+
+
+# -- queue and topic triggers ------------------------------------------------------------------
+
+
+def kafka_trigger(**fields: Any) -> KafkaTrigger:
+    return KafkaTrigger.model_validate({"name": "orders", "topics": ["shop.orders"], **fields})
+
+
+async def test_a_topic_trigger_starts_in_its_tenant_as_the_trigger(runtime: Runtime) -> None:
+    router = Router(runtime, "parked", kafka_trigger(tenant="acme"))
+    outcome = await router.accept(InboundMessage({"key": "k"}, "kafka:shop.orders/0/7"))
+    assert outcome.kind == "started"
+    (execution_id,) = outcome.execution_ids
+    history = await runtime.history(execution_id, tenant="acme")
+    assert {(e.tenant, e.actor) for e in history} == {("acme", "trigger:parked/orders")}
+    again = await router.accept(InboundMessage({"key": "k"}, "kafka:shop.orders/0/7"))
+    assert (again.kind, again.execution_ids) == ("duplicate", (execution_id,))
+    plain = await Router(runtime, "parked", kafka_trigger()).accept(
+        InboundMessage({"key": "k"}, "kafka:x/0/8")
+    )
+    assert (await runtime.summary(plain.execution_ids[0])).tenant == "default"
+
+
+async def test_a_correlating_trigger_delivers_within_its_tenant(runtime: Runtime) -> None:
+    here = (await runtime.start_execution("parked", {"key": "k"}, tenant="acme")).execution_id
+    there = (await runtime.start_execution("parked", {"key": "k"})).execution_id
+    await waiting_on(runtime, here, "acme")
+    await waiting_on(runtime, there, "default")
+    correlation = {"event": "go", "key": "data.key", "unmatched": "drop"}
+    router = Router(runtime, "parked", kafka_trigger(tenant="acme", correlation=correlation))
+
+    outcome = await router.accept(InboundMessage({"key": "k"}, "kafka:shop.orders/0/9"))
+
+    assert (outcome.kind, outcome.execution_ids) == ("delivered", (here,))
+    assert (await runtime.state(there)).status == "running"
+    received = [e for e in await runtime.history(here, tenant="acme") if e.type == ev.EVENT_RECEIVED]
+    assert [e.actor for e in received] == ["trigger:parked/orders"]
+
+
+def test_a_trigger_tenant_must_be_a_tenant_name() -> None:
+    with pytest.raises(ValueError, match="tenant"):
+        kafka_trigger(tenant="Not A Tenant")
+    assert kafka_trigger().tenant == "default"
