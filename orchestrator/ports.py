@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from orchestrator.core.commands import Command
 from schemas.definition import WorkflowDefinition
@@ -149,6 +149,59 @@ class EventLog(Protocol):
 
     async def links(self, execution_id: str) -> list[Link]:
         """Links recorded under this execution, oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    """Events after a position, in commit order, and the position to resume from.
+
+    ``items`` are (position, envelope) pairs with non-decreasing positions. Several events may
+    share a position (in Cassandra, the events of one append); a page never ends inside such a
+    group. Every event committed at or before ``last`` has been returned by now: pass it to the
+    next ``read_after``. ``last`` may lie beyond the last item (the feed is complete up to there).
+    """
+
+    items: list[tuple[int, Envelope]]
+    last: int
+
+
+class EventFeed(Protocol):
+    """Every committed event of every execution, in commit order, with a resumable position.
+
+    Positions are ordered ints, otherwise opaque (a counter in SQLite and memory, microseconds in
+    Cassandra); 0 lies before every event. A reader that passes each page's ``last`` to the next
+    call never misses a committed event, however many writers commit concurrently. Events of
+    deleted executions (retention) are absent. ``delay``: seconds after its commit before an
+    event is served (0: at once). Details per backend: docs/feed.md.
+    """
+
+    delay: float
+
+    async def read_after(self, position: int, limit: int = 1000) -> FeedPage:
+        """Events with a position after ``position``, oldest first: at most ``limit`` of them,
+        unless the last group sharing a position goes over."""
+
+    async def head(self) -> int:
+        """A position at or after every event committed so far: a reader there is caught up."""
+
+
+class Checkpoints(Protocol):
+    """Where each projection stands in the feed, by projection name."""
+
+    async def load(self, name: str) -> int:
+        """The last saved position; 0 when none was saved."""
+
+    async def save(self, name: str, position: int) -> None:
+        """Store the position (the last save wins)."""
+
+
+@runtime_checkable
+class FeedSource(Protocol):
+    """An event log that serves the global feed of its events and stores checkpoints beside them."""
+
+    def feed(self) -> EventFeed: ...
+
+    def checkpoints(self) -> Checkpoints: ...
 
 
 class Registry(Protocol):

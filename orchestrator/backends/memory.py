@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import builtins
 from collections.abc import AsyncIterator, Sequence
 
@@ -9,10 +10,13 @@ from orchestrator.backends.paging import page_summaries
 from orchestrator.backends.summary import check_sequences, summarize
 from orchestrator.backends.versions import same_content
 from orchestrator.ports import (
+    Checkpoints,
     ConcurrencyError,
+    EventFeed,
     ExecutionPage,
     ExecutionQuery,
     ExecutionSummary,
+    FeedPage,
     Link,
     Snapshot,
     UnknownWorkflow,
@@ -28,6 +32,9 @@ class MemoryEventLog:
         self._summaries: dict[str, ExecutionSummary] = {}
         self._snapshots: dict[str, dict[int, Snapshot]] = {}
         self._links: dict[str, dict[tuple[str, str], Link]] = {}
+        self._feed: list[tuple[int, Envelope]] = []  # (position, event) in commit order
+        self._position = 0  # the last position handed out; never reused
+        self._checkpoints: dict[str, int] = {}
 
     @classmethod
     def from_url(cls, url: str) -> MemoryEventLog:
@@ -47,6 +54,9 @@ class MemoryEventLog:
         summary = summarize(self._summaries.get(execution_id), events)
         self._events[execution_id] = [*stream, *events]
         self._summaries[execution_id] = summary
+        for envelope in events:
+            self._position += 1
+            self._feed.append((self._position, envelope))
 
     async def read(
         self, execution_id: str, after_sequence: int = 0, limit: int | None = None
@@ -76,6 +86,8 @@ class MemoryEventLog:
         self._snapshots.pop(execution_id, None)
         self._links.pop(execution_id, None)
         self._summaries.pop(execution_id, None)
+        if execution_id in self._events:
+            self._feed = [item for item in self._feed if item[1].subject != execution_id]
         return self._events.pop(execution_id, None) is not None
 
     async def add_link(self, link: Link) -> None:
@@ -86,6 +98,42 @@ class MemoryEventLog:
     async def links(self, execution_id: str) -> list[Link]:
         found = self._links.get(execution_id, {}).values()
         return sorted(found, key=lambda k: (k.created_at, k.relation, k.other_id))
+
+
+    def feed(self) -> EventFeed:
+        return MemoryFeed(self)
+
+    def checkpoints(self) -> Checkpoints:
+        return MemoryCheckpoints(self)
+
+
+class MemoryFeed:
+    """The global feed of a MemoryEventLog: positions 1, 2, 3... in append order."""
+
+    delay = 0.0
+
+    def __init__(self, log: MemoryEventLog) -> None:
+        self._log = log
+
+    async def read_after(self, position: int, limit: int = 1000) -> FeedPage:
+        feed = self._log._feed
+        start = bisect.bisect_right(feed, position, key=lambda item: item[0])
+        items = feed[start : start + max(limit, 0)]
+        return FeedPage(items, items[-1][0] if items else position)
+
+    async def head(self) -> int:
+        return self._log._position
+
+
+class MemoryCheckpoints:
+    def __init__(self, log: MemoryEventLog) -> None:
+        self._log = log
+
+    async def load(self, name: str) -> int:
+        return self._log._checkpoints.get(name, 0)
+
+    async def save(self, name: str, position: int) -> None:
+        self._log._checkpoints[name] = position
 
 
 class MemoryRegistry:

@@ -20,12 +20,21 @@ from typing import Literal, TypeVar, TypeVarTuple
 from urllib.parse import parse_qs, unquote
 
 from orchestrator.backends.paging import cursor_of
+from orchestrator.backends.sqlite_feed import (
+    SQLiteCheckpoints,
+    SQLiteFeed,
+    add_positions,
+    advance,
+    last_position,
+)
 from orchestrator.backends.summary import check_sequences, summarize
 from orchestrator.backends.versions import same_content
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import (
     BackendUnavailable,
+    Checkpoints,
     ConcurrencyError,
+    EventFeed,
     ExecutionPage,
     ExecutionQuery,
     ExecutionSummary,
@@ -38,7 +47,7 @@ from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
 
 PREFIX = "sqlite:///"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # of a new file, before its component's migrations
 MAX_BATCH = 512  # appends per group-commit transaction
 ID_PAGE = 1000  # execution ids per query of execution_ids()
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -53,6 +62,9 @@ _TUNING = (
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 EventRow = tuple[str, int, str, str, bytes]
+Migration = Callable[[sqlite3.Connection], None]
+# Schema upgrades after version 1, in order: entry i takes a file from version i + 1 to i + 2.
+_EVENT_LOG_MIGRATIONS: tuple[Migration, ...] = (add_positions,)  # 2: the global feed
 
 _SCHEMA_VERSION_DDL = (
     "CREATE TABLE IF NOT EXISTS schema_version"
@@ -95,14 +107,16 @@ _INSERT_EXECUTION = f"INSERT INTO executions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?,
 _SELECT_SUMMARY = f"SELECT {_COLUMNS} FROM executions WHERE execution_id = ?"
 _ADVANCE = "UPDATE executions SET updated_at = ?, last_sequence = ? WHERE execution_id = ?"
 _ADVANCE_STATUS = "UPDATE executions SET status = ?, updated_at = ?, last_sequence = ? WHERE execution_id = ?"
-_INSERT_EVENTS = "INSERT INTO events VALUES (?, ?, ?, ?, ?)"
+_INSERT_EVENTS = (
+    "INSERT INTO events (execution_id, sequence, type, time, body, position) VALUES (?, ?, ?, ?, ?, ?)"
+)
 # Set-based statements for a whole group commit: one parameter holds a JSON array of rows, so a
 # batch of any size costs a handful of statements (each sqlite3 call releases and retakes the
 # GIL, which under load costs far more than the work itself).
 _SELECT_HEADS = f"SELECT {_COLUMNS} FROM executions WHERE execution_id IN (SELECT value FROM json_each(?))"
 _INSERT_EVENTS_JSON = (
-    "INSERT INTO events SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3,"
-    " CAST(value ->> 4 AS BLOB) FROM json_each(?)"
+    "INSERT INTO events (execution_id, sequence, type, time, body, position) SELECT value ->> 0,"
+    " value ->> 1, value ->> 2, value ->> 3, CAST(value ->> 4 AS BLOB), value ->> 5 FROM json_each(?)"
 )
 _UPSERT_SUMMARIES_JSON = (
     f"INSERT INTO executions ({_COLUMNS}) SELECT value ->> 0, value ->> 1, value ->> 2,"
@@ -159,10 +173,18 @@ class SQLiteSettings:
 class _Database:
     """One connection, used only from one explicit worker thread, opened and closed with it."""
 
-    def __init__(self, settings: SQLiteSettings, component: str, ddl: Sequence[str]) -> None:
+    def __init__(
+        self,
+        settings: SQLiteSettings,
+        component: str,
+        ddl: Sequence[str],
+        migrations: Sequence[Migration] = (),
+    ) -> None:
         self.settings = settings
         self._component = component
         self._ddl = ddl
+        self._migrations = migrations
+        self.version = SCHEMA_VERSION + len(migrations)  # what this code writes
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
 
@@ -225,6 +247,13 @@ class _Database:
             (found,) = connection.execute(
                 "SELECT version FROM schema_version WHERE component = ?", (self._component,)
             ).fetchone()
+            if found < self.version:  # upgrade in the same transaction: all of it or nothing
+                for migration in self._migrations[found - SCHEMA_VERSION :]:
+                    migration(connection)
+                connection.execute(
+                    "UPDATE schema_version SET version = ? WHERE component = ?",
+                    (self.version, self._component),
+                )
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
             connection.close()
@@ -232,9 +261,9 @@ class _Database:
         except BaseException:
             connection.close()
             raise
-        if found > SCHEMA_VERSION:
+        if found > self.version:
             connection.close()
-            newer = f"{self._component} schema {found} is newer than {SCHEMA_VERSION}"
+            newer = f"{self._component} schema {found} is newer than {self.version}"
             raise BackendUnavailable(f"cannot open {url}: {newer}")
         self._connection = connection
 
@@ -259,7 +288,7 @@ class SQLiteEventLog(Lifecycle):
 
     def __init__(self, settings: SQLiteSettings) -> None:
         self.settings = settings
-        self._db = _Database(settings, "event_log", _EVENT_LOG_DDL)
+        self._db = _Database(settings, "event_log", _EVENT_LOG_DDL, _EVENT_LOG_MIGRATIONS)
         self._queue: asyncio.Queue[_Append | None] | None = None
         self._writer: asyncio.Task[None] | None = None
 
@@ -347,6 +376,13 @@ class SQLiteEventLog(Lifecycle):
     async def links(self, execution_id: str) -> list[Link]:
         return await self._db.run(self._links, execution_id)
 
+    def feed(self) -> EventFeed:
+        """Every committed event by position (``sqlite_feed``), read on this log's thread."""
+        return SQLiteFeed(self._db)
+
+    def checkpoints(self) -> Checkpoints:
+        return SQLiteCheckpoints(self._db)
+
     async def _write(self, queue: asyncio.Queue[_Append | None]) -> None:
         """The one writer: each commit takes all appends queued meanwhile (up to MAX_BATCH)."""
         batch: list[_Append] = []
@@ -391,8 +427,9 @@ class SQLiteEventLog(Lifecycle):
             ids = json.dumps([pending.execution_id for pending in batch])
             heads = {row[0]: ExecutionSummary(*row) for row in execute(_SELECT_HEADS, (ids,))}
             outcomes: list[Exception | None] = []
-            events: list[tuple[str, int, str, str, str]] = []
+            events: list[tuple[str, int, str, str, str, int]] = []
             changed: dict[str, ExecutionSummary] = {}
+            position = last_position(connection)
             for pending in batch:
                 head = heads.get(pending.execution_id)
                 if (pending.started is None) == (head is None) or (
@@ -402,10 +439,13 @@ class SQLiteEventLog(Lifecycle):
                     continue
                 summary = pending.started or summarize(head, pending.events)
                 heads[summary.execution_id] = changed[summary.execution_id] = summary
-                events += [(e, n, t, tm, body.decode()) for e, n, t, tm, body in pending.rows]
+                for e, n, t, tm, body in pending.rows:
+                    position += 1
+                    events.append((e, n, t, tm, body.decode(), position))
                 outcomes.append(None)
             if events:
                 execute(_INSERT_EVENTS_JSON, (json.dumps(events),))
+                advance(connection, position)
                 rows = [_summary_row(summary) for summary in changed.values()]
                 execute(_UPSERT_SUMMARIES_JSON, (json.dumps(rows),))
             execute("COMMIT")
@@ -423,10 +463,12 @@ class SQLiteEventLog(Lifecycle):
         outcomes: list[Exception | None] = []
         try:
             execute("BEGIN IMMEDIATE")
+            position = last_position(connection)
             for pending in batch:
                 execute("SAVEPOINT append")
                 try:
-                    self._apply(connection, pending)
+                    self._apply(connection, pending, position)
+                    position += len(pending.rows)
                     outcomes.append(None)
                 except sqlite3.IntegrityError:  # those sequence numbers were taken first
                     execute("ROLLBACK TO append")
@@ -437,6 +479,7 @@ class SQLiteEventLog(Lifecycle):
                     execute("ROLLBACK TO append")
                     outcomes.append(exc)
                 execute("RELEASE append")
+            advance(connection, position)
             execute("COMMIT")
         except sqlite3.Error as exc:
             if connection.in_transaction:
@@ -451,7 +494,8 @@ class SQLiteEventLog(Lifecycle):
         return error
 
     @staticmethod
-    def _apply(connection: sqlite3.Connection, pending: _Append) -> None:
+    def _apply(connection: sqlite3.Connection, pending: _Append, after: int) -> None:
+        """Write one append; its events take the positions after ``after``."""
         if pending.started is not None:  # a duplicate primary key means someone started it first
             connection.execute(_INSERT_EXECUTION, _summary_row(pending.started))
         else:
@@ -465,7 +509,8 @@ class SQLiteEventLog(Lifecycle):
                 connection.execute(_ADVANCE, progress)
             else:
                 connection.execute(_ADVANCE_STATUS, (current.status, *progress))
-        connection.executemany(_INSERT_EVENTS, pending.rows)
+        rows = [(*row, after + offset) for offset, row in enumerate(pending.rows, 1)]
+        connection.executemany(_INSERT_EVENTS, rows)
 
     def _read(self, execution_id: str, after_sequence: int, limit: int | None) -> list[Envelope]:
         params = (execution_id, after_sequence, -1 if limit is None else limit)

@@ -108,7 +108,10 @@ class TestSQLiteEventLog(EventLogContract):
         await log.append("busy", 0, history("busy", 2))
         with closing(sqlite3.connect(tmp_path / "orchestrator.db")) as stray, stray:
             # a foreign row at sequence 3 makes the append fail after its summary update
-            stray.execute("INSERT INTO events VALUES ('busy', 3, 'StepSucceeded', '', x'00')")
+            stray.execute(
+                "INSERT INTO events (execution_id, sequence, type, time, body)"
+                " VALUES ('busy', 3, 'StepSucceeded', '', x'00')"
+            )
         before = await log.summary("busy")
 
         outcomes = await asyncio.gather(

@@ -23,6 +23,10 @@ Listing reads each candidate's summary from its events partition and keeps only 
 with it, so a stale index row never yields a wrong item. Workflow plus status is served from the
 workflow table with the status checked in Python; a tenant filter is checked in Python too.
 
+Before each LWT attempt, one plain write announces it in the global feed (``feed``, see
+``cassandra/feed.py``); the LWT also records the attempt's feed position in the static column
+``feed_position``, so the execution's next append is placed after it.
+
 Snapshots (``snapshots``, newest first) and links (``execution_links``) are one partition per
 execution each. :meth:`CassandraEventLog.delete_execution` removes an execution with partition
 deletes, never row by row (see there why).
@@ -44,13 +48,19 @@ import contextlib
 import logging
 import sys
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import date
 from typing import cast
 
 from cassandra import DriverException
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
+from orchestrator.backends.cassandra.feed import (
+    FEED_CQL,
+    CassandraCheckpoints,
+    CassandraFeed,
+    FeedWriter,
+)
 from orchestrator.backends.cassandra.schema import (
     PAGE_SIZE,
     RETRY_ATTEMPTS,
@@ -68,7 +78,9 @@ from orchestrator.backends.summary import check_sequences, summarize
 from orchestrator.backends.versions import same_content
 from orchestrator.ports import (
     BackendUnavailable,
+    Checkpoints,
     ConcurrencyError,
+    EventFeed,
     ExecutionPage,
     ExecutionQuery,
     ExecutionSummary,
@@ -116,6 +128,7 @@ def _listing_cql() -> dict[str, str]:
 
 _EVENT_LOG_CQL = {
     "head": f"SELECT {_HEAD} FROM {{ks}}.events WHERE execution_id = ? LIMIT 1",
+    "head_position": f"SELECT {_HEAD}, feed_position FROM {{ks}}.events WHERE execution_id = ? LIMIT 1",
     "event": "INSERT INTO {ks}.events (execution_id, sequence, event_id, type, time, body)"
     " VALUES (?, ?, ?, ?, ?, ?)",
     "read": "SELECT body FROM {ks}.events WHERE execution_id = ? AND sequence > ?",
@@ -139,11 +152,12 @@ _EVENT_LOG_CQL = {
     "drop_snapshots": "DELETE FROM {ks}.snapshots WHERE execution_id = ?",
     "drop_links": "DELETE FROM {ks}.execution_links WHERE execution_id = ?",
     **_listing_cql(),
+    **FEED_CQL,
 }
 _APPEND_CQL = {  # the conditional half of an append batch: one per batch
-    "start": f"INSERT INTO {{ks}}.events (execution_id, {_HEAD}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " IF NOT EXISTS",
-    "advance": "UPDATE {ks}.events SET last_sequence = ?, status = ?, updated_at = ?"
+    "start": f"INSERT INTO {{ks}}.events (execution_id, {_HEAD}, feed_position)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+    "advance": "UPDATE {ks}.events SET last_sequence = ?, status = ?, updated_at = ?, feed_position = ?"
     " WHERE execution_id = ? IF last_sequence = ?",
 }
 _MAX_LIMIT = 2**31 - 1  # CQL LIMIT is an int
@@ -174,7 +188,8 @@ class CassandraEventLog(CassandraBackend):
 
     def __init__(self, settings: CassandraSettings) -> None:
         super().__init__(settings, "event log")
-        self._recent: OrderedDict[str, ExecutionSummary] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[ExecutionSummary, int]] = OrderedDict()  # + feed position
+        self._feed = FeedWriter(self)
         self._days_written: set[tuple[str, str]] = set()
 
     @classmethod
@@ -190,24 +205,29 @@ class CassandraEventLog(CassandraBackend):
                 raise ConcurrencyError(execution_id, expected_sequence)
             summarize(current, events)  # ValueError when there is no execution yet
             return
-        previous = None
+        previous, after = None, 0  # ``after``: the execution's last position in the feed
         if expected_sequence > 0:
-            previous = await self._previous(execution_id, expected_sequence)
+            previous, after = await self._previous(execution_id, expected_sequence)
         current = summarize(previous, events)
         day_of(current.started_at)
-        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-        if previous is None:
-            batch.add(self._cql["start"], (execution_id, *_head_values(current)))
-        else:
-            values = (current.last_sequence, current.status, current.updated_at)
-            batch.add(self._cql["advance"], (*values, execution_id, expected_sequence))
-        insert = self._cql["event"]
-        for e in events:
-            batch.add(insert, (execution_id, e.sequence, e.id, e.type, e.time, e.to_bytes()))
-        if not await self._commit(batch, events[-1]):
+        rows = [(execution_id, e.sequence, e.id, e.type, e.time, e.to_bytes()) for e in events]
+
+        def batch(position: int) -> BatchStatement:
+            statement = BatchStatement(batch_type=BatchType.UNLOGGED)
+            if previous is None:
+                statement.add(self._cql["start"], (execution_id, *_head_values(current), position))
+            else:
+                values = (current.last_sequence, current.status, current.updated_at, position)
+                statement.add(self._cql["advance"], (*values, execution_id, expected_sequence))
+            for row in rows:
+                statement.add(self._cql["event"], row)
+            return statement
+
+        position = await self._commit(batch, events, after)
+        if position is None:
             self._recent.pop(execution_id, None)
             raise ConcurrencyError(execution_id, expected_sequence)
-        self._remember(current)
+        self._remember(current, position)
         await self._index(previous, current)
 
     async def read(
@@ -304,6 +324,13 @@ class CassandraEventLog(CassandraBackend):
         self._recent.pop(execution_id, None)
         return True
 
+    def feed(self) -> EventFeed:
+        """Every committed append, settled (``cassandra/feed.py``), on this log's session."""
+        return CassandraFeed(self)
+
+    def checkpoints(self) -> Checkpoints:
+        return CassandraCheckpoints(self)
+
     async def add_link(self, link: Link) -> None:
         """Record a link with ``IF NOT EXISTS``: the first record of (relation, other_id) stands."""
         values = (link.execution_id, link.relation, link.other_id, link.created_at)
@@ -343,28 +370,36 @@ class CassandraEventLog(CassandraBackend):
                 async for listed in self._db.pages(rows, page_size):
                     yield listed
 
-    async def _previous(self, execution_id: str, expected: int) -> ExecutionSummary:
-        """The summary at ``expected``: remembered from our last append, else read."""
+    async def _previous(self, execution_id: str, expected: int) -> tuple[ExecutionSummary, int]:
+        """The summary at ``expected`` and the feed position of its last append: remembered
+        from our last append, else read."""
         remembered = self._recent.get(execution_id)
-        if remembered is not None and remembered.last_sequence == expected:
+        if remembered is not None and remembered[0].last_sequence == expected:
             return remembered  # events up to ``expected`` are immutable, so is their summary
-        head = await self.summary(execution_id)
-        if head is None or head.last_sequence != expected:
+        rows = await self._db.rows(self._cql["head_position"], execution_id)
+        if not rows or rows[0][0] != expected:
             raise ConcurrencyError(execution_id, expected)
-        return head
+        return _summary(execution_id, rows[0][:-1]), rows[0][-1] or 0
 
-    def _remember(self, summary: ExecutionSummary) -> None:
-        self._recent[summary.execution_id] = summary
+    def _remember(self, summary: ExecutionSummary, position: int) -> None:
+        self._recent[summary.execution_id] = (summary, position)
         self._recent.move_to_end(summary.execution_id)
         if len(self._recent) > SUMMARY_CACHE:
             self._recent.popitem(last=False)
 
-    async def _commit(self, batch: BatchStatement, last: Envelope) -> bool:
-        """Run the conditional batch; True if applied. Settles ambiguous timeouts by reading."""
+    async def _commit(
+        self, batch: Callable[[int], BatchStatement], events: Sequence[Envelope], after: int
+    ) -> int | None:
+        """Announce each attempt in the feed, then run its conditional batch. The feed position
+        covering the append when it applied, else None. Settles ambiguous timeouts by reading."""
+        last = events[-1]
         uncertain = False
+        first = None
         for attempt in range(1, RETRY_ATTEMPTS + 1):
+            position = await self._feed.announce(events, after)
+            first = position if first is None else first
             try:
-                result = await self._db.run(batch, idempotent=False)
+                result = await self._db.run(batch(position), idempotent=False)
             except Exception as exc:
                 if not ambiguous(exc):
                     raise
@@ -376,8 +411,8 @@ class CassandraEventLog(CassandraBackend):
                         f"{self.settings.url}: append to {last.subject}: outcome unknown after"
                         f" {describe(exc)}, and reading it back failed: {unknown}"
                     ) from exc
-                if landed is not None:
-                    return landed
+                if landed is not None:  # one of our attempts, maybe the first: judge by that
+                    return await self._feed.committed(events, first) if landed else None
                 if attempt == RETRY_ATTEMPTS:
                     raise BackendUnavailable(
                         f"{self.settings.url}: append to {last.subject} not applied after"
@@ -387,8 +422,10 @@ class CassandraEventLog(CassandraBackend):
                 await backoff(attempt)
                 continue
             if result.current_rows[0][0]:
-                return True
-            return uncertain and bool(await self._landed(last))
+                return await self._feed.committed(events, position)
+            if uncertain and await self._landed(last):
+                return await self._feed.committed(events, first)
+            return None
         raise AssertionError("unreachable")
 
     async def _landed(self, last: Envelope) -> bool | None:

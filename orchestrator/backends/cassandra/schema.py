@@ -83,7 +83,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )  # fmt: skip
 _PARAMETERS = (
     "consistency", "serial_consistency", "replication", "dc", "local_dc", "migrate",
-    "connect_timeout", "request_timeout", "protocol_version",
+    "connect_timeout", "request_timeout", "protocol_version", "feed_delay",
 )  # fmt: skip
 
 Execute = Callable[[str, Sequence[object]], Awaitable[list[tuple[Any, ...]]]]
@@ -177,6 +177,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             " trigger_name text, enabled boolean, PRIMARY KEY ((scope), workflow, trigger_name))",
         ),
     ),
+    Migration(
+        6,
+        "global feed: one row per append attempt by minute bucket, the buckets by day, the"
+        " execution's last feed position, and projection checkpoints",
+        (
+            "CREATE TABLE IF NOT EXISTS {ks}.feed (bucket bigint, position bigint, attempt uuid,"
+            " execution_id text, first_sequence bigint, last_sequence bigint, digest blob,"
+            " PRIMARY KEY ((bucket), position, attempt))"
+            " WITH CLUSTERING ORDER BY (position ASC, attempt ASC)",
+            "CREATE TABLE IF NOT EXISTS {ks}.feed_buckets (day bigint, bucket bigint,"
+            " PRIMARY KEY ((day), bucket))",
+            "CREATE TABLE IF NOT EXISTS {ks}.feed_days (scope text, day bigint,"
+            " PRIMARY KEY ((scope), day))",
+            "ALTER TABLE {ks}.events ADD IF NOT EXISTS feed_position bigint STATIC",
+            "CREATE TABLE IF NOT EXISTS {ks}.checkpoints (name text PRIMARY KEY, position bigint)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -250,6 +267,7 @@ class CassandraSettings:
     connect_timeout: float = 5.0
     request_timeout: float = 12.0
     protocol_version: int = 5  # Cassandra 4.0+; set 4 for 3.x
+    feed_delay: float = 5.0  # seconds before the feed serves a commit (cassandra/feed.py)
     username: str | None = None
     password: str | None = field(default=None, repr=False)
 
@@ -261,7 +279,8 @@ class CassandraSettings:
         ``replication`` (1), ``dc=dc1:3,dc2:3`` (NetworkTopologyStrategy; a dc without a count
         takes ``replication``), ``local_dc`` (the first ``dc``), ``migrate=auto`` (create or
         upgrade the schema at start), ``connect_timeout`` (5) and ``request_timeout`` (12) seconds,
-        ``protocol_version`` (5: Cassandra 4.0 and later).
+        ``protocol_version`` (5: Cassandra 4.0 and later), ``feed_delay`` (5 seconds before the
+        global feed serves an append; see ``cassandra/feed.py`` for the rule it must satisfy).
         """
         parts = urlsplit(url)
         if parts.scheme != "cassandra":
@@ -301,6 +320,7 @@ class CassandraSettings:
             connect_timeout=_number(params, "connect_timeout", "5", float, shown),
             request_timeout=_number(params, "request_timeout", "12", float, shown),
             protocol_version=_number(params, "protocol_version", "5", int, shown),
+            feed_delay=_number(params, "feed_delay", "5", float, shown),
             username=unquote(user) or None,
             password=unquote(password) if userinfo else None,
         )
@@ -582,6 +602,15 @@ class CassandraBackend(Lifecycle):
 
     async def stop(self) -> None:
         await self._db.close()
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    @property
+    def statements(self) -> Mapping[str, PreparedStatement]:
+        """The prepared statements by name (filled by ``start``)."""
+        return self._cql
 
 
 async def migrate(url: str) -> list[Migration]:

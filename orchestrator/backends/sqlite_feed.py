@@ -1,0 +1,118 @@
+"""The SQLite event log's global feed and the projection checkpoints stored beside it.
+
+Every event row has a ``position``: one counter for the whole file (``feed_head``), advanced by
+the writer inside the transaction that inserts the rows. Writers of one file are serialised by
+SQLite's write lock (``BEGIN IMMEDIATE``), so positions are handed out in commit order, and a
+reader sees a transaction's rows all at once or not at all: reading ``position > P`` never skips
+a committed event. The counter never goes back, so a position is never reused, not even after
+retention deleted the newest rows. Schema 2 of the event log adds the column (see
+:func:`add_positions`); a file of schema 1 is upgraded when it is opened.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Protocol, TypeVar, TypeVarTuple
+
+from orchestrator.ports import FeedPage
+from schemas.envelope import Envelope
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+_READ_AFTER = "SELECT position, body FROM events WHERE position > ? ORDER BY position LIMIT ?"
+_HEAD = "SELECT position FROM feed_head WHERE id = 0"
+_ADVANCE = "UPDATE feed_head SET position = ? WHERE id = 0"
+_LOAD = "SELECT position FROM checkpoints WHERE name = ?"
+_SAVE = (
+    "INSERT INTO checkpoints (name, position) VALUES (?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET position = excluded.position"
+)
+# Events of a schema-1 file get positions in time order, kept in sequence order per execution
+# (the running maximum of its times), which is the order they were committed in unless a clock
+# went back.
+_BACKFILL = (
+    "UPDATE events SET position = ranked.n FROM (SELECT execution_id, sequence, row_number()"
+    " OVER (ORDER BY upto, execution_id, sequence) AS n FROM (SELECT execution_id, sequence,"
+    " max(time) OVER (PARTITION BY execution_id ORDER BY sequence) AS upto FROM events))"
+    " AS ranked WHERE events.execution_id = ranked.execution_id AND events.sequence = ranked.sequence"
+)
+_SCHEMA_2 = (
+    "ALTER TABLE events ADD COLUMN position INTEGER",
+    _BACKFILL,
+    "CREATE UNIQUE INDEX events_by_position ON events (position)",
+    "CREATE TABLE feed_head (id INTEGER PRIMARY KEY CHECK (id = 0), position INTEGER NOT NULL)",
+    "INSERT INTO feed_head VALUES (0, (SELECT coalesce(max(position), 0) FROM events))",
+    "CREATE TABLE checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
+)
+
+
+def add_positions(connection: sqlite3.Connection) -> None:
+    """Event log schema 1 -> 2: the position column, its index, the counter and checkpoints.
+
+    Runs inside the transaction that opens the file, so it applies whole or not at all."""
+    for statement in _SCHEMA_2:
+        connection.execute(statement)
+
+
+def last_position(connection: sqlite3.Connection) -> int:
+    """The last position handed out (inside the writer's transaction)."""
+    (position,) = connection.execute(_HEAD).fetchone()
+    return int(position)
+
+
+def advance(connection: sqlite3.Connection, position: int) -> None:
+    connection.execute(_ADVANCE, (position,))
+
+
+class Database(Protocol):
+    """What the feed needs of the event log's database: its connection, on its own thread."""
+
+    @property
+    def connection(self) -> sqlite3.Connection: ...
+
+    async def run(self, function: Callable[[*Ts], T], *args: *Ts) -> T: ...
+
+
+class SQLiteFeed:
+    """Reads of the feed run on the event log's thread and connection, between its commits."""
+
+    delay = 0.0
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def read_after(self, position: int, limit: int = 1000) -> FeedPage:
+        return await self._db.run(self._read_after, position, limit)
+
+    async def head(self) -> int:
+        return await self._db.run(self._head)
+
+    def _read_after(self, position: int, limit: int) -> FeedPage:
+        rows = self._db.connection.execute(_READ_AFTER, (position, max(limit, 0))).fetchall()
+        items = [(at, Envelope.from_bytes(body)) for at, body in rows]
+        return FeedPage(items, items[-1][0] if items else position)
+
+    def _head(self) -> int:
+        return last_position(self._db.connection)
+
+
+class SQLiteCheckpoints:
+    """``checkpoints (name, position)`` in the event log's file."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def load(self, name: str) -> int:
+        return await self._db.run(self._load, name)
+
+    async def save(self, name: str, position: int) -> None:
+        await self._db.run(self._save, name, position)
+
+    def _load(self, name: str) -> int:
+        row = self._db.connection.execute(_LOAD, (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _save(self, name: str, position: int) -> None:
+        self._db.connection.execute(_SAVE, (name, position))  # autocommit: its own transaction
