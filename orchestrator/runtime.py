@@ -53,12 +53,14 @@ from orchestrator.ports import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionSummary,
+    FeedSource,
     Link,
     Registry,
     Timers,
     Transport,
     WaitIndex,
 )
+from orchestrator.projections.runner import ProjectionRunner
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
@@ -146,13 +148,20 @@ class Runtime(Lifecycle):
             others_commit=self.transport.durable,
         )
         self.engine.observers.append(self.effects.on_committed)
+        source: object = self.log
+        if not isinstance(source, FeedSource):
+            raise TypeError(f"{type(source).__name__} serves no event feed (feed(), checkpoints())")
+        self.feed = source.feed()  # projections follow it; in Kafka mode in the owner of shard 0
+        self.projections = ProjectionRunner(self.feed, source.checkpoints(), active=self._owns_first_shard)
+        self.engine.observers.append(self.projections.on_committed)  # wakes them after each commit
         self.transitions: TransitionExporter | None = None  # ORCHESTRATOR_TRANSITIONS_URL
         if s.transitions_url:
             from orchestrator.projections.transitions import TransitionExporter  # aiokafka only when used
 
             self.transitions = TransitionExporter.from_url(s.transitions_url, self.log)
-            self.engine.observers.insert(0, self.transitions.note)  # runs in commit order
-            self.engine.observers.append(self.transitions.on_committed)  # after the effects
+            self.projections.add(self.transitions)
+            if not self.transport.durable and not self.feed.delay:  # one process: wait for the ack
+                self.engine.observers.append(self.transitions.on_committed)
         self.worker = Worker(self.connectors, self.transport, clock, instruments=self.instruments)
         self.retention = RetentionSweeper(self.log, self.registry, clock=clock, archive_dir=s.archive_dir)
         self._recover = recover
@@ -170,6 +179,8 @@ class Runtime(Lifecycle):
             if self.transitions is not None:  # ready before commands flow; stopped after them
                 await self.transitions.start()
                 stack.push_async_callback(self.transitions.stop)
+            await self.projections.start()
+            stack.push_async_callback(self.projections.stop)
             await self.transport.start(self.engine.handle_quietly, self.worker.run)
             stack.push_async_callback(self.transport.stop)
             await self.timers.start(self.effects.on_timer, self.transport)

@@ -3,23 +3,21 @@
 ``ORCHESTRATOR_TRANSITIONS_URL=kafka://host:port[,host:port]?topic=orchestrator.transitions
 &partitions=12&replication=1&send_timeout=30&start_timeout=10&linger_ms=0`` (off when unset).
 
-An engine observer. Each record: key = execution id (one execution's events share a partition,
-in sequence order), value = the envelope's structured CloudEvent (``Envelope.to_bytes()``, the
-bytes the event log stores), header ``content-type: application/cloudevents+json`` plus a
-``ce_<attribute>`` header per attribute, so consumers route without parsing. The observer
-returns once the broker acknowledged (acks=all, idempotent producer), so with the Kafka transport
-a command's offset is committed only after its transitions are exported.
+A projection of the global feed (``orchestrator/projections/runner.py``): the runner hands it the
+feed's events in commit order, it produces them (``apply``), waits for the broker's acks
+(``flush``, acks=all, idempotent producer), and only then does the runner save its checkpoint.
+So a crash between an append and its publication loses nothing: the next start publishes from
+the checkpoint. Each record: key = execution id (one execution's events share a partition, in
+sequence order), value = the envelope's structured CloudEvent (``Envelope.to_bytes()``, the bytes
+the event log stores), header ``content-type: application/cloudevents+json`` plus a
+``ce_<attribute>`` header per attribute, so consumers route without parsing.
 
-At-least-once: a redelivered command (or a resume) commits nothing new, so the events of the
-last decision (the log's tail events caused by that command id) are published again; an export
-that failed is repaired by the next commit of the execution, which first publishes what is
-missing from the log. Duplicates carry the same CloudEvent id. The contract is in docs/events.md.
-
-Ordering inside one process: observers run after the engine lock is released, so two commits of
-one execution may reach the exporter out of order. ``note`` (registered as the FIRST observer, it
-never awaits, so it runs in commit order) records where each execution's stream stands; the
-exporter (registered after the effects) then fills any gap from the log before publishing, and
-skips events a later export already published.
+At-least-once: events after the last checkpoint are published again after a crash or a failed
+flush; duplicates carry the same CloudEvent id. In one process (in-process transport, a feed
+without settle delay) ``on_committed`` is also an engine observer: a command returns once its
+events are acknowledged (while the exporter is healthy, for at most ``send_timeout``), and a
+redelivered command (it commits nothing new) publishes the events of its last decision again.
+The contract is in docs/events.md.
 """
 
 from __future__ import annotations
@@ -36,7 +34,6 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from orchestrator.backends.kafka.client import ensure_topics, idempotent_producer, options_from_url
 from orchestrator.engine.engine import Committed
-from orchestrator.engine.keyed_locks import KeyedLocks
 from orchestrator.ports import BackendUnavailable, EventLog
 from schemas.envelope import Envelope
 
@@ -84,7 +81,9 @@ def record(envelope: Envelope) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
 
 
 class TransitionExporter:
-    """Register ``note`` first and ``on_committed`` last among the engine's observers."""
+    """The ``transitions`` projection; ``on_committed`` is its optional engine observer."""
+
+    name = "transitions"
 
     def __init__(
         self,
@@ -98,8 +97,10 @@ class TransitionExporter:
         self.log = log
         self._publish: Publish = publish or self._send
         self._memory = memory
+        self._pending: list[Envelope] = []  # applied, not flushed yet
         self._exported: OrderedDict[str, int] = OrderedDict()  # execution -> published up to here
-        self._locks = KeyedLocks()  # one execution's exports one at a time
+        self._progress = asyncio.Condition()
+        self._healthy = True  # the last flush succeeded
         self._producer: Any = None
         self.published = 0  # records acknowledged, for tests and metrics
 
@@ -145,36 +146,51 @@ class TransitionExporter:
         opts = self.options
         await ensure_topics(opts.bootstrap, [opts.topic], opts.partitions, opts.replication)
 
-    # -- observers ----------------------------------------------------------------------------
+    # -- the projection -------------------------------------------------------------------------
 
-    async def note(self, committed: Committed) -> None:
-        """First observer; never awaits, so it runs in commit order: where the stream starts."""
-        if committed.events:
-            execution_id = committed.after.execution_id
-            if execution_id not in self._exported:
-                self._mark(execution_id, committed.events[0].sequence - 1)
+    async def apply(self, position: int, envelope: Envelope) -> None:
+        self._pending.append(envelope)
+
+    async def flush(self) -> None:
+        """Publish what was applied, in feed order, and wait for every ack."""
+        envelopes, self._pending = self._pending, []  # after a failure the runner applies them again
+        if not envelopes:
+            return
+        try:
+            await self._publish(envelopes)
+        except BaseException:
+            await self._note(healthy=False)
+            raise
+        for envelope in envelopes:
+            self._mark(envelope.subject, envelope.sequence)
+        await self._note(healthy=True)
+
+    async def reset(self) -> None:
+        """Before a rebuild: everything is published again (consumers dedupe on ``id``)."""
+        self._pending = []
+        self._exported.clear()
+
+    # -- the observer (one process) -------------------------------------------------------------
 
     async def on_committed(self, committed: Committed) -> None:
-        """Publish what this commit made durable (and any gap before it); redeliveries republish."""
+        """Return once the commit's events are on the topic; a redelivery republishes its decision."""
         execution_id = committed.after.execution_id
-        async with self._locks.hold(execution_id):
-            if committed.events:
-                envelopes = await self._unpublished(execution_id, committed.events)
-            else:
-                envelopes = await self.last_decision(committed)
+        await self.exported(execution_id, committed.after.sequence, self.options.send_timeout)
+        if not committed.events:
+            envelopes = await self.last_decision(committed)
             if envelopes:
                 await self._publish(envelopes)
-                self._mark(execution_id, envelopes[-1].sequence)
 
-    async def _unpublished(self, execution_id: str, events: Sequence[Envelope]) -> list[Envelope]:
-        first, last = events[0].sequence, events[-1].sequence
-        published = self._exported.get(execution_id, first - 1)
-        if last <= published:
-            return []  # a later commit's export already published these (from the log)
-        missing: list[Envelope] = []
-        if first > published + 1:  # an earlier commit not exported yet, or whose export failed
-            missing = await self.log.read(execution_id, after_sequence=published, limit=first - 1 - published)
-        return missing + [e for e in events if e.sequence > published]
+    async def exported(self, execution_id: str, sequence: int, timeout: float) -> bool:
+        """Wait until the execution's events up to ``sequence`` are acknowledged; False when the
+        exporter is failing or ``timeout`` passed first (they are published later)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self._progress:
+                await self._progress.wait_for(
+                    lambda: self._exported.get(execution_id, 0) >= sequence or not self._healthy
+                )
+                return self._exported.get(execution_id, 0) >= sequence
+        return False
 
     async def last_decision(self, committed: Committed) -> list[Envelope]:
         """The log's tail events caused by this command (a redelivery): published again."""
@@ -192,6 +208,11 @@ class TransitionExporter:
                 found.append(envelope)
             upto = start
         return found[::-1]
+
+    async def _note(self, *, healthy: bool) -> None:
+        async with self._progress:
+            self._healthy = healthy
+            self._progress.notify_all()
 
     def _mark(self, execution_id: str, sequence: int) -> None:
         current = self._exported.get(execution_id, 0)

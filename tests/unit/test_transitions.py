@@ -1,14 +1,18 @@
-"""The transition exporter's logic over a real engine (memory://), with the Kafka send replaced."""
+"""The transition exporter's logic over a real engine (memory://), with the Kafka send replaced.
+
+It is a projection of the global feed: ``attach`` adds it to the runtime's projection runner and
+registers its observer, as the runtime does when ``ORCHESTRATOR_TRANSITIONS_URL`` is set.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pytest
 
 from orchestrator.core.commands import DeliverEvent, ResumeExecution
-from orchestrator.engine.engine import Committed
 from orchestrator.ports import BackendUnavailable
 from orchestrator.projections.transitions import TransitionExporter, TransitionOptions, record
 from orchestrator.runtime import Runtime
@@ -16,6 +20,7 @@ from orchestrator.settings import Settings
 from schemas import cloudevents
 from schemas.envelope import Envelope
 from schemas.validation import parse_definition
+from tests.fake_sources import eventually
 
 ECHO = {
     "name": "echo",
@@ -29,6 +34,21 @@ ECHO = {
             "next": "done",
         },
         {"name": "done", "type": "succeed", "output": "steps.second"},
+    ],
+}
+FANOUT = {
+    "name": "fanout",
+    "steps": [
+        {
+            "name": "split",
+            "type": "parallel",
+            "next": "done",
+            "branches": [
+                {"name": f"b{i}", "steps": [{"name": f"t{i}", "type": "task", "connector": "noop"}]}
+                for i in range(4)
+            ],
+        },
+        {"name": "done", "type": "succeed"},
     ],
 }
 WAITER = {
@@ -63,6 +83,18 @@ class Sink:
         return [e.sequence for e in self.records if e.subject == execution_id]
 
 
+async def caught_up(runtime: Runtime, sink: Sink, ids: list[str]) -> None:
+    """Wait until the sink holds as many records of each execution as its log has events.
+
+    ``Runtime.wait`` returns when the execution finished, which may be before the exporter
+    (a projection, running in its own task) published the last commit."""
+
+    async def done() -> bool:
+        return all([len(sink.of(i)) >= len(await runtime.log.read(i)) for i in ids])
+
+    await eventually(done)
+
+
 @pytest.fixture
 async def runtime() -> AsyncIterator[Runtime]:
     async with Runtime(Settings(event_log_url="memory://")) as runtime:
@@ -71,21 +103,15 @@ async def runtime() -> AsyncIterator[Runtime]:
         yield runtime
 
 
+def exporter_for(runtime: Runtime, sink: Sink) -> TransitionExporter:
+    return TransitionExporter(TransitionOptions(bootstrap=("x:9092",)), runtime.log, publish=sink)
+
+
 def attach(runtime: Runtime, sink: Sink) -> TransitionExporter:
-    exporter = TransitionExporter(TransitionOptions(bootstrap=("x:9092",)), runtime.log, publish=sink)
-    runtime.engine.observers.insert(0, exporter.note)
+    exporter = exporter_for(runtime, sink)
+    runtime.projections.add(exporter)  # the runner is started: it follows the feed at once
     runtime.engine.observers.append(exporter.on_committed)
     return exporter
-
-
-def recorder(runtime: Runtime) -> list[Committed]:
-    seen: list[Committed] = []
-
-    async def keep(committed: Committed) -> None:
-        seen.append(committed)
-
-    runtime.engine.observers.append(keep)
-    return seen
 
 
 async def test_record_is_the_structured_envelope_with_ce_headers(runtime: Runtime) -> None:
@@ -120,25 +146,46 @@ async def test_every_committed_event_is_published_once_in_order(runtime: Runtime
     ids = [(await runtime.start_execution("echo", {"x": n})).execution_id for n in range(5)]
     for execution_id in ids:
         await runtime.wait(execution_id, timeout=5)
+    await caught_up(runtime, sink, ids)
+    for execution_id in ids:
         logged = [e.sequence for e in await runtime.log.read(execution_id)]
         assert sink.of(execution_id) == logged == list(range(1, len(logged) + 1))
     assert len(sink.records) == sum([len(await runtime.log.read(i)) for i in ids])
 
 
-async def test_commits_observed_out_of_order_are_published_in_order(runtime: Runtime) -> None:
-    seen = recorder(runtime)
-    execution_id = (await runtime.start_execution("echo", {"x": 1})).execution_id
-    await runtime.wait(execution_id, timeout=5)
-    commits = [c for c in seen if c.events and c.after.execution_id == execution_id]
-    assert len(commits) >= 3
+async def test_concurrent_commits_of_one_execution_are_published_in_order(runtime: Runtime) -> None:
+    """Branches of a parallel step finish together; the feed gives their commits in commit order."""
+    await runtime.register(parse_definition(FANOUT))
     sink = Sink()
-    exporter = TransitionExporter(TransitionOptions(bootstrap=("x:9092",)), runtime.log, publish=sink)
-    for committed in commits:  # the engine calls note in commit order...
-        await exporter.note(committed)
-    for committed in reversed(commits):  # ...but the exports may arrive in any order
-        await exporter.on_committed(committed)
-    total = commits[-1].events[-1].sequence
-    assert sink.of(execution_id) == list(range(1, total + 1))
+    attach(runtime, sink)
+    ids = [(await runtime.start_execution("fanout", {})).execution_id for _ in range(5)]
+    for execution_id in ids:
+        await runtime.wait(execution_id, timeout=5)
+    await caught_up(runtime, sink, ids)
+    for execution_id in ids:
+        total = len(await runtime.log.read(execution_id))
+        assert total > 10 and sink.of(execution_id) == list(range(1, total + 1))
+
+
+async def test_what_a_process_failed_to_publish_is_published_after_its_restart(tmp_path: Path) -> None:
+    """The broker is down for the whole life of the first process: the next one publishes it all."""
+    settings = Settings(event_log_url=f"sqlite:///{tmp_path}/events.db", retention_interval=0)
+    down = Sink()
+    down.fail = 10**6
+    async with Runtime(settings) as first:
+        await first.register(parse_definition(ECHO))
+        attach(first, down)
+        ids = [(await first.start_execution("echo", {"x": n})).execution_id for n in range(3)]
+        for execution_id in ids:
+            await first.wait(execution_id, timeout=5)  # commands do not wait for a failing broker
+        logged = {i: [e.sequence for e in await first.log.read(i)] for i in ids}
+    assert down.records == []
+
+    sink = Sink()
+    async with Runtime(settings) as second:
+        attach(second, sink)
+        await eventually(lambda: all(sink.of(i) == logged[i] for i in ids))
+    assert len(sink.records) == sum(len(s) for s in logged.values())  # each once
 
 
 async def test_a_failed_export_is_repaired_by_the_next_commit(runtime: Runtime) -> None:
@@ -147,11 +194,11 @@ async def test_a_failed_export_is_repaired_by_the_next_commit(runtime: Runtime) 
     execution_id = (await runtime.start_execution("waiter", {"key": "k"})).execution_id
     first = sink.of(execution_id)
     sink.fail = 1
-    with pytest.raises(BackendUnavailable):  # the command is committed; its export failed
-        await runtime.signal(execution_id, "ping")
-    assert sink.of(execution_id) == first
+    await runtime.signal(execution_id, "ping")  # committed; its export fails once, then retries
+    assert sink.of(execution_id)[: len(first)] == first
     await runtime.publish_event("go", "k", {"ok": True})
     await runtime.wait(execution_id, timeout=5)
+    await caught_up(runtime, sink, [execution_id])
     logged = [e.sequence for e in await runtime.log.read(execution_id)]
     assert sink.of(execution_id) == logged  # nothing missing, nothing out of order
 
@@ -201,7 +248,7 @@ def test_setting_is_read_from_the_environment_and_off_by_default() -> None:
     assert Runtime(Settings(event_log_url="memory://")).transitions is None
     runtime = Runtime(Settings(event_log_url="memory://", transitions_url=url))
     assert runtime.transitions is not None
-    assert runtime.engine.observers[0] == runtime.transitions.note
-    assert runtime.engine.observers[-1] == runtime.transitions.on_committed
+    assert runtime.projections.projections == [runtime.transitions]  # follows the feed
+    assert runtime.engine.observers[-1] == runtime.transitions.on_committed  # one process: waits
     with pytest.raises(ValueError, match="not a kafka"):
         Runtime(Settings(event_log_url="memory://", transitions_url="nats://x"))

@@ -1,0 +1,189 @@
+"""The projection runner: follows the event feed from a checkpoint and applies each event.
+
+One task per projection, started in ``start()`` and stopped in ``stop()``. Each reads a page of
+the feed after its checkpoint, applies the events in order, calls ``flush()``, saves the page's
+``last`` position as its checkpoint, and reads on. Events since the last saved checkpoint are
+applied again after a crash or a failure, so ``apply`` must be idempotent: delivery is at least
+once, in feed order. When the feed has nothing new the task sleeps ``poll_interval`` seconds or
+until ``nudge()`` (an engine observer calls it after every commit); a feed with a settle delay is
+read that much after the nudge. A failing projection never stops the runner: the error is logged,
+the task backs off (doubling up to ``MAX_BACKOFF``) and retries from the same position; other
+projections go on. ``active()`` says whether this process should run projections now (in Kafka
+mode, the owner of shard 0); a process that becomes active reloads the checkpoints first.
+``rebuild(name)`` resets a projection and replays the feed from position 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from orchestrator.lifecycle import Lifecycle
+from orchestrator.ports import Checkpoints, EventFeed
+from schemas.envelope import Envelope
+
+if TYPE_CHECKING:
+    from orchestrator.engine.engine import Committed
+
+log = logging.getLogger(__name__)
+
+PAGE = 500  # events per read of the feed
+POLL_SECONDS = 1.0
+FIRST_BACKOFF = 0.1
+MAX_BACKOFF = 30.0
+STOP_SECONDS = 10.0  # how long stop() lets each projection catch up before cancelling it
+
+
+class Projection(Protocol):
+    """Derived state built from the feed. ``name`` keys its checkpoint: keep it stable."""
+
+    name: str
+
+    async def apply(self, position: int, envelope: Envelope) -> None:
+        """Take one event; idempotent (events after the last checkpoint come again)."""
+
+    async def flush(self) -> None:
+        """Make everything applied so far durable; called before each checkpoint is saved."""
+
+    async def reset(self) -> None:
+        """Forget all derived state: a replay from position 0 follows."""
+
+
+class ProjectionRunner(Lifecycle):
+    """Runs every added projection against one feed and checkpoint store."""
+
+    def __init__(
+        self,
+        feed: EventFeed,
+        checkpoints: Checkpoints,
+        *,
+        active: Callable[[], bool] = lambda: True,
+        poll_interval: float = POLL_SECONDS,
+        page: int = PAGE,
+    ) -> None:
+        self.feed = feed
+        self.checkpoints = checkpoints
+        self._active = active
+        self._poll = poll_interval
+        self._page = page
+        self._projections: dict[str, Projection] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._running = False
+        self._stopping = False
+        self.positions: dict[str, int] = {}  # where each projection stands (after its last save)
+        self.failures: dict[str, str] = {}  # the current error of a failing projection
+
+    def add(self, projection: Projection) -> None:
+        """Run this projection too (from its checkpoint); at once when the runner is started."""
+        if projection.name in self._projections:
+            raise ValueError(f"a projection named {projection.name!r} is already added")
+        self._projections[projection.name] = projection
+        self._wake[projection.name] = asyncio.Event()
+        if self._running:
+            self._launch(projection)
+
+    @property
+    def projections(self) -> list[Projection]:
+        return list(self._projections.values())
+
+    async def start(self) -> None:
+        self._running, self._stopping = True, False
+        for projection in self._projections.values():
+            self._launch(projection)
+
+    async def stop(self) -> None:
+        """Let each projection apply what is committed (up to STOP_SECONDS), then cancel it."""
+        self._running, self._stopping = False, True
+        self.nudge()
+        tasks, self._tasks = list(self._tasks.values()), {}
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_SECONDS)
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def nudge(self) -> None:
+        """Something was committed: read the feed now rather than at the next poll."""
+        for wake in self._wake.values():
+            wake.set()
+
+    async def on_committed(self, committed: Committed) -> None:
+        """Engine observer: nudge the projections."""
+        self.nudge()
+
+    async def rebuild(self, name: str) -> None:
+        """Reset a projection and replay the whole feed into it (from position 0)."""
+        projection = self._projections[name]
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await projection.reset()
+        await self.checkpoints.save(name, 0)
+        self.positions[name] = 0
+        if self._running:
+            self._launch(projection)
+
+    def _launch(self, projection: Projection) -> None:
+        name = projection.name
+        self._tasks[name] = asyncio.create_task(self._follow(projection), name=f"projection-{name}")
+
+    async def _follow(self, projection: Projection) -> None:
+        name, wake = projection.name, self._wake[projection.name]
+        position: int | None = None  # None: (re)load the checkpoint
+        backoff = FIRST_BACKOFF
+        while True:
+            if not self._active():
+                position = None  # another process may move the checkpoint meanwhile
+                if self._stopping:
+                    return
+                wake.clear()
+                await _wait(wake, self._poll)
+                continue
+            wake.clear()  # a nudge from now on wakes the wait below
+            try:
+                if position is None:
+                    position = await self.checkpoints.load(name)
+                    self.positions[name] = position
+                page = await self.feed.read_after(position, self._page)
+                for at, envelope in page.items:
+                    await projection.apply(at, envelope)
+                if page.items:
+                    await projection.flush()
+                if page.last != position:
+                    await self.checkpoints.save(name, page.last)
+                    position = self.positions[name] = page.last
+            except Exception as exc:
+                self.failures[name] = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "projection %s failed after position %s (%s); retrying in %.1fs",
+                    name, position, self.failures[name], backoff, exc_info=True,
+                )  # fmt: skip
+                if self._stopping:
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            self.failures.pop(name, None)
+            backoff = FIRST_BACKOFF
+            if len(page.items) >= self._page:
+                continue  # more is waiting
+            if self._stopping:
+                return
+            if await _wait(wake, self._poll) and self.feed.delay:
+                await asyncio.sleep(self.feed.delay)  # let the commit that woke us settle
+
+
+async def _wait(wake: asyncio.Event, timeout: float) -> bool:
+    """True when woken, False when the timeout passed."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await wake.wait()
+            return True
+    return False
