@@ -26,6 +26,7 @@ from orchestrator.backends.sqlite_feed import (
     add_positions,
     advance,
     last_position,
+    reserve,
 )
 from orchestrator.backends.summary import check_sequences, summarize
 from orchestrator.backends.versions import same_content
@@ -427,9 +428,8 @@ class SQLiteEventLog(Lifecycle):
             ids = json.dumps([pending.execution_id for pending in batch])
             heads = {row[0]: ExecutionSummary(*row) for row in execute(_SELECT_HEADS, (ids,))}
             outcomes: list[Exception | None] = []
-            events: list[tuple[str, int, str, str, str, int]] = []
+            rows: list[EventRow] = []
             changed: dict[str, ExecutionSummary] = {}
-            position = last_position(connection)
             for pending in batch:
                 head = heads.get(pending.execution_id)
                 if (pending.started is None) == (head is None) or (
@@ -439,15 +439,14 @@ class SQLiteEventLog(Lifecycle):
                     continue
                 summary = pending.started or summarize(head, pending.events)
                 heads[summary.execution_id] = changed[summary.execution_id] = summary
-                for e, n, t, tm, body in pending.rows:
-                    position += 1
-                    events.append((e, n, t, tm, body.decode(), position))
+                rows += pending.rows
                 outcomes.append(None)
-            if events:
+            if rows:
+                first = reserve(connection, len(rows))  # positions in batch order: commit order
+                events = [(e, n, t, tm, body.decode(), first + i) for i, (e, n, t, tm, body) in enumerate(rows)]
                 execute(_INSERT_EVENTS_JSON, (json.dumps(events),))
-                advance(connection, position)
-                rows = [_summary_row(summary) for summary in changed.values()]
-                execute(_UPSERT_SUMMARIES_JSON, (json.dumps(rows),))
+                summaries = [_summary_row(summary) for summary in changed.values()]
+                execute(_UPSERT_SUMMARIES_JSON, (json.dumps(summaries),))
             execute("COMMIT")
         except sqlite3.Error:
             if connection.in_transaction:

@@ -24,6 +24,7 @@ Ts = TypeVarTuple("Ts")
 _READ_AFTER = "SELECT position, body FROM events WHERE position > ? ORDER BY position LIMIT ?"
 _HEAD = "SELECT position FROM feed_head WHERE id = 0"
 _ADVANCE = "UPDATE feed_head SET position = ? WHERE id = 0"
+_RESERVE = "UPDATE feed_head SET position = position + ? WHERE id = 0 RETURNING position"
 _LOAD = "SELECT position FROM checkpoints WHERE name = ?"
 _SAVE = (
     "INSERT INTO checkpoints (name, position) VALUES (?, ?)"
@@ -63,7 +64,14 @@ def last_position(connection: sqlite3.Connection) -> int:
 
 
 def advance(connection: sqlite3.Connection, position: int) -> None:
+    """Record ``position`` as the last one handed out (inside the writer's transaction)."""
     connection.execute(_ADVANCE, (position,))
+
+
+def reserve(connection: sqlite3.Connection, count: int) -> int:
+    """Hand out ``count`` positions in one statement; the first of them."""
+    (last,) = connection.execute(_RESERVE, (count,)).fetchone()
+    return int(last) - count + 1
 
 
 class Database(Protocol):

@@ -21,11 +21,14 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from orchestrator.core.commands import DeliverEvent
+from orchestrator.projections.transitions import TransitionExporter
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas import cloudevents
 from schemas.envelope import Envelope
 from schemas.validation import parse_definition
+from tests.fake_sources import eventually
+from tests.integration.conftest import TestKeyspace
 
 pytestmark = pytest.mark.integration
 NOOP = {"type": "task", "connector": "noop"}
@@ -206,3 +209,38 @@ async def test_a_redelivered_command_is_exported_again_never_with_a_gap(
     by_sequence = {e.sequence: e for e in stored}
     for message in records:
         check_record(message, by_sequence[int(headers_of(message)["ce_sequence"])])
+
+
+async def test_with_cassandra_the_stream_follows_the_settled_feed(
+    tmp_path: Path, kafka_url: str, topic: str, cassandra_keyspace: TestKeyspace
+) -> None:
+    """Distributed storage: the exporter publishes from the Cassandra feed, feed_delay later."""
+    await cassandra_keyspace.empty_once(tmp_path)
+    settings = Settings(
+        event_log_url=f"{cassandra_keyspace.url}?feed_delay=1",
+        transitions_url=f"{kafka_url}?topic={topic}&partitions=3",
+        retention_interval=0,
+    )
+    async with Runtime(settings) as runtime:
+        assert runtime.transitions is not None
+        assert runtime.transitions.on_committed not in runtime.engine.observers  # no waiting
+        for definition in DEFINITIONS[:2]:
+            await runtime.register(parse_definition(definition))
+        started = [
+            *[(await runtime.start_execution("chain", {"n": n})).execution_id for n in range(3)],
+            *[(await runtime.start_execution("fanout", {})).execution_id for _ in range(2)],
+        ]
+        for execution_id in started:
+            assert (await runtime.wait(execution_id, timeout=30)).status == "succeeded"
+        history = {execution_id: await runtime.log.read(execution_id) for execution_id in started}
+        exporter: TransitionExporter = runtime.transitions
+        total = sum(len(events) for events in history.values())
+        await eventually(lambda: exporter.published >= total, timeout=30)
+
+    grouped = by_execution(await kcat(kafka_url, topic))
+    assert set(grouped) == set(history)
+    for execution_id, stored in history.items():
+        records = grouped[execution_id]
+        assert [int(headers_of(m)["ce_sequence"]) for m in records] == list(range(1, len(stored) + 1))
+        for message, envelope in zip(records, stored, strict=True):
+            check_record(message, envelope)
