@@ -158,7 +158,7 @@ class TransitionExporter:
             return
         try:
             await self._publish(envelopes)
-        except BaseException:
+        except Exception:
             await self._note(healthy=False)
             raise
         for envelope in envelopes:
@@ -173,10 +173,14 @@ class TransitionExporter:
     # -- the observer (one process) -------------------------------------------------------------
 
     async def on_committed(self, committed: Committed) -> None:
-        """Return once the commit's events are on the topic; a redelivery republishes its decision."""
-        execution_id = committed.after.execution_id
-        await self.exported(execution_id, committed.after.sequence, self.options.send_timeout)
-        if not committed.events:
+        """Return once the commit's events are on the topic. A redelivery (no new events) of a
+        command whose events this process published publishes that decision again, after them;
+        otherwise the feed publishes whatever is not out yet, so there is nothing to wait for."""
+        execution_id, sequence = committed.after.execution_id, committed.after.sequence
+        if not committed.events and execution_id not in self._exported:
+            return
+        done = await self.exported(execution_id, sequence, self.options.send_timeout)
+        if done and not committed.events:
             envelopes = await self.last_decision(committed)
             if envelopes:
                 await self._publish(envelopes)

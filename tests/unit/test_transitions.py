@@ -6,6 +6,8 @@ registers its observer, as the runtime does when ``ORCHESTRATOR_TRANSITIONS_URL`
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -223,6 +225,28 @@ async def test_a_redelivered_command_republishes_its_decision(runtime: Runtime) 
     resumed = await runtime.engine.handle(ResumeExecution(execution_id=execution_id, now=0.0))
     assert resumed is not None and not resumed.events
     assert len(sink.records) == count
+
+
+async def test_a_redelivery_after_a_restart_neither_waits_nor_publishes_again(tmp_path: Path) -> None:
+    """Its events went out before the restart (the checkpoint is past them): nothing to wait for."""
+    settings = Settings(event_log_url=f"sqlite:///{tmp_path}/events.db", retention_interval=0)
+    command = DeliverEvent(execution_id="", now=0.0, name="go", payload=1, correlation_key="k", command_id="c-1")
+    sink = Sink()
+    async with Runtime(settings) as first:
+        await first.register(parse_definition(WAITER))
+        attach(first, sink)
+        execution_id = (await first.start_execution("waiter", {"key": "k"})).execution_id
+        command = dataclasses.replace(command, execution_id=execution_id)
+        assert (committed := await first.engine.handle(command)) is not None and committed.events
+    published = len(sink.records)
+
+    async with Runtime(settings) as second:
+        exporter = attach(second, sink)
+        exporter.options = dataclasses.replace(exporter.options, send_timeout=30.0)
+        again = await asyncio.wait_for(second.engine.handle(command), 5)  # no 30 s wait
+        assert again is not None and not again.events
+        await asyncio.sleep(0.1)
+    assert len(sink.records) == published
 
 
 def test_options_from_url() -> None:
