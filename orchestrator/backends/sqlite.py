@@ -24,9 +24,8 @@ from orchestrator.backends.sqlite_feed import (
     SQLiteCheckpoints,
     SQLiteFeed,
     add_positions,
-    advance,
+    keep_head,
     last_position,
-    reserve,
 )
 from orchestrator.backends.summary import check_sequences, summarize
 from orchestrator.backends.versions import same_content
@@ -442,7 +441,7 @@ class SQLiteEventLog(Lifecycle):
                 rows += pending.rows
                 outcomes.append(None)
             if rows:
-                first = reserve(connection, len(rows))  # positions in batch order: commit order
+                first = last_position(connection) + 1  # positions in batch order: commit order
                 events = [(e, n, t, tm, body.decode(), first + i) for i, (e, n, t, tm, body) in enumerate(rows)]
                 execute(_INSERT_EVENTS_JSON, (json.dumps(events),))
                 summaries = [_summary_row(summary) for summary in changed.values()]
@@ -478,7 +477,6 @@ class SQLiteEventLog(Lifecycle):
                     execute("ROLLBACK TO append")
                     outcomes.append(exc)
                 execute("RELEASE append")
-            advance(connection, position)
             execute("COMMIT")
         except sqlite3.Error as exc:
             if connection.in_transaction:
@@ -531,6 +529,7 @@ class SQLiteEventLog(Lifecycle):
         execute = self._db.connection.execute
         execute("BEGIN IMMEDIATE")
         try:
+            keep_head(self._db.connection)  # its positions are never handed out again
             counts = [execute(sql, (execution_id,)).rowcount for sql in _DELETE_EXECUTION]
         except BaseException:
             execute("ROLLBACK")

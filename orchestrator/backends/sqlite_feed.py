@@ -1,12 +1,14 @@
 """The SQLite event log's global feed and the projection checkpoints stored beside it.
 
-Every event row has a ``position``: one counter for the whole file (``feed_head``), advanced by
-the writer inside the transaction that inserts the rows. Writers of one file are serialised by
-SQLite's write lock (``BEGIN IMMEDIATE``), so positions are handed out in commit order, and a
-reader sees a transaction's rows all at once or not at all: reading ``position > P`` never skips
-a committed event. The counter never goes back, so a position is never reused, not even after
-retention deleted the newest rows. Schema 2 of the event log adds the column (see
-:func:`add_positions`); a file of schema 1 is upgraded when it is opened.
+Every event row has a ``position``: the writer numbers a transaction's rows on from the last
+position handed out, inside that transaction. Writers of one file are serialised by SQLite's
+write lock (``BEGIN IMMEDIATE``), so positions are handed out in commit order, and a reader sees a
+transaction's rows all at once or not at all: reading ``position > P`` never skips a committed
+event. The last position handed out is the highest stored one (the end of the unique index, a
+page the insert dirties anyway), or ``feed_head`` when higher: deleting an execution first raises
+``feed_head`` to the highest position, so a position is never reused, not even after retention
+deleted the newest rows. Schema 2 of the event log adds the column (see :func:`add_positions`);
+a file of schema 1 is upgraded when it is opened.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 _READ_AFTER = "SELECT position, body FROM events WHERE position > ? ORDER BY position LIMIT ?"
-_HEAD = "SELECT position FROM feed_head WHERE id = 0"
-_ADVANCE = "UPDATE feed_head SET position = ? WHERE id = 0"
-_RESERVE = "UPDATE feed_head SET position = position + ? WHERE id = 0 RETURNING position"
+_HEAD = (
+    "SELECT max(coalesce((SELECT max(position) FROM events), 0),"
+    " (SELECT position FROM feed_head WHERE id = 0))"
+)
+_KEEP_HEAD = (
+    "UPDATE feed_head SET position = max(position, coalesce((SELECT max(position) FROM events), 0))"
+    " WHERE id = 0"
+)
 _LOAD = "SELECT position FROM checkpoints WHERE name = ?"
 _SAVE = (
     "INSERT INTO checkpoints (name, position) VALUES (?, ?)"
@@ -58,20 +65,14 @@ def add_positions(connection: sqlite3.Connection) -> None:
 
 
 def last_position(connection: sqlite3.Connection) -> int:
-    """The last position handed out (inside the writer's transaction)."""
+    """The last position handed out (read inside the writer's transaction)."""
     (position,) = connection.execute(_HEAD).fetchone()
     return int(position)
 
 
-def advance(connection: sqlite3.Connection, position: int) -> None:
-    """Record ``position`` as the last one handed out (inside the writer's transaction)."""
-    connection.execute(_ADVANCE, (position,))
-
-
-def reserve(connection: sqlite3.Connection, count: int) -> int:
-    """Hand out ``count`` positions in one statement; the first of them."""
-    (last,) = connection.execute(_RESERVE, (count,)).fetchone()
-    return int(last) - count + 1
+def keep_head(connection: sqlite3.Connection) -> None:
+    """Before deleting events (in the same transaction): remember the highest position."""
+    connection.execute(_KEEP_HEAD)
 
 
 class Database(Protocol):
