@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends.sqlite import _EVENT_LOG_DDL, _SCHEMA_VERSION_DDL, SQLiteEventLog
+from orchestrator.backends.sqlite import SQLiteEventLog
 from orchestrator.ports import BackendUnavailable, EventLog
 from tests.contracts.factories import at, event, history, started
 from tests.contracts.feed import FeedContract, read_all
@@ -81,6 +81,18 @@ class TestSQLiteFeed(FeedContract):
             await second.stop()
 
 
+SCHEMA_ONE = (  # the tables of event log schema 1, as that code created them
+    "CREATE TABLE schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE events (execution_id TEXT NOT NULL, sequence INTEGER NOT NULL,"
+    " type TEXT NOT NULL, time TEXT NOT NULL, body BLOB NOT NULL,"
+    " PRIMARY KEY (execution_id, sequence)) WITHOUT ROWID",
+    "CREATE TABLE executions (execution_id TEXT PRIMARY KEY, workflow TEXT NOT NULL,"
+    " version INTEGER NOT NULL, tenant TEXT NOT NULL, status TEXT NOT NULL,"
+    " started_at TEXT NOT NULL, updated_at TEXT NOT NULL, last_sequence INTEGER NOT NULL,"
+    " parent_id TEXT) WITHOUT ROWID",
+)
+
+
 def schema_one_file(path: Path) -> None:
     """A file as the code before the feed left it: no position column, schema version 1."""
     rows = [  # (execution, sequence, time): b interleaves with a; c's clock went back at 2
@@ -88,7 +100,7 @@ def schema_one_file(path: Path) -> None:
         ("c", 2, at(0)), ("b", 2, at(5)), ("a", 3, at(6)),
     ]  # fmt: skip
     with closing(sqlite3.connect(path)) as connection, connection:
-        for statement in (_SCHEMA_VERSION_DDL, *_EVENT_LOG_DDL):
+        for statement in SCHEMA_ONE:
             connection.execute(statement)
         connection.execute("INSERT INTO schema_version VALUES ('event_log', 1)")
         for execution_id, sequence, time in rows:

@@ -4,6 +4,7 @@ Every blocking sqlite3 call of an instance runs on that instance's one dedicated
 own connection (``check_same_thread`` enforces it). Appends are committed by one writer
 coroutine: alone when nothing else waits, otherwise together with every append that queued up
 during the previous commit, in one transaction with one SAVEPOINT per append (group commit).
+The global feed over the same file (positions, checkpoints, schema 2) is ``sqlite/feed.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Literal, TypeVar, TypeVarTuple
 from urllib.parse import parse_qs, unquote
 
 from orchestrator.backends.paging import cursor_of
-from orchestrator.backends.sqlite_feed import (
+from orchestrator.backends.sqlite.feed import (
     SQLiteCheckpoints,
     SQLiteFeed,
     add_positions,
@@ -377,7 +378,7 @@ class SQLiteEventLog(Lifecycle):
         return await self._db.run(self._links, execution_id)
 
     def feed(self) -> EventFeed:
-        """Every committed event by position (``sqlite_feed``), read on this log's thread."""
+        """Every committed event by position (``sqlite/feed.py``), read on this log's thread."""
         return SQLiteFeed(self._db)
 
     def checkpoints(self) -> Checkpoints:
