@@ -173,6 +173,9 @@ def recording_import(name, globals=None, locals=None, fromlist=(), level=0):
 
 # third-party dependencies load what they load (pydantic pulls in asyncio, for one): not ours
 import pydantic, jmespath, jsonschema, yaml  # noqa
+# a pattern-constrained field makes pydantic load its regex and network validators (email, socket)
+class _Warm(pydantic.BaseModel):
+    x: str = pydantic.Field("a", pattern="a")
 baseline = set(sys.modules)
 builtins.__import__ = recording_import
 
