@@ -14,9 +14,11 @@ from aiohttp import web
 
 from orchestrator.api.app import api_providers, create_app
 from orchestrator.ports import VersionConflict
+from orchestrator.registration import HookTaken
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
+from schemas.dependencies import dependency_order
 from schemas.loader import load_definition
 from schemas.validation import DefinitionError, Problem
 from triggers.manager import TriggerManager, runs_sources_here
@@ -86,12 +88,16 @@ def load_definitions(paths: tuple[str, ...]) -> list[tuple[Path, WorkflowDefinit
 
 
 async def register_definitions(runtime: Runtime, definitions: list[tuple[Path, WorkflowDefinition]]) -> None:
-    problems: list[Problem] = []
-    for file, definition in definitions:
+    """Register in dependency order (children first); one DefinitionError lists what failed."""
+    order, problems = dependency_order([definition for _, definition in definitions])
+    for index in order:
+        file, definition = definitions[index]
         try:
             stored = await runtime.register(definition)
-        except VersionConflict as exc:
+        except (VersionConflict, HookTaken) as exc:
             problems.append(Problem(str(file), str(exc)))
+        except DefinitionError as exc:
+            problems += [Problem(f"{file}: {p.location}", p.message) for p in exc.problems]
         else:
             log.info("registered %s v%s from %s", stored.name, stored.version, file)
     if problems:

@@ -61,6 +61,7 @@ from orchestrator.ports import (
     WaitIndex,
 )
 from orchestrator.projections.runner import ProjectionRunner
+from orchestrator.registration import check_registration
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
@@ -228,7 +229,12 @@ class Runtime(Lifecycle):
     # -- definitions ------------------------------------------------------------------
 
     async def register(self, definition: WorkflowDefinition) -> WorkflowDefinition:
-        """Store a definition (immutable per version) and tell observers such as the webhook index."""
+        """Store a definition (immutable per version) and tell observers such as the webhook index.
+
+        Refused first (``orchestrator.registration``): DefinitionError for a connector this
+        process lacks or an unregistered child workflow or version; HookTaken for a webhook
+        name another workflow serves."""
+        await check_registration(definition, self.registry, self.connectors.names())
         stored = await self.registry.register(definition)
         self._latest.pop(stored.name, None)
         for observer in self.definition_observers:

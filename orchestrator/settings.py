@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -10,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from schemas.loader import UniqueKeys, parse_json_text, syntax_error
 
 PREFIX = "ORCHESTRATOR_"
 SECRET_PREFIX = PREFIX + "SECRET_"
@@ -172,14 +173,24 @@ def _seconds(name: str, get: Callable[[str], str | None], default: float) -> flo
     return value
 
 
+class _TextLoader(UniqueKeys, yaml.BaseLoader):
+    """YAML whose scalars all stay text (no 012345 -> 5349, yes -> True, ~ -> None), no duplicate keys."""
+
+
 def _secrets_file(path: str | None) -> dict[str, str]:
+    """``name: value`` per line (YAML), or a JSON object of strings. Every value is the text as
+    written (YAML quotes only delimit it); a value that is not text is refused, naming its key."""
     if path is None:
         return {}
     try:
         text = Path(path).read_text(encoding="utf-8")
-        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise SettingsError(f"cannot read secrets file {path}: {exc}") from None
+        data = parse_json_text(text) if path.endswith(".json") else yaml.load(text, Loader=_TextLoader)
+    except (OSError, ValueError, yaml.YAMLError, RecursionError) as exc:
+        reason = syntax_error(exc) if isinstance(exc, ValueError | yaml.YAMLError) else exc
+        raise SettingsError(f"cannot read secrets file {path}: {reason}") from None
     if not isinstance(data, dict):
         raise SettingsError(f"secrets file {path} must hold a mapping of name: value")
-    return {str(k): str(v) for k, v in data.items()}
+    for key, value in data.items():
+        if not isinstance(value, str):
+            raise SettingsError(f"secrets file {path}: the value of {key!r} must be text, not {type(value).__name__}")
+    return dict(data)

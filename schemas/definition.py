@@ -152,7 +152,21 @@ class SignatureConfig(_Model):
         pattern=r"^[A-Za-z0-9_]+$", description="Secret name (env ORCHESTRATOR_SECRET_<NAME>)."
     )
     header: str | None = Field(None, description="Header for the generic preset.")
-    tolerance_seconds: int = Field(300, gt=0, description="Replay window for the stripe preset.")
+    timestamp_header: str | None = Field(
+        None,
+        description="Generic preset: a header with the delivery's Unix time; the HMAC then covers "
+        "'<timestamp>.<body>'.",
+    )
+    tolerance_seconds: int = Field(
+        300, gt=0, description="How far a signed timestamp (stripe, generic with timestamp_header) may be from now."
+    )
+    replay_window_seconds: int = Field(
+        259_200,
+        ge=0,
+        description="Without a signed id or timestamp (github, generic without timestamp_header), "
+        "a delivery whose signed content was accepted within this window is a duplicate. "
+        "0: dedup by the unsigned delivery headers instead.",
+    )
 
 
 class WebhookTrigger(_Model):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import jsonschema
 from pydantic import ValidationError
@@ -69,9 +72,20 @@ def validate(definition: WorkflowDefinition) -> list[Problem]:
         problems += _unreachable(definition, located, scopes)
     problems += _expressions(definition, located)
     problems += _step_rules(located)
+    if not any(p.message.startswith(("unknown step", "step ")) for p in problems):
+        problems += _spinning_loops(located)
     problems += _input_schema(definition.input_schema)
     problems += _triggers(definition)
     return problems
+
+
+# Window triggers: windows start on whole seconds (so at least 1 s), a hop is a tenth of the
+# window (so at most 20 windows per message). A window's state is the list of message identities
+# counted in it, rewritten to the changelog on every count: the threshold bounds that record.
+# Every key's windows stay in memory (rebuilt from the changelog at start) for twice the window.
+MIN_WINDOW_SECONDS = 1
+MAX_WINDOW_SECONDS = 31 * 24 * 3600
+MAX_WINDOW_THRESHOLD = 1000
 
 
 _UNION_TAGS = frozenset(
@@ -201,16 +215,121 @@ def _step_rules(located: list[Located]) -> list[Problem]:
     return problems
 
 
+# -- loops that never wait ------------------------------------------------------------------------
+
+_WAITING = (TaskStep, WaitForEventStep, SubworkflowStep)
+
+
+def _never_waits(step: Step) -> bool:
+    """A step the machine passes through within one decision, changing nothing a choice reads:
+    a choice, a zero-second wait, or a parallel step none of whose branches can wait."""
+    if isinstance(step, ChoiceStep):
+        return True
+    if isinstance(step, WaitStep):
+        return step.until is None and step.seconds == 0
+    if isinstance(step, ParallelStep):
+        inner = [item.step for branch in step.branches for item in iter_steps(branch.steps)]
+        return not any(isinstance(s, _WAITING) or (isinstance(s, WaitStep) and not _never_waits(s)) for s in inner)
+    return False
+
+
+def _spinning_loops(located: list[Located]) -> list[Problem]:
+    """Cycles made only of steps that never wait: the context a choice reads never changes in
+    them, so an execution that enters one goes round forever."""
+    where = {item.step.name: item.location for item in located}
+    order = {item.step.name: index for index, item in enumerate(located)}
+    edges = {
+        item.step.name: sorted({t for _, t in references(item.step)}, key=lambda n: order.get(n, 0))
+        for item in located
+        if _never_waits(item.step)
+    }
+    alive = set(edges)
+    problems: list[Problem] = []
+    while True:
+        changed = True
+        while changed:  # drop steps that cannot go round: no way on to a step still in play
+            stuck = {name for name in alive if not any(t in alive for t in edges[name])}
+            alive -= stuck
+            changed = bool(stuck)
+        if not alive:
+            return problems
+        path = [min(alive, key=order.__getitem__)]
+        while path.count(path[-1]) < 2:
+            path.append(next(t for t in edges[path[-1]] if t in alive))
+        loop = path[path.index(path[-1]) :]
+        first = min(loop[:-1], key=order.__getitem__)
+        shown = " -> ".join(repr(name) for name in loop)
+        problems.append(
+            Problem(
+                where[first],
+                f"the loop {shown} never waits or runs a task: an execution that enters it would "
+                "go round forever (add a task, a wait of more than 0 s or a wait_for_event step)",
+            )
+        )
+        alive -= set(loop)
+
+
+# -- the input schema -----------------------------------------------------------------------------
+
+_REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
+_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples"})  # values, not schemas
+
+
 def _input_schema(schema: dict[str, Any]) -> list[Problem]:
     cls = jsonschema.validators.validator_for(schema)
     meta = cls(cls.META_SCHEMA)
-    return [
+    problems = [
         Problem(
             "input_schema" + "".join(f"[{part!r}]" for part in error.path),
             f"not a valid JSON Schema: {error.message}",
         )
         for error in sorted(meta.iter_errors(schema), key=lambda e: [str(p) for p in e.path])
     ]
+    return problems or _schema_refs(schema)
+
+
+def _walk_schema(value: Any, path: str = "input_schema") -> Iterator[tuple[str, str, Any]]:
+    """(location, keyword, value) of every keyword in every (sub)schema."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk_schema(item, f"{path}[{index}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield f"{path}[{key!r}]", key, item
+            if key not in _DATA_KEYWORDS:
+                yield from _walk_schema(item, f"{path}[{key!r}]")
+
+
+def _schema_refs(schema: dict[str, Any]) -> list[Problem]:
+    """References must stay inside the schema (``#...``) and point at something: a remote one
+    (``https:``, ``file:``, a relative file) would be fetched, or fail, at the first start."""
+    keywords = list(_walk_schema(schema))
+    nested_ids = any(key == "$id" and loc != "input_schema['$id']" for loc, key, _ in keywords)
+    anchors = {item for _, key, item in keywords if key in ("$anchor", "$dynamicAnchor")}
+    problems = []
+    for location, key, ref in keywords:
+        if key not in _REF_KEYWORDS or not isinstance(ref, str):
+            continue
+        if not ref.startswith("#"):
+            problems.append(Problem(location, f"only local references ('#/...') are allowed, not {ref!r}"))
+        elif not nested_ids and not _resolves(schema, ref[1:], anchors):
+            problems.append(Problem(location, f"{ref!r} points at nothing in the input schema"))
+    return problems
+
+
+def _resolves(schema: Any, fragment: str, anchors: set[Any]) -> bool:
+    if fragment and not fragment.startswith("/"):
+        return unquote(fragment) in anchors
+    target = schema
+    for raw in fragment.split("/")[1:]:
+        part = unquote(raw).replace("~1", "/").replace("~0", "~")
+        if isinstance(target, dict) and part in target:
+            target = target[part]
+        elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
+            target = target[int(part)]
+        else:
+            return False
+    return True
 
 
 def _triggers(definition: WorkflowDefinition) -> list[Problem]:
@@ -224,4 +343,33 @@ def _triggers(definition: WorkflowDefinition) -> list[Problem]:
         signature = trigger.signature if isinstance(trigger, WebhookTrigger) else None
         if signature and signature.preset == "generic" and not signature.header:
             problems.append(Problem(f"triggers[{i}].signature.header", "the generic preset needs 'header'"))
+        if signature and signature.timestamp_header and signature.preset != "generic":
+            problems.append(
+                Problem(f"triggers[{i}].signature.timestamp_header", "only the generic preset takes 'timestamp_header'")
+            )
+        if isinstance(trigger, WindowTrigger):
+            problems += _window(f"triggers[{i}]", trigger)
+    return problems
+
+
+def _window(location: str, trigger: WindowTrigger) -> list[Problem]:
+    """Sizes the windowed trigger cannot run (see the constants above)."""
+    problems = []
+    seconds = trigger.window_seconds
+    if not math.isfinite(seconds) or not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
+        problems.append(
+            Problem(
+                f"{location}.window_seconds",
+                f"must be from {MIN_WINDOW_SECONDS} (windows start on whole seconds) to "
+                f"{MAX_WINDOW_SECONDS} (31 days), not {seconds:g}",
+            )
+        )
+    if trigger.threshold > MAX_WINDOW_THRESHOLD:
+        problems.append(
+            Problem(
+                f"{location}.threshold",
+                f"must be at most {MAX_WINDOW_THRESHOLD} (each window keeps the identity of every "
+                f"message it counts), not {trigger.threshold}",
+            )
+        )
     return problems

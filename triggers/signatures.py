@@ -1,5 +1,10 @@
 """HMAC-SHA256 webhook signatures (GitHub, Stripe, generic): verify and compute. Pure, no I/O.
 
+What each preset signs: ``github`` the raw body; ``stripe`` ``"<t>.<body>"`` with ``t`` from
+its header; ``generic`` the raw body, or ``"<t>.<body>"`` when the hook names a timestamp header
+(``t`` is that header's Unix time). A signed timestamp further than the tolerance from ``now`` is
+refused. Verification returns the signed timestamp (None when the preset signs none).
+
 The clock is an argument (``now``), never read here. Comparisons are constant-time.
 """
 
@@ -19,6 +24,7 @@ __all__ = [
     "sign_generic",
     "sign_github",
     "sign_stripe",
+    "signed_content",
     "verify",
     "verify_generic",
     "verify_github",
@@ -54,6 +60,16 @@ def _stripe_payload(timestamp: int, body: bytes) -> bytes:
     return f"{timestamp}.".encode() + body
 
 
+def signed_content(body: bytes, timestamp: int | None) -> bytes:
+    """What the HMAC covers: the body, or ``"<timestamp>.<body>"`` for a timestamped preset."""
+    return body if timestamp is None else _stripe_payload(timestamp, body)
+
+
+def _check_time(timestamp: int, now: float, tolerance_seconds: float) -> None:
+    if abs(now - timestamp) > tolerance_seconds:
+        raise SignatureError(f"timestamp outside the tolerance of {tolerance_seconds:g} seconds")
+
+
 # -- computing --------------------------------------------------------------------------
 
 
@@ -67,9 +83,10 @@ def sign_stripe(secret: str | bytes, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={_hmac_hex(secret, _stripe_payload(timestamp, body))}"
 
 
-def sign_generic(secret: str | bytes, body: bytes, *, prefix: bool = False) -> str:
-    """Hex HMAC of the raw body, optionally with the ``sha256=`` prefix."""
-    digest = _hmac_hex(secret, body)
+def sign_generic(secret: str | bytes, body: bytes, *, prefix: bool = False, timestamp: int | None = None) -> str:
+    """Hex HMAC of the raw body (of ``"<timestamp>.<body>"`` with a timestamp), optionally with
+    the ``sha256=`` prefix."""
+    digest = _hmac_hex(secret, signed_content(body, timestamp))
     return PREFIX + digest if prefix else digest
 
 
@@ -98,16 +115,38 @@ def verify_github(secret: str | bytes, body: bytes, value: str | None) -> None:
         raise SignatureError("signature mismatch")
 
 
-def verify_generic(secret: str | bytes, body: bytes, value: str | None, header: str) -> None:
-    """Check a hex HMAC of the body (``sha256=`` prefix optional) found in ``header``."""
+def verify_generic(
+    secret: str | bytes,
+    body: bytes,
+    value: str | None,
+    header: str,
+    *,
+    timestamp_header: str | None = None,
+    timestamp: str | None = None,
+    now: float = 0.0,
+    tolerance_seconds: float = 300,
+) -> int | None:
+    """Check a hex HMAC (``sha256=`` prefix optional) found in ``header``: of the body, or with a
+    ``timestamp_header`` of ``"<timestamp>.<body>"``, the timestamp within the tolerance of
+    ``now``. Returns the signed timestamp (None without a timestamp header)."""
     if not value:
         raise SignatureError(f"missing {header} header")
     digest = value.strip()
     digest = digest.removeprefix(PREFIX)
     if not _HEX_DIGEST.fullmatch(digest):
         raise SignatureError(f"malformed {header} header: expected [sha256=]<64 hex digits>")
-    if not _matches(_hmac_hex(secret, body), digest):
+    signed_at: int | None = None
+    if timestamp_header is not None:
+        if not timestamp:
+            raise SignatureError(f"missing {timestamp_header} header")
+        if not _TIMESTAMP.fullmatch(timestamp.strip()):
+            raise SignatureError(f"malformed {timestamp_header} header: expected <unix seconds>")
+        signed_at = int(timestamp.strip())
+    if not _matches(_hmac_hex(secret, signed_content(body, signed_at)), digest):
         raise SignatureError("signature mismatch")
+    if signed_at is not None:
+        _check_time(signed_at, now, tolerance_seconds)
+    return signed_at
 
 
 def _parse_stripe(value: str) -> tuple[int, list[str]]:
@@ -135,8 +174,9 @@ def verify_stripe(
     *,
     now: float,
     tolerance_seconds: float = 300,
-) -> None:
-    """Check a ``Stripe-Signature`` value: any v1 must match and ``|now - t| <= tolerance``."""
+) -> int:
+    """Check a ``Stripe-Signature`` value: any v1 must match and ``|now - t| <= tolerance``.
+    Returns ``t``."""
     if not value:
         raise SignatureError(f"missing {STRIPE_HEADER} header")
     timestamp, signatures = _parse_stripe(value)
@@ -148,8 +188,8 @@ def verify_stripe(
             matched = True
     if not matched:
         raise SignatureError("signature mismatch")
-    if abs(now - timestamp) > tolerance_seconds:
-        raise SignatureError(f"timestamp outside the tolerance of {tolerance_seconds:g} seconds")
+    _check_time(timestamp, now, tolerance_seconds)
+    return timestamp
 
 
 def verify(
@@ -161,11 +201,24 @@ def verify(
     now: float,
     header: str | None = None,
     tolerance_seconds: float = 300,
-) -> None:
-    """Verify ``value`` (the signature header's content) for ``preset``; SignatureError if not."""
+    timestamp_header: str | None = None,
+    timestamp: str | None = None,
+) -> int | None:
+    """Verify ``value`` (the signature header's content) for ``preset``; SignatureError if not.
+    Returns the signed timestamp, None when the preset signs none (``timestamp`` is the value of
+    the generic preset's ``timestamp_header``)."""
     if preset == "github":
         verify_github(secret, body, value)
-    elif preset == "stripe":
-        verify_stripe(secret, body, value, now=now, tolerance_seconds=tolerance_seconds)
-    else:
-        verify_generic(secret, body, value, header_name(preset, header))
+        return None
+    if preset == "stripe":
+        return verify_stripe(secret, body, value, now=now, tolerance_seconds=tolerance_seconds)
+    return verify_generic(
+        secret,
+        body,
+        value,
+        header_name(preset, header),
+        timestamp_header=timestamp_header,
+        timestamp=timestamp,
+        now=now,
+        tolerance_seconds=tolerance_seconds,
+    )

@@ -2,19 +2,18 @@
 
 Checks run in a fixed order (unknown hook, size, media type, signature, JSON, input) and each
 failure is a JSON error. The 202 goes out only after the start event is durable; a repeated
-delivery (same dedup key) answers 200 with the existing execution id and starts nothing.
+delivery (same dedup key, ``triggers.delivery_keys``: on a signed hook only signed content picks
+it, with a replay window) answers 200 with the existing execution id and starts nothing.
 
 A CloudEvent (HTTP binding, binary ``ce-*`` headers or structured ``application/cloudevents+json``)
-starts the workflow with its ``data`` as input; its dedup key is its ``source`` + ``id`` unless an
-``Idempotency-Key`` header or the hook's idempotency_header/idempotency_field gives one. An invalid
-CloudEvent (e.g. a missing required attribute) is a 400 ``invalid_cloudevent``.
+starts the workflow with its ``data`` as input; its ``source`` + ``id`` is a dedup key (see
+``triggers.delivery_keys``). An invalid CloudEvent (e.g. a missing required attribute) is a 400
+``invalid_cloudevent``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -24,20 +23,20 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.api.errors import error_response, response_for
-from orchestrator.api.requests import MAX_KEY_LENGTH, is_json_type, read_payload
+from orchestrator.api.requests import is_json_type, read_payload
 from orchestrator.api.routes import JSON, Body, Route, path_param
+from orchestrator.core.timefmt import parse_rfc3339
 from orchestrator.instrumentation import TriggerOutcome
 from orchestrator.lifecycle import Lifecycle
-from orchestrator.runtime import Runtime
+from orchestrator.runtime import Runtime, execution_id_for
 from schemas import cloudevents
 from schemas.cloudevents import BadMessage
 from schemas.definition import WebhookTrigger, WorkflowDefinition
-from schemas.expressions import ExpressionError, evaluate
+from triggers.delivery_keys import Delivery, DeliveryKey, delivery_key
 from triggers.signatures import SignatureError, header_name, verify
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 OUTCOMES: dict[int, TriggerOutcome] = {202: "started", 200: "duplicate"}
 
 
@@ -201,17 +200,18 @@ class WebhookEndpoint(Lifecycle):
                 "unsupported_media_type",
                 f"expected application/json, got {request.content_type}",
             )
-        failure = self._check_signature(name, config, request, body)
-        if failure is not None:
-            return failure
+        signed_at = self._check_signature(name, config, request, body)
+        if isinstance(signed_at, web.Response):
+            return signed_at
         try:
             payload, event = read_payload(request, body, binary_event)
         except BadMessage as exc:
             return error_response(400, "invalid_cloudevent", f"invalid CloudEvent: {exc}")
         except ValueError as exc:
             return error_response(400, "invalid_json", f"the body is not valid JSON: {exc}")
+        delivery = Delivery(request.headers, body, payload, event, binary_event, signed_at)
         try:
-            key = dedup_key(config, request, payload, event)
+            key = delivery_key(config, delivery, self.runtime.clock())
         except ValueError as exc:
             return error_response(400, "invalid_idempotency_key", str(exc))
         return await self._start(name, hook, payload, key)
@@ -230,7 +230,8 @@ class WebhookEndpoint(Lifecycle):
 
     def _check_signature(
         self, name: str, config: WebhookTrigger, request: web.Request, body: bytes
-    ) -> web.Response | None:
+    ) -> web.Response | int | None:
+        """A 401/500 response, else the signed timestamp (None: unsigned, or none signed)."""
         signature = config.signature
         if signature is None:
             return None
@@ -244,8 +245,9 @@ class WebhookEndpoint(Lifecycle):
                 f"(set ORCHESTRATOR_SECRET_{signature.secret.upper()})",
             )
         header = header_name(signature.preset, signature.header)
+        stamp = signature.timestamp_header
         try:
-            verify(
+            return verify(
                 signature.preset,
                 secret,
                 body,
@@ -253,20 +255,24 @@ class WebhookEndpoint(Lifecycle):
                 now=self.runtime.clock(),
                 header=header,
                 tolerance_seconds=signature.tolerance_seconds,
+                timestamp_header=stamp,
+                timestamp=request.headers.get(stamp) if stamp else None,
             )
         except SignatureError as exc:
             return error_response(401, "bad_signature", f"invalid webhook signature: {exc.reason}")
-        return None
 
-    async def _start(self, name: str, hook: Hook, payload: Any, key: str | None) -> web.Response:
+    async def _start(self, name: str, hook: Hook, payload: Any, key: DeliveryKey) -> web.Response:
         try:
+            earlier = await self._replayed(hook, key)
+            if earlier is not None:
+                return web.json_response({"execution_id": earlier, "created": False}, status=200)
             result = await self.runtime.start_execution(
                 hook.workflow,
                 payload,
-                dedup_key=key,
+                dedup_key=key.key,
                 actor=f"webhook:{name}",
                 tenant=hook.config.tenant,
-                metadata={"trigger": "webhook", "hook": name, "delivery": key},
+                metadata={"trigger": "webhook", "hook": name, "delivery": key.key},
             )
         except Exception as exc:
             known = response_for(exc)
@@ -282,6 +288,17 @@ class WebhookEndpoint(Lifecycle):
             headers={"Location": status_url},
         )
 
+    async def _replayed(self, hook: Hook, key: DeliveryKey) -> str | None:
+        """The execution this delivery replays within the replay window, read from the event log
+        (so every process answers alike), else None."""
+        if key.previous is None:
+            return None
+        execution_id = execution_id_for(hook.config.tenant, hook.workflow, key.previous)
+        summary = await self.runtime.log.summary(execution_id)
+        if summary is None or parse_rfc3339(summary.started_at) < key.since:
+            return None
+        return execution_id
+
 
 async def read_bounded(request: web.Request, limit: int) -> bytes | None:
     """The body, or None as soon as it is known to exceed ``limit`` bytes (declared or sent)."""
@@ -293,36 +310,3 @@ async def read_bounded(request: web.Request, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
-
-
-def dedup_key(
-    config: WebhookTrigger, request: web.Request, payload: Any, event: dict[str, Any] | None = None
-) -> str | None:
-    """Idempotency-Key header, else the configured header, else the configured body field, else
-    the CloudEvent's source + id (hashed when longer than MAX_KEY_LENGTH)."""
-    key: str | None = request.headers.get(IDEMPOTENCY_HEADER) or None
-    source = IDEMPOTENCY_HEADER
-    if key is None and config.idempotency_header:
-        key = request.headers.get(config.idempotency_header) or None
-        source = config.idempotency_header
-    if key is None and config.idempotency_field:
-        source = f"body field {config.idempotency_field!r}"
-        try:
-            key = _key_text(evaluate(config.idempotency_field, payload))
-        except ExpressionError as exc:
-            raise ValueError(f"cannot read the idempotency field: {exc}") from None
-    if key is not None and len(key) > MAX_KEY_LENGTH:
-        raise ValueError(f"the idempotency key from {source} is longer than {MAX_KEY_LENGTH} characters")
-    if key is None and event is not None:
-        key = "ce:" + cloudevents.identity(event)
-        if len(key) > MAX_KEY_LENGTH:
-            key = "ce:sha256:" + hashlib.sha256(key.encode()).hexdigest()
-    return key
-
-
-def _key_text(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -14,6 +14,7 @@ from orchestrator.ports import UnknownWorkflow
 from orchestrator.runtime import Runtime
 from schemas.definition import WorkflowDefinition
 from schemas.definition_diff import diff_definitions
+from schemas.loader import UniqueKeyLoader
 from schemas.validation import parse_definition
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
@@ -21,8 +22,9 @@ DEFINITIONS = "/api/v1/definitions"
 NAME = path_param("name", "Workflow name.")
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader without anchors/aliases: an untrusted body cannot expand into a huge graph."""
+class _NoAliasLoader(UniqueKeyLoader):
+    """SafeLoader without anchors/aliases (an untrusted body cannot expand into a huge graph) and
+    without duplicate keys."""
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):

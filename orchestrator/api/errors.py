@@ -9,6 +9,7 @@ from aiohttp import web
 
 from orchestrator.core.machine import CommandRejected
 from orchestrator.ports import BackendUnavailable, UnknownTrigger, UnknownWorkflow, VersionConflict
+from orchestrator.registration import HookTaken
 from orchestrator.runtime import ExecutionNotFound, InputInvalid
 from schemas.tenant import TenantInvalid
 from schemas.validation import DefinitionError
@@ -51,6 +52,8 @@ def response_for(exc: Exception) -> web.Response | None:
         return error_response(404, "unknown_execution", str(exc))
     if isinstance(exc, VersionConflict):
         return error_response(409, "version_conflict", str(exc))
+    if isinstance(exc, HookTaken):
+        return error_response(409, "hook_taken", str(exc))
     if isinstance(exc, CommandRejected):
         return error_response(409, "rejected", str(exc))
     if isinstance(exc, BackendUnavailable):

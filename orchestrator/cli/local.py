@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orchestrator
+from connectors.defaults import default_connectors
 from orchestrator.cli.args import Parents, load_file, parse_json_arg
 from orchestrator.cli.client import Client
 from orchestrator.cli.errors import CliError
@@ -26,8 +27,9 @@ from orchestrator.cli.results import exit_code, result_json, show_result
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
+from schemas.dependencies import connector_problems, dependency_order
 from schemas.loader import load_definition
-from schemas.validation import DefinitionError
+from schemas.validation import DefinitionError, Problem
 
 DEMO_EVENT_LOG = "sqlite:///orchestrator-demo.db"
 DEMO_HOOK = "github-push"
@@ -91,8 +93,11 @@ async def _run(
     args: argparse.Namespace,
     out: Output,
 ) -> int:
+    order, problems = dependency_order(definitions)
+    if problems:
+        raise DefinitionError(problems)
     async with Runtime(settings, recover=False) as runtime:
-        stored = [await runtime.register(d) for d in definitions]
+        stored = {index: await runtime.register(definitions[index]) for index in order}  # children first
         main = stored[0]
         started = await runtime.start_execution(main.name, value, version=main.version, actor=cli_actor())
         execution_id = started.execution_id
@@ -117,24 +122,35 @@ async def _run(
 
 
 def cmd_validate(args: argparse.Namespace, out: Output) -> int:
-    results: list[dict[str, Any]] = []
-    for path in args.files:
-        try:
-            definition = load_definition(path)
-        except DefinitionError as exc:
-            problems = [{"location": p.location, "message": p.message} for p in exc.problems]
-            results.append({"file": path, "valid": False, "problems": problems})
-        else:
-            results.append({"file": path, "valid": True, "name": definition.name, "problems": []})
+    """Every file gets its verdict, whatever it holds; exit 2 if any is invalid."""
+    connectors = default_connectors().names()  # built, never started: only their names
+    results = [_validate_file(path, connectors) for path in args.files]
     if out.json:
         out.value(results)
     else:
         _show_validation(out, results)
-    return 0 if all(result["valid"] for result in results) else 1
+    return 0 if all(result["valid"] for result in results) else 2
+
+
+def _validate_file(path: str, connectors: list[str]) -> dict[str, Any]:
+    """One file's verdict: the definition on its own, and its connectors against the default set
+    (child workflows are checked against the registry when registered, not here)."""
+    try:
+        definition = load_definition(path)
+        problems = connector_problems(definition, connectors)
+    except DefinitionError as exc:
+        problems = exc.problems
+    except Exception as exc:
+        problems = [Problem(path, f"cannot be validated: {type(exc).__name__}: {exc}")]
+    else:
+        if not problems:
+            return {"file": path, "valid": True, "name": definition.name, "problems": []}
+    listed = [{"location": p.location, "message": " ".join(p.message.split())} for p in problems]
+    return {"file": path, "valid": False, "problems": listed}
 
 
 def _show_validation(out: Output, results: list[dict[str, Any]]) -> None:
-    """``ok: NAME`` on stdout; each invalid file and all its problems on stderr."""
+    """``ok: NAME`` on stdout; each invalid file and all its problems on stderr, one line each."""
     for result in results:
         if result["valid"]:
             out.line(f"ok: {result['name']} ({result['file']})")
@@ -142,7 +158,8 @@ def _show_validation(out: Output, results: list[dict[str, Any]]) -> None:
         count = len(result["problems"])
         out.note(f"invalid: {result['file']} ({count} problem{'s' * (count != 1)})")
         for problem in result["problems"]:
-            out.note(f"  {result['file']}: {problem['location']}: {problem['message']}")
+            where = "" if problem["location"] == result["file"] else f"{problem['location']}: "
+            out.note(f"  {result['file']}: {where}{problem['message']}")
 
 
 # -- demo ----------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from orchestrator.cli.args import parents
 from orchestrator.cli.errors import CliError, problem_lines
 from orchestrator.cli.output import Output
 from orchestrator.ports import BackendUnavailable, UnknownWorkflow
+from orchestrator.registration import HookTaken
 from orchestrator.runtime import InputInvalid
 from orchestrator.settings import SettingsError
 from schemas.validation import DefinitionError
@@ -61,7 +62,7 @@ def _error_of(exc: BaseException) -> CliError | None:
         return CliError("invalid workflow definition", 2, problem_lines(exc.problems))
     if isinstance(exc, InputInvalid):
         return CliError("the input does not match the input schema", 2, problem_lines(exc.problems))
-    if isinstance(exc, UnknownWorkflow | SettingsError | UnknownBackend):
+    if isinstance(exc, UnknownWorkflow | SettingsError | UnknownBackend | HookTaken):
         return CliError(str(exc), 2)
     if isinstance(exc, BackendUnavailable | OSError):
         return CliError(str(exc))

@@ -58,13 +58,13 @@ def test_validate_lists_every_problem_with_its_location(env: dict[str, str], tmp
         "  - {name: c, type: choice, choices: [{when: 'input.x ==', next: a}]}\n"
     )
     result = cli(env, "validate", str(EXAMPLES / "approval.yaml"), str(bad))
-    ok(result, 1)
+    ok(result, 2)  # 2: a definition error, as for run and serve
     assert "ok: approval" in result.stdout
     assert f"{bad}: steps[0].next: unknown step 'nowhere'" in result.stderr
     assert "steps[1]: a wait step needs exactly one of 'seconds' or 'until'" in result.stderr
     assert "steps[2].choices[0].when" in result.stderr
 
-    as_json = json.loads(ok(cli(env, "validate", "--json", str(bad)), 1))
+    as_json = json.loads(ok(cli(env, "validate", "--json", str(bad)), 2))
     assert as_json[0]["valid"] is False and len(as_json[0]["problems"]) >= 3
 
 

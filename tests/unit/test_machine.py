@@ -38,7 +38,7 @@ from orchestrator.core.machine import (
     should_retry,
 )
 from orchestrator.core.state import ExecutionState, fold
-from schemas.definition import Backoff, RetryPolicy
+from schemas.definition import Backoff, RetryPolicy, WorkflowDefinition
 from schemas.graph import WorkflowGraph
 from schemas.validation import parse_definition
 
@@ -50,6 +50,12 @@ def graph_of(*steps: dict[str, Any], **top: Any) -> WorkflowGraph:
     return WorkflowGraph.build(
         parse_definition({"name": "wf", "version": 1, "steps": list(steps), **top})
     )
+
+
+def unchecked_graph_of(*steps: dict[str, Any]) -> WorkflowGraph:
+    """A graph validation refuses (e.g. a loop that never waits, refused since it was allowed):
+    the machine's own guard must still stop one registered before."""
+    return WorkflowGraph.build(WorkflowDefinition.model_validate({"name": "wf", "version": 1, "steps": list(steps)}))
 
 
 def task(name: str, **fields: Any) -> dict[str, Any]:
@@ -525,7 +531,7 @@ def test_choice_loop_with_a_counter_terminates_and_visits_increment() -> None:
 
 
 def test_a_choice_cycle_without_a_task_is_rejected_at_start() -> None:
-    graph = graph_of(
+    graph = unchecked_graph_of(
         {
             "name": "c1",
             "type": "choice",
@@ -547,7 +553,7 @@ def test_a_choice_cycle_without_a_task_is_rejected_at_start() -> None:
 
 
 def test_a_choice_cycle_reached_mid_execution_fails_the_execution() -> None:
-    graph = graph_of(
+    graph = unchecked_graph_of(
         task("a", next="c1"),
         {
             "name": "c1",

@@ -1,0 +1,47 @@
+"""What registration checks against the running system, before a definition is stored.
+
+A definition that validates on its own can still only fail later: a task naming a connector this
+process does not have, a subworkflow naming a workflow or version that is not registered, a
+webhook name another workflow already serves. Each is refused here, at registration, reading the
+registry (shared by every process), so every process refuses the same definitions. Two processes
+registering two workflows with the same new hook name at the same instant can both pass; the
+registry has no cross-workflow constraint to close that gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from orchestrator.ports import Registry
+from schemas.definition import WebhookTrigger, WorkflowDefinition
+from schemas.dependencies import children, connector_problems, subworkflow_problems
+from schemas.validation import DefinitionError
+
+__all__ = ["HookTaken", "check_registration"]
+
+
+class HookTaken(ValueError):
+    """A webhook name that the latest version of another workflow declares (409 ``hook_taken``)."""
+
+
+async def check_registration(definition: WorkflowDefinition, registry: Registry, connectors: Collection[str]) -> None:
+    """DefinitionError listing unknown connectors and child workflows or versions; then
+    HookTaken when a webhook name belongs to another workflow."""
+    problems = connector_problems(definition, connectors)
+    wanted = children(definition) | {definition.name}
+    versions = {name: await registry.versions(name) for name in sorted(wanted)}
+    problems += subworkflow_problems(definition, versions)
+    if problems:
+        raise DefinitionError(problems)
+    hooks = {t.name for t in definition.triggers if isinstance(t, WebhookTrigger)}
+    if not hooks:
+        return
+    for other in await registry.list():
+        if other.name == definition.name:
+            continue
+        for trigger in other.triggers:
+            if isinstance(trigger, WebhookTrigger) and trigger.name in hooks:
+                raise HookTaken(
+                    f"webhook {trigger.name!r} is declared by workflow {other.name!r} "
+                    f"(v{other.version}); a webhook name serves one workflow"
+                )
