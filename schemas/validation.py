@@ -89,7 +89,8 @@ MAX_WINDOW_THRESHOLD = 1000
 
 
 _UNION_TAGS = frozenset(
-    {"task", "choice", "parallel", "wait", "wait_for_event", "subworkflow", "succeed", "fail", "webhook"}
+    {"task", "choice", "parallel", "wait", "wait_for_event", "subworkflow", "succeed", "fail", "webhook", "kafka",
+     "amqp", "kafka_window"}
 )
 
 

@@ -68,6 +68,38 @@ def test_validate_lists_every_problem_with_its_location(env: dict[str, str], tmp
     assert as_json[0]["valid"] is False and len(as_json[0]["problems"]) >= 3
 
 
+def test_validate_reports_every_file_whatever_it_holds(env: dict[str, str], tmp_path: Path) -> None:
+    files = {
+        "binary.yaml": b"\x00\x01\x02 binary",
+        "latin1.yaml": b"name: caf\xe9\n",
+        "deep.yaml": b"[" * 50_000 + b"]" * 50_000,
+        "deep.json": b'{"a": ' * 50_000 + b"1" + b"}" * 50_000,
+        "huge.yaml": b"name: x\ndescription: " + b"x" * (5 * 1024 * 1024),
+        "list.yaml": b"- a\n- b\n",
+        "dup.yaml": b"name: a\nsteps: [{name: s, type: succeed}]\nname: b\n",
+        "dup.json": b'{"name": "a", "steps": [{"name": "s", "type": "succeed"}], "name": "b"}',
+        "smtp.yaml": b"name: m\nsteps: [{name: s, type: task, connector: smtp}]\n",
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    paths = [str(tmp_path / name) for name in files]
+    result = cli(env, "validate", *paths, str(tmp_path / "absent.yaml"), str(EXAMPLES / "approval.yaml"))
+    ok(result, 2)
+    assert "ok: approval" in result.stdout
+    lines = result.stderr.splitlines()
+    for path in [*paths, str(tmp_path / "absent.yaml")]:
+        assert f"invalid: {path} (1 problem)" in lines
+        assert len([line for line in lines if line.startswith(f"  {path}: ")]) == 1
+    assert len(lines) == 2 * (len(files) + 1)  # a heading and one line per problem, nothing else
+    stderr = result.stderr
+    assert f"{tmp_path / 'dup.yaml'}: not valid YAML/JSON (YAML): line 3, column 1: duplicate key 'name'" in stderr
+    assert "duplicate key 'name' (first at line 1)" in stderr.split(str(tmp_path / "dup.json"))[-1]
+    assert f"{tmp_path / 'smtp.yaml'}: steps[0].connector: unknown connector 'smtp'" in stderr
+
+    as_json = json.loads(ok(cli(env, "validate", "--json", *paths), 2))
+    assert [entry["file"] for entry in as_json] == paths and not any(entry["valid"] for entry in as_json)
+
+
 # -- run ------------------------------------------------------------------------------------
 
 
@@ -134,6 +166,17 @@ def test_run_with_an_invalid_definition_exits_2(env: dict[str, str], tmp_path: P
     ok(result, 2)
     assert f"error: invalid workflow definition {flow}" in result.stderr
     assert "steps" in result.stderr
+
+
+def test_run_with_a_child_registers_the_child_first(env: dict[str, str], tmp_path: Path) -> None:
+    parent, kid = tmp_path / "parent.yaml", tmp_path / "kid.yaml"
+    parent.write_text("name: parent\nsteps:\n  - {name: call, type: subworkflow, workflow: kid, version: 1}\n")
+    kid.write_text("name: kid\nsteps:\n  - {name: done, type: succeed, output: \"'from kid'\"}\n")
+    out = ok(cli(env, "run", str(parent), "--with", str(kid)))
+    assert "status: succeeded" in out and "from kid" in out
+    alone = cli(env, "run", str(tmp_path / "parent.yaml"), "--event-log", f"sqlite:///{tmp_path}/other.db")
+    ok(alone, 2)
+    assert "steps[0].workflow: unknown workflow 'kid': register it first" in alone.stderr
 
 
 def test_usage_errors_exit_2(env: dict[str, str]) -> None:

@@ -430,11 +430,133 @@ async def test_outcomes_of_known_hooks_are_reported() -> None:
 
 
 async def test_no_key_starts_each_time(client: Client, runtime: Runtime) -> None:
-    body = body_of({"n": 1})
-    headers = {**JSON, "X-Signature": sign_generic(SECRETS["GENERIC_SECRET"], body)}
+    """An unsigned hook without a key starts each delivery (a signed one dedups its body: below)."""
+    await runtime.register(workflow("loose", {"name": "loose"}))
     for _ in range(2):
-        assert (await client.post("/hooks/generic", data=body, headers=headers)).status == 202
+        assert (await client.post("/hooks/loose", json={"n": 1})).status == 202
+    assert len(await executions(runtime, "loose")) == 2
+
+
+# -- signed hooks: the key comes from what the signature covers ------------------------------------
+
+
+def generic_headers(body: bytes, **extra: str) -> dict[str, str]:
+    return {**JSON, "X-Signature": sign_generic(SECRETS["GENERIC_SECRET"], body), **extra}
+
+
+async def test_a_signed_body_replayed_with_new_unsigned_keys_is_a_duplicate(client: Client, runtime: Runtime) -> None:
+    """Was: the same signed body twice started twice; a new Idempotency-Key started it again too."""
+    body = body_of({"n": 1})
+    first = await client.post("/hooks/generic", data=body, headers=generic_headers(body, **{"Idempotency-Key": "a"}))
+    assert first.status == 202
+    first_id = (await first.json())["execution_id"]
+    for key in ("a", "b", "c"):
+        again = await client.post("/hooks/generic", data=body, headers=generic_headers(body, **{"Idempotency-Key": key}))
+        assert again.status == 200
+        assert await again.json() == {"execution_id": first_id, "created": False}
+    other = body_of({"n": 2})
+    assert (await client.post("/hooks/generic", data=other, headers=generic_headers(other))).status == 202
     assert len(await executions(runtime, "generic")) == 2
+
+
+async def test_a_github_replay_with_a_new_delivery_id_is_a_duplicate(client: Client, runtime: Runtime) -> None:
+    body = body_of({"action": "opened"})
+    signed = {**JSON, "X-Hub-Signature-256": sign_github(SECRETS["GH_SECRET"], body)}
+    first = await client.post("/hooks/gh", data=body, headers={**signed, "X-GitHub-Delivery": "d-1"})
+    replay = await client.post(
+        "/hooks/gh", data=body, headers={**signed, "X-GitHub-Delivery": "d-2", "Idempotency-Key": "fresh"}
+    )
+    assert (first.status, replay.status) == (202, 200)
+    assert (await replay.json())["execution_id"] == (await first.json())["execution_id"]
+    assert len(await executions(runtime, "github")) == 1
+
+
+async def test_a_signed_body_field_wins_over_the_unsigned_idempotency_key(client: Client, runtime: Runtime) -> None:
+    await runtime.register(
+        workflow("signed-orders", {"name": "signed-orders", "idempotency_field": "order_id",
+                                   "signature": {"preset": "generic", "secret": "GENERIC_SECRET", "header": "X-Signature"}})
+    )  # fmt: skip
+    one, two = body_of(ORDER), body_of({**ORDER, "order_id": "o-2"})
+    first = await client.post("/hooks/signed-orders", data=one, headers=generic_headers(one, **{"Idempotency-Key": "k"}))
+    # The same unsigned key on another order no longer merges them: the signed order id decides.
+    second = await client.post("/hooks/signed-orders", data=two, headers=generic_headers(two, **{"Idempotency-Key": "k"}))
+    assert (first.status, second.status) == (202, 202)
+    events = await runtime.log.read((await second.json())["execution_id"])
+    assert events[0].data["metadata"]["delivery"] == "o-2"
+
+
+async def test_the_replay_window_is_exact_across_window_boundaries() -> None:
+    now = [1_700_000_050.0]
+    settings = Settings(event_log_url="memory://", secrets=SECRETS)
+    async with Runtime(settings, clock=lambda: now[0]) as runtime:
+        await runtime.register(
+            workflow("windowed", {"name": "windowed", "signature": {
+                "preset": "github", "secret": "GH_SECRET", "replay_window_seconds": 100}})
+        )  # fmt: skip
+        endpoint = WebhookEndpoint(runtime, refresh_interval=0)
+        client = await serve(endpoint)
+        try:
+            body = body_of({"ref": "main"})
+            headers = {**JSON, "X-Hub-Signature-256": sign_github(SECRETS["GH_SECRET"], body)}
+
+            async def post() -> tuple[int, str]:
+                response = await client.post("/hooks/windowed", data=body, headers=headers)
+                return response.status, (await response.json())["execution_id"]
+
+            status, first = await post()
+            assert status == 202
+            now[0] += 99  # the next window's number, still within 100 s of the first: a duplicate
+            assert await post() == (200, first)
+            now[0] += 2  # 101 s after the first: a new delivery
+            status, second = await post()
+            assert status == 202 and second != first
+            assert await post() == (200, second)
+        finally:
+            await client.close()
+            await endpoint.stop()
+
+
+async def test_a_zero_window_dedups_by_the_unsigned_headers_as_before(client: Client, runtime: Runtime) -> None:
+    await runtime.register(
+        workflow("trusting", {"name": "trusting", "signature": {
+            "preset": "generic", "secret": "GENERIC_SECRET", "header": "X-Signature", "replay_window_seconds": 0}})
+    )  # fmt: skip
+    body = body_of({"n": 1})
+    answers = [
+        (await client.post("/hooks/trusting", data=body, headers=generic_headers(body, **{"Idempotency-Key": k}))).status
+        for k in ("a", "b", "a")
+    ]
+    assert answers == [202, 202, 200]
+
+
+async def test_a_generic_timestamp_is_signed_and_refused_outside_the_tolerance(client: Client, runtime: Runtime) -> None:
+    await runtime.register(
+        workflow("stamped", {"name": "stamped", "signature": {
+            "preset": "generic", "secret": "GENERIC_SECRET", "header": "X-Signature", "timestamp_header": "X-Timestamp"}})
+    )  # fmt: skip
+    body = body_of({"n": 1})
+
+    def stamped(at: int, **extra: str) -> dict[str, str]:
+        signature = sign_generic(SECRETS["GENERIC_SECRET"], body, timestamp=at)
+        return {**JSON, "X-Signature": signature, "X-Timestamp": str(at), **extra}
+
+    first = await client.post("/hooks/stamped", data=body, headers=stamped(int(NOW) - 10))
+    replay = await client.post("/hooks/stamped", data=body, headers=stamped(int(NOW) - 10, **{"Idempotency-Key": "x"}))
+    later = await client.post("/hooks/stamped", data=body, headers=stamped(int(NOW)))
+    assert (first.status, replay.status, later.status) == (202, 200, 202)
+    stale = await client.post("/hooks/stamped", data=body, headers=stamped(int(NOW) - 301))
+    assert "tolerance" in (await error(stale, 401, "bad_signature"))["message"]
+    moved = {**stamped(int(NOW) - 10), "X-Timestamp": str(int(NOW))}  # a fresh time on an old signature
+    await error(await client.post("/hooks/stamped", data=body, headers=moved), 401, "bad_signature")
+    assert len(await executions(runtime, "stamped")) == 2
+
+
+async def test_a_stripe_replay_within_the_tolerance_is_a_duplicate(client: Client, runtime: Runtime) -> None:
+    body = body_of({"id": "evt_9", "type": "charge.succeeded"})
+    signed = {**JSON, "Stripe-Signature": sign_stripe(SECRETS["STRIPE_SECRET"], body, int(NOW) - 5)}
+    first = await client.post("/hooks/stripe", data=body, headers=signed)
+    replay = await client.post("/hooks/stripe", data=body, headers={**signed, "Idempotency-Key": "new"})
+    assert (first.status, replay.status) == (202, 200)
 
 
 async def test_overlong_key_is_refused(client: Client) -> None:

@@ -182,13 +182,43 @@ def test_generic_rejects(value: str | None, expected: str) -> None:
     assert reason(excinfo).startswith(expected)
 
 
+def test_generic_with_a_timestamp_signs_timestamp_dot_body() -> None:
+    expected = hmac.new(b"s3cret", f"{T}.".encode() + b"{}", hashlib.sha256).hexdigest()
+    assert sign_generic("s3cret", b"{}", timestamp=T) == expected
+    args = {"timestamp_header": "X-Timestamp", "now": T + 299, "tolerance_seconds": 300}
+    assert verify_generic("s3cret", b"{}", expected, "X-Signature", timestamp=str(T), **args) == T
+    assert verify_generic("s3cret", b"{}", sign_generic("s3cret", b"{}"), "X-Signature") is None
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "signed_with", "now", "expected"),
+    [
+        (None, T, T, "missing X-Timestamp header"),
+        ("yesterday", T, T, "malformed X-Timestamp header"),
+        (str(T + 1), T, T, "signature mismatch"),  # the timestamp is covered: it cannot be changed
+        (str(T), None, T, "signature mismatch"),  # a body-only HMAC does not verify
+        (str(T), T, T + 301, "timestamp outside the tolerance of 300 seconds"),
+        (str(T), T, T - 301, "timestamp outside the tolerance of 300 seconds"),
+    ],
+)
+def test_generic_with_a_timestamp_rejects(timestamp: str | None, signed_with: int | None, now: int, expected: str) -> None:
+    value = sign_generic("s3cret", b"{}", timestamp=signed_with)
+    with pytest.raises(SignatureError) as excinfo:
+        verify_generic("s3cret", b"{}", value, "X-Signature", timestamp_header="X-Timestamp", timestamp=timestamp,
+                       now=now, tolerance_seconds=300)  # fmt: skip
+    assert reason(excinfo) == expected or reason(excinfo).startswith(expected)
+
+
 # -- dispatch -----------------------------------------------------------------------------
 
 
 def test_verify_dispatches_by_preset() -> None:
     verify("github", GITHUB_SECRET, GITHUB_BODY, GITHUB_SIGNATURE, now=0)
     verify("stripe", STRIPE_SECRET, STRIPE_BODY, sign_stripe(STRIPE_SECRET, STRIPE_BODY, T), now=T)
-    verify("generic", "k", b"x", sign_generic("k", b"x"), now=0, header="X-Sig")
+    assert verify("generic", "k", b"x", sign_generic("k", b"x"), now=0, header="X-Sig") is None
+    stamped = sign_generic("k", b"x", timestamp=T)
+    assert verify("generic", "k", b"x", stamped, now=T, header="X-Sig", timestamp_header="X-T", timestamp=str(T)) == T
+    assert verify("stripe", STRIPE_SECRET, STRIPE_BODY, sign_stripe(STRIPE_SECRET, STRIPE_BODY, T), now=T) == T
     with pytest.raises(SignatureError, match="missing X-Sig header"):
         verify("generic", "k", b"x", None, now=0, header="X-Sig")
 
