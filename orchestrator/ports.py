@@ -29,6 +29,10 @@ class VersionConflict(ValueError):
     """That name and version is registered with different content; versions are immutable."""
 
 
+class HookTaken(ValueError):
+    """A webhook name that the latest version of another workflow declares (409 ``hook_taken``)."""
+
+
 class BackendUnavailable(ConnectionError):
     """A backend cannot be reached; the message names the URL and what failed."""
 

@@ -13,8 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from orchestrator.api.app import api_providers, create_app
-from orchestrator.ports import VersionConflict
-from orchestrator.registration import HookTaken
+from orchestrator.ports import HookTaken, VersionConflict
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition

@@ -38,6 +38,7 @@ from orchestrator.core.state import ExecutionState
 from orchestrator.engine import snapshots
 from orchestrator.engine.effects import Effects
 from orchestrator.engine.engine import Engine
+from orchestrator.engine.registration import check_registration
 from orchestrator.engine.worker import Worker
 from orchestrator.history import pager
 from orchestrator.history import redrive as redrives
@@ -61,7 +62,6 @@ from orchestrator.ports import (
     WaitIndex,
 )
 from orchestrator.projections.runner import ProjectionRunner
-from orchestrator.registration import check_registration
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
@@ -231,7 +231,7 @@ class Runtime(Lifecycle):
     async def register(self, definition: WorkflowDefinition) -> WorkflowDefinition:
         """Store a definition (immutable per version) and tell observers such as the webhook index.
 
-        Refused first (``orchestrator.registration``): DefinitionError for a connector this
+        Refused first (``orchestrator.engine.registration``): DefinitionError for a connector this
         process lacks or an unregistered child workflow or version; HookTaken for a webhook
         name another workflow serves."""
         await check_registration(definition, self.registry, self.connectors.names())

@@ -8,8 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.core.machine import CommandRejected
-from orchestrator.ports import BackendUnavailable, UnknownTrigger, UnknownWorkflow, VersionConflict
-from orchestrator.registration import HookTaken
+from orchestrator.ports import BackendUnavailable, HookTaken, UnknownTrigger, UnknownWorkflow, VersionConflict
 from orchestrator.runtime import ExecutionNotFound, InputInvalid
 from schemas.tenant import TenantInvalid
 from schemas.validation import DefinitionError

@@ -30,8 +30,7 @@ from orchestrator.cli import (
 from orchestrator.cli.args import parents
 from orchestrator.cli.errors import CliError, problem_lines
 from orchestrator.cli.output import Output
-from orchestrator.ports import BackendUnavailable, UnknownWorkflow
-from orchestrator.registration import HookTaken
+from orchestrator.ports import BackendUnavailable, HookTaken, UnknownWorkflow
 from orchestrator.runtime import InputInvalid
 from orchestrator.settings import SettingsError
 from schemas.validation import DefinitionError

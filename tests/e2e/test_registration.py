@@ -1,4 +1,4 @@
-"""Registration refuses what could only fail later (orchestrator/registration.py): unknown
+"""Registration refuses what could only fail later (orchestrator/engine/registration.py): unknown
 connectors, unregistered child workflows or versions, a webhook name another workflow serves;
 through the runtime, the REST API (400/409 with codes) and the definitions a server loads."""
 
@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from connectors.base import Connectors
 from connectors.noop import NoopConnector
+from orchestrator.ports import HookTaken
 from orchestrator.process import build_app, load_definitions, register_definitions
-from orchestrator.registration import HookTaken
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.validation import DefinitionError, parse_definition

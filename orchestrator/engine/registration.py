@@ -12,16 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from orchestrator.ports import Registry
+from orchestrator.ports import HookTaken, Registry
 from schemas.definition import WebhookTrigger, WorkflowDefinition
 from schemas.dependencies import children, connector_problems, subworkflow_problems
 from schemas.validation import DefinitionError
 
-__all__ = ["HookTaken", "check_registration"]
-
-
-class HookTaken(ValueError):
-    """A webhook name that the latest version of another workflow declares (409 ``hook_taken``)."""
+__all__ = ["check_registration"]
 
 
 async def check_registration(definition: WorkflowDefinition, registry: Registry, connectors: Collection[str]) -> None:
