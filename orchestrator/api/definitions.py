@@ -14,7 +14,7 @@ from orchestrator.ports import UnknownWorkflow
 from orchestrator.runtime import Runtime
 from schemas.definition import WorkflowDefinition
 from schemas.definition_diff import diff_definitions
-from schemas.loader import UniqueKeyLoader
+from schemas.loader import UniqueKeyLoader, parse_json_text
 from schemas.validation import parse_definition
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
@@ -58,7 +58,9 @@ async def read_definition_data(request: web.Request) -> Any:
     try:
         if request.content_type in YAML_TYPES:
             return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass
-        return parse_json(raw)
+        data = parse_json(raw)
+        parse_json_text(text)  # the same document again, to refuse a key written twice
+        return data
     except (ValueError, yaml.YAMLError, RecursionError) as exc:
         kind = "YAML" if request.content_type in YAML_TYPES else "JSON"
         message = " ".join(f"the body is not valid {kind}: {exc}".split())

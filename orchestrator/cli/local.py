@@ -221,6 +221,8 @@ async def _demo(settings: Settings, examples: Path, secret: str, out: Output) ->
         async with Client(url) as client:
             status, answer = await client.call("POST", f"/hooks/{DEMO_HOOK}", data=body, headers=headers)
             out.line(f"   -> {status} {json.dumps(answer)}")
+            if answer.get("created") is False:  # a demo run before on this event log
+                out.line("   (this signed body was accepted before, within the replay window: nothing new started)")
             execution_id = answer["execution_id"]
             out.line(f"3. waiting for execution {execution_id}")
             execution = await client.wait(execution_id, DEMO_TIMEOUT)

@@ -141,3 +141,12 @@ async def test_a_folder_whose_workflows_start_each_other_lists_every_problem(run
     assert (f"{tmp_path / 'c.json'}: steps[0].connector", found[1][1]) == found[1]
     assert found[2][0] == str(tmp_path / "d.json") and "declared by workflow 'owner'" in found[2][1]
     assert len(found) == 3
+
+
+async def test_a_key_written_twice_in_a_body_is_refused_with_its_line(client: Client) -> None:
+    as_json = '{"name": "a",\n "steps": [{"name": "done", "type": "succeed"}],\n "name": "b"}'
+    yaml_text = "name: a\nsteps: [{name: done, type: succeed}]\nname: b\n"
+    for text, content_type in ((as_json, "application/json"), (yaml_text, "application/yaml")):
+        response = await client.post("/api/v1/definitions", data=text, headers={"Content-Type": content_type})
+        body = await error(response, 400, "invalid_body")
+        assert "line 3" in body["message"] and "duplicate key 'name' (first at line 1)" in body["message"]
