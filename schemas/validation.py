@@ -72,8 +72,7 @@ def validate(definition: WorkflowDefinition) -> list[Problem]:
         problems += _unreachable(definition, located, scopes)
     problems += _expressions(definition, located)
     problems += _step_rules(located)
-    if not any(p.message.startswith(("unknown step", "step ")) for p in problems):
-        problems += _spinning_loops(located)
+    problems += _spinning_loops(located)
     problems += _input_schema(definition.input_schema)
     problems += _triggers(definition)
     return problems
@@ -274,6 +273,7 @@ def _spinning_loops(located: list[Located]) -> list[Problem]:
 
 _REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
 _DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples"})  # values, not schemas
+_NAMED_SCHEMAS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
 
 
 def _input_schema(schema: dict[str, Any]) -> list[Problem]:
@@ -289,16 +289,21 @@ def _input_schema(schema: dict[str, Any]) -> list[Problem]:
     return problems or _schema_refs(schema)
 
 
-def _walk_schema(value: Any, path: str = "input_schema") -> Iterator[tuple[str, str, Any]]:
-    """(location, keyword, value) of every keyword in every (sub)schema."""
+def _walk_schema(value: Any, path: str = "input_schema", names: bool = False) -> Iterator[tuple[str, str, Any]]:
+    """(location, keyword, value) of every keyword in every (sub)schema; ``names``: ``value``
+    maps names to schemas (``properties``), so none of its keys is a keyword."""
     if isinstance(value, list):
         for index, item in enumerate(value):
             yield from _walk_schema(item, f"{path}[{index}]")
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield f"{path}[{key!r}]", key, item
+            where = f"{path}[{key!r}]"
+            if names:
+                yield from _walk_schema(item, where)
+                continue
+            yield where, key, item
             if key not in _DATA_KEYWORDS:
-                yield from _walk_schema(item, f"{path}[{key!r}]")
+                yield from _walk_schema(item, where, key in _NAMED_SCHEMAS)
 
 
 def _schema_refs(schema: dict[str, Any]) -> list[Problem]:

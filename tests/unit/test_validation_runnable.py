@@ -124,6 +124,12 @@ def test_a_reference_out_of_the_input_schema_is_refused(ref: str) -> None:
     assert "only local references" in message and ref in message
 
 
+def test_a_property_named_like_a_keyword_is_still_a_schema() -> None:
+    schema = {"properties": {"enum": {"$ref": "https://schemas.invalid/e"}, "$ref": {"type": "string"}}}
+    [(location, _)] = problems(wf(DONE, input_schema=schema))
+    assert location == "input_schema['properties']['enum']['$ref']"
+
+
 def test_remote_dynamic_references_are_refused_too() -> None:
     schema = {"$defs": {"x": {"$dynamicRef": "https://schemas.invalid/meta#items"}}}
     [(location, _)] = problems(wf(DONE, input_schema=schema))
