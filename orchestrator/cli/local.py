@@ -140,7 +140,7 @@ def _validate_file(path: str, connectors: list[str]) -> dict[str, Any]:
         problems = connector_problems(definition, connectors)
     except DefinitionError as exc:
         problems = exc.problems
-    except Exception as exc:
+    except Exception as exc:  # a last resort: one file must never stop the report on the others
         problems = [Problem(path, f"cannot be validated: {type(exc).__name__}: {exc}")]
     else:
         if not problems:
