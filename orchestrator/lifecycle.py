@@ -1,8 +1,17 @@
-"""``async with`` for anything that opens in ``start()`` and closes in ``stop()``."""
+"""``async with`` for anything that opens in ``start()`` and closes in ``stop()``; ``Supervised``
+for started parts that can tell the readiness probe why they cannot work."""
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Protocol, Self, runtime_checkable
+
+
+@runtime_checkable
+class Supervised(Protocol):
+    """A part whose background work can stop or fail while the process runs."""
+
+    def problem(self) -> str | None:
+        """Why this part cannot do its job now (one short sentence), or None when it can."""
 
 
 class Lifecycle:

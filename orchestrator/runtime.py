@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 import uuid
@@ -39,6 +40,7 @@ from orchestrator.engine import snapshots
 from orchestrator.engine.effects import Effects
 from orchestrator.engine.engine import Engine
 from orchestrator.engine.registration import check_registration
+from orchestrator.engine.retrying import Redo
 from orchestrator.engine.worker import Worker
 from orchestrator.history import pager
 from orchestrator.history import redrive as redrives
@@ -47,7 +49,7 @@ from orchestrator.history.retention import RetentionSweeper
 from orchestrator.history.timeline import Timeline
 from orchestrator.history.timeline import build as build_timeline
 from orchestrator.instrumentation import Instruments, attach, guarded
-from orchestrator.lifecycle import Lifecycle
+from orchestrator.lifecycle import Lifecycle, Supervised
 from orchestrator.ports import (
     BackendUnavailable,
     EventLog,
@@ -155,6 +157,9 @@ class Runtime(Lifecycle):
         self.feed = source.feed()  # projections follow it; in Kafka mode in the owner of shard 0
         self.projections = ProjectionRunner(self.feed, source.checkpoints(), active=self._owns_first_shard)
         self.engine.observers.append(self.projections.on_committed)  # wakes them after each commit
+        # One process: what fails after a commit is retried here (Kafka redelivers the command).
+        self.redo: Redo | None = None if self.transport.durable else Redo(rescan=self.recover)
+        self.engine.redo = self.effects.redo = self.redo
         self.transitions: TransitionExporter | None = None  # ORCHESTRATOR_TRANSITIONS_URL
         if s.transitions_url:
             from orchestrator.projections.transitions import TransitionExporter  # aiokafka only when used
@@ -182,12 +187,18 @@ class Runtime(Lifecycle):
                 stack.push_async_callback(self.transitions.stop)
             await self.projections.start()
             stack.push_async_callback(self.projections.stop)
+            if self.redo is not None:
+                await self.redo.start()
+                stack.push_async_callback(self.redo.stop)
             await self.transport.start(self.engine.handle_quietly, self.worker.run)
             stack.push_async_callback(self.transport.stop)
             await self.timers.start(self.effects.on_timer, self.transport)
             stack.push_async_callback(self.timers.stop)
-            if self._recover and not self.transport.durable:
-                await self.recover()
+            if self._recover and self.redo is not None:
+                try:
+                    await self.recover()
+                except Exception as exc:  # the log is failing: scan again once it answers
+                    self.redo.add(("recover",), self.recover, "the recovery scan at start", exc)
             if self.settings.retention_interval > 0:
                 sweeping = asyncio.create_task(
                     self.retention.run(self.settings.retention_interval, self._owns_first_shard),
@@ -204,10 +215,25 @@ class Runtime(Lifecycle):
         """True between a successful ``start()`` and ``stop()``."""
         return self._stack is not None
 
+    def problem(self) -> str | None:
+        """Why this process cannot serve now, or None: not started, its in-process workers,
+        timer loop or post-commit retries stopped, or its last appends failed."""
+        if self._stack is None:
+            return "the runtime is not started"
+        for part in (self.engine, self.transport, self.timers, self.redo):
+            if isinstance(part, Supervised) and (problem := part.problem()) is not None:
+                return problem
+        return None
+
     async def stop(self) -> None:
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()
+
+    async def _resume_one(self, execution_id: str) -> None:
+        state = await self.engine.load(execution_id)
+        if state is not None and not state.terminal:
+            await self.effects.resume(state)
 
     def _owns_first_shard(self) -> bool:
         """One process sweeps retention: the one owning shard 0 (every process in-process)."""
@@ -215,13 +241,20 @@ class Runtime(Lifecycle):
         return owned is None or 0 in owned
 
     async def recover(self) -> int:
-        """Resume every running execution from its log; returns how many."""
+        """Resume every running execution from its log; returns how many. An execution whose
+        resume fails is retried in the background (a failing listing raises)."""
         count = 0
         async for summary in pager.executions(self.log, ExecutionQuery(status="running")):
-            state = await self.engine.load(summary.execution_id)
-            if state is not None and not state.terminal:
-                await self.effects.resume(state)
-                count += 1
+            try:
+                state = await self.engine.load(summary.execution_id)
+                if state is not None and not state.terminal:
+                    await self.effects.resume(state)
+                    count += 1
+            except Exception as exc:
+                if self.redo is None:
+                    raise
+                job = functools.partial(self._resume_one, summary.execution_id)
+                self.redo.add(("recover", summary.execution_id), job, f"recovery of {summary.execution_id}", exc)
         if count:
             log.info("resumed %d running executions", count)
         return count
@@ -410,8 +443,11 @@ class Runtime(Lifecycle):
         actor: str | None = None,
         *,
         tenant: str = DEFAULT_TENANT,
+        event_id: str | None = None,
     ) -> ExecutionState:
-        """Deliver an event to one execution; buffered if it is not waiting for it yet."""
+        """Deliver an event to one execution; buffered if it is not waiting for it yet. With
+        ``event_id`` (an idempotency key) it is delivered once, however often it is sent.
+        SignalBufferFull past ``MAX_BUFFERED_SIGNALS`` signals waiting."""
         await self.summary(execution_id, tenant=tenant)
         await self.engine.handle(
             DeliverEvent(
@@ -420,6 +456,7 @@ class Runtime(Lifecycle):
                 actor=actor or LIBRARY_ACTOR,
                 name=name,
                 payload=payload,
+                event_id=event_id,
             )
         )
         return await self.state(execution_id, tenant=tenant)

@@ -16,6 +16,7 @@ import pytest
 from connectors.base import ConnectorError, Connectors, StepCall
 from orchestrator.runtime import Runtime
 from schemas.builder import Branch, Workflow, retry
+from schemas.definition import WorkflowDefinition
 
 RuntimeFactory = Callable[[Connectors], AbstractAsyncContextManager[Runtime]]
 
@@ -44,6 +45,41 @@ class Scripted:
         return {"step": call.step, "args": call.args, "attempt": call.attempt}
 
 
+def kid_workflow() -> WorkflowDefinition:
+    return Workflow("kid").task("k", "scripted", input={"x": "input.x"}).build()
+
+
+def order_workflow() -> WorkflowDefinition:
+    """Task, choice, parallel (a retried task; a task then a wait), an event, a child."""
+    fast = retry(3, initial_seconds=0.01)
+    return (
+        Workflow("order", input_schema={"type": "object", "required": ["id"]})
+        .task("check", "scripted", input={"id": "input.id"})
+        .choice("route", [("input.id > `5`", "both")], default="done")
+        .parallel(
+            "both",
+            Branch().task("pay", "scripted", config={"fail_times": 2}, retry=fast),
+            Branch().task("stock", "scripted").wait("nap", seconds=0.05),
+            next="approve",
+        )
+        .wait_for_event("approve", "approved", correlation_key="input.id", timeout_seconds=30, next="child")
+        .subworkflow("child", "kid", input={"x": "input.id"}, next="done")
+        .succeed("done", output="steps.child.args")
+        .build()
+    )
+
+
+def chain_workflow(length: int = 5) -> WorkflowDefinition:
+    workflow = Workflow("chain")
+    for index in range(length):
+        workflow.task(f"s{index}", "scripted")
+    return workflow.build()
+
+
+def waiter_workflow() -> WorkflowDefinition:
+    return Workflow("waiter").wait_for_event("w", "go").succeed("done", output="steps.w").build()
+
+
 class EngineSuite:
     """Subclasses provide the ``make_runtime`` fixture: a factory of started runtimes."""
 
@@ -57,25 +93,8 @@ class EngineSuite:
         self, runtime: tuple[Runtime, Scripted]
     ) -> None:
         rt, scripted = runtime
-        fast = retry(3, initial_seconds=0.01)
-        await rt.register(Workflow("kid").task("k", "scripted", input={"x": "input.x"}).build())
-        await rt.register(
-            Workflow("order", input_schema={"type": "object", "required": ["id"]})
-            .task("check", "scripted", input={"id": "input.id"})
-            .choice("route", [("input.id > `5`", "both")], default="done")
-            .parallel(
-                "both",
-                Branch().task("pay", "scripted", config={"fail_times": 2}, retry=fast),
-                Branch().task("stock", "scripted").wait("nap", seconds=0.05),
-                next="approve",
-            )
-            .wait_for_event(
-                "approve", "approved", correlation_key="input.id", timeout_seconds=30, next="child"
-            )
-            .subworkflow("child", "kid", input={"x": "input.id"}, next="done")
-            .succeed("done", output="steps.child.args")
-            .build()
-        )
+        await rt.register(kid_workflow())
+        await rt.register(order_workflow())
         started = await rt.start_execution("order", {"id": 7})
         for _ in range(300):
             if await rt.publish_event("approved", "7", {"ok": True}):
@@ -121,9 +140,7 @@ class EngineSuite:
 
     async def test_cancel_and_signal(self, runtime: tuple[Runtime, Scripted]) -> None:
         rt, _ = runtime
-        await rt.register(
-            Workflow("waiter").wait_for_event("w", "go").succeed("done", output="steps.w").build()
-        )
+        await rt.register(waiter_workflow())
         first = await rt.start_execution("waiter")
         second = await rt.start_execution("waiter")
         await rt.signal(first.execution_id, "go", {"n": 1})
@@ -133,10 +150,7 @@ class EngineSuite:
 
     async def test_many_concurrent_executions(self, runtime: tuple[Runtime, Scripted]) -> None:
         rt, _ = runtime
-        workflow = Workflow("chain")
-        for index in range(5):
-            workflow.task(f"s{index}", "scripted")
-        await rt.register(workflow.build())
+        await rt.register(chain_workflow())
         ids = [(await rt.start_execution("chain", {"n": n})).execution_id for n in range(50)]
         states = await asyncio.gather(*(rt.wait(i, timeout=60) for i in ids))
         assert {s.status for s in states} == {"succeeded"}

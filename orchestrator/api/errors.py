@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator.core.machine import CommandRejected
+from orchestrator.core.machine import CommandRejected, SignalBufferFull
 from orchestrator.ports import BackendUnavailable, HookTaken, UnknownTrigger, UnknownWorkflow, VersionConflict
 from orchestrator.runtime import ExecutionNotFound, InputInvalid
 from schemas.tenant import TenantInvalid
@@ -53,6 +53,8 @@ def response_for(exc: Exception) -> web.Response | None:
         return error_response(409, "version_conflict", str(exc))
     if isinstance(exc, HookTaken):
         return error_response(409, "hook_taken", str(exc))
+    if isinstance(exc, SignalBufferFull):
+        return error_response(409, "signal_buffer_full", str(exc))
     if isinstance(exc, CommandRejected):
         return error_response(409, "rejected", str(exc))
     if isinstance(exc, BackendUnavailable):

@@ -192,8 +192,11 @@ class ExecutionsApi:
             ),
             Route(
                 "POST", base + "/{id}/signals", self.signal, P.EXECUTIONS_SIGNAL, "signalExecution",
-                "Send a named signal; buffered until the execution waits for it.",
-                "202:SignalAccepted 400 404 409", (ID,), body=body(SignalBody),
+                "Send a named signal; buffered until the execution waits for it. The same "
+                "Idempotency-Key delivers it once; 409 signal_buffer_full past 1,000 buffered signals.",
+                "202:SignalAccepted 400 404 409",
+                (ID, {**IDEMPOTENCY, "description": "Signals to one execution with the same key are delivered once."}),
+                body=body(SignalBody),
             ),
             Route(
                 "POST", "/api/v1/events", self.publish, P.EVENTS_PUBLISH, "publishEvent",
@@ -326,8 +329,14 @@ class ExecutionsApi:
         """Deliver to the waiting step, or buffer until the execution waits for that name."""
         body = await json_body(request, SignalBody)
         execution_id = request.match_info["id"]
+        key = _idempotency_key(request)
         state = await self.runtime.signal(
-            execution_id, body.name, body.payload, request_actor(request), tenant=request_tenant(request)
+            execution_id,
+            body.name,
+            body.payload,
+            request_actor(request),
+            tenant=request_tenant(request),
+            event_id=key,
         )
         # A step waiting for this name would have taken any buffered one, so a buffered
         # signal of this name now means this one was buffered.

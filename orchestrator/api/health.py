@@ -15,7 +15,10 @@ PROBE_ID = "readyz-probe"  # an execution id that never exists: a cheap point re
 
 
 class HealthApi:
-    """``/healthz``: the process answers. ``/readyz``: the runtime runs; its event log answers."""
+    """``/healthz``: the process answers. ``/readyz``: the runtime runs (with its in-process
+    workers, timer loop and retries), its recent appends did not all fail, its event log answers.
+    Each fact recovers on its own: workers are not restarted, but appends that succeed again (or
+    30 s without a failed one) and a probe read that answers make the process ready again."""
 
     def __init__(self, runtime: Runtime, *, timeout: float = 2.0) -> None:
         self.runtime = runtime
@@ -27,7 +30,8 @@ class HealthApi:
             Route("GET", "/healthz", self.healthz, None, "healthz", "The process is alive.", "200:Health"),
             Route(
                 "GET", "/readyz", self.readyz, None, "readyz",
-                "The runtime runs; its event log answers.", "200:Health 503:Health",
+                "The runtime and its workers run; its event log takes appends and answers.",
+                "200:Health 503:Health",
             ),
         ]
 
@@ -42,9 +46,9 @@ class HealthApi:
 
     async def not_ready_reason(self) -> str | None:
         """Why the process cannot serve traffic, or None when it can."""
-        # Runtime has no public "started" flag yet; its exit stack exists exactly while it runs.
-        if not self.runtime.running:
-            return "the runtime is not started"
+        problem = self.runtime.problem()
+        if problem is not None:
+            return problem
         try:
             async with asyncio.timeout(self.timeout):
                 await self.runtime.log.summary(PROBE_ID)

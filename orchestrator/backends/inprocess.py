@@ -5,18 +5,25 @@ queue drained by ``concurrency`` worker coroutines, created in ``start`` and can
 ``inprocess://?concurrency=N``, else the one ``from_url`` is given (the runtime passes the
 ``worker_concurrency`` setting), else 64. Its depth is reported as
 ``queue_depth("inprocess.tasks", n)`` after each put and take.
+
+A worker coroutine survives whatever a task raises (the worker retries its answers itself; an
+error that still escapes, even a ``CancelledError`` that is not a cancel of the coroutine, is
+logged and the coroutine takes the next task). ``problem`` tells the readiness probe when worker
+coroutines have ended anyway (stopped, cancelled from outside, or killed by a ``BaseException``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from urllib.parse import parse_qs, urlsplit
 
 from orchestrator.core.commands import Command
 from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.ports import CommandHandler, StepTask, TaskHandler
 
+log = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 64
 QUEUE = "inprocess.tasks"
 
@@ -31,6 +38,7 @@ class InProcessTransport:
         self._concurrency = concurrency
         self._queue: asyncio.Queue[StepTask] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
+        self._started = False
         self._on_command: CommandHandler | None = None
         self._on_task: TaskHandler | None = None
 
@@ -52,11 +60,13 @@ class InProcessTransport:
 
     async def start(self, on_command: CommandHandler, on_task: TaskHandler) -> None:
         self._on_command, self._on_task = on_command, on_task
+        self._started = True
         self._workers = [
             asyncio.create_task(self._work(), name=f"inprocess-worker-{i}") for i in range(self._concurrency)
         ]
 
     async def stop(self) -> None:
+        self._started = False
         for worker in self._workers:
             worker.cancel()
         for worker in self._workers:
@@ -82,9 +92,31 @@ class InProcessTransport:
     def backlog(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def workers_alive(self) -> int:
+        """Worker coroutines running now (``concurrency`` while started, 0 when stopped)."""
+        return sum(1 for worker in self._workers if not worker.done())
+
+    def problem(self) -> str | None:
+        """Why tasks cannot run (not started, or worker coroutines ended), or None."""
+        if not self._started:
+            return "the in-process workers are stopped"
+        alive = self.workers_alive
+        if alive < len(self._workers):
+            return f"{len(self._workers) - alive} of {len(self._workers)} in-process workers stopped"
+        return None
+
     async def _work(self) -> None:
         assert self._on_task is not None
         while True:
             task = await self._queue.get()
             self.instruments.queue_depth(QUEUE, self._queue.qsize())
-            await self._on_task(task)
+            try:
+                await self._on_task(task)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is None or current.cancelling():
+                    raise  # stop() cancels this coroutine
+                log.error("in-process worker: task %s of %s raised CancelledError", task.attempt_id, task.execution_id)
+            except Exception:  # the worker reports its own failures; this one is a bug: log, go on
+                log.exception("in-process worker: task %s of %s failed", task.attempt_id, task.execution_id)

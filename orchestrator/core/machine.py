@@ -24,7 +24,7 @@ from orchestrator.core.commands import (
     StartExecution,
 )
 from orchestrator.core.events import Event
-from orchestrator.core.state import MISSING, ExecutionState, evolve
+from orchestrator.core.state import MAX_BUFFERED_SIGNALS, MISSING, ExecutionState, evolve
 from schemas.definition import (
     ChoiceStep,
     ParallelStep,
@@ -57,6 +57,10 @@ class ExecutionExists(CommandRejected):
     """A start for an execution id that already has a history (a duplicate start)."""
 
 
+class SignalBufferFull(CommandRejected):
+    """A signal no step waits for, while MAX_BUFFERED_SIGNALS signals are buffered already."""
+
+
 def decide(graph: WorkflowGraph, state: ExecutionState | None, command: Command) -> list[Event]:
     """The events that ``command`` causes. An empty list means the command is stale."""
     return decide_and_evolve(graph, state, command)[0]
@@ -72,6 +76,8 @@ def decide_and_evolve(
         return _Decision.start(graph, command)
     if state is None:
         raise CommandRejected(f"execution {command.execution_id} does not exist")
+    if isinstance(command, DeliverEvent) and command.event_id is not None and command.event_id in state.event_ids:
+        return [], state  # a redelivery (also after the execution finished): taken already
     if state.terminal:
         direct_signal = isinstance(command, DeliverEvent) and command.correlation_key is None
         if isinstance(command, CancelExecution) or direct_signal:
@@ -265,8 +271,6 @@ class _Decision:
 
     def deliver(self, command: DeliverEvent) -> None:
         event_id = command.event_id
-        if event_id is not None and event_id in self.state.event_ids:
-            return  # a redelivered message: this event was taken already
         for name, active in sorted(self.state.active.items()):
             if active.kind != "wait_for_event" or active.event != command.name:
                 continue
@@ -275,6 +279,11 @@ class _Decision:
             self.receive(name, command.name, command.payload, None, event_id)
             return
         if command.correlation_key is None:
+            if len(self.state.signals) >= MAX_BUFFERED_SIGNALS:
+                raise SignalBufferFull(
+                    f"execution {self.state.execution_id} has {len(self.state.signals)} signals "
+                    f"buffered (at most {MAX_BUFFERED_SIGNALS}); none is waited for yet"
+                )
             signal: dict[str, Any] = {"name": command.name, "payload": command.payload}
             if event_id is not None:
                 signal["event_id"] = event_id

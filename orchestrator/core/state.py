@@ -9,6 +9,11 @@ from typing import Any
 from orchestrator.core import events as ev
 from orchestrator.core.events import EventLike
 
+# Caps that keep one execution's state bounded. They are part of the machine: changing them
+# changes what a replay folds and decides, so they are constants here, never settings.
+MAX_BUFFERED_SIGNALS = 1_000  # signals waiting for a step; ``decide`` refuses one more (SignalBufferFull)
+MAX_EVENT_IDS = 10_000  # delivered event ids remembered for dedup, the oldest forgotten first
+
 
 class HistoryError(ValueError):
     """Events that cannot be folded: out of order, or not an execution's history."""
@@ -60,7 +65,9 @@ class ExecutionState:
     error: dict[str, Any] | None = None
     parent: dict[str, str] | None = None
     dedup_key: str | None = None
-    event_ids: tuple[str, ...] = ()  # ids of delivered events and signals (redeliveries are ignored)
+    # ids of delivered events and signals, oldest first (redeliveries are ignored); the last
+    # MAX_EVENT_IDS only: an id older than that is forgotten and would be taken again
+    event_ids: tuple[str, ...] = ()
     reuse: dict[str, Any] = field(default_factory=dict)  # redrive: step -> recorded output
     started_by: str | None = None  # the actor of the start; step tasks run on its behalf
 
@@ -252,10 +259,17 @@ def _event_awaited(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     return dict(active={**s.active, step: active}, timers=timers, visits={**s.visits, step: d["visit"]})
 
 
+def _remembered(event_ids: tuple[str, ...], event_id: str) -> tuple[str, ...]:
+    """``event_ids`` plus one, the oldest dropped past MAX_EVENT_IDS (FIFO)."""
+    if len(event_ids) >= MAX_EVENT_IDS:
+        return (*event_ids[len(event_ids) - MAX_EVENT_IDS + 1 :], event_id)
+    return (*event_ids, event_id)
+
+
 def _event_received(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if d.get("event_id") is not None:
-        changes["event_ids"] = (*s.event_ids, d["event_id"])
+        changes["event_ids"] = _remembered(s.event_ids, d["event_id"])
     index = d.get("buffered")
     if index is not None:
         changes["signals"] = s.signals[:index] + s.signals[index + 1 :]
@@ -265,7 +279,7 @@ def _event_received(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
 def _signal_received(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     changes: dict[str, Any] = {"signals": (*s.signals, (d["name"], d.get("payload")))}
     if d.get("event_id") is not None:
-        changes["event_ids"] = (*s.event_ids, d["event_id"])
+        changes["event_ids"] = _remembered(s.event_ids, d["event_id"])
     return changes
 
 

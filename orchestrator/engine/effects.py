@@ -3,13 +3,19 @@
 Tasks are dispatched, timers armed or cancelled, event waits indexed, children started or
 cancelled, parents told, waiters woken. ``resume`` re-derives the same from a state after a
 restart, which is how a crashed process picks up its running executions.
+
+Each of those effects is attempted on its own. With ``redo`` set (embedded mode), one that fails
+is retried in the background and the others still run: the commit stands, so the command that
+caused it is not reported as failed. Without it (Kafka), the first failure raises, and the
+redelivered command re-derives the effects.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from orchestrator.core import events as ev
@@ -24,6 +30,7 @@ from orchestrator.core.commands import (
 from orchestrator.core.machine import CommandRejected, idempotency_key
 from orchestrator.core.state import ExecutionState
 from orchestrator.engine.engine import Committed, Engine
+from orchestrator.engine.retrying import Redo
 from orchestrator.ports import (
     BackendUnavailable,
     Registry,
@@ -77,37 +84,50 @@ class Effects:
         self.clock = clock
         self.waits = waits
         self.others_commit = others_commit  # other processes append too: poll the log to see it
+        self.redo: Redo | None = None  # set by the runtime in embedded mode (module docstring)
         self._finished: dict[str, list[asyncio.Future[ExecutionState]]] = {}
 
     async def on_committed(self, c: Committed) -> None:
         after = c.after
+        at = (after.execution_id, after.sequence)
         if not c.events:  # a redelivery or a resume request: effects may have been lost
             if after.terminal:
-                await self._finished_execution(after)
+                await self._attempt(("finished", *at), self._finished_execution, after)
             else:
-                await self.resume(after)
+                await self._attempt(("resume", *at), self.resume, after)
             return
         for event in c.events:
             if event.type == ev.STEP_SCHEDULED:
-                await self.transport.dispatch(task_from_event(after, event.data))
-        await self._sync_timers(c.before, after)
-        await self._sync_waits(c.before, after)
+                task = task_from_event(after, event.data)
+                await self._attempt(("dispatch", *at, task.attempt_id), self.transport.dispatch, task)
+        await self._attempt(("timers", *at), self._sync_timers, c.before, after)
+        await self._attempt(("waits", *at), self._sync_waits, c.before, after)
         children_before, children_after = child_ids(c.before), child_ids(after)
         for child_id in children_after - children_before:
-            await self._start_child(after, child_id)
+            await self._attempt(("child", *at, child_id), self._start_child, after, child_id)
         for child_id in children_before - children_after:
             finished = getattr(c.command, "child_id", None) == child_id
             if not finished:
-                await self.submit(
-                    CancelExecution(
-                        execution_id=child_id,
-                        now=self.clock(),
-                        actor=parent_actor(after.execution_id),
-                        reason="parent moved on",
-                    )
+                cancel = CancelExecution(
+                    execution_id=child_id,
+                    now=self.clock(),
+                    actor=parent_actor(after.execution_id),
+                    reason="parent moved on",
                 )
+                await self._attempt(("cancel", *at, child_id), self.submit, cancel)
         if after.terminal:
-            await self._finished_execution(after)
+            await self._attempt(("finished", *at), self._finished_execution, after)
+
+    async def _attempt(self, key: tuple[Any, ...], effect: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run one effect; a failure goes to ``redo`` (or raises without it)."""
+        if self.redo is None:
+            await effect(*args)
+            return
+        try:
+            await effect(*args)
+        except Exception as exc:
+            what = f"effect {key[0]} of {key[1]} at {key[2]}"
+            self.redo.add(("effect", *key), functools.partial(effect, *args), what, exc)
 
     async def resume(self, state: ExecutionState) -> None:
         """Re-derive the effects of a running execution after a restart (at-least-once)."""
@@ -131,7 +151,7 @@ class Effects:
         """The terminal state of an execution, waiting for it if needed.
 
         Woken at once by commits in this process; polls the log (with backoff) for executions
-        that another process owns.
+        that another process owns, and while the log fails (it may have finished meanwhile).
         """
         future: asyncio.Future[ExecutionState] = asyncio.get_running_loop().create_future()
         self._finished.setdefault(execution_id, []).append(future)
@@ -139,16 +159,18 @@ class Effects:
             async with asyncio.timeout(timeout):
                 delay = 0.05
                 while True:
+                    poll = self.others_commit
                     try:
                         summary = await self.engine.log.summary(execution_id)
-                    except BackendUnavailable:  # an outage: keep waiting until the timeout
-                        summary = None
-                    if summary is not None and summary.status != "running":
-                        self.engine.forget(execution_id)
-                        state = await self.engine.load(execution_id)
-                        assert state is not None
-                        return state
-                    done, _ = await asyncio.wait([future], timeout=delay if self.others_commit else None)
+                        if summary is not None and summary.status != "running":
+                            self.engine.forget(execution_id)
+                            state = await self.engine.load(execution_id)
+                            assert state is not None
+                            return state
+                    except (BackendUnavailable, OSError) as exc:  # an outage: wait until the timeout
+                        log.debug("waiting for %s: the event log failed: %r", execution_id, exc)
+                        poll = True
+                    done, _ = await asyncio.wait([future], timeout=delay if poll else None)
                     if done:
                         return future.result()
                     delay = min(delay * 2, 1.0)
@@ -167,10 +189,18 @@ class Effects:
             log.debug("internal command not applied: %s", exc)
 
     async def on_timer(self, execution_id: str, timer_id: str) -> None:
+        """Fire a timer. Timers fire again until cancelled, and the effects cancel one once its
+        ``TimerFired`` is applied; a failed fire is therefore only logged (the timer fires again).
+        In one process (the engine handled the command here), a fire that found the timer no
+        longer armed cancels it: its cancel was lost to an append of unknown outcome."""
         try:
             await self.submit(FireTimer(execution_id=execution_id, now=self.clock(), timer_id=timer_id))
-        except Exception:
-            log.exception("timer %s of %s failed", timer_id, execution_id)
+            if not self.others_commit:
+                state = await self.engine.load(execution_id)
+                if state is None or timer_id not in state.timers:
+                    await self.timers.cancel(execution_id, timer_id)
+        except Exception as exc:
+            log.warning("timer %s of %s: firing failed (%r); it fires again", timer_id, execution_id, exc)
 
     async def _sync_waits(self, before: ExecutionState | None, after: ExecutionState) -> None:
         old, new = wait_keys(before), wait_keys(after)

@@ -2,11 +2,19 @@
 
 The append is the commit point. Observers (dispatching tasks, arming timers, waking waiters)
 run only after it, from the appended events, never before.
+
+With ``redo`` set (embedded mode), nothing after the commit reaches the caller: a failing
+observer is retried in the background, and an append whose outcome is unknown (it raised, but
+may have landed) forgets the cached state and queues a check of the log: if the events landed,
+the observers get the commit after all. Without it (Kafka), both raise, and the redelivered
+command re-derives the effects.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +27,7 @@ from orchestrator.core.state import ExecutionState
 from orchestrator.core.timefmt import rfc3339
 from orchestrator.engine import snapshots
 from orchestrator.engine.keyed_locks import KeyedLocks
+from orchestrator.engine.retrying import Redo
 from orchestrator.instrumentation import AppendOutcome, CommandOutcome, Instruments, guarded
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, Snapshot
 from schemas.definition import WorkflowDefinition
@@ -28,6 +37,8 @@ from schemas.graph import WorkflowGraph
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 IdFactory = Callable[[], str]
+UNREADY_AFTER_FAILED_APPENDS = 3  # consecutive failed appends that make ``problem`` report
+FAILING_FOR_SECONDS = 30.0  # ... as long as the last of them is at most this old
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +96,9 @@ class Engine:
         self.observers: list[Observer] = []
         self.instruments = guarded(instruments)
         self._backend = type(log).__name__  # the append's label
+        self.redo: Redo | None = None  # set by the runtime in embedded mode (see the module docstring)
+        self._failed_appends = 0
+        self._last_failed_append = -math.inf  # time.monotonic()
 
     async def graph(self, workflow: str, version: int) -> WorkflowGraph:
         key = (workflow, version)
@@ -126,8 +140,7 @@ class Engine:
             async with self._locks.hold(command.execution_id):
                 committed, outcome = await self._handle_locked(command)
             if committed is not None:
-                for observer in self.observers:
-                    await observer(committed)
+                await self._notify(committed)
         except ExecutionExists:
             outcome = "duplicate"
             raise
@@ -140,6 +153,52 @@ class Engine:
         finally:
             self.instruments.command_handled(type(command).__name__, outcome, time.perf_counter() - began)
         return committed
+
+    async def _notify(self, committed: Committed) -> None:
+        """Run the observers in order; see the module docstring for a failing one."""
+        for observer in self.observers:
+            if self.redo is None:
+                await observer(committed)
+                continue
+            try:
+                await observer(committed)
+            except Exception as exc:
+                after = committed.after
+                name = getattr(observer, "__qualname__", type(observer).__name__)
+                what = f"observer {name} of {after.execution_id} at {after.sequence}"
+                key = ("observer", id(observer), after.execution_id, after.sequence, bool(committed.events))
+                self.redo.add(key, functools.partial(observer, committed), what, exc)
+
+    def _outcome_unknown(self, attempted: Committed, error: Exception) -> None:
+        """An append raised: its events may have landed, with nobody told. Check later."""
+        execution_id = attempted.after.execution_id
+        self.forget(execution_id)
+        if self.redo is not None:
+            what = f"the check of {execution_id}'s append at {attempted.after.sequence} (outcome unknown)"
+            # retries decide anew (another time, other bytes): each attempt is checked on its own
+            key = ("unknown", execution_id, attempted.after.sequence, attempted.events[-1].chainhash)
+            self.redo.add(key, functools.partial(self._settle, attempted), what, error)
+
+    async def _settle(self, attempted: Committed) -> None:
+        """Notify the observers of ``attempted`` if its events are in the log after all."""
+        execution_id, first = attempted.after.execution_id, attempted.events[0].sequence
+        async with self._locks.hold(execution_id):
+            found = await self.log.read(execution_id, first - 1, len(attempted.events))
+        if [e.to_bytes() for e in found] == [e.to_bytes() for e in attempted.events]:
+            log.info("execution %s: an append reported as failed had landed", execution_id)
+            await self._notify(attempted)
+
+    @property
+    def failed_appends(self) -> int:
+        """Appends that failed in a row (conflicts excluded); 0 after one succeeds."""
+        return self._failed_appends
+
+    def problem(self) -> str | None:
+        """Why the engine cannot commit (the last appends failed, lately), or None."""
+        lately = time.monotonic() - self._last_failed_append < FAILING_FOR_SECONDS
+        if self._failed_appends >= UNREADY_AFTER_FAILED_APPENDS and lately:
+            return f"the last {self._failed_appends} appends to the event log failed"
+        return None
 
     async def handle_quietly(self, command: Command) -> None:
         """``handle`` for internal commands, where a rejection is an expected outcome."""
@@ -185,6 +244,9 @@ class Engine:
                 self.forget(command.execution_id)  # another writer won: reload and decide again
                 conflicts += 1
                 continue
+            except Exception as exc:
+                self._outcome_unknown(Committed(command, before, after, envelopes), exc)
+                raise
             chain = envelopes[-1].chainhash or ""
             self._remember(_Cached(after, command.command_id, chain))
             if snapshots.due(before_sequence, after.sequence, self.snapshot_every):
@@ -200,8 +262,13 @@ class Engine:
         try:
             await self.log.append(execution_id, expected, envelopes)
             outcome = "ok"
+            self._failed_appends = 0
         except ConcurrencyError:
             outcome = "conflict"
+            raise
+        except Exception:
+            self._failed_appends += 1
+            self._last_failed_append = time.monotonic()
             raise
         finally:
             seconds = time.perf_counter() - began

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import random
 import time
 from collections.abc import Callable
 
 from orchestrator.core.commands import CompleteStep, ErrorInfo, FailStep
+from orchestrator.core.machine import CommandRejected
+from orchestrator.engine.retrying import Backoff, until_done
 from orchestrator.instrumentation import Instruments, StepOutcome, guarded
 from orchestrator.ports import ConnectorError, ConnectorLookup, StepCall, StepTask, Transport
 
@@ -16,7 +20,13 @@ log = logging.getLogger(__name__)
 
 
 class Worker:
-    """Steps run at least once: a crash before the answer is recorded runs the attempt again."""
+    """Steps run at least once: a crash before the answer is recorded runs the attempt again.
+
+    An answer that cannot be recorded (the event log busy or away, conflicts past the engine's
+    retries, any other fault) is submitted again with ``backoff`` until it is, restamped with the
+    time of each try; it is never dropped, and ``run`` never raises for it. Only a rejection
+    (the execution no longer exists) ends the retries.
+    """
 
     def __init__(
         self,
@@ -25,11 +35,14 @@ class Worker:
         clock: Callable[[], float],
         *,
         instruments: Instruments | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self._connectors = connectors
         self._transport = transport
         self._clock = clock
         self.instruments = guarded(instruments)
+        self.backoff = backoff or Backoff()
+        self._rng = random.Random()
 
     async def run(self, task: StepTask) -> None:
         call = StepCall(
@@ -62,7 +75,7 @@ class Worker:
             await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True), began)
         else:
             self._finished(task, "succeeded", began)
-            await self._transport.submit(
+            await self._answer(
                 CompleteStep(
                     execution_id=task.execution_id,
                     now=self._clock(),
@@ -80,7 +93,7 @@ class Worker:
     async def _fail(self, task: StepTask, error: ErrorInfo, began: float) -> None:
         outcome: StepOutcome = "retryable" if error.retryable else "failed"
         self._finished(task, "timeout" if error.type == "timeout" else outcome, began)
-        await self._transport.submit(
+        await self._answer(
             FailStep(
                 execution_id=task.execution_id,
                 now=self._clock(),
@@ -89,3 +102,16 @@ class Worker:
                 error=error,
             )
         )
+
+    async def _answer(self, command: CompleteStep | FailStep) -> None:
+        """Submit the answer until it is recorded (see the class docstring)."""
+        tries = 0
+
+        async def submit() -> None:
+            nonlocal tries
+            tries += 1
+            stamped = command if tries == 1 else dataclasses.replace(command, now=self._clock())
+            await self._transport.submit(stamped)
+
+        what = f"the answer to {command.attempt_id} of {command.execution_id}"
+        await until_done(submit, what, self.backoff, self._rng, permanent=(CommandRejected,))
