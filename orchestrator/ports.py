@@ -368,3 +368,78 @@ class WaitIndex(Protocol):
     async def update(self, execution_id: str, removed: set[WaitKey], added: set[WaitKey]) -> None: ...
 
     async def waiting(self, key: WaitKey) -> builtins.list[str]: ...
+
+
+ResumeCallback = Callable[[str], Awaitable[None]]
+
+
+@runtime_checkable
+class IdleIndex(Protocol):
+    """Running executions that have not moved for a while, by shard: what the recovery sweep
+    (``orchestrator.engine.recovery``) resumes. Implemented by an event log that keeps such an
+    index as a projection of its events (Cassandra); others are scanned through their listing."""
+
+    shards: Shards | None  # set by the runtime: the shard each execution is indexed under
+
+    async def sweep_idle(self, shard: int, now: float, grace: float, resume: ResumeCallback) -> int:
+        """Await ``resume(execution_id)`` for each running execution of ``shard`` whose last event
+        is ``grace`` seconds older than ``now`` and that was not resumed at that sequence before;
+        how many. A failing ``resume`` propagates, and what was not resumed comes back next time."""
+
+
+class UnknownDeadLetter(LookupError):
+    """No parked command with that id."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A command parked after failing for a reason retrying does not cure (``orchestrator.engine.parking``)."""
+
+    id: str  # its position in the dead-letter store, oldest first
+    execution_id: str
+    command_type: str  # e.g. ``CompleteStep``; empty when the record could not be decoded
+    command_id: str | None
+    error_type: str  # the exception's class, e.g. ``UnknownWorkflow`` or ``CodecError``
+    error_message: str
+    attempts: int
+    parked_at: str  # RFC 3339
+    origin: str = ""  # where it was read from (a Kafka ``topic/partition/offset``), if known
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "execution_id": self.execution_id,
+            "command_type": self.command_type,
+            "command_id": self.command_id,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "attempts": self.attempts,
+            "parked_at": self.parked_at,
+            "origin": self.origin,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterPage:
+    items: list[DeadLetter]
+    next_cursor: str | None
+
+
+class DeadLetters(Protocol):
+    """Where poison commands are parked, listed and redriven (memory in-process; a Kafka topic)."""
+
+    async def park(self, command: Command, error: BaseException, attempts: int) -> DeadLetter:
+        """Store a command that failed ``attempts`` times; returns once it is durable."""
+
+    async def list(self, limit: int = 100, cursor: str | None = None) -> DeadLetterPage:
+        """Parked commands, oldest first, from ``cursor`` (a ``next_cursor`` given before)."""
+
+    async def redrive(self, letter_id: str) -> DeadLetter:
+        """Submit the parked command again (it stays listed); UnknownDeadLetter."""
+
+
+@runtime_checkable
+class ParksCommands(Protocol):
+    """A transport with a dead-letter store of its own (Kafka: a topic beside the commands)."""
+
+    dead_letters: DeadLetters

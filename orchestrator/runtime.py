@@ -24,6 +24,7 @@ import jsonschema
 
 from connectors.base import Connectors
 from connectors.defaults import default_connectors
+from orchestrator.backends.memory_dead_letters import MemoryDeadLetters
 from orchestrator.backends.urls import (
     EVENT_LOGS,
     REGISTRIES,
@@ -39,6 +40,8 @@ from orchestrator.core.state import ExecutionState
 from orchestrator.engine import snapshots
 from orchestrator.engine.effects import Effects
 from orchestrator.engine.engine import Engine
+from orchestrator.engine.parking import CommandParking, RetryPolicy
+from orchestrator.engine.recovery import RecoverySweeper, ScannedIdle
 from orchestrator.engine.registration import check_registration
 from orchestrator.engine.retrying import Redo
 from orchestrator.engine.worker import Worker
@@ -52,12 +55,15 @@ from orchestrator.instrumentation import Instruments, attach, guarded
 from orchestrator.lifecycle import Lifecycle, Supervised
 from orchestrator.ports import (
     BackendUnavailable,
+    DeadLetters,
     EventLog,
     ExecutionPage,
     ExecutionQuery,
     ExecutionSummary,
     FeedSource,
+    IdleIndex,
     Link,
+    ParksCommands,
     Registry,
     Timers,
     Transport,
@@ -160,6 +166,16 @@ class Runtime(Lifecycle):
         # One process: what fails after a commit is retried here (Kafka redelivers the command).
         self.redo: Redo | None = None if self.transport.durable else Redo(rescan=self.recover)
         self.engine.redo = self.effects.redo = self.redo
+        # Poison commands are parked here (orchestrator.engine.parking); the API lists them.
+        self.dead_letters: DeadLetters = (
+            self.transport.dead_letters
+            if isinstance(self.transport, ParksCommands)
+            else MemoryDeadLetters(self.transport.submit, clock)
+        )
+        self.commands = CommandParking(
+            self.engine.handle_quietly, self.dead_letters, RetryPolicy(attempts=s.command_attempts)
+        )
+        self.recovery = self._recovery_sweeper()
         self.transitions: TransitionExporter | None = None  # ORCHESTRATOR_TRANSITIONS_URL
         if s.transitions_url:
             from orchestrator.projections.transitions import TransitionExporter  # aiokafka only when used
@@ -190,7 +206,7 @@ class Runtime(Lifecycle):
             if self.redo is not None:
                 await self.redo.start()
                 stack.push_async_callback(self.redo.stop)
-            await self.transport.start(self.engine.handle_quietly, self.worker.run)
+            await self.transport.start(self.commands, self.worker.run)
             stack.push_async_callback(self.transport.stop)
             await self.timers.start(self.effects.on_timer, self.transport)
             stack.push_async_callback(self.timers.stop)
@@ -205,6 +221,9 @@ class Runtime(Lifecycle):
                     name="retention-sweeper",
                 )
                 stack.push_async_callback(_cancel, sweeping)
+            if self.recovery is not None:
+                recovering = asyncio.create_task(self.recovery.run(), name="recovery-sweeper")
+                stack.push_async_callback(_cancel, recovering)
         except BaseException:
             await stack.aclose()
             raise
@@ -234,6 +253,22 @@ class Runtime(Lifecycle):
         state = await self.engine.load(execution_id)
         if state is not None and not state.terminal:
             await self.effects.resume(state)
+
+    def _recovery_sweeper(self) -> RecoverySweeper | None:
+        """The sweep resuming idle executions (orchestrator.engine.recovery): with a durable
+        transport only (one process recovers at start instead), unless its interval is 0."""
+        s = self.settings
+        if not self.transport.durable or s.recovery_interval <= 0:
+            return None
+        index: IdleIndex
+        if isinstance(self.log, IdleIndex):
+            self.log.shards = self.transport  # the log files each execution under its shard
+            index = self.log
+        else:
+            index = ScannedIdle(self.log, self.transport)
+        return RecoverySweeper(
+            index, self.transport, self.clock, interval=s.recovery_interval, grace=s.recovery_grace
+        )
 
     def _owns_first_shard(self) -> bool:
         """One process sweeps retention: the one owning shard 0 (every process in-process)."""

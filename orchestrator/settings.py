@@ -33,6 +33,9 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_SNAPSHOT_EVERY": "1000",
     "ORCHESTRATOR_RETENTION_INTERVAL": "3600",
     "ORCHESTRATOR_TRIGGER_POLL_INTERVAL": "5",
+    "ORCHESTRATOR_RECOVERY_INTERVAL": "30",
+    "ORCHESTRATOR_RECOVERY_GRACE": "300",
+    "ORCHESTRATOR_COMMAND_ATTEMPTS": "5",
     "ORCHESTRATOR_ARCHIVE_DIR": "(none)",
     "ORCHESTRATOR_STATE_DIR": "(<temp dir>/orchestrator-state)",
     "ORCHESTRATOR_DEFINITIONS": "(none)",
@@ -63,6 +66,9 @@ class Settings:
     snapshot_every: int = 1000  # events between state snapshots; 0 disables them
     retention_interval: int = 3600  # seconds between retention sweeps; 0 disables them
     trigger_poll_interval: float = 5.0  # seconds between the trigger manager's registry reads
+    recovery_interval: float = 30.0  # seconds between recovery sweeps (Kafka); 0 disables them
+    recovery_grace: float = 300.0  # seconds without an event before a sweep resumes an execution
+    command_attempts: int = 5  # tries of a command failing deterministically before it is parked
     archive_dir: str | None = None  # where retention archives histories before deleting them
     state_dir: str | None = None  # local, rebuildable state (window triggers' faust data)
     definitions: tuple[str, ...] = ()
@@ -118,6 +124,9 @@ class Settings:
             snapshot_every=number("SNAPSHOT_EVERY", cls.snapshot_every),
             retention_interval=number("RETENTION_INTERVAL", cls.retention_interval),
             trigger_poll_interval=_seconds("TRIGGER_POLL_INTERVAL", get, cls.trigger_poll_interval),
+            recovery_interval=_seconds("RECOVERY_INTERVAL", get, cls.recovery_interval, zero=True),
+            recovery_grace=_seconds("RECOVERY_GRACE", get, cls.recovery_grace, zero=True),
+            command_attempts=positive("COMMAND_ATTEMPTS", cls.command_attempts),
             archive_dir=get("ARCHIVE_DIR"),
             state_dir=get("STATE_DIR"),
             definitions=definitions,
@@ -160,16 +169,18 @@ def _flag(name: str, get: Callable[[str], str | None], default: bool) -> bool:
     raise SettingsError(f"{PREFIX}{name} must be true or false, got {raw!r}")
 
 
-def _seconds(name: str, get: Callable[[str], str | None], default: float) -> float:
+def _seconds(name: str, get: Callable[[str], str | None], default: float, zero: bool = False) -> float:
+    """A number of seconds: positive (``zero``: or 0)."""
     raw = get(name)
     if raw is None:
         return default
     try:
         value = float(raw)
     except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise SettingsError(f"{PREFIX}{name} must be a positive number of seconds, got {raw!r}")
+        value = -1.0
+    if not (value >= 0 if zero else value > 0):
+        what = "0 or a positive" if zero else "a positive"
+        raise SettingsError(f"{PREFIX}{name} must be {what} number of seconds, got {raw!r}")
     return value
 
 

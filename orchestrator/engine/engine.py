@@ -209,6 +209,8 @@ class Engine:
 
     async def _handle_locked(self, command: Command) -> tuple[Committed | None, CommandOutcome]:
         conflicts = 0
+        if isinstance(command, ResumeExecution):
+            self.forget(command.execution_id)  # another process may have appended: resume the log's state
         for attempt in range(self._retries):
             from_cache = command.execution_id in self._cache  # may be behind another process
             if isinstance(command, StartExecution) and attempt == 0 and not from_cache:

@@ -27,6 +27,11 @@ Before each LWT attempt, one plain write announces it in the global feed (``feed
 ``cassandra/feed.py``); the LWT also records the attempt's feed position in the static column
 ``feed_position``, so the execution's next append is placed after it.
 
+The idle index (``recovery_checks``, see ``idle.py``) tells the recovery sweep which running
+executions of a shard have not moved for a while: an execution's first row is written before its
+start's conditional append (only once the runtime has set ``shards``), deleted with the listing
+rows when it finishes, and moved on by the sweep.
+
 Snapshots (``snapshots``, newest first) and links (``execution_links``) are one partition per
 execution each. :meth:`CassandraEventLog.delete_execution` removes an execution with partition
 deletes, never row by row (see there why).
@@ -47,6 +52,7 @@ import builtins
 import contextlib
 import logging
 import sys
+import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import date
@@ -61,6 +67,7 @@ from orchestrator.backends.cassandra.feed import (
     CassandraFeed,
     FeedWriter,
 )
+from orchestrator.backends.cassandra.idle import IDLE_CONDITIONAL, IDLE_CQL, IdleChecks
 from orchestrator.backends.cassandra.schema import (
     PAGE_SIZE,
     RETRY_ATTEMPTS,
@@ -85,6 +92,8 @@ from orchestrator.ports import (
     ExecutionQuery,
     ExecutionSummary,
     Link,
+    ResumeCallback,
+    Shards,
     Snapshot,
     UnknownWorkflow,
     VersionConflict,
@@ -153,12 +162,14 @@ _EVENT_LOG_CQL = {
     "drop_links": "DELETE FROM {ks}.execution_links WHERE execution_id = ?",
     **_listing_cql(),
     **FEED_CQL,
+    **IDLE_CQL,
 }
 _APPEND_CQL = {  # the conditional half of an append batch: one per batch
     "start": f"INSERT INTO {{ks}}.events (execution_id, {_HEAD}, feed_position)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
     "advance": "UPDATE {ks}.events SET last_sequence = ?, status = ?, updated_at = ?, feed_position = ?"
     " WHERE execution_id = ? IF last_sequence = ?",
+    **IDLE_CONDITIONAL,
 }
 _MAX_LIMIT = 2**31 - 1  # CQL LIMIT is an int
 
@@ -191,6 +202,12 @@ class CassandraEventLog(CassandraBackend):
         self._recent: OrderedDict[str, tuple[ExecutionSummary, int]] = OrderedDict()  # + feed position
         self._feed = FeedWriter(self)
         self._days_written: set[tuple[str, str]] = set()
+        self.shards: Shards | None = None  # set by the runtime; without it no idle index is kept
+        self._idle = IdleChecks(self._db, self._cql, settings.url)
+
+    async def start(self) -> None:
+        await super().start()
+        self._idle = IdleChecks(self._db, self._cql, self.settings.url)
 
     @classmethod
     def from_url(cls, url: str) -> CassandraEventLog:
@@ -223,6 +240,8 @@ class CassandraEventLog(CassandraBackend):
                 statement.add(self._cql["event"], row)
             return statement
 
+        if previous is None and self.shards is not None:  # first: no start lands without its idle check
+            await self._idle.arm(self.shards.shard_of(execution_id), current)
         position = await self._commit(batch, events, after)
         if position is None:
             self._recent.pop(execution_id, None)
@@ -340,11 +359,18 @@ class CassandraEventLog(CassandraBackend):
         found = [Link(*row) for row in await self._db.rows(self._cql["links"], execution_id)]
         return sorted(found, key=lambda k: (k.created_at, k.relation, k.other_id))
 
+    async def sweep_idle(self, shard: int, now: float, grace: float, resume: ResumeCallback) -> int:
+        """``IdleIndex``: resume the idle executions of ``shard`` (see ``idle.py``)."""
+        return await self._idle.sweep(shard, now, grace, resume, self.summary)
+
     async def reindex(self, execution_id: str) -> bool:
-        """Rewrite the listing rows of one execution from its events partition (idempotent)."""
+        """Rewrite the listing rows of one execution from its events partition (idempotent), and
+        re-arm its idle check (looked at ``grace`` after now) when it runs."""
         current = await self.summary(execution_id)
         if current is None:
             return False
+        if current.status == "running" and self.shards is not None:
+            await self._idle.arm(self.shards.shard_of(execution_id), current, time.time())
         statements, days = self._start_rows(current)
         day = day_of(current.started_at)
         for status in STATUSES:
@@ -448,6 +474,8 @@ class CassandraEventLog(CassandraBackend):
                 (self._cql["drop_status"], (previous.status, *key)),
                 (self._cql["add_by_status"], (current.status, *key, current.tenant)),
             ]
+            if current.status != "running" and self.shards is not None:
+                statements.append(self._idle.disarm(self.shards.shard_of(current.execution_id), current))
             days = self._new_days([_scope("status", (current.status,))], day, statements)
         else:
             return

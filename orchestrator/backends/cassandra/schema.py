@@ -194,6 +194,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE TABLE IF NOT EXISTS {ks}.checkpoints (name text PRIMARY KEY, position bigint)",
         ),
     ),
+    Migration(
+        7,
+        "recovery: the idle checks of running executions by (shard, minute bucket), with a"
+        " per-shard progress mark (a projection of the events: idle.py)",
+        (
+            # Rows expire after 30 days; a row resurrected after gc_grace is harmless (it is
+            # checked against the events partition), so tombstones go after 3 hours.
+            "CREATE TABLE IF NOT EXISTS {ks}.recovery_checks (shard int, bucket bigint, since bigint,"
+            " execution_id text, resumed bigint, idle int,"
+            " PRIMARY KEY ((shard, bucket), since, execution_id))"
+            " WITH CLUSTERING ORDER BY (since ASC, execution_id ASC)"
+            " AND default_time_to_live = 2592000 AND gc_grace_seconds = 10800",
+            "CREATE TABLE IF NOT EXISTS {ks}.recovery_progress (shard int, bucket bigint,"
+            " PRIMARY KEY ((shard)))",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -73,6 +73,7 @@ class KafkaOptions:
     send_timeout: float = 30.0  # give up on an unacknowledged submit/dispatch after this
     start_timeout: float = 10.0  # BackendUnavailable if the brokers do not answer within this
     grace: float = 5.0  # on stop or revoke, running records get this long to finish
+    dead_letters: str = ""  # the commands dead-letter topic; empty: ``<commands>.dead``
 
     @classmethod
     def from_url(cls, url: str, defaults: dict[str, Any] | None = None) -> KafkaOptions:

@@ -15,8 +15,10 @@ partition strictly sequential); tasks run concurrently, at most ``concurrency`` 
 lane commits only up to its lowest unfinished record, after the handler returned (for commands:
 after the event-log append and its effects), so a crash redelivers everything not done (and at
 most ~50 ms of done records, as commits are batched). A failing handler is retried with backoff
-and holds the commit point. A record that does not
-decode is logged and skipped. On a rebalance or ``stop`` running records get ``grace`` seconds,
+and holds the commit point (the runtime's handler parks a command that keeps failing for any
+other reason, ``orchestrator.engine.parking``). A command record that does not decode is parked
+on the dead-letter topic (``dead_letters.py``) and a task record that does not decode is logged
+and skipped. On a rebalance or ``stop`` running records get ``grace`` seconds,
 the rest is abandoned, and what is done is committed. Both groups report their consumer lag per
 partition through ``instruments`` (``client.LagReporter``).
 """
@@ -27,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -52,6 +55,7 @@ from orchestrator.backends.kafka.codec import (
     encode_command,
     encode_task,
 )
+from orchestrator.backends.kafka.dead_letters import KafkaDeadLetters, dead_letter_topic
 from orchestrator.core.commands import Command
 from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.ports import BackendUnavailable, CommandHandler, StepTask, TaskHandler
@@ -59,6 +63,7 @@ from orchestrator.ports import BackendUnavailable, CommandHandler, StepTask, Tas
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_BACKOFF = 30.0
+ParkBad = Callable[[TopicPartition, Any, CodecError], Awaitable[None]]
 
 
 class KafkaTransport:
@@ -79,6 +84,7 @@ class KafkaTransport:
         self._renewing = asyncio.Lock()
         self._stage = ""  # what start() is doing, for its error message
         self._command_partitions = options.partitions  # the real count once start() has looked
+        self.dead_letters = KafkaDeadLetters(options, self._send)  # parked commands (ports.DeadLetters)
 
     @classmethod
     def from_url(cls, url: str, concurrency: int | None = None) -> KafkaTransport:
@@ -99,7 +105,10 @@ class KafkaTransport:
                 if opts.role == "all":
                     self._stage = "join the consumer groups"
                     for group in (
-                        _Group(self, opts.commands, decode_command, on_command, opts.command_concurrency),
+                        _Group(
+                            self, opts.commands, decode_command, on_command, opts.command_concurrency,
+                            on_bad=self._park_bad,
+                        ),
                         _Group(self, opts.tasks, decode_task, on_task, opts.concurrency, per_lane=False),
                     ):
                         self._groups.append(group)
@@ -139,7 +148,15 @@ class KafkaTransport:
             opts.bootstrap, f"{opts.group}.producer", linger_ms=opts.linger_ms, send_timeout=opts.send_timeout
         )
 
-    async def _send(self, topic: str, key: str, value: bytes) -> None:
+    async def _park_bad(self, tp: TopicPartition, record: Any, error: CodecError) -> None:
+        """Park a command record that does not decode, bytes as they are, on the dead-letter topic."""
+        key = record.key.decode(errors="replace") if record.key else ""
+        origin = f"{tp.topic}/{tp.partition}/{record.offset}"
+        letter = await self.dead_letters.park_record(record.value or b"", key, error, 1, origin=origin)
+        log.error("command record %s does not decode (%s); parked as dead letter %s", origin, error, letter.id)
+
+    async def _send(self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> Any:
+        """Produce one record; its metadata once the broker has it (BackendUnavailable after ``send_timeout``)."""
         if self._producer is None:
             raise RuntimeError("Kafka transport not started")
         loop = asyncio.get_running_loop()
@@ -147,8 +164,7 @@ class KafkaTransport:
         while True:
             producer = self._producer
             try:
-                await (await producer.send(topic, value, key=key.encode()))
-                return
+                return await (await producer.send(topic, value, key=key.encode(), headers=headers))
             except KafkaError as exc:
                 retry = exc.retriable or isinstance(exc, KafkaConnectionError | KafkaTimeoutError)
                 if isinstance(exc, PRODUCER_STATE_LOST):
@@ -195,6 +211,8 @@ class KafkaTransport:
         )
         commands = next(t for t in described if t["topic"] == opts.commands)
         self._command_partitions = len(commands["partitions"])
+        # One partition: dead letters are few, and their ids are offsets in one order.
+        await ensure_topics(opts.bootstrap, (dead_letter_topic(opts),), 1, opts.replication, self.failures)
 
     async def _close(self, grace: float) -> None:
         groups, self._groups = self._groups, []
@@ -224,6 +242,15 @@ def group_consumer(options: KafkaOptions, topic: str) -> AIOKafkaConsumer:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Bad:
+    """A record that does not decode, on its way to the dead-letter topic."""
+
+    tp: TopicPartition
+    record: Any
+    error: CodecError
+
+
 class _Lane(Generic[T]):
     """One assigned partition: runs its records and knows the highest offset that is safe to commit."""
 
@@ -250,7 +277,7 @@ class _Lane(Generic[T]):
                 return offset
         return self._next
 
-    def take(self, offset: int, key: bytes | None, item: T) -> None:
+    def take(self, offset: int, key: bytes | None, item: T | _Bad) -> None:
         self._next = offset + 1
         previous = self._tails.get(key) if self._ordered else None
         task = asyncio.create_task(self._run(offset, item, previous), name=f"kafka-{self.tp.topic}-{offset}")
@@ -275,7 +302,7 @@ class _Lane(Generic[T]):
                 task.cancel()
         await asyncio.gather(*self._pending.values(), return_exceptions=True)
 
-    async def _run(self, offset: int, item: T, previous: asyncio.Task[None] | None) -> None:
+    async def _run(self, offset: int, item: T | _Bad, previous: asyncio.Task[None] | None) -> None:
         if previous is not None:
             await asyncio.wait([previous])  # the execution's earlier record first
         delay = 0.1
@@ -283,7 +310,7 @@ class _Lane(Generic[T]):
             async with self._limit:
                 self._running.add(offset)
                 try:
-                    await self._group.handler(item)
+                    await self._group.run(item)
                     return
                 except Exception:
                     log.exception(
@@ -314,9 +341,11 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
         handler: Callable[[T], Awaitable[None]],
         limit: int,
         per_lane: bool = True,
+        on_bad: ParkBad | None = None,
     ) -> None:
         opts = transport.options
         self.handler = handler
+        self._on_bad = on_bad  # records that do not decode: parked (commands) or skipped (tasks)
         self._transport = transport
         self._failures = transport.failures
         self._topic = topic
@@ -410,10 +439,21 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
                 raise CodecError("empty record")
             item = self._decode(record.value)
         except CodecError as exc:
+            if self._on_bad is not None:
+                lane.take(record.offset, record.key, _Bad(lane.tp, record, exc))
+                return
             log.error("skipping bad record %s offset %d: %s", lane.tp, record.offset, exc)
             lane.skip(record.offset)
         else:
             lane.take(record.offset, record.key, item)
+
+    async def run(self, item: T | _Bad) -> None:
+        """Handle one record: the handler, or parking for one that does not decode."""
+        if isinstance(item, _Bad):
+            assert self._on_bad is not None
+            await self._on_bad(item.tp, item.record, item.error)
+        else:
+            await self.handler(item)
 
     async def _commit_loop(self) -> None:
         while True:

@@ -1,0 +1,97 @@
+"""Poison commands: retried a bounded number of times, then parked as dead letters.
+
+The transport hands every command it delivers to :class:`CommandParking` (the runtime wraps
+``Engine.handle_quietly`` with it). A failure the backends call transient (``BackendUnavailable``,
+or ``ConcurrencyError`` after the engine's own retries) is raised to the transport, which
+retries it with backoff and holds its position: an outage must never discard a command. Any
+other exception (a definition that cannot be loaded, a bug) is deterministic as far as we can
+tell: the command is tried again up to ``RetryPolicy.attempts`` times with backoff, then parked
+in the :class:`~orchestrator.ports.DeadLetters` store with its reason, and the handler returns,
+so the transport moves on (Kafka commits past it). Parked commands are listed and redriven
+through the API and the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from orchestrator.core.commands import Command
+from orchestrator.ports import BackendUnavailable, ConcurrencyError, DeadLetters
+
+log = logging.getLogger(__name__)
+Handler = Callable[[Command], Awaitable[None]]
+Sleep = Callable[[float], Awaitable[None]]
+Verdict = Literal["raise", "retry", "park"]
+TRANSIENT: tuple[type[BaseException], ...] = (BackendUnavailable, ConcurrencyError)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a failing command is tried before it is parked, and how long between tries."""
+
+    attempts: int = 5
+    first_delay: float = 0.2  # seconds before the second attempt; doubles each time
+    max_delay: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"a command must be tried at least once, not {self.attempts} times")
+
+    def verdict(self, error: BaseException, attempt: int) -> Verdict:
+        """After ``attempt`` (1, 2, ...) failed with ``error``: raise it to the transport (transient),
+        try again, or park the command."""
+        if isinstance(error, TRANSIENT):
+            return "raise"
+        return "retry" if attempt < self.attempts else "park"
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` before the next one."""
+        return min(self.first_delay * 2.0 ** (attempt - 1), self.max_delay)
+
+
+class CommandParking:
+    """A command handler that retries deterministic failures a bounded number of times, then parks."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        dead_letters: DeadLetters,
+        policy: RetryPolicy | None = None,
+        *,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._handler = handler
+        self.dead_letters = dead_letters
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+
+    async def __call__(self, command: Command) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._handler(command)
+                return
+            except Exception as exc:
+                verdict = self.policy.verdict(exc, attempt)
+                if verdict == "raise":
+                    raise
+                kind = type(command).__name__
+                if verdict == "park":
+                    letter = await self.dead_letters.park(command, exc, attempt)
+                    log.error(
+                        "%s for %s failed %d times (%s: %s); parked as dead letter %s",
+                        kind, command.execution_id, attempt, type(exc).__name__, exc, letter.id,
+                    )  # fmt: skip
+                    return
+                delay = self.policy.delay(attempt)
+                log.warning(
+                    "%s for %s failed (%s: %s); attempt %d of %d in %.1fs",
+                    kind, command.execution_id, type(exc).__name__, exc, attempt + 1,
+                    self.policy.attempts, delay, exc_info=attempt == 1,
+                )  # fmt: skip
+                await self._sleep(delay)
