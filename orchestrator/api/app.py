@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from orchestrator.api.dead_letters import DeadLettersApi
 from orchestrator.api.definitions import DefinitionsApi
 from orchestrator.api.errors import error_middleware
 from orchestrator.api.executions import ExecutionsApi
@@ -57,11 +58,13 @@ def create_app(
 
 
 def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvider]:
-    """The REST API over one runtime: definitions, executions and events, replay, triggers, probes."""
+    """The REST API over one runtime: definitions, executions and events, replay, triggers, probes,
+    dead letters."""
     return [
         DefinitionsApi(runtime),
         ExecutionsApi(runtime),
         HealthApi(runtime),
         ReplayApi(runtime),
         TriggersApi(triggers),
+        DeadLettersApi(runtime),
     ]

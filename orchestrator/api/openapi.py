@@ -111,6 +111,18 @@ SCHEMAS: dict[str, Schema] = {
         "matched count started",
     ),
     "ExecutionPage": _obj({"items": _array(ref("ExecutionSummary")), "next_cursor": _nullable(STR)}, "items"),
+    "DeadLetter": _obj(
+        {
+            **dict.fromkeys(("id", "execution_id", "command_type", "error_type", "error_message"), STR),
+            "command_id": _nullable(STR),
+            "attempts": INT,
+            "parked_at": TIME,
+            "origin": {**STR, "description": "Where it was read from (Kafka: topic/partition/offset)."},
+        },
+        "id execution_id command_type error_type error_message attempts parked_at",
+    ),
+    "DeadLetterPage": _obj({"items": _array(ref("DeadLetter")), "next_cursor": _nullable(STR)}, "items"),
+    "DeadLetterRedriven": {"allOf": [ref("DeadLetter"), _obj({"redriven": BOOL}, "redriven")]},
     "CloudEvent": _obj(
         {
             **dict.fromkeys(("specversion", "id", "source", "type", "subject"), STR),

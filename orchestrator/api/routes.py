@@ -49,6 +49,8 @@ class Permission(StrEnum):
     TRIGGERS_READ = "triggers:read"
     TRIGGERS_WRITE = "triggers:write"
     REPLAY_VERIFY = "replay:verify"
+    DEADLETTERS_READ = "deadletters:read"
+    DEADLETTERS_REDRIVE = "deadletters:redrive"
 
     @property
     def resource(self) -> str:

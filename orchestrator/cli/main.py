@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from orchestrator.backends.urls import UnknownBackend
 from orchestrator.cli import (
     data,
+    dead_letters,
     definitions,
     executions,
     local,
@@ -35,7 +36,7 @@ from orchestrator.runtime import InputInvalid
 from orchestrator.settings import SettingsError
 from schemas.validation import DefinitionError
 
-GROUPS = (local, serve, retention, replay, data, definitions, executions, redrive, triggers)
+GROUPS = (local, serve, retention, replay, data, definitions, executions, redrive, triggers, dead_letters)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 
 from orchestrator.core.commands import ResumeExecution
 from orchestrator.core.timefmt import parse_rfc3339
@@ -77,6 +78,8 @@ class RecoverySweeper:
         interval: float,
         grace: float,
         rng: Callable[[], float] = random.random,
+        timer: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if interval <= 0 or grace < 0:
             raise ValueError(f"recovery sweep: interval must be > 0 and grace >= 0, not {interval}, {grace}")
@@ -86,6 +89,8 @@ class RecoverySweeper:
         self.interval = interval
         self.grace = grace
         self._rng = rng
+        self._timer = timer
+        self._sleep = sleep
 
     def owned(self) -> set[int]:
         """The shards to sweep: those this process owns (a single process: its only shard)."""
@@ -112,24 +117,25 @@ class RecoverySweeper:
     async def run(self) -> None:
         """Sweep every owned shard each ``interval`` (jittered), and a newly assigned one at once.
         Failures are logged; the shards are swept again next time."""
-        loop = asyncio.get_running_loop()
         known: set[int] = set()
-        next_full = loop.time() + self._jittered()
+        next_full = self._timer() + self._jittered()
         while True:
             owned = self.owned()
-            full = loop.time() >= next_full
+            full = self._timer() >= next_full
             targets = owned if full else owned - known
             known = owned
             if full:
-                next_full = loop.time() + self._jittered()
+                next_full = self._timer() + self._jittered()
             if targets:
                 try:
                     await self.sweep(targets)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.warning("recovery sweep of shards %s failed (retried next time): %s", sorted(targets), exc)
-            await asyncio.sleep(min(TICK_SECONDS, self.interval))
+                    log.warning(
+                        "recovery sweep of shards %s failed (retried next time): %s", sorted(targets), exc
+                    )
+            await self._sleep(min(TICK_SECONDS, self.interval))
 
     async def _resume(self, execution_id: str) -> None:
         await self.transport.submit(ResumeExecution(execution_id=execution_id, now=self.clock()))

@@ -52,17 +52,17 @@ CONCURRENT_READS = 64
 SummaryOf = Callable[[str], Awaitable[ExecutionSummary | None]]
 
 IDLE_CQL = {
-    "check_add": "INSERT INTO {ks}.recovery_checks (shard, bucket, since, execution_id, resumed, idle)"
+    "idle_add": "INSERT INTO {ks}.recovery_checks (shard, bucket, since, execution_id, resumed, idle)"
     " VALUES (?, ?, ?, ?, ?, ?)",
-    "check_drop": "DELETE FROM {ks}.recovery_checks"
+    "idle_drop": "DELETE FROM {ks}.recovery_checks"
     " WHERE shard = ? AND bucket = ? AND since = ? AND execution_id = ?",
-    "checks_due": "SELECT since, execution_id, resumed, idle FROM {ks}.recovery_checks"
+    "idle_due": "SELECT since, execution_id, resumed, idle FROM {ks}.recovery_checks"
     " WHERE shard = ? AND bucket = ? AND since <= ?",
-    "progress": "SELECT bucket FROM {ks}.recovery_progress WHERE shard = ?",
-    "advance": "UPDATE {ks}.recovery_progress SET bucket = ? WHERE shard = ?",
+    "idle_progress": "SELECT bucket FROM {ks}.recovery_progress WHERE shard = ?",
+    "idle_advance": "UPDATE {ks}.recovery_progress SET bucket = ? WHERE shard = ?",
 }
 IDLE_CONDITIONAL = {
-    "register": "INSERT INTO {ks}.recovery_progress (shard, bucket) VALUES (?, ?) IF NOT EXISTS",
+    "idle_register": "INSERT INTO {ks}.recovery_progress (shard, bucket) VALUES (?, ?) IF NOT EXISTS",
 }
 
 
@@ -85,7 +85,9 @@ class Check:
     idle: int = 0
 
 
-def next_check(check: Check, summary: ExecutionSummary | None, now: float, grace: float) -> tuple[bool, Check | None]:
+def next_check(
+    check: Check, summary: ExecutionSummary | None, now: float, grace: float
+) -> tuple[bool, Check | None]:
     """(resume it now?, the row to look at it again with; None once it is not running)."""
     if summary is None or summary.status != "running":
         return False, None
@@ -113,32 +115,36 @@ class IdleChecks:
     async def arm(self, shard: int, summary: ExecutionSummary, since: float | None = None) -> None:
         """Write the execution's row (``since``: its start, or the given time), after making sure
         the shard has a progress mark at or before it."""
-        check = Check(millis(parse_rfc3339(summary.started_at) if since is None else since), summary.execution_id)
+        check = Check(
+            millis(parse_rfc3339(summary.started_at) if since is None else since), summary.execution_id
+        )
         await self._register(shard, bucket_of(check.since))
         await self._db.run(self._add(shard, check))
 
     def disarm(self, shard: int, summary: ExecutionSummary) -> tuple[PreparedStatement, Row]:
         """The statement deleting the row ``arm`` wrote at the start (for the finishing batch)."""
         since = millis(parse_rfc3339(summary.started_at))
-        return self._cql["check_drop"], (shard, bucket_of(since), since, summary.execution_id)
+        return self._cql["idle_drop"], (shard, bucket_of(since), since, summary.execution_id)
 
     async def sweep(
         self, shard: int, now: float, grace: float, resume: ResumeCallback, summary_of: SummaryOf
     ) -> int:
         """Look at every due row of ``shard``; how many executions were resumed."""
-        rows = await self._db.rows(self._cql["progress"], shard)
+        rows = await self._db.rows(self._cql["idle_progress"], shard)
         if not rows or rows[0][0] is None:
             return 0  # nothing was ever indexed in this shard
         cursor: int = rows[0][0]
         horizon = millis(now - grace)
         resumed = 0
         for bucket in range(cursor, bucket_of(horizon) + 1):
-            statement = self._cql["checks_due"].bind((shard, bucket, horizon))
+            statement = self._cql["idle_due"].bind((shard, bucket, horizon))
             async for page in self._db.pages(statement, PAGE_ROWS):
-                resumed += await self._look(shard, [Check(*row) for row in page], now, grace, resume, summary_of)
+                resumed += await self._look(
+                    shard, [Check(*row) for row in page], now, grace, resume, summary_of
+                )
         settled = bucket_of(millis(now - grace - SETTLE_SECONDS))
         if settled > cursor:
-            await self._db.run(self._cql["advance"].bind((settled, shard)))
+            await self._db.run(self._cql["idle_advance"].bind((settled, shard)))
         return resumed
 
     async def _look(
@@ -173,20 +179,20 @@ class IdleChecks:
     async def _move(self, shard: int, check: Check, following: Check | None) -> None:
         batch = BatchStatement(batch_type=BatchType.LOGGED)
         batch.is_idempotent = True
-        batch.add(self._cql["check_drop"], (shard, bucket_of(check.since), check.since, check.execution_id))
+        batch.add(self._cql["idle_drop"], (shard, bucket_of(check.since), check.since, check.execution_id))
         if following is not None:
             batch.add(self._add(shard, following))
         await self._db.run(batch)
 
     def _add(self, shard: int, check: Check) -> BoundStatement:
         values = (shard, bucket_of(check.since), check.since, check.execution_id, check.resumed, check.idle)
-        return self._cql["check_add"].bind(values)
+        return self._cql["idle_add"].bind(values)
 
     async def _register(self, shard: int, bucket: int) -> None:
         """Create the shard's progress mark before its first row (a no-op when it exists)."""
         if shard in self._registered:
             return
-        statement = self._cql["register"].bind((shard, bucket))
+        statement = self._cql["idle_register"].bind((shard, bucket))
         for attempt in range(1, RETRY_ATTEMPTS + 1):
             try:
                 await self._db.run(statement, idempotent=False)
@@ -200,4 +206,3 @@ class IdleChecks:
                     ) from exc
                 await backoff(attempt)
         self._registered.add(shard)
-
