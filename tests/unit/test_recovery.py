@@ -13,6 +13,7 @@ from orchestrator.core.events import EXECUTION_SUCCEEDED
 from orchestrator.core.timefmt import parse_rfc3339
 from orchestrator.engine.recovery import RecoverySweeper, ScannedIdle
 from orchestrator.ports import ExecutionSummary, ResumeCallback, StepTask
+from orchestrator.settings import Settings, SettingsError
 from tests.contracts.factories import at, event, started
 
 NOW = parse_rfc3339(at(1000))
@@ -198,3 +199,23 @@ async def test_the_sweeper_sweeps_a_newly_assigned_shard_at_once_and_all_every_i
 def test_the_sweeper_refuses_a_useless_interval() -> None:
     with pytest.raises(ValueError):
         RecoverySweeper(FakeIndex(), FakeTransport(set()), lambda: NOW, interval=0, grace=GRACE)
+
+
+# -- settings ----------------------------------------------------------------------------------------
+
+
+def test_recovery_and_parking_settings_come_from_the_environment() -> None:
+    default = Settings.from_env({})
+    assert (default.recovery_interval, default.recovery_grace, default.command_attempts) == (30.0, 300.0, 5)
+    given = Settings.from_env(
+        {
+            "ORCHESTRATOR_RECOVERY_INTERVAL": "0.5",
+            "ORCHESTRATOR_RECOVERY_GRACE": "0",
+            "ORCHESTRATOR_COMMAND_ATTEMPTS": "2",
+        }
+    )
+    assert (given.recovery_interval, given.recovery_grace, given.command_attempts) == (0.5, 0.0, 2)
+    assert Settings.from_env({"ORCHESTRATOR_RECOVERY_INTERVAL": "0"}).recovery_interval == 0  # off
+    for name, bad in (("RECOVERY_INTERVAL", "-1"), ("RECOVERY_GRACE", "soon"), ("COMMAND_ATTEMPTS", "0")):
+        with pytest.raises(SettingsError, match=f"ORCHESTRATOR_{name}"):
+            Settings.from_env({f"ORCHESTRATOR_{name}": bad})
