@@ -1,11 +1,13 @@
 """Poison commands: retried a bounded number of times, then parked as dead letters.
 
 The transport hands every command it delivers to :class:`CommandParking` (the runtime wraps
-``Engine.handle_quietly`` with it). A failure the backends call transient (``BackendUnavailable``,
-or ``ConcurrencyError`` after the engine's own retries) is raised to the transport, which
-retries it with backoff and holds its position: an outage must never discard a command. Any
-other exception (a definition that cannot be loaded, a bug) is deterministic as far as we can
-tell: the command is tried again up to ``RetryPolicy.attempts`` times with backoff, then parked
+``Engine.handle_quietly`` with it). A failure of the infrastructure is raised to the transport,
+which retries it with backoff and holds its position: an outage must never discard a command,
+and a broken backend would otherwise park every command. That is ``BackendUnavailable``,
+``ConcurrencyError`` after the engine's own retries, ``OSError``, ``TimeoutError``, and anything a
+backend's driver raises itself (``cassandra``, ``aiokafka``, ``sqlite3``). Any other exception (a
+definition that cannot be loaded, a record that does not make sense, a bug) is deterministic as
+far as we can tell: the command is tried again up to ``RetryPolicy.attempts`` times, then parked
 in the :class:`~orchestrator.ports.DeadLetters` store with its reason, and the handler returns,
 so the transport moves on (Kafka commits past it). Parked commands are listed and redriven
 through the API and the CLI.
@@ -26,7 +28,14 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Command], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
 Verdict = Literal["raise", "retry", "park"]
-TRANSIENT: tuple[type[BaseException], ...] = (BackendUnavailable, ConcurrencyError)
+TRANSIENT: tuple[type[BaseException], ...] = (BackendUnavailable, ConcurrencyError, OSError, TimeoutError)
+DRIVERS = ("cassandra", "aiokafka", "kafka", "sqlite3", "aiosqlite")  # their errors are the backend's
+
+
+def transient(error: BaseException) -> bool:
+    """An outage or a broken backend, not a problem of the command: never parked."""
+    module = type(error).__module__.partition(".")[0]
+    return isinstance(error, TRANSIENT) or module in DRIVERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +53,7 @@ class RetryPolicy:
     def verdict(self, error: BaseException, attempt: int) -> Verdict:
         """After ``attempt`` (1, 2, ...) failed with ``error``: raise it to the transport (transient),
         try again, or park the command."""
-        if isinstance(error, TRANSIENT):
+        if transient(error):
             return "raise"
         return "retry" if attempt < self.attempts else "park"
 

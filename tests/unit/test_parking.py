@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from orchestrator.backends.memory_dead_letters import MemoryDeadLetters
@@ -60,8 +62,16 @@ def parking(
 
 def test_a_transient_failure_goes_back_to_the_transport_at_every_attempt() -> None:
     policy = RetryPolicy(attempts=3)
-    for error in (BackendUnavailable("cassandra://x: down"), ConcurrencyError("e", 3)):
-        assert [policy.verdict(error, n) for n in (1, 3, 10)] == ["raise"] * 3
+    driver = type("InvalidRequest", (Exception,), {"__module__": "cassandra.protocol"})
+    for error in (
+        BackendUnavailable("cassandra://x: down"),
+        ConcurrencyError("e", 3),
+        ConnectionResetError("reset"),
+        TimeoutError(),
+        sqlite3.OperationalError("database is locked"),
+        driver("unconfigured table events"),  # a broken backend, not a poison command
+    ):
+        assert [policy.verdict(error, n) for n in (1, 3, 10)] == ["raise"] * 3, error
 
 
 def test_any_other_failure_is_retried_then_parked() -> None:
