@@ -118,7 +118,7 @@ class IdleChecks:
         check = Check(
             millis(parse_rfc3339(summary.started_at) if since is None else since), summary.execution_id
         )
-        await self._register(shard, bucket_of(check.since))
+        await self._register(shard, bucket_of(check.since - millis(SETTLE_SECONDS)))  # clocks differ
         await self._db.run(self._add(shard, check))
 
     def disarm(self, shard: int, summary: ExecutionSummary) -> tuple[PreparedStatement, Row]:
