@@ -47,9 +47,9 @@ from orchestrator.engine.retrying import Redo
 from orchestrator.engine.worker import Worker
 from orchestrator.history import pager
 from orchestrator.history import redrive as redrives
-from orchestrator.history.diff import ExecutionDiff, diff_executions
+from orchestrator.history.diff import MAX_DIFF_EVENTS, ExecutionDiff, diff_executions
 from orchestrator.history.retention import RetentionSweeper
-from orchestrator.history.timeline import Timeline
+from orchestrator.history.timeline import Timeline, moment_of
 from orchestrator.history.timeline import build as build_timeline
 from orchestrator.instrumentation import Instruments, attach, guarded
 from orchestrator.lifecycle import Lifecycle, Supervised
@@ -429,19 +429,35 @@ class Runtime(Lifecycle):
                 break
         return found if limit is None else found[:limit]
 
-    async def timeline(self, execution_id: str, *, tenant: str = DEFAULT_TENANT) -> Timeline:
-        """The readable timeline of the whole history (``orchestrator.history.timeline``)."""
-        return build_timeline(await self.history(execution_id, tenant=tenant))
+    async def timeline(
+        self, execution_id: str, after: int = 0, limit: int | None = None, *, tenant: str = DEFAULT_TENANT
+    ) -> Timeline:
+        """The readable timeline (``orchestrator.history.timeline``) of the ``limit`` events after
+        ``after`` (default: all), offsets counted from the first event; ``next_after`` is set when
+        more follow. The status is the execution's, whichever page this is."""
+        summary = await self.summary(execution_id, tenant=tenant)
+        events = await self.log.read(execution_id, after, None if limit is None else limit + 1)
+        more = limit is not None and len(events) > limit
+        events = events[:limit] if more else events
+        first = events[:1] if after == 0 else await self.log.read(execution_id, 0, 1)
+        built = build_timeline(events, origin=moment_of(first[0]) if first else None)
+        if built.status == "running":  # no terminal event on this page: the index knows
+            built.status = summary.status
+        built.next_after = events[-1].sequence if more else None
+        return built
 
     async def list_executions(self, query: ExecutionQuery, *, tenant: str = DEFAULT_TENANT) -> ExecutionPage:
         """One page of ``tenant``'s executions (``query.tenant`` is replaced by it)."""
         return await self.log.list_executions(dataclasses.replace(query, tenant=tenant))
 
     async def diff_executions(self, a: str, b: str, *, tenant: str = DEFAULT_TENANT) -> ExecutionDiff:
-        """Compare two executions' histories and states (``orchestrator.history.diff``)."""
-        for execution_id in (a, b):
-            await self.summary(execution_id, tenant=tenant)
-        return diff_executions(a, await pager.read_all(self.log, a), b, await pager.read_all(self.log, b))
+        """Compare two executions' histories (the first ``MAX_DIFF_EVENTS`` events of each) and
+        current states (``orchestrator.history.diff``); the answer says what it leaves out."""
+        totals = [(await self.summary(execution_id, tenant=tenant)).last_sequence for execution_id in (a, b)]
+        compared = [await pager.read_all(self.log, one, upto=MAX_DIFF_EVENTS) for one in (a, b)]
+        states = (await self.state(a, tenant=tenant), await self.state(b, tenant=tenant))
+        lengths = (max(totals[0], len(compared[0])), max(totals[1], len(compared[1])))
+        return diff_executions(a, compared[0], b, compared[1], totals=lengths, states=states)
 
     async def wait(
         self, execution_id: str, timeout: float | None = None, *, tenant: str = DEFAULT_TENANT

@@ -35,6 +35,7 @@ from schemas import cloudevents
 from schemas.envelope import TYPE_PREFIX
 
 MAX_IDEMPOTENCY_KEY = MAX_KEY_LENGTH
+TIMELINE_PAGE = 1000  # timeline rows per page, at most
 EXECUTIONS = "/api/v1/executions"
 ID = path_param("id", "Execution id.")
 IDEMPOTENCY = {
@@ -105,6 +106,11 @@ class HistoryParams(_Strict):
     after: int = Field(0, ge=0)
     limit: int = Field(100, ge=1, le=1000)
     type: str | None = None
+
+
+class TimelineParams(_Strict):
+    after: int = Field(0, ge=0, description="Rows of the events after this sequence.")
+    limit: int = Field(TIMELINE_PAGE, ge=1, le=TIMELINE_PAGE, description="Rows per page.")
 
 
 class StateParams(_Strict):
@@ -182,8 +188,9 @@ class ExecutionsApi:
             ),
             Route(
                 "GET", base + "/{id}/timeline", self.timeline, P.PAYLOADS_READ, "getTimeline",
-                "The history as a readable timeline: events, then step spans with durations, waits, retries.",
-                "200:Timeline 404", (ID,),
+                "A page of the history as a readable timeline: events, then step spans with durations, "
+                "waits, retries; next_after is null on the last page.",
+                "200:Timeline 400 404", (ID,), query=TimelineParams,
             ),
             Route(
                 "POST", base + "/{id}/cancel", self.cancel, P.EXECUTIONS_CANCEL, "cancelExecution",
@@ -293,9 +300,12 @@ class ExecutionsApi:
         )
 
     async def timeline(self, request: web.Request) -> web.Response:
-        """The whole history as a timeline: one row per event, then step spans with durations,
-        time spent waiting and retries."""
-        built = await self.runtime.timeline(request.match_info["id"], tenant=request_tenant(request))
+        """A page of the history as a timeline: one row per event after ``after`` (at most
+        ``limit``), then the step spans of those events with durations, waits and retries."""
+        params = query_params(request, TimelineParams)
+        built = await self.runtime.timeline(
+            request.match_info["id"], params.after, params.limit, tenant=request_tenant(request)
+        )
         return web.json_response(built.to_dict())
 
     async def state(self, request: web.Request) -> web.Response:

@@ -145,8 +145,9 @@ SCHEMAS: dict[str, Schema] = {
                 _obj({"step": STR, "kind": STR, "visit": INT, "status": STR, "attempts": INT, "retries": INT,
                       "duration_seconds": ANY, "waited_seconds": NUM})
             ),
+            "next_after": {**_nullable(INT), "description": "More rows follow: pass it as ?after=."},
         },
-        "status events steps",
+        "status events steps next_after",
     ),
     "InboundCloudEvent": _obj(  # structured mode; extensions beyond these are allowed
         {

@@ -91,20 +91,23 @@ class Client:
     async def post(self, path: str, body: Any, headers: Mapping[str, str] | None = None) -> Any:
         return (await self.call("POST", API + path, body=body, headers=headers))[1]
 
-    async def history(self, execution_id: str, types: str | None = None) -> list[dict[str, Any]]:
-        """Every event, following ``next_after`` until the end."""
+    async def history(
+        self, execution_id: str, types: str | None = None, *, after: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Every event after ``after`` (at most ``limit``), following ``next_after`` page by page."""
         events: list[dict[str, Any]] = []
-        after = 0
-        while True:
-            params = {"after": str(after), "limit": str(HISTORY_PAGE)}
+        while limit is None or len(events) < limit:
+            wanted = HISTORY_PAGE if limit is None else min(HISTORY_PAGE, limit - len(events))
+            params = {"after": str(after), "limit": str(wanted)}
             if types:
                 params["type"] = types
             page = await self.get(f"/executions/{execution_id}/history", params)
             events += page.get("events", [])
             following = page.get("next_after")
             if following is None or following == after:
-                return events
+                break
             after = int(following)
+        return events
 
     async def wait(self, execution_id: str, timeout: float | None) -> dict[str, Any]:
         """Poll the execution until it ends; CliError after ``timeout`` seconds."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from orchestrator.cli.args import Parents, parse_json_arg
 from orchestrator.cli.client import TERMINAL, Client, Command, remote, status_of
+from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Output
 from orchestrator.cli.results import exit_code, result_json, show_result
 from orchestrator.history import timeline
@@ -35,6 +36,8 @@ def add_commands(sub: Any, parents: Parents) -> None:
     p = add("history", "show an execution's history", history)
     p.add_argument("id")
     p.add_argument("--type", help="only these event types, comma-separated")
+    p.add_argument("--after", type=int, default=0, metavar="SEQ", help="only the events after SEQ")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N events (default: all)")
     p = add("state", "show an execution's state", state)
     p.add_argument("id")
     p.add_argument("--at", type=int, metavar="SEQ", help="the state after event SEQ")
@@ -116,11 +119,17 @@ async def get(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 async def history(client: Client, args: argparse.Namespace, out: Output) -> int:
-    events = await client.history(args.id, args.type)
+    if args.after < 0 or (args.limit is not None and args.limit < 1):
+        raise CliError("--after must be 0 or more and --limit 1 or more", 2)
+    events = await client.history(args.id, args.type, after=args.after, limit=args.limit)
     if out.json:
         out.value(events)
-    else:
-        out.show(timeline.blocks(timeline.build(events)))
+        return 0
+    origin = None  # a window: times count from the first event, as for the whole history
+    if args.after > 0:
+        first = await client.history(args.id, limit=1)
+        origin = timeline.moment_of(first[0]) if first else None
+    out.show(timeline.blocks(timeline.build(events, origin)))
     return 0
 
 

@@ -19,6 +19,12 @@ for byte, so what is *naturally* different is left out of the comparison:
 Only those exact paths are skipped: a ``due`` field inside a step's output is compared.
 
 Paths name the place that differs, e.g. ``data.args.order.total`` or ``steps.charge[0].id``.
+
+The answer is bounded, however long the histories: ``Runtime.diff_executions`` compares the first
+``MAX_DIFF_EVENTS`` events of each, and at most ``MAX_EVENT_DIFFS`` differing events,
+``MAX_TAIL`` events of each tail and ``MAX_CHANGES`` changes per list are shown, each value at most
+``MAX_VALUE_CHARS`` characters of JSON. Whatever was left out, ``truncated`` is true and
+``truncation`` says what (the counts stay exact for what was compared).
 """
 
 from __future__ import annotations
@@ -49,6 +55,10 @@ EXECUTION_PLACEHOLDER = "<execution>"
 MIN_EMBEDDED_ID = 8  # shorter ids are not looked for in strings: they would match step names
 STATE_FIELDS = ("status", "input", "output", "error")
 MAX_EVENT_DIFFS = 200  # events with differences kept in the result (the count is always exact)
+MAX_DIFF_EVENTS = 10_000  # events of each history compared (Runtime.diff_executions reads no more)
+MAX_TAIL = 200  # events listed of the part only one history has
+MAX_CHANGES = 100  # changes listed per event, per state field list and per step
+MAX_VALUE_CHARS = 1000  # a longer value (as JSON) is shown as its clipped JSON text
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MISSING: Any = object()
 
@@ -132,6 +142,35 @@ def _scrub(value: Any, execution_id: str) -> Any:
     return value
 
 
+def _clipped(value: Any) -> tuple[Any, bool]:
+    """The value, or its JSON text clipped to MAX_VALUE_CHARS (and True) when longer."""
+    if value is None or isinstance(value, bool | int | float):
+        return value, False
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    if len(text) <= MAX_VALUE_CHARS:
+        return value, False
+    return text[: MAX_VALUE_CHARS - 3] + "...", True
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """At most MAX_CHANGES changes, values clipped; what was left out is counted."""
+
+    changes: tuple[Change, ...]
+    omitted: int = 0  # changes not listed
+    clipped: int = 0  # values shown clipped
+
+    @classmethod
+    def of(cls, changes: Sequence[Change]) -> Listed:
+        kept, clipped = [], 0
+        for change in changes[:MAX_CHANGES]:
+            a, clip_a = _clipped(change.a)
+            b, clip_b = _clipped(change.b)
+            clipped += clip_a + clip_b
+            kept.append(Change(change.path, change.kind, a, b) if clip_a or clip_b else change)
+        return cls(tuple(kept), max(len(changes) - MAX_CHANGES, 0), clipped)
+
+
 # -- histories ------------------------------------------------------------------------------------
 
 
@@ -173,14 +212,19 @@ class EventDiff:
     step_a: str | None
     step_b: str | None
     changes: tuple[Change, ...] = ()
+    omitted: int = 0  # more changes than listed
+    clipped: int = 0  # values shown clipped
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        body = {
             "sequence": self.sequence,
             "type": {"a": self.type_a, "b": self.type_b},
             "step": {"a": self.step_a, "b": self.step_b},
             "changes": [change.to_dict() for change in self.changes],
         }
+        if self.omitted:
+            body["changes_omitted"] = self.omitted
+        return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,12 +248,30 @@ class HistoryDiff:
     first_divergence: int | None  # first sequence with any difference (None: identical)
     differing: int  # aligned sequences with any difference
     events: tuple[EventDiff, ...]  # the first MAX_EVENT_DIFFS of them
-    only_in_a: tuple[Tail, ...]
+    only_in_a: tuple[Tail, ...]  # the first MAX_TAIL of them
     only_in_b: tuple[Tail, ...]
+    tail_a: int = 0  # how many events only a has (listed or not)
+    tail_b: int = 0
 
     @property
     def identical(self) -> bool:
         return self.first_divergence is None
+
+    def truncation(self) -> list[str]:
+        """What the lists leave out, in words (empty: nothing)."""
+        notes = []
+        if self.differing > len(self.events):
+            notes.append(f"the first {len(self.events)} of {self.differing} differing events are listed")
+        for name, listed, count in (("a", self.only_in_a, self.tail_a), ("b", self.only_in_b, self.tail_b)):
+            if count > len(listed):
+                notes.append(f"the first {len(listed)} of {count} events only in {name} are listed")
+        omitted = sum(event.omitted for event in self.events)
+        if omitted:
+            notes.append(f"{omitted} changes of the listed events are not shown (at most {MAX_CHANGES} per event)")
+        clipped = sum(event.clipped for event in self.events)
+        if clipped:
+            notes.append(f"{clipped} values longer than {MAX_VALUE_CHARS} characters of JSON are clipped")
+        return notes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -222,6 +284,7 @@ class HistoryDiff:
             "events": [event.to_dict() for event in self.events],
             "only_in_a": [tail.to_dict() for tail in self.only_in_a],
             "only_in_b": [tail.to_dict() for tail in self.only_in_b],
+            "only_in": {"a": self.tail_a, "b": self.tail_b},  # counts, listed or not
         }
 
 
@@ -251,11 +314,17 @@ def diff_histories(
         if first_any is None:
             first_any = left.sequence
         if len(diffs) < MAX_EVENT_DIFFS:
-            diffs.append(EventDiff(left.sequence, left.type, right.type, left.step, right.step, changes))
+            listed = Listed.of(changes)
+            diffs.append(
+                EventDiff(
+                    left.sequence, left.type, right.type, left.step, right.step,
+                    listed.changes, listed.omitted, listed.clipped,
+                )
+            )  # fmt: skip
     a_sequences = {event.sequence for event in a}
-    only_a = tuple(Tail(e.sequence, e.type, e.step) for e in a if e.sequence not in by_b)
-    only_b = tuple(Tail(e.sequence, e.type, e.step) for e in b if e.sequence not in a_sequences)
-    ended = min((tail.sequence for tail in (*only_a, *only_b)), default=None)
+    only_a = [Tail(e.sequence, e.type, e.step) for e in a if e.sequence not in by_b]
+    only_b = [Tail(e.sequence, e.type, e.step) for e in b if e.sequence not in a_sequences]
+    ended = min((tail.sequence for tail in (*only_a[:1], *only_b[:1])), default=None)
     if ended is not None:
         first_type = ended if first_type is None else min(first_type, ended)
         first_any = ended if first_any is None else min(first_any, ended)
@@ -267,8 +336,10 @@ def diff_histories(
         first_divergence=first_any,
         differing=differing,
         events=tuple(diffs),
-        only_in_a=only_a,
-        only_in_b=only_b,
+        only_in_a=tuple(only_a[:MAX_TAIL]),
+        only_in_b=tuple(only_b[:MAX_TAIL]),
+        tail_a=len(only_a),
+        tail_b=len(only_b),
     )
 
 
@@ -283,10 +354,20 @@ class StateDiff:
     steps_added: tuple[str, ...]  # steps with an output only in b
     steps_removed: tuple[str, ...]  # steps with an output only in a
     steps_changed: dict[str, tuple[Change, ...]] = field(default_factory=dict)
+    omitted: int = 0  # changes not listed (at most MAX_CHANGES per list)
+    clipped: int = 0  # values shown clipped
 
     @property
     def identical(self) -> bool:
         return not (self.changes or self.steps_added or self.steps_removed or self.steps_changed)
+
+    def truncation(self) -> list[str]:
+        notes = []
+        if self.omitted:
+            notes.append(f"{self.omitted} state changes are not shown (at most {MAX_CHANGES} per list)")
+        if self.clipped:
+            notes.append(f"{self.clipped} state values longer than {MAX_VALUE_CHARS} characters are clipped")
+        return notes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -309,17 +390,21 @@ def diff_states(a: Mapping[str, Any], b: Mapping[str, Any], a_id: str = "", b_id
     changes: list[Change] = []
     for name in STATE_FIELDS:
         changes += deep_changes(left.get(name), right.get(name), name)
+    listed = [Listed.of(changes)]
     steps_a, steps_b = left.get("steps") or {}, right.get("steps") or {}
     changed: dict[str, tuple[Change, ...]] = {}
     for name in sorted(set(steps_a) & set(steps_b)):
         found = deep_changes(steps_a[name], steps_b[name], json_path("steps", name))
         if found:
-            changed[name] = tuple(found)
+            listed.append(Listed.of(found))
+            changed[name] = listed[-1].changes
     return StateDiff(
-        changes=tuple(changes),
+        changes=listed[0].changes,
         steps_added=tuple(sorted(set(steps_b) - set(steps_a))),
         steps_removed=tuple(sorted(set(steps_a) - set(steps_b))),
         steps_changed=changed,
+        omitted=sum(item.omitted for item in listed),
+        clipped=sum(item.clipped for item in listed),
     )
 
 
@@ -352,16 +437,26 @@ class ExecutionDiff:
     b: Side
     history: HistoryDiff
     state: StateDiff
+    notes: tuple[str, ...] = ()  # what was not compared (histories longer than compared)
 
     @property
     def identical(self) -> bool:
-        return self.history.identical and self.state.identical
+        """No difference found; with a truncated history, none in what was compared (and the
+        lengths and states agree)."""
+        return self.history.identical and self.state.identical and self.a.events == self.b.events
+
+    def truncation(self) -> list[str]:
+        """What the answer leaves out, in words (empty: it is complete)."""
+        return [*self.notes, *self.history.truncation(), *self.state.truncation()]
 
     def to_dict(self) -> dict[str, Any]:
+        truncation = self.truncation()
         return {
             "a": self.a.to_dict(),
             "b": self.b.to_dict(),
             "identical": self.identical,
+            "truncated": bool(truncation),
+            "truncation": truncation,
             "history": self.history.to_dict(),
             "state": self.state.to_dict(),
         }
@@ -370,14 +465,31 @@ class ExecutionDiff:
         return render(self.to_dict())
 
 
-def diff_executions(a_id: str, a_events: Sequence[Any], b_id: str, b_events: Sequence[Any]) -> ExecutionDiff:
-    """Compare two recorded executions; their states are folded from the histories given."""
-    a_state, b_state = _fold(a_events, a_id), _fold(b_events, b_id)
+def diff_executions(
+    a_id: str,
+    a_events: Sequence[Any],
+    b_id: str,
+    b_events: Sequence[Any],
+    *,
+    totals: tuple[int, int] | None = None,
+    states: tuple[ExecutionState, ExecutionState] | None = None,
+) -> ExecutionDiff:
+    """Compare two recorded executions. ``a_events``/``b_events`` may be the first events of
+    longer histories: ``totals`` are then their lengths and ``states`` their current states
+    (else the states are folded from the events given)."""
+    a_state, b_state = states or (_fold(a_events, a_id), _fold(b_events, b_id))
+    a_total, b_total = totals or (len(a_events), len(b_events))
+    notes = tuple(
+        f"compared the first {len(events)} of the {total} events of {name} (at most {MAX_DIFF_EVENTS})"
+        for name, events, total in (("a", a_events, a_total), ("b", b_events, b_total))
+        if total > len(events)
+    )
     return ExecutionDiff(
-        a=_side(a_id, a_state, len(a_events)),
-        b=_side(b_id, b_state, len(b_events)),
+        a=_side(a_id, a_state, a_total),
+        b=_side(b_id, b_state, b_total),
         history=diff_histories(a_events, b_events, a_id, b_id),
         state=diff_states(a_state.to_dict(), b_state.to_dict(), a_id, b_id),
+        notes=notes,
     )
 
 
@@ -427,8 +539,10 @@ def render(diff: Mapping[str, Any]) -> list[str]:
     a, b = diff.get("a") or {}, diff.get("b") or {}
     history, state = diff.get("history") or {}, diff.get("state") or {}
     lines = [f"a: {_who(a)}", f"b: {_who(b)}"]
+    lines += [f"truncated: {note}" for note in diff.get("truncation") or []]
     if diff.get("identical"):
-        return [*lines, "identical (ignoring ids, times and dedup keys)"]
+        what = "in what was compared " if diff.get("truncated") else ""
+        return [*lines, f"identical {what}(ignoring ids, times and dedup keys)"]
     lines.append("")
     if history.get("identical"):
         lines.append("history: identical")

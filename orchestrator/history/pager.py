@@ -40,10 +40,13 @@ async def pages(
         after = chunk[-1].sequence
 
 
-async def read_all(log: EventLog, execution_id: str, after: int = 0, *, page: int = PAGE) -> list[Envelope]:
-    """Every event of an execution after ``after``, read ``page`` at a time; ``[]`` when none."""
+async def read_all(
+    log: EventLog, execution_id: str, after: int = 0, *, upto: int | None = None, page: int = PAGE
+) -> list[Envelope]:
+    """Every event of an execution after ``after`` (up to ``upto`` inclusive), read ``page`` at a
+    time; ``[]`` when none."""
     events: list[Envelope] = []
-    async for chunk in pages(log, execution_id, after, page=page):
+    async for chunk in pages(log, execution_id, after, upto=upto, page=page):
         events += chunk
     return events
 

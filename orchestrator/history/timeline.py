@@ -2,6 +2,9 @@
 
 Pure: takes stored envelopes or their CloudEvent dicts (as the REST API returns them) and gives
 rows and text lines; no I/O. The CLI's ``run`` and ``history`` commands and the API share it.
+A timeline can be built from a page of a history (``build(page, origin=...)``): its rows are that
+page's events, its spans the steps whose events it holds (a span whose start is on an earlier page
+is left out; one that ends on a later page shows as running).
 """
 
 from __future__ import annotations
@@ -88,20 +91,23 @@ class Timeline:
     rows: list[Row] = field(default_factory=list)
     spans: list[Span] = field(default_factory=list)
     status: str = "running"
+    next_after: int | None = None  # a page of a longer history: the sequence to read on from
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "status": self.status,
             "events": [row.to_dict() for row in self.rows],
             "steps": [span.to_dict() for span in self.spans],
+            "next_after": self.next_after,
         }
 
 
-def build(events: Iterable[Envelope | Mapping[str, Any]]) -> Timeline:
-    """Rows and spans of a history (or a slice of one), in sequence order."""
+def build(events: Iterable[Envelope | Mapping[str, Any]], origin: float | None = None) -> Timeline:
+    """Rows and spans of a history (or a slice of one), in sequence order. Offsets count from
+    ``origin`` (epoch seconds: the first event's time, for a slice that starts later), else from
+    the first event given."""
     timeline = Timeline()
     open_spans: dict[str, Span] = {}
-    origin: float | None = None
     for sequence, type_, moment, data in sorted(map(_normalize, events), key=lambda e: e[0]):
         origin = moment if origin is None else origin
         offset = moment - origin
@@ -115,6 +121,11 @@ def build(events: Iterable[Envelope | Mapping[str, Any]]) -> Timeline:
                 _close(span, offset, "abandoned")
             open_spans.clear()
     return timeline
+
+
+def moment_of(event: Envelope | Mapping[str, Any]) -> float:
+    """An event's time in epoch seconds (0.0 when it has none that parses): a page's ``origin``."""
+    return _normalize(event)[2]
 
 
 def _normalize(event: Envelope | Mapping[str, Any]) -> tuple[int, str, float, dict[str, Any]]:
