@@ -48,6 +48,7 @@ from orchestrator.engine.worker import Worker
 from orchestrator.history import pager
 from orchestrator.history import redrive as redrives
 from orchestrator.history.diff import MAX_DIFF_EVENTS, ExecutionDiff, diff_executions
+from orchestrator.history.jobs import Job, Jobs
 from orchestrator.history.retention import RetentionSweeper
 from orchestrator.history.timeline import Timeline, moment_of
 from orchestrator.history.timeline import build as build_timeline
@@ -186,6 +187,7 @@ class Runtime(Lifecycle):
                 self.engine.observers.append(self.transitions.on_committed)
         self.worker = Worker(self.connectors, self.transport, clock, instruments=self.instruments)
         self.retention = RetentionSweeper(self.log, self.registry, clock=clock, archive_dir=s.archive_dir)
+        self.jobs = Jobs(clock)  # background work such as bulk redrives (orchestrator.history.jobs)
         self._recover = recover
         self._validators: dict[tuple[str, int], Any] = {}
         self._latest: dict[str, tuple[float, WorkflowDefinition]] = {}  # name -> (read at, latest)
@@ -210,6 +212,8 @@ class Runtime(Lifecycle):
             stack.push_async_callback(self.transport.stop)
             await self.timers.start(self.effects.on_timer, self.transport)
             stack.push_async_callback(self.timers.stop)
+            await self.jobs.start()  # stopped (running jobs cancelled) before the timers and transport
+            stack.push_async_callback(self.jobs.stop)
             if self._recover and self.redo is not None:
                 try:
                     await self.recover()
@@ -595,11 +599,13 @@ class Runtime(Lifecycle):
         batch_key: str | None = None,
         actor: str | None = None,
         tenant: str = DEFAULT_TENANT,
+        scan_limit: int | None = None,
     ) -> redrives.BulkRedriveResult:
         """Redrive every finished execution of ``tenant`` the query (and ``failing_step``: the
         step named by its ExecutionFailed) matches, paced to ``rate_per_second``; only lists them
         when ``dry_run``. The same request again (same ``batch_key``, derived from the filters
-        when None) starts nothing new."""
+        when None) starts nothing new. ``scan_limit`` bounds how many executions are looked at.
+        This waits for every redrive: ``redrive_job`` runs the same in the background."""
         return await redrives.redrive_many(
             self,
             dataclasses.replace(query, tenant=tenant),
@@ -611,7 +617,16 @@ class Runtime(Lifecycle):
             limit=limit,
             batch_key=batch_key,
             actor=actor,
+            scan_limit=scan_limit,
         )
+
+    def redrive_job(self, batch: redrives.Batch, *, tenant: str = DEFAULT_TENANT) -> tuple[Job, bool]:
+        """Run a bulk redrive of ``tenant``'s executions as a background job (``self.jobs``):
+        (job, True) at once; (the running job, False) while one with the same batch key runs.
+        RedriveInvalid, JobsBusy."""
+        batch = dataclasses.replace(batch, query=dataclasses.replace(batch.query, tenant=tenant))
+        work = redrives.BulkRedriveJob(self, batch)
+        return self.jobs.submit("redrive", tenant, batch.key, work)
 
     async def links(self, execution_id: str, *, tenant: str = DEFAULT_TENANT) -> list[Link]:
         """Links recorded under an execution (e.g. ``redrive_of``, ``redriven_as``), oldest first."""

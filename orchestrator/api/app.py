@@ -24,6 +24,7 @@ from orchestrator.api.definitions import DefinitionsApi
 from orchestrator.api.errors import error_middleware
 from orchestrator.api.executions import ExecutionsApi
 from orchestrator.api.health import HealthApi
+from orchestrator.api.jobs import JobsApi
 from orchestrator.api.openapi import OpenApi
 from orchestrator.api.replay import ReplayApi
 from orchestrator.api.routes import ROUTE_TABLE, RouteProvider, RouteTable, unguarded
@@ -58,12 +59,13 @@ def create_app(
 
 
 def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvider]:
-    """The REST API over one runtime: definitions, executions and events, replay, triggers, probes,
-    dead letters."""
+    """The REST API over one runtime: definitions, executions and events, jobs, replay, triggers,
+    probes, dead letters."""
     return [
         DefinitionsApi(runtime),
         ExecutionsApi(runtime),
         HealthApi(runtime),
+        JobsApi(runtime),
         ReplayApi(runtime),
         TriggersApi(triggers),
         DeadLettersApi(runtime),

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from orchestrator.api.jobs import busy, job_answer
 from orchestrator.api.requests import (
     MAX_KEY_LENGTH,
     TENANT_PARAM,
@@ -28,7 +29,8 @@ from orchestrator.api.requests import (
 from orchestrator.api.routes import JSON, Body, Permission, Route, body, path_param
 from orchestrator.core.events import ALL_TYPES
 from orchestrator.core.timefmt import rfc3339
-from orchestrator.history.redrive import KEEP, ExecutionRunning, RedriveInvalid, link_to_dict
+from orchestrator.history.jobs import JobsBusy
+from orchestrator.history.redrive import KEEP, Batch, ExecutionRunning, RedriveInvalid, link_to_dict
 from orchestrator.ports import ExecutionQuery
 from orchestrator.runtime import Runtime
 from schemas import cloudevents
@@ -36,6 +38,7 @@ from schemas.envelope import TYPE_PREFIX
 
 MAX_IDEMPOTENCY_KEY = MAX_KEY_LENGTH
 TIMELINE_PAGE = 1000  # timeline rows per page, at most
+MAX_SCAN = 10_000  # executions a bulk dry run looks at, at most (truncated: true when it stops there)
 EXECUTIONS = "/api/v1/executions"
 ID = path_param("id", "Execution id.")
 IDEMPOTENCY = {
@@ -224,9 +227,10 @@ class ExecutionsApi:
             ),
             Route(
                 "POST", base + "/redrive", self.redrive_bulk, P.EXECUTIONS_REDRIVE, "redriveExecutions",
-                "Bulk redrive: list matching finished executions (dry_run, the default) or redrive each, "
-                "paced; the same request again starts nothing new.",
-                "200:BulkRedriveResult 202:BulkRedriveResult 400 404",
+                "Bulk redrive: list matching finished executions (dry_run, the default: 200) or redrive "
+                "each, paced, in a background job (202 with the job; follow GET /api/v1/jobs/{id}); "
+                "the same request again starts nothing new.",
+                "200:BulkRedriveResult 202:Job 400 429",
                 ({**IDEMPOTENCY, "description": "The batch key (default: derived from the filters)."},),
                 body=body(BulkRedriveBody, required=False),
             ),
@@ -407,35 +411,48 @@ class ExecutionsApi:
         )
 
     async def redrive_bulk(self, request: web.Request) -> web.Response:
-        """Match finished executions; unless ``dry_run`` (the default), redrive each, paced.
-        The same request again (or the same Idempotency-Key) starts nothing new."""
+        """A dry run (the default) lists the matches (looking at ``MAX_SCAN`` executions at most);
+        otherwise 202 with a background job that redrives each, paced (429 when too many jobs
+        run). The same request again (or the same Idempotency-Key) starts nothing new."""
         body = await json_body(request, BulkRedriveBody, optional=True)
         if body.started_after and body.started_before and body.started_after > body.started_before:
             raise web.HTTPBadRequest(
                 reason="Invalid Body", text="started_after must not be later than started_before"
             )
-        query = ExecutionQuery(
-            workflow=body.workflow,
-            status=body.status,
-            started_after=_timestamp(body.started_after),
-            started_before=_timestamp(body.started_before),
+        batch = Batch(
+            ExecutionQuery(
+                workflow=body.workflow,
+                status=body.status,
+                started_after=_timestamp(body.started_after),
+                started_before=_timestamp(body.started_before),
+            ),
+            failing_step=body.failing_step,
+            from_failure=body.from_failure,
+            from_step=body.from_step,
+            rate_per_second=body.rate_per_second,
+            limit=body.limit,
+            batch_key=_idempotency_key(request),
+            actor=request_actor(request),
         )
+        tenant = request_tenant(request)
         try:
+            if not body.dry_run:
+                return job_answer(*self.runtime.redrive_job(batch, tenant=tenant))
             result = await self.runtime.redrive_many(
-                query,
-                failing_step=body.failing_step,
-                from_failure=body.from_failure,
-                from_step=body.from_step,
-                dry_run=body.dry_run,
-                rate_per_second=body.rate_per_second,
-                limit=body.limit,
-                batch_key=_idempotency_key(request),
-                actor=request_actor(request),
-                tenant=request_tenant(request),
+                batch.query,
+                failing_step=batch.failing_step,
+                from_failure=batch.from_failure,
+                from_step=batch.from_step,
+                limit=batch.limit,
+                batch_key=batch.batch_key,
+                tenant=tenant,
+                scan_limit=MAX_SCAN,
             )
         except RedriveInvalid as exc:
             raise web.HTTPBadRequest(reason="Invalid Redrive", text=str(exc)) from None
-        return web.json_response(result.to_dict(), status=200 if body.dry_run else 202)
+        except JobsBusy as exc:
+            return busy(exc)
+        return web.json_response(result.to_dict())
 
     async def links(self, request: web.Request) -> web.Response:
         """Links recorded under the execution (``redrive_of``, ``redriven_as``), oldest first."""

@@ -107,9 +107,30 @@ SCHEMAS: dict[str, Schema] = {
             "errors": _array(_obj({"execution_id": STR, "error": STR})),
             "batch_key": STR,
             "dry_run": BOOL,
+            "truncated": {**BOOL, "description": "The scan stopped at its limit: narrow the filters."},
         },
         "matched count started",
     ),
+    "Job": {
+        "allOf": [
+            ref("BulkRedriveResult"),
+            _obj(
+                {
+                    "job_id": STR,
+                    "kind": {"enum": ["redrive"]},
+                    "key": {**STR, "description": "The batch key: the same request again finds this job."},
+                    "status": {"enum": ["running", "succeeded", "failed", "cancelled"]},
+                    "progress": _obj({"total": _nullable(INT), "done": INT}, "total done"),
+                    "created_at": TIME,
+                    "finished_at": _nullable(TIME),
+                    "error": _nullable(STR),
+                    "created": {**BOOL, "description": "In the 202: false when the same job was running."},
+                    "status_url": STR,
+                },
+                "job_id kind status progress created_at",
+            ),
+        ]
+    },
     "ExecutionPage": _obj({"items": _array(ref("ExecutionSummary")), "next_cursor": _nullable(STR)}, "items"),
     "DeadLetter": _obj(
         {

@@ -1,14 +1,20 @@
-"""``orchestrator redrive | redrive-bulk``: re-run finished executions, against a running server."""
+"""``orchestrator redrive | redrive-bulk | job``: re-run finished executions, against a running
+server; a bulk redrive runs as a server job that ``redrive-bulk --execute`` follows."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 from typing import Any
 
 from orchestrator.cli.args import Parents, parse_json_arg
 from orchestrator.cli.client import TERMINAL, Client, remote
+from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Output, ticking
 from orchestrator.cli.results import exit_code, result_json, show_result
+
+JOB_POLL_SECONDS = 0.25
 
 
 def add_commands(sub: Any, parents: Parents) -> None:
@@ -46,6 +52,15 @@ def add_commands(sub: Any, parents: Parents) -> None:
     p.add_argument("--rate", type=float, default=10.0, metavar="N", help="starts per second (default 10)")
     p.add_argument("--limit", type=int, default=100, help="at most N executions (default 100)")
     p.add_argument("--idempotency-key", help="batch key (default: derived from the filters)")
+    p.add_argument(
+        "--detach", action="store_true", help="with --execute: print the job id and return (see 'job')"
+    )
+
+    p = sub.add_parser("job", parents=[parents.server], help="show (or cancel) a background job")
+    p.set_defaults(handler=remote(job))
+    p.add_argument("id")
+    p.add_argument("--cancel", action="store_true", help="stop it")
+    p.add_argument("--follow", action="store_true", help="wait for its end, showing progress")
 
 
 async def redrive(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -90,22 +105,74 @@ async def redrive_bulk(client: Client, args: argparse.Namespace, out: Output) ->
         "limit": args.limit,
     }
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
-    # The server paces the starts inside the request: allow for them, and show that it works.
-    pacing = args.limit / args.rate if args.execute and args.rate > 0 else 0.0
-    label = f"redriving up to {args.limit} at {args.rate:g}/s" if args.execute else "matching"
-    async with Client(client.url, timeout=30.0 + pacing, tenant=client.tenant) as paced:
-        with out.progress(label) as advance:
-            answer = await ticking(
-                paced.post("/executions/redrive", {k: v for k, v in body.items() if v is not None}, headers),
-                advance,
-            )
+    sent = {k: v for k, v in body.items() if v is not None}
+    if not args.execute:
+        with out.progress("matching") as advance:
+            answer = await ticking(client.post("/executions/redrive", sent, headers), advance)
+    else:
+        answer = await client.post("/executions/redrive", sent, headers)  # 202: a background job
+        if args.detach:
+            return show_job(out, answer)
+        answer = await follow(client, answer, out, f"redriving at {args.rate:g}/s")
     if out.json:
         out.value(answer)
         return 0
+    return show_bulk(out, answer)
+
+
+async def job(client: Client, args: argparse.Namespace, out: Output) -> int:
+    path = f"/jobs/{args.id}"
+    answer = await (client.post(path + "/cancel", None) if args.cancel else client.get(path))
+    if args.follow and answer.get("status") == "running":
+        answer = await follow(client, answer, out, "following")
+    if out.json:
+        out.value(answer)
+        return 0
+    return show_bulk(out, answer) if answer.get("status") != "running" else show_job(out, answer)
+
+
+async def follow(client: Client, job: dict[str, Any], out: Output, label: str) -> dict[str, Any]:
+    """Poll the job until it ends, with a progress bar; interrupted (Ctrl-C), cancel it."""
+    path = f"/jobs/{job['job_id']}"
+    shown = 0
+    try:
+        with out.progress(label, unit="executions") as advance:
+            while job.get("status") == "running":
+                await asyncio.sleep(JOB_POLL_SECONDS)
+                job = await client.get(path)
+                done = int((job.get("progress") or {}).get("done", 0))
+                advance(done - shown)
+                shown = done
+    except asyncio.CancelledError:
+        with contextlib.suppress(CliError):
+            await asyncio.shield(client.post(path + "/cancel", None))
+        out.note(f"interrupted: job {job['job_id']} cancelled")
+        raise
+    return job
+
+
+def show_job(out: Output, job: dict[str, Any]) -> int:
+    if out.json:
+        out.value(job)
+        return 0
+    progress = job.get("progress") or {}
+    total = progress.get("total")
+    out.line(
+        f"job {job.get('job_id')} {job.get('status')}: "
+        f"{progress.get('done', 0)}/{'?' if total is None else total} done"
+    )
+    return 0
+
+
+def show_bulk(out: Output, answer: dict[str, Any]) -> int:
+    """A dry run's matches, or a finished job's outcome; 1 when any redrive failed or the job
+    did not succeed."""
     matched = answer.get("matched", [])
     out.line(f"{answer.get('count', len(matched))} matched")
     for execution_id in matched:
         out.line(f"  {execution_id}")
+    if answer.get("truncated"):
+        out.note("the scan stopped at its limit: more may match; narrow the filters (--since/--until)")
     if answer.get("dry_run", True):
         out.line("dry run: nothing started; add --execute to redrive them")
         return 0
@@ -117,4 +184,7 @@ async def redrive_bulk(client: Client, args: argparse.Namespace, out: Output) ->
         out.line(f"  {execution_id}")
     for failure in answer.get("errors", []):
         out.note(f"error: {failure.get('execution_id')}: {failure.get('error')}")
-    return 1 if answer.get("errors") else 0
+    status = answer.get("status", "succeeded")
+    if status != "succeeded":
+        out.note(f"job {answer.get('job_id')} {status}" + (f": {answer['error']}" if answer.get("error") else ""))
+    return 1 if answer.get("errors") or status != "succeeded" else 0

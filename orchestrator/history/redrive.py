@@ -66,7 +66,7 @@ class RedriveResult:
         return asdict(self)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BulkRedriveResult:
     matched: list[str]
     batch_key: str
@@ -74,6 +74,7 @@ class BulkRedriveResult:
     started: list[str] = field(default_factory=list)  # new executions
     existing: list[str] = field(default_factory=list)  # redrives an earlier identical batch made
     errors: list[dict[str, str]] = field(default_factory=list)  # {execution_id, error}
+    truncated: bool = False  # the scan stopped at its limit: more may match (narrow the filters)
 
     def to_dict(self) -> dict[str, Any]:
         return {"count": len(self.matched), **asdict(self)}
@@ -253,6 +254,37 @@ async def redrive(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One bulk redrive: the finished executions ``query`` (and ``failing_step``: the step named
+    by their ExecutionFailed) matches, at most ``limit``, redriven from their input,
+    ``from_step`` or their failure, at most ``rate_per_second`` starts a second."""
+
+    query: ExecutionQuery
+    failing_step: str | None = None
+    from_failure: bool = False
+    from_step: str | None = None
+    rate_per_second: float = 10.0
+    limit: int = 100
+    batch_key: str | None = None  # None: derived from the filters and the mode
+    actor: str | None = None
+
+    def check(self) -> None:
+        """RedriveInvalid for options that cannot work together."""
+        if not self.rate_per_second > 0:
+            raise RedriveInvalid("rate_per_second must be more than 0")
+        if self.limit < 1:
+            raise RedriveInvalid("limit must be at least 1")
+        if self.from_step is not None and self.from_failure:
+            raise RedriveInvalid("give from_step or from_failure, not both")
+
+    @property
+    def key(self) -> str:
+        return self.batch_key or batch_key_for(
+            self.query, failing_step=self.failing_step, from_failure=self.from_failure, from_step=self.from_step
+        )
+
+
 async def redrive_many(
     runtime: RedriveHost,
     query: ExecutionQuery,
@@ -265,54 +297,85 @@ async def redrive_many(
     limit: int = 100,
     batch_key: str | None = None,
     actor: str | None = None,
+    scan_limit: int | None = None,
 ) -> BulkRedriveResult:
     """Match finished executions and (unless ``dry_run``) redrive each, at most
-    ``rate_per_second`` starts a second (see ``Runtime.redrive_many``)."""
-    if not rate_per_second > 0:
-        raise RedriveInvalid("rate_per_second must be more than 0")
-    if limit < 1:
-        raise RedriveInvalid("limit must be at least 1")
-    if from_step is not None and from_failure:
-        raise RedriveInvalid("give from_step or from_failure, not both")
-    key = batch_key or batch_key_for(
-        query, failing_step=failing_step, from_failure=from_failure, from_step=from_step
-    )
-    matched = await _match(runtime, query, failing_step, key, limit)
-    result = BulkRedriveResult(matched, key, dry_run)
-    if dry_run:
-        return result
+    ``rate_per_second`` starts a second (see ``Runtime.redrive_many``). ``scan_limit``: look at
+    no more executions than that (``truncated`` in the result when the scan stopped there)."""
+    batch = Batch(query, failing_step, from_failure, from_step, rate_per_second, limit, batch_key, actor)
+    batch.check()
+    result = BulkRedriveResult([], batch.key, dry_run)
+    await match(runtime, batch, result, scan_limit)
+    if not dry_run:
+        await execute(runtime, batch, result)
+    return result
+
+
+async def match(
+    runtime: RedriveHost, batch: Batch, result: BulkRedriveResult, scan_limit: int | None = None
+) -> None:
+    """Fill ``result.matched`` (at most ``batch.limit``), newest first; with ``scan_limit``, stop
+    after looking at that many executions and set ``result.truncated``."""
+    scanned = 0
+    async for summary in pager.executions(runtime.log, batch.query):
+        if scan_limit is not None and scanned >= scan_limit:
+            result.truncated = True
+            return
+        scanned += 1
+        if await _matches(runtime, summary, batch.failing_step, result.batch_key):
+            result.matched.append(summary.execution_id)
+            if len(result.matched) == batch.limit:
+                return
+
+
+async def execute(runtime: RedriveHost, batch: Batch, result: BulkRedriveResult) -> None:
+    """Redrive every matched execution, paced, recording each outcome in ``result`` as it comes
+    (so a job's progress is ``result``); cancellation stops it between two redrives."""
     loop = asyncio.get_running_loop()
     began = loop.time()
-    for index, execution_id in enumerate(matched):
-        await asyncio.sleep(max(0.0, began + index / rate_per_second - loop.time()))
+    for index, execution_id in enumerate(list(result.matched)):
+        await asyncio.sleep(max(0.0, began + index / batch.rate_per_second - loop.time()))
         try:
             one = await redrive(
                 runtime,
                 execution_id,
-                from_step=from_step,
-                from_failure=from_failure,
-                dedup_key=f"bulk/{key}",
-                actor=actor,
-                metadata={"batch": key},
-                tenant=query.tenant or DEFAULT_TENANT,
+                from_step=batch.from_step,
+                from_failure=batch.from_failure,
+                dedup_key=f"bulk/{result.batch_key}",
+                actor=batch.actor,
+                metadata={"batch": result.batch_key},
+                tenant=batch.query.tenant or DEFAULT_TENANT,
             )
         except (LookupError, ValueError) as exc:  # invalid for this one (unknown step, input, ...)
             result.errors.append({"execution_id": execution_id, "error": str(exc) or type(exc).__name__})
             continue
         (result.started if one.created else result.existing).append(one.execution_id)
-    return result
 
 
-async def _match(
-    runtime: RedriveHost, query: ExecutionQuery, failing_step: str | None, batch_key: str, limit: int
-) -> list[str]:
-    matched: list[str] = []
-    async for summary in pager.executions(runtime.log, query):
-        if await _matches(runtime, summary, failing_step, batch_key):
-            matched.append(summary.execution_id)
-            if len(matched) == limit:
-                break
-    return matched
+class BulkRedriveJob:
+    """A bulk redrive as a job's work (``orchestrator.history.jobs``): match, then redrive each.
+
+    Its progress is the result so far plus ``progress: {total, done}`` (``total`` is null while
+    matching). Re-submitting the same batch after a crash resumes it: what the batch already
+    redrove comes back as ``existing``."""
+
+    def __init__(self, runtime: RedriveHost, batch: Batch) -> None:
+        batch.check()
+        self.runtime = runtime
+        self.batch = batch
+        self.result = BulkRedriveResult([], batch.key, dry_run=False)
+        self.matching = True
+
+    async def run(self) -> None:
+        await match(self.runtime, self.batch, self.result)
+        self.matching = False
+        await execute(self.runtime, self.batch, self.result)
+
+    def progress(self) -> dict[str, Any]:
+        r = self.result
+        done = len(r.started) + len(r.existing) + len(r.errors)
+        total = None if self.matching else len(r.matched)
+        return {**r.to_dict(), "progress": {"total": total, "done": done}}
 
 
 async def _matches(

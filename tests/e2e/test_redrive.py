@@ -364,9 +364,9 @@ async def test_http_bulk_redrive(client: Client, runtime: Runtime) -> None:
     assert dry["dry_run"] is True
     steps.BROKEN["check"] = False
     body = {"workflow": "three", "from_failure": True, "dry_run": False, "rate_per_second": 50}
-    done = await answer(await client.post(bulk, json=body), 202)
+    done = await job_done(client, await answer(await client.post(bulk, json=body), 202))
     assert len(done["started"]) == 2 and done["count"] == 2
-    again = await answer(await client.post(bulk, json=body), 202)
+    again = await job_done(client, await answer(await client.post(bulk, json=body), 202))
     assert again["started"] == [] and sorted(again["existing"]) == sorted(done["started"])
     assert await error_code(await client.post(bulk, json={"rate_per_second": 0}), 400) == "invalid_body"
     assert await error_code(await client.post(bulk, json={"status": "running"}), 400) == "invalid_body"
@@ -374,6 +374,17 @@ async def test_http_bulk_redrive(client: Client, runtime: Runtime) -> None:
     assert await error_code(await client.post(bulk, json=later_first), 400) == "invalid_body"
     future = await answer(await client.post(bulk, json={"started_after": "2999-01-01T00:00:00Z"}), 200)
     assert future["matched"] == []
+
+
+async def job_done(client: Client, job: dict[str, Any]) -> Any:
+    """Follow a bulk redrive's job (the 202's body) until it ends; its final view."""
+    for _ in range(int(WAIT / 0.05)):
+        if job["status"] != "running":
+            assert job["status"] == "succeeded", job
+            return job
+        await asyncio.sleep(0.05)
+        job = await answer(await client.get(f"/api/v1/jobs/{job['job_id']}"), 200)
+    raise AssertionError(f"job still running: {job}")
 
 
 # -- CLI (in-process server; the CLI runs in a thread with its own event loop) -----------------
