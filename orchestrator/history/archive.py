@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 from orchestrator.core.timefmt import rfc3339
 from orchestrator.history import pager
-from orchestrator.history.files import atomic_text
+from orchestrator.history.files import atomic_text_offloop, drain
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, VersionConflict
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope, EnvelopeError
@@ -107,6 +107,7 @@ async def write_history(log: EventLog, out: TextIO, execution_id: str, page_size
         for envelope in events:  # the envelope's own canonical bytes, not a re-encoding
             out.write(f'{{"kind":"event","event":{envelope.to_bytes().decode()}}}\n')
         count += len(events)
+        await drain(out)  # writing to a Spool: to the file, off the event loop
     return count
 
 
@@ -432,8 +433,9 @@ async def export_to_file(
     workflow: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ExportReport:
-    """Export into ``path`` atomically (``orchestrator.history.files.atomic_text``)."""
-    with atomic_text(path) as out:
+    """Export into ``path`` atomically, the file written off the event loop
+    (``orchestrator.history.files.atomic_text_offloop``), so a server may call it."""
+    async with atomic_text_offloop(path) as out:
         report = await export(log, registry, out, workflow=workflow, progress=progress)
     return report
 

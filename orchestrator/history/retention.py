@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestrator.core.timefmt import rfc3339
 from orchestrator.history import archive, pager
-from orchestrator.history.files import atomic_text
+from orchestrator.history.files import atomic_text_offloop
 from orchestrator.ports import EventLog, ExecutionQuery, ExecutionSummary, Registry
 from schemas.definition import WorkflowDefinition
 
@@ -111,13 +111,12 @@ class RetentionSweeper:
                         progress(1)
 
     async def _archive(self, summary: ExecutionSummary) -> Path:
-        """Write one history in the export format; durable (fsync + rename) before returning."""
+        """Write one history in the export format; durable (fsync + rename) before returning.
+        The file is written off the event loop (``files.atomic_text_offloop``)."""
         assert self.archive_dir is not None
-        folder = self.archive_dir / summary.workflow / summary.started_at[:10]
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{summary.execution_id}.jsonl"
+        path = self.archive_dir / summary.workflow / summary.started_at[:10] / f"{summary.execution_id}.jsonl"
         definition = await self.registry.get(summary.workflow, summary.version)
-        with atomic_text(path) as out:
+        async with atomic_text_offloop(path) as out:
             archive.write_header(out, self.clock)
             archive.write_definition(out, definition)
             count = await archive.write_history(self.log, out, summary.execution_id)

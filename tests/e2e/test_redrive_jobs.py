@@ -23,6 +23,7 @@ from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from tests.e2e import redrive_steps as steps
 from tests.e2e.test_redrive import FORKED, WAITS, answer, error_code, failures, job_done, three
+from tests.fake_sources import eventually
 
 Client = TestClient[web.Request, web.Application]
 BULK = "/api/v1/executions/redrive"
@@ -84,7 +85,7 @@ async def test_the_request_answers_at_once_and_the_job_shows_progress(client: Cl
     assert job["status"] == "succeeded" and job["finished_at"] and job["error"] is None
     assert sorted(job["matched"]) == sorted(failed) and len(job["started"]) == 4
     assert job["progress"] == {"total": 4, "done": 4}
-    assert progress == sorted(progress) and 0 < len(set(progress))  # it moved, never backwards
+    assert progress == sorted(progress) and len(set(progress)) > 1  # it moved, never backwards
     assert await error_code(await client.post(job["status_url"] + "/cancel"), 409) == "job_finished"
     assert await error_code(await client.get("/api/v1/jobs/nope"), 404) == "unknown_job"
 
@@ -131,16 +132,14 @@ async def test_stopping_the_runtime_cancels_its_jobs_and_a_restart_resumes_them(
         batch = Batch(ExecutionQuery(workflow="three", status="failed"), from_failure=True, rate_per_second=4)
         job, created = rt.redrive_job(batch)
         assert created
-        while not job.work.progress()["started"]:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: bool(job.work.progress()["started"]), 20)
     assert job.status == "cancelled" and job.task is not None and job.task.done()
     made = job.work.progress()["started"]
     assert 1 <= len(made) < 4
 
     async with open_runtime(tmp_path) as rt:  # the process restarted: the job is gone
         again, _ = rt.redrive_job(batch)
-        while not again.finished:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: again.finished, 20)
         view = again.to_dict()
         assert view["status"] == "succeeded" and sorted(view["existing"]) == sorted(made)
         assert len(view["started"]) + len(view["existing"]) == 4
