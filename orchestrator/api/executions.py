@@ -112,7 +112,7 @@ class HistoryParams(_Strict):
 
 
 class TimelineParams(_Strict):
-    after: int = Field(0, ge=0, description="Rows of the events after this sequence.")
+    after: int = Field(0, ge=0, le=2**63 - 1, description="Rows of the events after this sequence.")
     limit: int = Field(TIMELINE_PAGE, ge=1, le=TIMELINE_PAGE, description="Rows per page.")
 
 

@@ -82,7 +82,7 @@ async def test_the_timeline_of_a_long_history_is_paged(client: Client) -> None:
     last, _, _ = await timed(client, f"{base}?after={EVENTS - 5}")
     assert last["next_after"] is None and last["events"][-1]["type"] == ev.EXECUTION_SUCCEEDED
 
-    for bad in ("limit=0", "limit=1001", "after=-1", "limit=x"):
+    for bad in ("limit=0", "limit=1001", "after=-1", "limit=x", f"after={2**63}"):
         response = await client.get(f"{base}?{bad}")
         assert response.status == 400, bad
         assert (await response.json())["error"]["code"] == "invalid_parameter"
