@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -122,3 +123,30 @@ class ServerProcess:
             return self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
+
+
+class Port0Server(ServerProcess):
+    """A server subprocess on a port the OS picks (``--port 0``; no free-port race): its URL is
+    read from the server's own ``serving on`` line in the log."""
+
+    READY = re.compile(rb"serving on (http://\S+)")
+
+    def start(self, timeout: float = 30.0) -> str:
+        command = [sys.executable, "-m", "orchestrator", "serve", "--host", "127.0.0.1", "--port", "0", *self.args]
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n$ {' '.join(command)}\n".encode())
+            start = log.tell()
+            self.process = subprocess.Popen(command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as log:
+                log.seek(start)
+                found = self.READY.search(log.read())
+            if found:
+                self.url = found.group(1).decode()
+                return self.url
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.output()}")
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"server not ready within {timeout}s:\n{self.output()}")

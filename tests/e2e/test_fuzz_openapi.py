@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -32,12 +29,11 @@ from orchestrator.api.routes import ROUTE_TABLE
 from orchestrator.process import build_app
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from tests.e2e.serverproc import REPO, cli_env, http_json
+from tests.e2e.serverproc import Port0Server, cli_env, http_json
 
 EXAMPLES = int(os.environ.get("ORCHESTRATOR_FUZZ_EXAMPLES", "12"))
 RANDOM = os.environ.get("ORCHESTRATOR_FUZZ_RANDOM") == "1"  # new cases each run, for a longer hunt
 REQUEST_TIMEOUT = 10.0  # seconds: a request that takes longer is a hang
-READY = re.compile(r"serving on (http://\S+)")
 ECHO = {
     "name": "echo",
     "input_schema": {"type": "object", "required": ["x"]},
@@ -57,40 +53,21 @@ UNSET_SECRET = {  # for the harness's own check: its secret is configured nowher
 }
 
 
-def serve(tmp: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
-    """A real server on an OS-chosen port, its URL read from its own 'serving on' line."""
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A real server on an OS-chosen port, over memory backends."""
+    tmp = tmp_path_factory.mktemp("fuzz")
     definitions = tmp / "definitions"
     definitions.mkdir()
     for definition in (ECHO, UNSET_SECRET):
         (definitions / f"{definition['name']}.json").write_text(json.dumps(definition))
-    log = tmp / "server.log"
     env = cli_env("memory://", {"ORCHESTRATOR_RETENTION_INTERVAL": "0", "ORCHESTRATOR_STATE_DIR": str(tmp)})
-    command = [sys.executable, "-m", "orchestrator", "serve", "--port", "0", "--definitions", str(definitions)]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = READY.search(log.read_text(errors="replace"))
-        if found:
-            return process, found.group(1), log
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"the server did not start:\n{log.read_text(errors='replace')}")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    process, url, log = serve(tmp_path_factory.mktemp("fuzz"))
+    process = Port0Server(env, ["--definitions", str(definitions)], tmp / "server.log")
+    url = process.start()
     try:
-        yield url, log
+        yield url, process.log_path
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        process.stop()
 
 
 def built_document() -> dict[str, Any]:
