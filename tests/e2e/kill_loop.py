@@ -99,7 +99,7 @@ class World:
     sent: int = 0
     duplicates: int = 0
     cut: int = 0  # deliveries in flight when the server was killed
-    resumed: int = 0  # executions running when the server was killed (recovered by the restart)
+    resumed: int = 0  # executions found running after a restart, summed over the restarts
     published_started: list[int] = field(default_factory=list)  # Extra keys started, at each restart
 
     def input(self, key: str) -> dict[str, Any]:
@@ -282,7 +282,7 @@ def summary(world: World, rounds: int, seconds: float) -> str:
         f"kill loop: {len(world.accepted)} webhook and {len(world.published)} other executions from "
         f"{world.sent} deliveries (+{world.duplicates} duplicates) across {rounds} kills in "
         f"{seconds:.1f}s; {world.cut} deliveries cut off by a kill (sent again), "
-        f"{world.resumed} executions running at a kill (resumed)"
+        f"{world.resumed} resumptions of executions caught running by a kill"
         + (f"; other keys started by each restart: {world.published_started}" if world.published else "")
     )
 
