@@ -15,7 +15,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from orchestrator.cli.client import Client as CliClient
 from orchestrator.cli.main import main as cli_main
+from orchestrator.cli.output import Output
+from orchestrator.cli.redrive import follow
 from orchestrator.history.redrive import Batch
 from orchestrator.ports import ExecutionQuery
 from orchestrator.process import build_app
@@ -185,3 +188,19 @@ async def test_the_cli_follows_detaches_and_cancels_jobs(
     assert out.splitlines()[0] == "3 matched" and "started " in out
     code, _, err = await cli("job", "nope")
     assert code == 1 and "unknown_job" in err
+
+
+async def test_interrupting_the_cli_while_it_follows_cancels_the_job(client: Client, runtime: Runtime) -> None:
+    """Ctrl-C cancels the task running the command: ``follow`` cancels the job on the way out."""
+    await failures(runtime, 3)
+    steps.BROKEN["check"] = False
+    job = await answer(await client.post(BULK, json={**FIX_ALL, "rate_per_second": 1}), 202)
+    url = str(client.make_url("")).rstrip("/")
+    async with CliClient(url) as cli_client:
+        following = asyncio.create_task(follow(cli_client, job, Output(), "redriving"))
+        await asyncio.sleep(0.3)
+        following.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await following
+    final = await answer(await client.get(job["status_url"]), 200)
+    assert final["status"] == "cancelled" and len(final["started"]) < 3
