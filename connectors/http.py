@@ -32,6 +32,7 @@ from yarl import URL
 
 from connectors.base import ConnectorError, StepCall
 from orchestrator.lifecycle import Lifecycle
+from schemas import strict_json
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -155,7 +156,7 @@ def _build_request(call: StepCall) -> _Request:
     data: bytes | None = None
     if "json" in spec:
         try:
-            data = json.dumps(spec["json"]).encode()
+            data = json.dumps(spec["json"], allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
             raise _bad_request(f"'json' is not JSON-serialisable: {exc}") from None
         headers.setdefault("Content-Type", "application/json")
@@ -256,10 +257,10 @@ def _decode_body(response: aiohttp.ClientResponse, raw: bytes, where: str) -> An
     if not text.strip():
         return None
     try:
-        return json.loads(text)
-    except ValueError:
+        return strict_json.loads(text)  # a step output must be strict JSON (no NaN, 1e400, ...)
+    except strict_json.StrictJSONError as exc:
         raise ConnectorError(
-            "http.invalid_json", f"{where}: {text[:EXCERPT_CHARS]}", retryable=False
+            "http.invalid_json", f"{where} ({exc}): {text[:EXCERPT_CHARS]}", retryable=False
         ) from None
 
 

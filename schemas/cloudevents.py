@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, unquote
+
+from schemas import strict_json
 
 
 class BadMessage(ValueError):
@@ -143,8 +145,8 @@ def _structured(body: bytes, content_type: str | None) -> Decoded:
             f"unsupported CloudEvents event format {_media_type(content_type)!r}; use {STRUCTURED}"
         )
     try:
-        event = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        event = strict_json.loads(body, max_depth=strict_json.MAX_DEPTH + 1)  # data is one level in
+    except strict_json.StrictJSONError as exc:
         raise BadMessage(f"the structured CloudEvent is not JSON: {exc}") from None
     if not isinstance(event, dict):
         raise BadMessage("the structured CloudEvent is not a JSON object")
@@ -213,8 +215,8 @@ def _data(body: bytes, content_type: str | None) -> Any:
 
 def _json_body(body: bytes, what: str = "the body") -> Any:
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return strict_json.loads(body)
+    except strict_json.StrictJSONError as exc:
         raise BadMessage(f"{what} is not JSON: {exc}") from None
 
 
@@ -237,6 +239,12 @@ def _amqp_value(name: str, value: Any) -> Any:
             raise BadMessage(f"AMQP property {name!r} is not UTF-8") from None
     if isinstance(value, datetime):
         return _rfc3339(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadMessage(f"AMQP property {name!r} is {value!r}, not a JSON number")
+    if isinstance(value, list | dict | tuple):
+        raise BadMessage(f"AMQP property {name!r} is a {type(value).__name__}, not a CloudEvents attribute value")
+    if not isinstance(value, str | int | float | bool) and value is not None:
+        return _text(value)  # e.g. a Decimal: its canonical string form, as a header would carry it
     return value
 
 
@@ -310,7 +318,7 @@ def structured(attributes: Mapping[str, Any], data: Any) -> bytes:
         if not _is_json(_media_type(kind)) and not isinstance(data, str):
             raise BadMessage(f"data for datacontenttype {kind!r} must be bytes or a string")
         event["data"] = data
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    return _strict_dumps(event)
 
 
 def _prepare(attributes: Mapping[str, Any], data: Any) -> tuple[dict[str, Any], bytes, str]:
@@ -322,12 +330,20 @@ def _prepare(attributes: Mapping[str, Any], data: Any) -> tuple[dict[str, Any], 
     elif data is None:
         body = b""
     elif _is_json(_media_type(kind)):
-        body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        body = _strict_dumps(data)
     elif isinstance(data, str):
         body = data.encode(_charset(kind) or "utf-8")
     else:
         raise BadMessage(f"data for datacontenttype {kind!r} must be bytes or a string")
     return attrs, body, kind
+
+
+def _strict_dumps(value: Any) -> bytes:
+    """What we emit is strict JSON: a NaN or infinity is an error here, not a surprise downstream."""
+    try:
+        return strict_json.dumps(value).encode()
+    except strict_json.StrictJSONError as exc:
+        raise BadMessage(f"the CloudEvent cannot be encoded: {exc}") from None
 
 
 def _attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:

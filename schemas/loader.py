@@ -2,8 +2,10 @@
 
 A file is read as UTF-8 (at most ``MAX_FILE_BYTES``), parsed as JSON (``.json``) or YAML, and
 must hold one mapping nested at most ``MAX_DEPTH`` levels (``MAX_VALUES`` values in all). A key written twice in one mapping is
-refused (YAML and JSON parsers otherwise keep the last one) with the key and its line. Every
-failure is a ``DefinitionError`` naming the file, never another exception.
+refused (YAML and JSON parsers otherwise keep the last one) with the key and its line. Values
+must be what strict JSON holds (``schemas.strict_json``: no NaN or infinity, YAML ``.inf``/``.nan``
+or ``1e400``, no dates or binary, no unpaired surrogates). Every failure is a ``DefinitionError``
+naming the file, never another exception.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from schemas import strict_json
 from schemas.definition import WorkflowDefinition
 from schemas.validation import DefinitionError, Problem, parse_definition
 
@@ -89,7 +92,7 @@ def parse_json_text(text: str) -> Any:
     """JSON as plain data, refusing a key twice in one object: ValueError (a
     ``json.JSONDecodeError`` for syntax) or RecursionError."""
     try:
-        return json.loads(text, object_pairs_hook=_object_pairs)
+        return json.loads(text, object_pairs_hook=_object_pairs, **strict_json.PARSE_HOOKS)
     except _DuplicateKey as exc:
         raise ValueError(_located_duplicate(text, exc.key)) from None
 
@@ -168,6 +171,10 @@ def load_data(path: str | Path) -> Any:
     shape = _shape_problem(data)
     if shape is not None:
         raise problem(shape, "(root)")
+    try:
+        strict_json.check(data, "", max_depth=MAX_DEPTH + 1)  # what JSON holds: no .inf/.nan, dates
+    except strict_json.StrictJSONError as exc:
+        raise problem(f"not valid YAML/JSON ({kind}): {exc}") from None
     return data
 
 

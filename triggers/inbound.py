@@ -20,7 +20,6 @@ letter: once parked), and ``retried`` when the outcome is unknown and the messag
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -28,6 +27,7 @@ from typing import Any, Literal
 from orchestrator.instrumentation import TriggerOutcome, guarded
 from orchestrator.ports import UnknownWorkflow
 from orchestrator.runtime import InputInvalid, Runtime
+from schemas import strict_json
 from schemas.cloudevents import BadMessage
 from schemas.definition import AmqpTrigger, KafkaTrigger
 from schemas.expressions import ExpressionError, evaluate
@@ -90,10 +90,10 @@ def content_identity(prefix: str, body: bytes) -> str:
 
 
 def decode_json(body: bytes) -> Any:
-    """A JSON body, or BadMessage naming what is wrong."""
+    """A strict JSON body (``schemas.strict_json``), or BadMessage naming what is wrong."""
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return strict_json.loads(body)
+    except strict_json.StrictJSONError as exc:
         raise BadMessage(f"the body is not JSON: {exc}") from None
 
 
@@ -123,7 +123,7 @@ class Router:
             if self.trigger.correlation is not None:
                 return await self._deliver(context, key)
             value = evaluate(self.trigger.input, context) if self.trigger.input else message.data
-        except (ExpressionError, BadMessage) as exc:
+        except (ExpressionError, BadMessage, strict_json.StrictJSONError) as exc:  # the same every time
             return Outcome("dead", reason=str(exc))
         try:
             result = await self.runtime.start_execution(

@@ -306,7 +306,13 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
     def message(record: Any) -> InboundMessage:
         """The record as an InboundMessage; BadMessage if its value or headers do not decode."""
         raw_headers = list(record.headers or ())
-        decoded = from_kafka(record.value, raw_headers)
+        try:
+            decoded = from_kafka(record.value, raw_headers)
+        except BadMessage:
+            raise
+        except Exception as exc:  # decoding is pure: it would fail the same way every time
+            log.exception("cannot decode %s/%d/%d", record.topic, record.partition, record.offset)
+            raise BadMessage(f"cannot decode the record: {exc!r}"[:MAX_REASON]) from None
         where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
         return InboundMessage(
             data=decoded.data,

@@ -7,13 +7,13 @@ from the parsers, for callers that answer with their own error codes), never a 5
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from schemas import cloudevents
+from schemas import cloudevents, strict_json
+from schemas.definition import MAX_VERSION as MAX_DEFINITION_VERSION
 from schemas.tenant import DEFAULT_TENANT, TENANT_PATTERN, TenantInvalid, check_tenant
 
 ACTOR_KEY = "actor"  # set on the request by the (future) authentication middleware
@@ -27,7 +27,11 @@ TENANT_PARAM = {  # the OpenAPI parameter of the routes that work within a tenan
     "description": "The tenant the request works in; another tenant's executions are 404.",
 }
 MAX_KEY_LENGTH = 256  # the longest idempotency key accepted (header or webhook body field)
-MAX_DEPTH = 128  # deeper input would risk RecursionError later (schema checks, expressions, codecs)
+MAX_DEPTH = strict_json.MAX_DEPTH  # deeper input would risk RecursionError later
+# Integer parameters are bounded by what every backend stores: sequences are 64-bit (SQLite
+# INTEGER, Cassandra bigint), definition versions 32-bit (Cassandra int).
+MAX_SEQUENCE = 2**63 - 1
+MAX_VERSION = MAX_DEFINITION_VERSION
 JSON_TYPES = frozenset({"application/json", "application/cloudevents+json"})
 M = TypeVar("M", bound=BaseModel)
 
@@ -59,38 +63,10 @@ def is_json_type(content_type: str) -> bool:
     return kind in JSON_TYPES or (kind.startswith("application/") and kind.endswith("+json"))
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json(body: bytes) -> Any:
-    """Strict JSON (no NaN/Infinity, at most MAX_DEPTH levels); ValueError with a short reason."""
-    try:
-        value = json.loads(body, parse_constant=_reject_constant)
-    except RecursionError:
-        value = None
-    except UnicodeDecodeError:
-        raise ValueError("not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    else:
-        if nesting_depth(value) <= MAX_DEPTH:
-            return value
-    raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-
-
-def nesting_depth(value: Any, limit: int = MAX_DEPTH) -> int:
-    """How deeply lists and objects nest (scalar: 0), counted up to ``limit + 1``, iteratively."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = list(item.values()) if isinstance(item, dict) else item
-        if not isinstance(children, list):
-            continue
-        deepest = max(deepest, depth)
-        if depth <= limit:
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
+    """Strict JSON (``schemas.strict_json``: no NaN/Infinity or numbers beyond a float, integers
+    of bounded length, at most MAX_DEPTH levels, UTF-8); ValueError with a short reason."""
+    return strict_json.loads(body)
 
 
 def read_payload(
@@ -102,11 +78,9 @@ def read_payload(
     parsed: Any = None
     if is_json_type(request.content_type) and (body.strip() or not binary_event):
         parsed = parse_json(body)
-    decoded = cloudevents.from_http(body, request.headers)
+    decoded = cloudevents.from_http(body, request.headers)  # strict JSON too: BadMessage
     if decoded.attributes is None:
         return parsed, None
-    if nesting_depth(decoded.data) > MAX_DEPTH:
-        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
     return decoded.data, decoded.attributes
 
 
@@ -118,9 +92,14 @@ def describe(exc: ValidationError, show_input: bool) -> str:
     parts = []
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"]) or "body"
-        got = f" (got {error['input']!r})" if show_input and isinstance(error["input"], str) else ""
+        given = error["input"]
+        got = f" (got {_excerpt(given)})" if show_input and isinstance(given, str) else ""
         parts.append(f"{where}: {error['msg']}{got}")
     return "; ".join(parts)
+
+
+def _excerpt(text: str) -> str:
+    return repr(text) if len(text) <= 60 else repr(text[:40] + "...") + f" ({len(text)} characters)"
 
 
 def query_params(request: web.Request, model: type[M]) -> M:

@@ -4,7 +4,6 @@ definition-file arguments, settings for the commands that work straight on the s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 from orchestrator.cli.errors import CliError, problem_lines
 from orchestrator.cli.output import Output
 from orchestrator.settings import Settings
+from schemas import strict_json
 from schemas.definition import WorkflowDefinition
 from schemas.loader import load_definition
 from schemas.tenant import TenantInvalid, check_tenant
@@ -78,12 +78,14 @@ def parse_json_arg(raw: str | None, what: str) -> Any:
     if raw.startswith("@"):
         source = raw[1:]
         try:
-            text = Path(source).read_text(encoding="utf-8")
+            text = Path(source).read_bytes().decode("utf-8")
         except OSError as exc:
             raise CliError(f"cannot read {what} file {source}: {exc.strerror}", code=2) from None
+        except UnicodeDecodeError as exc:
+            raise CliError(f"{source} is not UTF-8 (invalid byte at position {exc.start})", code=2) from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        return strict_json.loads(text)  # what the server accepts: no NaN, Infinity or 1e400
+    except strict_json.StrictJSONError as exc:
         raise CliError(f"{source} is not valid JSON: {exc}", code=2) from None
 
 

@@ -35,6 +35,7 @@ from orchestrator.core.commands import (
 )
 from orchestrator.core.timefmt import rfc3339
 from orchestrator.ports import StepTask
+from schemas import strict_json
 
 SPEC_VERSION = "1.0"
 SCHEMA_VERSION = 2
@@ -55,7 +56,10 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         ResumeExecution,
     )
 }
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# Our own records nest step outputs and arguments (each at most RESULT_DEPTH levels) a few levels
+# in; far deeper bytes are not ours, and would raise RecursionError in the parser.
+RECORD_DEPTH = 4 * strict_json.MAX_DEPTH
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 C = TypeVar("C", bound=Command)
 T = TypeVar("T")
 
@@ -129,14 +133,14 @@ def _encode(kind: str, event_id: str | None, subject: str, now: float | None, da
     event.update(datacontenttype="application/json", schemaversion=SCHEMA_VERSION, data=data)
     try:
         return _dumps(event).encode()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # NaN, an unpaired surrogate, ...
         raise CodecError(f"{kind} for {subject} cannot be encoded as JSON: {exc}") from None
 
 
 def _load(raw: bytes) -> dict[str, Any]:
     try:
-        event = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        event = strict_json.loads(raw, max_depth=RECORD_DEPTH)
+    except strict_json.StrictJSONError as exc:
         raise CodecError(f"not JSON: {exc}") from None
     if not isinstance(event, dict):
         raise CodecError("not a JSON object")

@@ -16,11 +16,12 @@ lane commits only up to its lowest unfinished record, after the handler returned
 after the event-log append and its effects), so a crash redelivers everything not done (and at
 most ~50 ms of done records, as commits are batched). A failing handler is retried with backoff
 and holds the commit point (the runtime's handler parks a command that keeps failing for any
-other reason, ``orchestrator.engine.parking``). A command record that does not decode is parked
-on the dead-letter topic (``dead_letters.py``) and a task record that does not decode is logged
-and skipped. On a rebalance or ``stop`` running records get ``grace`` seconds,
-the rest is abandoned, and what is done is committed. Both groups report their consumer lag per
-partition through ``instruments`` (``client.LagReporter``).
+other reason, ``orchestrator.engine.parking``). A command record that does not decode (not strict
+JSON, not a command this code knows; whatever the decoder raised) is parked on the dead-letter
+topic (``dead_letters.py``) and a task record that does not decode is logged and skipped: it can
+never succeed, and must stop neither the partition nor the consumer. On a rebalance or ``stop``
+running records get ``grace`` seconds, the rest is abandoned, and what is done is committed. Both
+groups report their consumer lag per partition through ``instruments`` (``client.LagReporter``).
 """
 
 from __future__ import annotations
@@ -362,6 +363,7 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
         self._loops: list[asyncio.Task[None]] = []
         self._consumer = group_consumer(opts, topic)
         self._lag = LagReporter(group_id(opts, topic))
+        self.skipped = 0  # records that did not decode, logged and committed past
 
     async def start(self) -> None:
         await keep_trying(self._consumer.start, self._failures)
@@ -438,11 +440,15 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
             if record.value is None:
                 raise CodecError("empty record")
             item = self._decode(record.value)
-        except CodecError as exc:
+        except Exception as exc:  # a poison record: decoding is pure, it would fail again
+            error = exc if isinstance(exc, CodecError) else CodecError(f"decoding raised {exc!r}")
+            if error is not exc:
+                log.exception("decoding %s offset %d raised", lane.tp, record.offset)
             if self._on_bad is not None:
-                lane.take(record.offset, record.key, _Bad(lane.tp, record, exc))
+                lane.take(record.offset, record.key, _Bad(lane.tp, record, error))
                 return
-            log.error("skipping bad record %s offset %d: %s", lane.tp, record.offset, exc)
+            log.error("skipping bad record %s offset %d: %s", lane.tp, record.offset, error)
+            self.skipped += 1
             lane.skip(record.offset)
         else:
             lane.take(record.offset, record.key, item)
