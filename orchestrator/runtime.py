@@ -72,6 +72,7 @@ from orchestrator.ports import (
 )
 from orchestrator.projections.runner import ProjectionRunner
 from orchestrator.settings import Settings
+from schemas import strict_json
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
 from schemas.tenant import DEFAULT_TENANT, check_tenant
@@ -382,6 +383,11 @@ class Runtime(Lifecycle):
             await self.transport.submit(ResumeExecution(execution_id=execution_id, now=self.clock()))
 
     def check_input(self, definition: WorkflowDefinition, value: Any) -> None:
+        """InputInvalid unless ``value`` is strict JSON and matches the input schema."""
+        try:
+            strict_json.check(value, "")
+        except strict_json.StrictJSONError as exc:
+            raise InputInvalid([Problem("input", f"not strict JSON: {exc}")]) from None
         if not definition.input_schema:
             return
         key = (definition.name, definition.version or 0)
@@ -502,7 +508,9 @@ class Runtime(Lifecycle):
     ) -> ExecutionState:
         """Deliver an event to one execution; buffered if it is not waiting for it yet. With
         ``event_id`` (an idempotency key) it is delivered once, however often it is sent.
-        SignalBufferFull past ``MAX_BUFFERED_SIGNALS`` signals waiting."""
+        SignalBufferFull past ``MAX_BUFFERED_SIGNALS`` signals waiting. StrictJSONError for a
+        payload that is not strict JSON."""
+        strict_json.check(payload, "payload")
         await self.summary(execution_id, tenant=tenant)
         await self.engine.handle(
             DeliverEvent(
@@ -530,7 +538,8 @@ class Runtime(Lifecycle):
         their ids. Waiters of other tenants never see it.
 
         With ``event_id`` (a message's dedup key) an execution takes that event at most once,
-        however often it is published."""
+        however often it is published. StrictJSONError for a payload that is not strict JSON."""
+        strict_json.check(payload, "payload")
         delivered = []
         for execution_id in await self.waits.waiting((name, correlation_key)):
             waiter = await self.engine.load(execution_id)  # cached; a tenant never changes

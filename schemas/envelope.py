@@ -20,8 +20,11 @@ SCHEMA_VERSION = 1
 SPEC_VERSION = "1.0"
 TYPE_PREFIX = "io.orchestrator."
 DEFAULT_SOURCE = "/orchestrator"
-# Canonical JSON: compact, UTF-8, keys sorted. Strict: a value JSON cannot hold is an error.
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+# Canonical JSON: compact, UTF-8, keys sorted. Strict: a value JSON cannot hold (NaN, infinity,
+# an object that is not JSON) is an error, so every stored and emitted byte is strict JSON.
+_canonical_json = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
 # The same for hashing envelopes read back, whose data is JSON already (``default`` never fires).
 _canonical_lenient = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
@@ -32,7 +35,18 @@ _CODEC_KEY = '"codec":'
 
 
 class EnvelopeError(ValueError):
-    """Bytes that are not a valid envelope."""
+    """Bytes that are not a valid envelope, or event data that cannot be encoded as strict JSON."""
+
+
+def _canonical(event: dict[str, Any]) -> str:
+    """The canonical text; EnvelopeError naming the event when its data is not strict JSON."""
+    try:
+        text = _canonical_json(event)
+        text.encode("utf-8")  # an unpaired surrogate would only fail here
+    except (TypeError, ValueError, RecursionError) as exc:
+        where = f"{event.get('type')} #{event.get('sequence')} of {event.get('subject')}"
+        raise EnvelopeError(f"{where}: the event data is not strict JSON: {exc}") from None
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,14 +146,14 @@ class Envelope:
                 codec=event.get("codec", "identity"),
                 chainhash=event.get("chainhash"),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise EnvelopeError(f"not an orchestrator event envelope: {exc!r}") from None
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
         try:
             event = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON, too long an integer
             raise EnvelopeError(f"envelope is not JSON: {exc}") from None
         if not isinstance(event, dict):
             raise EnvelopeError("envelope is not a JSON object")

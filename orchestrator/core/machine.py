@@ -7,6 +7,7 @@ once, so later choices in the same decision see its effect (visits, outputs, joi
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from orchestrator.core.commands import (
 )
 from orchestrator.core.events import Event
 from orchestrator.core.state import MAX_BUFFERED_SIGNALS, MISSING, ExecutionState, evolve
+from schemas import strict_json
 from schemas.definition import (
     ChoiceStep,
     ParallelStep,
@@ -38,11 +40,12 @@ from schemas.definition import (
 from schemas.definition import (
     FailStep as FailStepDef,
 )
-from schemas.expressions import ExpressionError, evaluate, evaluate_mapping, truthy
+from schemas.expressions import RESULT_DEPTH, ExpressionError, evaluate, evaluate_mapping, truthy
 from schemas.graph import Scope, WorkflowGraph
 
 CHILD_NAMESPACE = uuid.UUID("6f1c1f3e-6b8a-4c55-9d0e-2b7c3c1b9a10")
 MAX_TRANSITIONS_PER_DECISION = 1000
+MIN_TIMESTAMP, MAX_TIMESTAMP = -62_135_596_800, 253_402_300_799  # years 1 to 9999 (RFC 3339)
 MAX_STEPS_ENTERED_PER_DECISION = 100  # a loop of choices without a task would never stop
 # Step kinds a redrive may take from the original instead of running (choice, parallel,
 # succeed and fail are always re-evaluated: they are cheap and depend on the new input).
@@ -199,6 +202,13 @@ class _Decision:
         if task is None:
             return
         output = command.output
+        try:
+            strict_json.check(output, "output", max_depth=RESULT_DEPTH)
+        except strict_json.StrictJSONError as exc:  # it could never be stored: the step failed
+            message = f"step {task.name!r}: {exc} (step outputs must be strict JSON)"
+            error = ErrorInfo("invalid_output", message[:1000], False)
+            self.fail_task(task.name, command.attempt_id, error)
+            return
         if task.output:
             try:
                 output = evaluate(task.output, {"result": output})
@@ -332,7 +342,8 @@ class _Decision:
                 try:
                     output = evaluate(workflow_output, self.state.context())
                 except ExpressionError as exc:
-                    self.fail_scope(None, {"type": "expression", "message": str(exc)}, None)
+                    error = {"type": "expression", "message": str(exc), "retryable": False}
+                    self.fail_scope(None, error, None)
                     return
             self.emit(ev.EXECUTION_SUCCEEDED, {"output": output})
             return
@@ -500,13 +511,21 @@ class _Decision:
 
 def _parse_time(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not MIN_TIMESTAMP <= value <= MAX_TIMESTAMP:
+            raise ExpressionError(f"'until' gave {value!r}: not a time between the years 1 and 9999")
         return float(value)
     if not isinstance(value, str):
-        raise ExpressionError(f"'until' must give an ISO-8601 time, got {value!r}")
+        raise ExpressionError(f"'until' must give an ISO-8601 time, got {str(value)[:100]!r}")
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ExpressionError(f"'until' is not an ISO-8601 time: {value!r}") from None
+        raise ExpressionError(f"'until' is not an ISO-8601 time: {value[:100]!r}") from None
     if moment.tzinfo is None:  # naive times are UTC, never the host's zone
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    try:
+        seconds = moment.timestamp()
+    except (OverflowError, ValueError):
+        seconds = math.inf
+    if not MIN_TIMESTAMP <= seconds <= MAX_TIMESTAMP:  # year 1 or 9999 with an offset
+        raise ExpressionError(f"'until' is out of range: {value[:100]!r}")
+    return seconds

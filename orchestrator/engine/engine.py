@@ -31,7 +31,7 @@ from orchestrator.engine.retrying import Redo
 from orchestrator.instrumentation import AppendOutcome, CommandOutcome, Instruments, guarded
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, Snapshot
 from schemas.definition import WorkflowDefinition
-from schemas.envelope import Envelope
+from schemas.envelope import Envelope, EnvelopeError
 from schemas.graph import WorkflowGraph
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,11 @@ class _Cached:
 
 
 Observer = Callable[[Committed], Awaitable[None]]
+
+
+class UnencodableEvents(CommandRejected):
+    """The command's events hold a value that is not strict JSON (NaN, infinity, ...): nothing
+    was stored. The machine turns such step outputs into failures; this is the last guard."""
 
 
 class Engine:
@@ -238,7 +243,10 @@ class Engine:
                     self.forget(command.execution_id)
                     continue
                 return None, "stale"
-            envelopes = self._stamp(before, after, command, events, cached.chainhash if cached else "")
+            try:
+                envelopes = self._stamp(before, after, command, events, cached.chainhash if cached else "")
+            except EnvelopeError as exc:  # never store what other JSON parsers would reject
+                raise UnencodableEvents(f"{type(command).__name__} not applied: {exc}") from None
             before_sequence = before.sequence if before else 0
             try:
                 await self._append(command.execution_id, before_sequence, envelopes)
@@ -313,8 +321,8 @@ class Engine:
 
     async def _snapshot(self, state: ExecutionState, command_id: str | None, chain: str) -> None:
         """Save a snapshot; a failure only costs a longer fold later, so it is logged, not raised."""
-        body = snapshots.encode(state, command_id, chain)
         try:
+            body = snapshots.encode(state, command_id, chain)
             await self.log.save_snapshot(Snapshot(state.execution_id, state.sequence, body))
         except Exception as exc:
             log.warning("execution %s: snapshot at %d not saved: %s", state.execution_id, state.sequence, exc)

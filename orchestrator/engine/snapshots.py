@@ -54,7 +54,7 @@ def encode(state: ExecutionState, last_command_id: str | None, chainhash: str) -
     plain["signals"] = [[name, payload] for name, payload in state.signals]
     plain["event_ids"] = list(state.event_ids)
     body = {"format": FORMAT, "state": plain, "last_command_id": last_command_id, "chainhash": chainhash}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def decode(body: bytes) -> tuple[ExecutionState, str | None, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import random
 import time
@@ -15,6 +14,8 @@ from orchestrator.core.machine import CommandRejected
 from orchestrator.engine.retrying import Backoff, until_done
 from orchestrator.instrumentation import Instruments, StepOutcome, guarded
 from orchestrator.ports import ConnectorError, ConnectorLookup, StepCall, StepTask, Transport
+from schemas import strict_json
+from schemas.expressions import RESULT_DEPTH
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,10 @@ class Worker:
         try:
             connector = self._connectors.get(task.connector)
             output = await asyncio.wait_for(connector.invoke(call), task.timeout_seconds)
-            json.dumps(output)
+            strict_json.check(output, "output", max_depth=RESULT_DEPTH)
+        except strict_json.StrictJSONError as exc:  # it would fail the same way again
+            message = f"{task.connector} step {task.step!r}: {exc} (step outputs must be strict JSON)"
+            await self._fail(task, ErrorInfo("invalid_output", message[:1000], False))
         except ConnectorError as exc:
             await self._fail(task, ErrorInfo(exc.type, exc.message, exc.retryable), began)
         except TimeoutError:
