@@ -13,21 +13,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.tenant import TenantName
 
+MAX_VERSION = 2**31 - 1  # versions are 32-bit wherever they are stored (Cassandra int)
+MAX_SECONDS = 100 * 366 * 86_400  # durations: a century at most, so every due time is a date
 StepName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Expression = Annotated[str, Field(min_length=1, description="A JMESPath expression.")]
 Mapping = dict[str, Any]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: a float field (seconds, jitter, ...) never holds NaN or infinity.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Backoff(_Model):
     """Delay before attempt n+1: min(initial * multiplier**(n-1), max)."""
 
-    initial_seconds: float = Field(1.0, ge=0)
-    multiplier: float = Field(2.0, ge=1)
-    max_seconds: float = Field(300.0, ge=0)
+    initial_seconds: float = Field(1.0, ge=0, le=MAX_SECONDS)
+    multiplier: float = Field(2.0, ge=1, le=1000)
+    max_seconds: float = Field(300.0, ge=0, le=MAX_SECONDS)
 
 
 class RetryPolicy(_Model):
@@ -57,7 +60,7 @@ class TaskStep(_StepBase):
     input: Mapping = Field(default_factory=dict, description="Arguments: expressions over the context.")
     output: Expression | None = Field(None, description="Expression over {'result': ...} kept as output.")
     retry: RetryPolicy = RetryPolicy()
-    timeout_seconds: float | None = Field(None, gt=0)
+    timeout_seconds: float | None = Field(None, gt=0, le=MAX_SECONDS)
     next: StepName | None = None
     on_error: StepName | None = Field(None, description="Step to go to when retries are exhausted.")
 
@@ -93,7 +96,7 @@ class WaitStep(_StepBase):
     """A durable timer: ``seconds`` or ``until`` (an expression giving an ISO-8601 time)."""
 
     type: Literal["wait"] = "wait"
-    seconds: float | None = Field(None, ge=0)
+    seconds: float | None = Field(None, ge=0, le=MAX_SECONDS)
     until: Expression | None = None
     next: StepName | None = None
 
@@ -104,7 +107,7 @@ class WaitForEventStep(_StepBase):
     type: Literal["wait_for_event"] = "wait_for_event"
     event: str = Field(min_length=1)
     correlation_key: Expression | None = None
-    timeout_seconds: float | None = Field(None, gt=0)
+    timeout_seconds: float | None = Field(None, gt=0, le=MAX_SECONDS)
     on_timeout: StepName | None = None
     next: StepName | None = None
 
@@ -114,7 +117,7 @@ class SubworkflowStep(_StepBase):
 
     type: Literal["subworkflow"] = "subworkflow"
     workflow: str
-    version: int | None = None
+    version: int | None = Field(None, ge=1, le=MAX_VERSION)
     input: Mapping = Field(default_factory=dict)
     next: StepName | None = None
     on_error: StepName | None = None
@@ -158,11 +161,15 @@ class SignatureConfig(_Model):
         "'<timestamp>.<body>'.",
     )
     tolerance_seconds: int = Field(
-        300, gt=0, description="How far a signed timestamp (stripe, generic with timestamp_header) may be from now."
+        300,
+        gt=0,
+        le=MAX_SECONDS,
+        description="How far a signed timestamp (stripe, generic with timestamp_header) may be from now.",
     )
     replay_window_seconds: int = Field(
         259_200,
         ge=0,
+        le=MAX_SECONDS,
         description="Without a signed id or timestamp (github, generic without timestamp_header), "
         "a delivery whose signed content was accepted within this window is a duplicate. "
         "0: dedup by the unsigned delivery headers instead.",
@@ -175,7 +182,7 @@ class WebhookTrigger(_Model):
     signature: SignatureConfig | None = None
     idempotency_header: str | None = Field(None, description="e.g. X-GitHub-Delivery")
     idempotency_field: Expression | None = Field(None, description="Body field used as dedup key.")
-    max_body_bytes: int = Field(1_048_576, gt=0)
+    max_body_bytes: int = Field(1_048_576, gt=0, le=2**31 - 1)
     tenant: TenantName = Field("default", description="The tenant of the executions it starts or reaches.")
     enabled: bool = True
 
@@ -241,8 +248,8 @@ class WindowTrigger(_Model):
     topics: list[str] = Field(min_length=1)
     filter: Expression | None = None
     key: Expression = Field(description="Groups messages, e.g. data.user.")
-    window_seconds: float = Field(gt=0)
-    threshold: int = Field(ge=1)
+    window_seconds: float = Field(gt=0, le=MAX_SECONDS)
+    threshold: int = Field(ge=1, le=2**31 - 1)
     input: Expression | None = Field(
         None, description="Over {key, count, window_start, window_end, message}; default all of it."
     )
@@ -256,7 +263,9 @@ Trigger = Annotated[WebhookTrigger | KafkaTrigger | AmqpTrigger | WindowTrigger,
 class Retention(_Model):
     """How long a finished execution's history is kept before it expires."""
 
-    days: float = Field(gt=0, description="Days after an execution finishes before its history expires.")
+    days: float = Field(
+        gt=0, le=MAX_SECONDS / 86_400, description="Days after an execution finishes before its history expires."
+    )
     archive: bool = Field(
         False, description="Write the history to the archive directory (replayable JSONL) before expiry."
     )
@@ -266,7 +275,7 @@ class WorkflowDefinition(_Model):
     """A named, versioned workflow."""
 
     name: StepName
-    version: int | None = Field(None, ge=1, description="Assigned by the registry when omitted.")
+    version: int | None = Field(None, ge=1, le=MAX_VERSION, description="Assigned by the registry when omitted.")
     description: str = ""
     input_schema: Mapping = Field(default_factory=dict, description="JSON Schema of the input.")
     start: StepName | None = Field(None, description="First step; defaults to the first listed.")

@@ -8,10 +8,11 @@ import yaml
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.api.requests import parse_json, query_params
+from orchestrator.api.requests import MAX_VERSION, parse_json, query_params
 from orchestrator.api.routes import Permission, Route, body, path_param
 from orchestrator.ports import UnknownWorkflow
 from orchestrator.runtime import Runtime
+from schemas import strict_json
 from schemas.definition import WorkflowDefinition
 from schemas.definition_diff import diff_definitions
 from schemas.loader import UniqueKeyLoader, parse_json_text
@@ -57,7 +58,9 @@ async def read_definition_data(request: web.Request) -> Any:
         raise web.HTTPBadRequest(reason="Invalid Body", text="the body is empty")
     try:
         if request.content_type in YAML_TYPES:
-            return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass
+            data = yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass
+            strict_json.check(data, "")  # as JSON would be: no .inf/.nan, dates or binary
+            return data
         data = parse_json(raw)
         parse_json_text(text)  # the same document again, to refuse a key written twice
         return data
@@ -72,25 +75,30 @@ def version_param(request: web.Request) -> int | None:
     if raw is None:
         return None
     try:
-        version = int(raw)
+        version = int(raw) if len(raw) <= 20 else 0
     except ValueError:
         version = 0
-    if version < 1:
+    if not 1 <= version <= MAX_VERSION:
+        shown = raw if len(raw) <= 40 else raw[:30] + "..."
         raise web.HTTPBadRequest(
-            reason="Invalid Parameter", text=f"version must be an integer >= 1, got {raw!r}"
+            reason="Invalid Parameter", text=f"version must be an integer from 1 to {MAX_VERSION}, got {shown!r}"
         )
     return version
 
 
-VERSION = {"name": "version", "in": "query", "schema": {"type": "integer", "minimum": 1}}
+VERSION = {
+    "name": "version",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
+}
 
 
 class DiffParams(BaseModel):
     """``?from=V1&to=V2``: ``to`` defaults to the latest version, ``from`` to the one before ``to``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    from_: int | None = Field(None, alias="from", ge=1)
-    to: int | None = Field(None, ge=1)
+    from_: int | None = Field(None, alias="from", ge=1, le=MAX_VERSION)
+    to: int | None = Field(None, ge=1, le=MAX_VERSION)
 
 
 class DefinitionsApi:

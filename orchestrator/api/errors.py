@@ -8,20 +8,38 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.core.machine import CommandRejected, SignalBufferFull
-from orchestrator.ports import BackendUnavailable, HookTaken, UnknownTrigger, UnknownWorkflow, VersionConflict
+from orchestrator.ports import (
+    BackendUnavailable,
+    ConcurrencyError,
+    HookTaken,
+    UnknownTrigger,
+    UnknownWorkflow,
+    VersionConflict,
+)
 from orchestrator.runtime import ExecutionNotFound, InputInvalid
+from schemas.expressions import ExpressionError
+from schemas.strict_json import StrictJSONError
 from schemas.tenant import TenantInvalid
 from schemas.validation import DefinitionError
 
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> web.Response:
+RETRY_AFTER_SECONDS = 1  # what a 503 or a 409 conflict suggests: contention is short-lived
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     """The one error shape: ``{"error": {"code", "message", "details"}}``."""
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = details
-    return web.json_response({"error": body}, status=status)
+    return web.json_response({"error": body}, status=status, headers=headers)
 
 
 def problems_details(problems: list[Any]) -> list[dict[str, str]]:
@@ -57,8 +75,16 @@ def response_for(exc: Exception) -> web.Response | None:
         return error_response(409, "signal_buffer_full", str(exc))
     if isinstance(exc, CommandRejected):
         return error_response(409, "rejected", str(exc))
+    if isinstance(exc, ConcurrencyError):  # still contended after the engine's retries
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return error_response(409, "concurrency_conflict", f"{exc}; try again", headers=retry)
     if isinstance(exc, BackendUnavailable):
-        return error_response(503, "backend_unavailable", str(exc))
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return error_response(503, "backend_unavailable", str(exc), headers=retry)
+    if isinstance(exc, StrictJSONError):
+        return error_response(400, "invalid_json", f"not strict JSON: {exc}")
+    if isinstance(exc, ExpressionError):
+        return error_response(400, "invalid_expression", str(exc))
     return None
 
 

@@ -19,6 +19,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, Str
 from orchestrator.api.jobs import busy, job_answer
 from orchestrator.api.requests import (
     MAX_KEY_LENGTH,
+    MAX_SEQUENCE,
+    MAX_VERSION,
     TENANT_PARAM,
     cloudevent_body,
     json_body,
@@ -49,6 +51,10 @@ IDEMPOTENCY = {
 }
 
 
+# A next_cursor as every backend writes it (orchestrator.backends.paging): "<started_at>|<id>".
+CURSOR = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z\|.+$"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -56,7 +62,7 @@ class _Strict(BaseModel):
 class StartBody(_Strict):
     workflow: str = Field(min_length=1)
     input: Any = None
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=MAX_VERSION)
 
 
 class CancelBody(_Strict):
@@ -80,7 +86,9 @@ class RedriveBody(_Strict):
     from_step: str | None = Field(None, min_length=1)
     from_failure: bool = False
     input: Any = Field(None, description="Replaces the original's input; absent: keep it.")
-    version: int | None = Field(None, ge=1, description="Definition version; default: the original's.")
+    version: int | None = Field(
+        None, ge=1, le=MAX_VERSION, description="Definition version; default: the original's."
+    )
 
 
 class BulkRedriveBody(_Strict):
@@ -102,11 +110,11 @@ class ListParams(_Strict):
     started_after: AwareDatetime | None = None
     started_before: AwareDatetime | None = None
     limit: int = Field(100, ge=1, le=1000)
-    cursor: str | None = None
+    cursor: str | None = Field(None, max_length=1024, pattern=CURSOR)
 
 
 class HistoryParams(_Strict):
-    after: int = Field(0, ge=0)
+    after: int = Field(0, ge=0, le=MAX_SEQUENCE)
     limit: int = Field(100, ge=1, le=1000)
     type: str | None = None
 
@@ -117,7 +125,7 @@ class TimelineParams(_Strict):
 
 
 class StateParams(_Strict):
-    at: int | None = Field(None, ge=1)
+    at: int | None = Field(None, ge=1, le=MAX_SEQUENCE)
 
 
 def _idempotency_key(request: web.Request) -> str | None:

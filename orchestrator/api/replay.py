@@ -7,7 +7,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.api.requests import TENANT_PARAM, json_body, request_tenant
+from orchestrator.api.requests import MAX_VERSION, TENANT_PARAM, json_body, request_tenant
 from orchestrator.api.routes import Permission, Route, body
 from orchestrator.history.verify import DEFAULT_SAMPLE, MAX_SAMPLE, verify_recorded
 from orchestrator.runtime import Runtime
@@ -17,9 +17,13 @@ class VerifyBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     workflow: str = Field(min_length=1)
-    version: int | None = Field(None, ge=1, description="The version to verify; default: the latest.")
+    version: int | None = Field(
+        None, ge=1, le=MAX_VERSION, description="The version to verify; default: the latest."
+    )
     sample: int = Field(DEFAULT_SAMPLE, ge=1, le=MAX_SAMPLE, description="Recorded executions, newest first.")
-    recorded_version: int | None = Field(None, ge=1, description="Only executions recorded on this version.")
+    recorded_version: int | None = Field(
+        None, ge=1, le=MAX_VERSION, description="Only executions recorded on this version."
+    )
     statuses: list[Literal["running", "succeeded", "failed", "cancelled"]] | None = Field(
         None, min_length=1, description="Only executions in these statuses; default: all."
     )

@@ -171,6 +171,11 @@ class SQLiteSettings:
         raise ValueError(f"{url!r}: synchronous must be full or normal, not {synchronous!r}")
 
 
+# Primary result codes that mean "not now" rather than "never": SQLITE_BUSY, SQLITE_LOCKED,
+# SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.
+_UNAVAILABLE_CODES = frozenset({5, 6, 10, 13, 14})
+
+
 class _Database:
     """One connection, used only from one explicit worker thread, opened and closed with it."""
 
@@ -218,10 +223,17 @@ class _Database:
             self._executor = None
 
     async def run(self, function: Callable[[*Ts], T], *args: *Ts) -> T:
-        """Run a blocking function on this database's thread."""
+        """Run a blocking function on this database's thread. A database that stays busy or
+        locked past the busy timeout (another process writing), or an I/O failure, is
+        BackendUnavailable: worth retrying, unlike a bug."""
         if self._executor is None:
             raise RuntimeError(f"{self.settings.url}: {self._component} is not started")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _UNAVAILABLE_CODES:
+                raise
+            raise BackendUnavailable(f"{self.settings.url}: {self._component}: {exc}") from exc
 
     def _connect(self) -> None:
         url = self.settings.url
