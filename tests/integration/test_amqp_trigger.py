@@ -466,6 +466,55 @@ async def test_bad_messages_are_dead_lettered_with_the_reason_then_acked(
     assert [s.input for s in await executions(runtime, "orders")] == [{"order": "G-1"}]
 
 
+POISON = [  # (body, what the dead letter's reason says); the filter needs comparable items
+    (b'{"order": 1, "items": [' + b"7" * 5000 + b"]}", "longer than 4300 digits"),
+    (b'{"order": ' + b"[" * 50_000, "nested deeper than"),
+    (b'{"order": "\xff"}', "not UTF-8"),
+    (b'{"order": 1, "items": [NaN]}', "NaN is not valid JSON"),
+    (b'{"order": 1, "items": -1e400}', "too large for a JSON number"),
+    (b'{"order": 1, "items": [{"k": 1}, {"k": "x"}]}', "cannot compare these values"),
+]
+
+
+async def test_undecodable_messages_and_failing_expressions_are_dead_lettered(
+    runtime: Runtime, broker: Broker, amqp_url: str
+) -> None:
+    """Before, a filter comparing a string with a number raised out of the router: the delivery
+    was requeued forever. Each poison message is parked with its reason, then acked."""
+    queue = unique("poison")
+    definition = orders(queue, filter="max_by(data.items, &k) != null")
+    async with consuming(runtime, definition) as source:
+        await publish(amqp_url, queue, [body for body, _ in POISON], message_id=lambda i: f"bad-{i}")
+        await eventually(lambda: _count(source, len(POISON)), what="every poison message handled")
+        await publish(amqp_url, queue, [b'{"order": "G", "items": [{"k": 1}]}'], message_id="good")
+        assert await inputs(runtime, "orders", 1) == [{"order": "G", "items": [{"k": 1}]}]
+        assert source.stats.dead_lettered == len(POISON)
+        await eventually(lambda: _drained(broker, queue), 15, f"{queue} empty (originals acked)")
+    reasons = await dead_letter_reasons(amqp_url, f"{queue}.dead", len(POISON))
+    for index, (_, expected) in enumerate(POISON):
+        assert expected in reasons[f"bad-{index}"], reasons[f"bad-{index}"]
+
+
+async def dead_letter_reasons(amqp_url: str, queue: str, count: int) -> dict[str, str]:
+    """message id -> the x-orchestrator-error of the first ``count`` messages parked in ``queue``."""
+    connection = await aio_pika.connect(amqp_url)
+    found: dict[str, str] = {}
+    try:
+        channel = await connection.channel()
+        parked = await channel.get_queue(queue, ensure=False)
+        async with asyncio.timeout(20):
+            while len(found) < count:
+                message = await parked.get(fail=False)
+                if message is None:
+                    await asyncio.sleep(0.1)
+                    continue
+                await message.ack()
+                found[str(message.message_id)] = str((message.headers or {})["x-orchestrator-error"])
+    finally:
+        await connection.close()
+    return found
+
+
 async def test_a_custom_dead_letter_exchange_is_used(runtime: Runtime, broker: Broker, amqp_url: str) -> None:
     queue, dlx = unique("custom"), unique("dlx")
     async with consuming(runtime, orders(queue, dead_letter_exchange=dlx)) as source:

@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from connectors.base import Connectors
 from connectors.noop import NoopConnector
 from orchestrator.backends.kafka.client import KafkaOptions
+from orchestrator.backends.kafka.codec import encode_command
 from orchestrator.backends.kafka.transport import KafkaTransport
 from orchestrator.backends.urls import TRANSPORTS, open_backend
 from orchestrator.core.commands import Command, FireTimer
@@ -296,6 +297,45 @@ async def test_bad_record_is_skipped_and_committed(kafka_url: str, prefix: str) 
         await consumer.start()
         try:
             assert await consumer.committed(TopicPartition(topic, 0)) == end
+        finally:
+            await consumer.stop()
+
+
+async def test_poison_records_neither_stop_the_consumer_nor_block_the_partition(kafka_url: str, prefix: str) -> None:
+    """Before, a huge integer or deep nesting raised ValueError/RecursionError out of the decoder,
+    which ended the fetch loop: the worker consumed nothing more."""
+    seen = Recorder()
+    transport_url = url(kafka_url, prefix, partitions=1)
+    worker = await started(transport_url, seen.on_command, seen.on_task)
+    good = encode_command(timer("poisoned", 0))
+    poison = [
+        good.replace(b'"timer_id":"0"', b'"timer_id":"0","n":' + b"7" * 5000),
+        good.replace(b'"timer_id":"0"', b'"timer_id":' + b"[" * 50_000),
+        good.replace(b'"timer_id":"0"', b'"timer_id":"0","x":NaN'),
+        good.replace(b'"timer_id":"0"', b'"timer_id":"\xff"'),
+    ]
+    assert all(p != good for p in poison)
+    producer = AIOKafkaProducer(bootstrap_servers=_servers(kafka_url))
+    await producer.start()
+    try:
+        for value in poison:
+            await producer.send_and_wait(f"{prefix}.commands", value, key=b"poisoned")
+            await producer.send_and_wait(f"{prefix}.tasks", value, key=b"poisoned")
+        await worker.submit(timer("after-poison", 0))
+        await worker.dispatch(task("after-poison", "t"))
+        await seen.until(lambda: bool(seen.commands and seen.tasks))
+        await asyncio.sleep(0.5)
+    finally:
+        await producer.stop()
+        await worker.stop()
+    assert [c.execution_id for c in seen.commands] == ["after-poison"]
+    assert [t.execution_id for t in seen.tasks] == ["after-poison"]
+    options = KafkaOptions.from_url(transport_url)
+    for topic, group in ((options.commands, "commands"), (options.tasks, "tasks")):
+        consumer = AIOKafkaConsumer(bootstrap_servers=_servers(kafka_url), group_id=f"{prefix}.{group}")
+        await consumer.start()
+        try:
+            assert await consumer.committed(TopicPartition(topic, 0)) == len(poison) + 1
         finally:
             await consumer.stop()
 

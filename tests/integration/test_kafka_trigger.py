@@ -89,6 +89,21 @@ def kcat_read(kafka_url: str, topic: str) -> list[dict[str, Any]]:
     return records
 
 
+async def read_records(kafka_url: str, topic: str, count: int) -> list[tuple[bytes, dict[str, bytes]]]:
+    """The first ``count`` records of a topic as (value, headers), read with aiokafka."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap(kafka_url), auto_offset_reset="earliest")
+    await consumer.start()
+    found: list[tuple[bytes, dict[str, bytes]]] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(found) < count:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    found += [(r.value or b"", dict(r.headers)) for r in records]
+    finally:
+        await consumer.stop()
+    return found
+
+
 def services(*args: str) -> None:
     result = subprocess.run([str(SERVICES), *args], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -379,6 +394,45 @@ async def test_bad_messages_are_dead_lettered_and_do_not_block(harness: Harness)
 
     await eventually(lag_reported, 10, "the consumer lag of the trigger's partition")
     assert all(lag >= 0 for *_, lag in harness.recorded.of("consumer_lag"))
+
+
+POISON = [  # (value, what the dead letter's reason says); the filter needs comparable items
+    (b'{"order": {"id": "a"}, "items": [' + b"7" * 5000 + b"]}", "longer than 4300 digits"),
+    (b'{"order": ' + b"[" * 50_000, "nested deeper than"),
+    (b'{"order": {"id": "\xff"}}', "not UTF-8"),
+    (b'{"order": {"id": "n"}, "items": [NaN]}', "NaN is not valid JSON"),
+    (b'{"order": {"id": "i"}, "items": 1e400}', "too large for a JSON number"),
+    (b'{"order": {"id": "m"}, "items": [{"k": 1}, {"k": "x"}]}', "cannot compare these values"),
+]
+
+
+async def test_undecodable_records_and_failing_expressions_are_dead_lettered(harness: Harness) -> None:
+    """Before, a huge integer or deep nesting escaped the decoder (ValueError, RecursionError) and
+    the partition was retried forever; a filter comparing a string with a number likewise."""
+    topic = unique("poison")
+    definition = orders(topic, filter="max_by(data.items, &k) != null", input="data.order")
+    source = await harness.source(definition, options="partitions=1")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(harness.kafka_url))
+    await producer.start()
+    try:
+        for value, _ in POISON:
+            await producer.send_and_wait(topic, value, key=b"k")
+        await producer.send_and_wait(topic, b'{"order": {"id": "good"}, "items": [{"k": 1}, {"k": 2}]}', key=b"k")
+    finally:
+        await producer.stop()
+
+    found = await count_executions(harness.runtime, "orders", 1)
+    assert [(await harness.runtime.state(f.execution_id)).input for f in found] == [{"id": "good"}]
+    await eventually(lambda: _true(source.stats.dead_lettered == len(POISON)), 10, "every poison parked")
+    parked = await read_records(harness.kafka_url, f"{topic}.dlq", len(POISON))  # kcat -J: not UTF-8
+    assert [value for value, _ in parked] == [value for value, _ in POISON]  # the bytes as they came
+    for (_, headers), (_, expected) in zip(parked, POISON, strict=True):
+        assert expected in headers["x-orchestrator-error"].decode(), headers
+
+    async def all_committed() -> bool:
+        return (await committed(harness.kafka_url, source.group, topic, 1)) == {0: len(POISON) + 1}
+
+    await eventually(all_committed, 10, "the offset after the good message committed")
 
 
 # -- failures, throughput, rebalances ----------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from orchestrator.ports import BackendUnavailable
@@ -32,6 +32,7 @@ from tests.integration.test_kafka_trigger import (
     executions,
     kcat_produce,
     kcat_read,
+    read_records,
 )
 from triggers.sources import SourceSpec
 from triggers.window_counts import dedup_key
@@ -289,3 +290,37 @@ async def rewind(kafka_url: str, group: str, topic: str) -> None:
         await consumer.commit({tp: 0 for tp in partitions})
     finally:
         await consumer.stop()
+
+
+POISON = [  # (value, what the dead letter's reason says)
+    (b'{"event": "login_failed", "user": "p", "n": ' + b"7" * 5000 + b"}", "longer than 4300 digits"),
+    (b'{"event": "login_failed", "user": ' + b"[" * 50_000, "nested deeper than"),
+    (b'{"event": "login_failed", "user": "\xff"}', "not UTF-8"),
+    (b'{"event": "login_failed", "user": NaN}', "NaN is not valid JSON"),
+    (b'{"event": "login_failed", "user": "p", "ip": 1e400}', "too large for a JSON number"),
+    (b'{"event": "login_failed", "user": "p", "tries": [{"k": 1}, {"k": "x"}]}', "cannot compare these values"),
+]
+
+
+async def test_undecodable_records_and_failing_expressions_are_parked(harness: Harness) -> None:
+    """Before, a huge integer or deep nesting escaped the decoder, and a filter comparing a string
+    with a number escaped the router: the stream stopped at that record."""
+    tries = "(data.tries == null || max_by(data.tries, &k) != null)"
+    source = await harness.source(harness.definition(filter=f"data.event == 'login_failed' && {tries}"))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(harness.kafka_url))
+    await producer.start()
+    try:
+        for value, _ in POISON:
+            await producer.send_and_wait(harness.topic, value, key=b"k")
+    finally:
+        await producer.stop()
+    frank = f"frank-{uuid.uuid4().hex[:6]}"
+    harness.publish(*[login(frank) for _ in range(5)])
+    await settled(source, received=len(POISON) + 5, counted=5)
+    (state,) = await harness.states()
+    assert state.input["user"] == frank and state.input["failures"] == 5
+    assert source.stats.dead_lettered == len(POISON)
+    parked = await read_records(harness.kafka_url, f"{harness.topic}.dlq", len(POISON))
+    reasons = {value: headers["x-orchestrator-error"].decode() for value, headers in parked}
+    for value, expected in POISON:
+        assert expected in reasons[value], reasons[value]
