@@ -20,8 +20,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
-
 from connectors.base import Connectors
 from connectors.defaults import default_connectors
 from orchestrator.backends.memory_dead_letters import MemoryDeadLetters
@@ -75,6 +73,7 @@ from orchestrator.settings import Settings
 from schemas import strict_json
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
+from schemas.input_check import input_problems, input_validator
 from schemas.tenant import DEFAULT_TENANT, check_tenant
 from schemas.validation import Problem
 
@@ -393,13 +392,9 @@ class Runtime(Lifecycle):
         key = (definition.name, definition.version or 0)
         validator = self._validators.get(key)
         if validator is None:
-            cls = jsonschema.validators.validator_for(definition.input_schema)
-            validator = self._validators[key] = cls(definition.input_schema)
-        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-        if errors:
-            problems = [
-                Problem("input" + "".join(f"[{p!r}]" for p in e.absolute_path), e.message) for e in errors
-            ]
+            validator = self._validators[key] = input_validator(definition.input_schema)
+        problems = input_problems(validator, value)
+        if problems:
             raise InputInvalid(problems)
 
     async def state(

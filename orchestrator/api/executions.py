@@ -150,9 +150,13 @@ def _event_types(raw: str | None) -> set[str] | None:
     return types
 
 
-def _timestamp(value: datetime | None) -> str | None:
-    """The index's time format (UTC, microseconds, ``Z``), so string comparison is time order."""
-    return None if value is None else rfc3339(value.timestamp())
+def _timestamp(value: datetime | None, name: str, reason: str = "Invalid Parameter") -> str | None:
+    """The index's time format (UTC, microseconds, ``Z``), so string comparison is time order;
+    400 for a time whose UTC form leaves the years 1 to 9999 (``0001-01-01T00:00:00+14:00``)."""
+    try:
+        return None if value is None else rfc3339(value.timestamp())
+    except (ValueError, OverflowError):
+        raise web.HTTPBadRequest(reason=reason, text=f"{name}: {value} is out of range in UTC") from None
 
 
 class ExecutionsApi:
@@ -276,8 +280,8 @@ class ExecutionsApi:
             ExecutionQuery(
                 workflow=params.workflow,
                 status=params.status,
-                started_after=_timestamp(params.started_after),
-                started_before=_timestamp(params.started_before),
+                started_after=_timestamp(params.started_after, "started_after"),
+                started_before=_timestamp(params.started_before, "started_before"),
                 limit=params.limit,
                 cursor=params.cursor,
             ),
@@ -431,8 +435,8 @@ class ExecutionsApi:
             ExecutionQuery(
                 workflow=body.workflow,
                 status=body.status,
-                started_after=_timestamp(body.started_after),
-                started_before=_timestamp(body.started_before),
+                started_after=_timestamp(body.started_after, "started_after", "Invalid Body"),
+                started_before=_timestamp(body.started_before, "started_before", "Invalid Body"),
             ),
             failing_step=body.failing_step,
             from_failure=body.from_failure,

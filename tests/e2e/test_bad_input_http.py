@@ -6,7 +6,9 @@ outlasts the engine's retries. The runtime is embedded on SQLite, whose integers
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from orchestrator.api.routes import ROUTE_TABLE, RouteTable
 from orchestrator.backends import sqlite as sqlite_backend
 from orchestrator.backends.memory import MemoryEventLog
 from orchestrator.ports import BackendUnavailable, ConcurrencyError, ExecutionSummary
@@ -75,6 +78,7 @@ QUERY_BOUNDS = [
     ("/api/v1/executions/{id}/state?at=0", "at"),
     ("/api/v1/executions?limit=" + BIG, "limit"),
     ("/api/v1/executions?cursor=not-a-cursor", "cursor"),
+    ("/api/v1/executions?started_after=0001-01-01T00:00:00%2B14:00", "started_after"),  # year 0 in UTC
     ("/api/v1/definitions/echo?version=" + str(2**31), "version"),
     ("/api/v1/definitions/echo?version=" + LONG, "version"),
     ("/api/v1/definitions/echo/diff?from=" + str(2**31), "from"),
@@ -94,6 +98,7 @@ BODY_BOUNDS = [
     ("/api/v1/executions/{id}/redrive", {"version": 2**31}, "version"),
     ("/api/v1/executions/redrive", {"limit": 2**63}, "limit"),
     ("/api/v1/executions/redrive", {"rate_per_second": 1e308}, "rate_per_second"),
+    ("/api/v1/executions/redrive", {"started_before": "9999-12-31T23:59:59-05:00"}, "started_before"),
     ("/api/v1/replay/verify", {"workflow": "echo", "version": 2**31}, "version"),
     ("/api/v1/replay/verify", {"workflow": "echo", "recorded_version": 2**63}, "recorded_version"),
     ("/api/v1/replay/verify", {"workflow": "echo", "sample": 2**63}, "sample"),
@@ -253,3 +258,50 @@ async def test_a_busy_sqlite_database_is_a_503(tmp_path: Path, monkeypatch: pyte
             other.execute("ROLLBACK")
             other.close()
         assert (await client.post("/api/v1/definitions", json=ECHO)).status == 201
+
+
+# -- every route, nasty values --------------------------------------------------------------------
+
+NASTY_TEXT = ["", "0", "-1", BIG, LONG, "1e400", "NaN", "-Infinity", "é", "\u0000", "%ff", "a|b",
+              "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-05:00", "true", "[]", "{}"]  # fmt: skip
+NASTY_JSON: list[Any] = [None, True, 0, -1, 2**63, 2**31, 10**4000, -(10**4000), 1e308, -1e308, 5e-324, "",
+                         "x" * 300, [], {}, [[[[[]]]]], {"a": {"b": [1, "2", None]}}]  # fmt: skip
+
+
+def _nasty_requests(table: RouteTable, execution_id: str, seed: int, count: int) -> list[tuple[str, str, Any]]:
+    chooser = random.Random(seed)
+    found: list[tuple[str, str, Any]] = []
+    routes = [r for r in table.routes if "/hooks/" not in r.path]
+    for _ in range(count):
+        route = chooser.choice(routes)
+        path = route.path
+        for name in ("id", "other", "name", "workflow"):
+            value = chooser.choice([execution_id, "echo", *NASTY_TEXT])
+            path = path.replace("{" + name + "}", urllib.parse.quote(value, safe="") or "x")
+        fields = list(route.query.model_fields.items()) if route.query is not None else []
+        names = [info.alias or name for name, info in fields] + ["version", "after", "limit"]
+        query = {n: chooser.choice(NASTY_TEXT) for n in chooser.sample(names, k=min(len(names), chooser.randint(0, 3)))}
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        body: Any = None
+        if route.method == "POST":
+            model = route.body.content[0][1] if route.body is not None else None
+            keys = list(model.model_fields) if isinstance(model, type) else ["name", "workflow", "input"]
+            body = {k: chooser.choice([*NASTY_JSON, "echo"]) for k in chooser.sample(keys, k=chooser.randint(0, len(keys)))}
+            if chooser.random() < 0.2:
+                body = chooser.choice(NASTY_JSON)
+        found.append((route.method, path, body))
+    return found
+
+
+async def test_no_route_answers_500_to_nasty_parameters_or_bodies(client: Client) -> None:
+    execution_id = await started(client)
+    assert client.app is not None
+    table = client.app[ROUTE_TABLE]
+    for method, path, body in _nasty_requests(table, execution_id, seed=20260101, count=400):
+        data = None if body is None else json.dumps(body).encode()
+        response = await client.request(method, path, data=data, headers={"Content-Type": "application/json"})
+        text = await response.text()
+        assert response.status < 500, (method, path, body, text)
+        if response.status >= 400 and method != "HEAD" and len(path) < 8000:  # aiohttp's own limit
+            assert json.loads(text)["error"]["code"], (method, path, text)
