@@ -30,6 +30,7 @@ from orchestrator.core.timefmt import rfc3339
 from orchestrator.history import pager
 from orchestrator.history.files import atomic_text_offloop, drain
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, VersionConflict
+from schemas import strict_json
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope, EnvelopeError
 
@@ -37,6 +38,7 @@ FORMAT = "orchestrator-export"
 VERSION = 1
 PAGE_SIZE = 1000  # events per read when exporting (and per comparison read when importing)
 BATCH_SIZE = 500  # events per append when importing
+ARCHIVE_DEPTH = 4 * strict_json.MAX_DEPTH  # an event's data nests a few levels into its line
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -379,10 +381,10 @@ async def import_(
 
 
 def _parse(text: str, number: int) -> dict[str, Any]:
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ArchiveError(f"line {number}: not JSON: {exc.msg} (column {exc.colno})") from None
+    try:  # strict: a NaN, a 1e400 or a 5000-digit integer is an error here, not in the log
+        record = strict_json.loads(text, max_depth=ARCHIVE_DEPTH)
+    except strict_json.StrictJSONError as exc:
+        raise ArchiveError(f"line {number}: not JSON: {exc}") from None
     if not isinstance(record, dict):
         raise ArchiveError(f"line {number}: not a JSON object")
     return record

@@ -242,6 +242,8 @@ async def _valid_text() -> str:
     ("edit", "message"),
     [
         (lambda lines: [*lines[:3], "{not json", *lines[3:]], "line 4: not JSON"),
+        (lambda lines: [*lines[:3], '{"kind": "event", "n": NaN}', *lines[3:]], "line 4: not JSON: NaN"),
+        (lambda lines: [*lines[:3], '{"kind": "event", "n": 1e400}', *lines[3:]], "line 4: not JSON: the number"),
         (lambda lines: [*lines[:3], "[1, 2]", *lines[3:]], "line 4: not a JSON object"),
         (
             lambda lines: [*lines[:2], '{"kind": "event", "event": {"id": "x"}}', *lines[2:]],
