@@ -77,7 +77,8 @@ def response_for(exc: Exception) -> web.Response | None:
         return error_response(409, "rejected", str(exc))
     if isinstance(exc, ConcurrencyError):  # still contended after the engine's retries
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-        return error_response(409, "concurrency_conflict", f"{exc}; try again", headers=retry)
+        message = f"execution {exc.execution_id} was changed by another writer meanwhile; try again"
+        return error_response(409, "concurrency_conflict", message, headers=retry)
     if isinstance(exc, BackendUnavailable):
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         return error_response(503, "backend_unavailable", str(exc), headers=retry)
