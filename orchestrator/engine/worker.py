@@ -66,7 +66,7 @@ class Worker:
             strict_json.check(output, "output", max_depth=RESULT_DEPTH)
         except strict_json.StrictJSONError as exc:  # it would fail the same way again
             message = f"{task.connector} step {task.step!r}: {exc} (step outputs must be strict JSON)"
-            await self._fail(task, ErrorInfo("invalid_output", message[:1000], False))
+            await self._fail(task, ErrorInfo("invalid_output", message[:1000], False), began)
         except ConnectorError as exc:
             await self._fail(task, ErrorInfo(exc.type, exc.message, exc.retryable), began)
         except TimeoutError:
