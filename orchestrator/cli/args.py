@@ -4,6 +4,7 @@ definition-file arguments, settings for the commands that work straight on the s
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,17 @@ def store_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     return Settings.from_env().with_overrides(
         event_log_url=args.event_log, registry_url=args.registry, **overrides
     )
+
+
+def finite_number(text: str) -> float:
+    """An argparse type for seconds and rates: a finite number >= 0 (not ``nan`` or ``inf``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
+    return value
 
 
 def parse_json_arg(raw: str | None, what: str) -> Any:

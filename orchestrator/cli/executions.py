@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from orchestrator.cli.args import Parents, parse_json_arg
+from orchestrator.cli.args import Parents, finite_number, parse_json_arg
 from orchestrator.cli.client import TERMINAL, Client, Command, remote, status_of
 from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Output
@@ -26,7 +26,7 @@ def add_commands(sub: Any, parents: Parents) -> None:
     p.add_argument("--version", type=int)
     p.add_argument("--idempotency-key", help="starts at most one execution per key")
     p.add_argument("--wait", action="store_true", help="wait for the end and show the history")
-    p.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up after S s")
+    p.add_argument("--timeout", type=finite_number, metavar="S", help="with --wait: give up after S s")
     p = add("executions", "list executions, newest first", executions)
     p.add_argument("--workflow")
     p.add_argument("--status", choices=sorted(TERMINAL | {"running"}))

@@ -19,7 +19,7 @@ from typing import Any
 
 import orchestrator
 from connectors.defaults import default_connectors
-from orchestrator.cli.args import Parents, load_file, parse_json_arg
+from orchestrator.cli.args import Parents, finite_number, load_file, parse_json_arg
 from orchestrator.cli.client import Client
 from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Output
@@ -51,7 +51,7 @@ def add_commands(sub: Any, parents: Parents) -> None:
         help="more definitions to register (e.g. child workflows)",
     )
     p.add_argument("--event-log", metavar="URL", help="default: env or sqlite:///orchestrator.db")
-    p.add_argument("--timeout", type=float, metavar="S", help="give up waiting after S seconds")
+    p.add_argument("--timeout", type=finite_number, metavar="S", help="give up waiting after S seconds")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("validate", parents=[parents.json], help="check definition files")

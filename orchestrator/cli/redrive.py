@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from orchestrator.cli.args import Parents, parse_json_arg
+from orchestrator.cli.args import Parents, finite_number, parse_json_arg
 from orchestrator.cli.client import TERMINAL, Client, remote
 from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Output, ticking
@@ -32,7 +32,7 @@ def add_commands(sub: Any, parents: Parents) -> None:
     p.add_argument("--version", type=int, help="definition version (default: the original's)")
     p.add_argument("--idempotency-key", help="redrives at most once per key")
     p.add_argument("--wait", action="store_true", help="wait for the end and show the history")
-    p.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up after S s")
+    p.add_argument("--timeout", type=finite_number, metavar="S", help="with --wait: give up after S s")
 
     p = sub.add_parser(
         "redrive-bulk",
@@ -49,7 +49,7 @@ def add_commands(sub: Any, parents: Parents) -> None:
     origin.add_argument("--from-step", metavar="STEP")
     origin.add_argument("--from-failure", action="store_true")
     p.add_argument("--execute", action="store_true", help="redrive them (default: only list)")
-    p.add_argument("--rate", type=float, default=10.0, metavar="N", help="starts per second (default 10)")
+    p.add_argument("--rate", type=finite_number, default=10.0, metavar="N", help="starts per second (default 10)")
     p.add_argument("--limit", type=int, default=100, help="at most N executions (default 100)")
     p.add_argument("--idempotency-key", help="batch key (default: derived from the filters)")
     p.add_argument(

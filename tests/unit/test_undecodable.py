@@ -15,8 +15,9 @@ import pytest
 
 from orchestrator.api.requests import parse_json
 from orchestrator.backends.kafka.codec import CodecError, decode_command, decode_task, encode_command
-from orchestrator.cli.args import parse_json_arg
+from orchestrator.cli.args import finite_number, parse_json_arg
 from orchestrator.cli.errors import CliError
+from orchestrator.cli.main import build_parser
 from orchestrator.core.commands import CompleteStep
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
@@ -186,3 +187,20 @@ async def test_an_expression_failing_on_a_message_makes_a_dead_letter(fields: di
         assert outcome.kind == "dead" and reason in outcome.reason
         plain = Router(runtime, "wf", KafkaTrigger(name="t", topics=["orders"]))
         assert (await plain.accept(InboundMessage(data=MIXED, identity="kafka:orders/0/1"))).kind == "started"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["start", "wf", "--wait", "--timeout", "inf"],
+        ["start", "wf", "--wait", "--timeout", "nan"],
+        ["redrive-bulk", "--workflow", "wf", "--rate", "nan"],
+        ["redrive", "x", "--wait", "--timeout", "-1"],
+    ],
+)
+def test_cli_seconds_and_rates_must_be_finite(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(argv)
+    assert caught.value.code == 2
+    assert "is not a finite number >= 0" in capsys.readouterr().err
+    assert finite_number("2.5") == 2.5
