@@ -22,9 +22,14 @@ def parse_cursor(cursor: str | None) -> int:
     """The first id a page starts at; ValueError for a cursor this store did not give."""
     if cursor is None:
         return 0
-    if not cursor.isdigit():
+    if not _position(cursor):
         raise ValueError(f"cursor {cursor!r} is not a dead-letter position")
     return int(cursor)
+
+
+def _position(text: str) -> bool:
+    """ASCII digits that fit 64 bits (``str.isdigit`` alone takes "²", which int() refuses)."""
+    return text.isascii() and text.isdigit() and len(text) <= 19
 
 
 class MemoryDeadLetters:
@@ -62,7 +67,7 @@ class MemoryDeadLetters:
         return DeadLetterPage(items, str(int(items[-1].id) + 1) if more else None)
 
     async def redrive(self, letter_id: str) -> DeadLetter:
-        parked = self._letters.get(int(letter_id)) if letter_id.isdigit() else None
+        parked = self._letters.get(int(letter_id)) if _position(letter_id) else None
         if parked is None:
             raise UnknownDeadLetter(f"no dead letter {letter_id!r}")
         letter, command = parked

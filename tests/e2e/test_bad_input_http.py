@@ -262,7 +262,7 @@ async def test_a_busy_sqlite_database_is_a_503(tmp_path: Path, monkeypatch: pyte
 
 # -- every route, nasty values --------------------------------------------------------------------
 
-NASTY_TEXT = ["", "0", "-1", BIG, LONG, "1e400", "NaN", "-Infinity", "é", "\u0000", "%ff", "a|b",
+NASTY_TEXT = ["", "0", "-1", BIG, LONG, "1e400", "NaN", "-Infinity", "é", "\u0000", "%ff", "a|b", "²", "٣",
               "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-05:00", "true", "[]", "{}"]  # fmt: skip
 NASTY_JSON: list[Any] = [None, True, 0, -1, 2**63, 2**31, 10**4000, -(10**4000), 1e308, -1e308, 5e-324, "",
                          "x" * 300, [], {}, [[[[[]]]]], {"a": {"b": [1, "2", None]}}]  # fmt: skip
@@ -305,3 +305,11 @@ async def test_no_route_answers_500_to_nasty_parameters_or_bodies(client: Client
         assert response.status < 500, (method, path, body, text)
         if response.status >= 400 and method != "HEAD" and len(path) < 8000:  # aiohttp's own limit
             assert json.loads(text)["error"]["code"], (method, path, text)
+
+
+@pytest.mark.parametrize("letter", ["%C2%B2", "%D9%A3", LONG, BIG, "-1"])
+async def test_a_dead_letter_id_that_is_no_position_is_unknown(client: Client, letter: str) -> None:
+    """``"²".isdigit()`` is true and ``int("²")`` raises; a 5000-digit id raises too."""
+    response = await client.post(f"/api/v1/dead-letters/commands/{letter}/redrive")
+    await error(response, 404, "unknown_dead_letter")
+    await error(await client.get("/api/v1/dead-letters/commands?cursor=%C2%B2"), 400, "invalid_parameter", "cursor")

@@ -141,7 +141,7 @@ class KafkaDeadLetters:
 
 
 def _offset(text: str, error: type[Exception] = ValueError) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):  # an offset: 64 bits; "²" is a digit
         raise error(f"{text!r} is not a dead-letter position")
     return int(text)
 
@@ -168,7 +168,7 @@ def _letter(offset: int, attributes: dict[str, str]) -> DeadLetter:
         command_id=attributes.get("commandid") or None,
         error_type=attributes.get("errortype", ""),
         error_message=attributes.get("errormessage", ""),
-        attempts=int(attempts) if attempts.isdigit() else 0,
+        attempts=int(attempts) if attempts.isascii() and attempts.isdigit() and len(attempts) <= 9 else 0,
         parked_at=attributes.get("time", ""),
         origin=attributes.get("origin", ""),
     )
