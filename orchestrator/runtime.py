@@ -352,7 +352,7 @@ class Runtime(Lifecycle):
             reuse=reuse or {},
         )
         try:
-            await self.engine.handle(command)
+            await self.engine.handle(command, effects_may_fail=True)
         except ExecutionExists:
             await self._resume_if_never_dispatched(execution_id)
             return StartResult(execution_id, created=False)
@@ -487,7 +487,8 @@ class Runtime(Lifecycle):
         await self.engine.handle(
             CancelExecution(
                 execution_id=execution_id, now=self.clock(), actor=actor or LIBRARY_ACTOR, reason=reason
-            )
+            ),
+            effects_may_fail=True,
         )
         return await self.state(execution_id, tenant=tenant)
 
@@ -515,7 +516,8 @@ class Runtime(Lifecycle):
                 name=name,
                 payload=payload,
                 event_id=event_id,
-            )
+            ),
+            effects_may_fail=True,
         )
         return await self.state(execution_id, tenant=tenant)
 
@@ -549,7 +551,8 @@ class Runtime(Lifecycle):
                     payload=payload,
                     correlation_key=correlation_key,
                     event_id=event_id,
-                )
+                ),
+                effects_may_fail=True,
             )
             if committed is not None:
                 delivered.append(execution_id)

@@ -7,7 +7,10 @@ With ``redo`` set (embedded mode), nothing after the commit reaches the caller: 
 observer is retried in the background, and an append whose outcome is unknown (it raised, but
 may have landed) forgets the cached state and queues a check of the log: if the events landed,
 the observers get the commit after all. Without it (Kafka), both raise, and the redelivered
-command re-derives the effects.
+command re-derives the effects; except for a caller that says ``effects_may_fail`` (the API and
+the triggers, through the runtime): once the append returned it gets its success answer, a
+failing observer is logged, and the recovery sweep of the execution's owner re-derives the lost
+effects (``orchestrator.engine.recovery``).
 """
 
 from __future__ import annotations
@@ -137,15 +140,18 @@ class Engine:
     def forget(self, execution_id: str) -> None:
         self._cache.pop(execution_id, None)
 
-    async def handle(self, command: Command) -> Committed | None:
-        """Apply one command. None when it changed nothing (a stale or duplicate answer)."""
+    async def handle(self, command: Command, *, effects_may_fail: bool = False) -> Committed | None:
+        """Apply one command. None when it changed nothing (a stale or duplicate answer).
+
+        ``effects_may_fail``: the caller is answered from the commit alone; an observer failing
+        after it is logged instead of raised (see the module docstring)."""
         began = time.perf_counter()
         outcome: CommandOutcome = "error"
         try:
             async with self._locks.hold(command.execution_id):
                 committed, outcome = await self._handle_locked(command)
             if committed is not None:
-                await self._notify(committed)
+                await self._notify(committed, tolerate=effects_may_fail)
         except ExecutionExists:
             outcome = "duplicate"
             raise
@@ -159,11 +165,24 @@ class Engine:
             self.instruments.command_handled(type(command).__name__, outcome, time.perf_counter() - began)
         return committed
 
-    async def _notify(self, committed: Committed) -> None:
+    async def _notify(self, committed: Committed, *, tolerate: bool = False) -> None:
         """Run the observers in order; see the module docstring for a failing one."""
         for observer in self.observers:
-            if self.redo is None:
+            if self.redo is None and not tolerate:
                 await observer(committed)
+                continue
+            if self.redo is None:
+                try:
+                    await observer(committed)
+                except Exception as exc:
+                    log.warning(
+                        "execution %s: an effect of the commit at %d failed (%s: %s); the recovery "
+                        "sweep resumes it",
+                        committed.after.execution_id,
+                        committed.after.sequence,
+                        type(exc).__name__,
+                        exc,
+                    )
                 continue
             try:
                 await observer(committed)
