@@ -324,7 +324,7 @@ def embedded_settings(synchronous: str) -> dict[str, Setting]:
     from orchestrator.backends import sqlite as sqlite_backend
     from orchestrator.backends.inprocess import InProcessTransport
 
-    where = "PRAGMA on the connection SQLiteEventLog opened (orchestrator/backends/sqlite.py), read back"
+    where = "PRAGMA on the connection SQLiteEventLog opened (orchestrator/backends/sqlite/), read back"
     try:
         pragmas = asyncio.run(within(sqlite_pragmas(synchronous), "opening a SQLite event log"))
         journal = pragmas["journal_mode"]
