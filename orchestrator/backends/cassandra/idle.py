@@ -33,15 +33,11 @@ from dataclasses import dataclass
 from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement
 
 from orchestrator.backends.cassandra.schema import (
-    RETRY_ATTEMPTS,
     Database,
     Row,
-    ambiguous,
-    backoff,
-    describe,
 )
 from orchestrator.core.timefmt import parse_rfc3339
-from orchestrator.ports import BackendUnavailable, ExecutionSummary, ResumeCallback
+from orchestrator.ports import ExecutionSummary, ResumeCallback
 
 BUCKET_MS = 60_000  # never change: stored buckets and marks count in these units
 SETTLE_SECONDS = 300.0  # how late a row may land behind the due horizon and still be looked at
@@ -192,17 +188,5 @@ class IdleChecks:
         """Create the shard's progress mark before its first row (a no-op when it exists)."""
         if shard in self._registered:
             return
-        statement = self._cql["idle_register"].bind((shard, bucket))
-        for attempt in range(1, RETRY_ATTEMPTS + 1):
-            try:
-                await self._db.run(statement, idempotent=False)
-                break
-            except Exception as exc:  # IF NOT EXISTS: running it again is harmless
-                if not ambiguous(exc):
-                    raise
-                if attempt == RETRY_ATTEMPTS:
-                    raise BackendUnavailable(
-                        f"{self._url}: registering recovery shard {shard}: {describe(exc)}"
-                    ) from exc
-                await backoff(attempt)
+        await self._db.run_repeatable(self._cql["idle_register"].bind((shard, bucket)), f"registering recovery shard {shard}")
         self._registered.add(shard)

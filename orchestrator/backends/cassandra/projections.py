@@ -58,12 +58,10 @@ from orchestrator.backends.cassandra.schema import (
     CassandraSettings,
     Database,
     Row,
-    ambiguous,
-    backoff,
     describe,
 )
 from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
-from orchestrator.ports import BackendUnavailable, Shards, TimerCallback, WaitKey
+from orchestrator.ports import Shards, TimerCallback, WaitKey
 
 __all__ = ["CassandraTimers", "CassandraWaitIndex", "TimerOptions", "bucket_of", "stored_key"]
 
@@ -278,19 +276,7 @@ class CassandraTimers:
         """Create the shard's progress row before its first timer (a no-op when it exists)."""
         if shard in self._registered:
             return
-        statement = self._cql["register"].bind((shard, bucket_of(self._clock() - self.grace)))
-        for attempt in range(1, RETRY_ATTEMPTS + 1):
-            try:
-                await self._db.run(statement, idempotent=False)
-                break
-            except Exception as exc:  # IF NOT EXISTS: running it again is harmless
-                if not ambiguous(exc):
-                    raise
-                if attempt == RETRY_ATTEMPTS:
-                    raise BackendUnavailable(
-                        f"{self.settings.url}: registering timer shard {shard}: {describe(exc)}"
-                    ) from exc
-                await backoff(attempt)
+        await self._db.run_repeatable(self._cql["register"].bind((shard, bucket_of(self._clock() - self.grace))), f"registering timer shard {shard}")
         self._registered.add(shard)
 
     def _forget(self, execution_id: str, timer_id: str) -> None:

@@ -568,6 +568,20 @@ class Database:
                 await backoff(attempt)
         raise AssertionError("unreachable")
 
+    async def run_repeatable(self, statement: Statement, what: str) -> None:
+        """Execute a conditional statement that is harmless to run again (``IF NOT EXISTS``):
+        retried with backoff after any failure that may or may not have applied it."""
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                await self.run(statement, idempotent=False)
+                return
+            except Exception as exc:
+                if not ambiguous(exc):
+                    raise
+                if attempt == RETRY_ATTEMPTS:
+                    raise BackendUnavailable(f"{self.settings.url}: {what}: {describe(exc)}") from exc
+                await backoff(attempt)
+
     async def rows(self, prepared: PreparedStatement, *values: object) -> list[Row]:
         """All rows of a short query (one page)."""
         return list((await self.run(prepared.bind(values))).current_rows)
