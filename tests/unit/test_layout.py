@@ -38,7 +38,9 @@ RULES: dict[str, tuple[str, ...]] = {
         "orchestrator.backends",
         "connectors",
     ),
-    "orchestrator.api": (*BASE, "orchestrator.api", "orchestrator.history", "orchestrator.runtime"),
+    # Principals, authentication and authorization: a leaf over the base.
+    "orchestrator.auth": (*BASE, "orchestrator.auth"),
+    "orchestrator.api": (*BASE, "orchestrator.api", "orchestrator.history", "orchestrator.runtime", "orchestrator.auth"),
     "triggers": (
         *BASE,
         "triggers",

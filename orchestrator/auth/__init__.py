@@ -1,0 +1,1 @@
+"""Who is asking: principals, authentication (API keys, tokens, sessions) and authorization."""
