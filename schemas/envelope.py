@@ -32,21 +32,21 @@ _canonical_lenient = json.JSONEncoder(
 # "chainhash" sorts right before "codec", which every envelope has; only "actor" and
 # "causationid" (string values, whose quotes JSON escapes) can come before it.
 _CODEC_KEY = '"codec":'
+_CODEC_BYTES = _CODEC_KEY.encode()
 
 
 class EnvelopeError(ValueError):
     """Bytes that are not a valid envelope, or event data that cannot be encoded as strict JSON."""
 
 
-def _canonical(event: dict[str, Any]) -> str:
-    """The canonical text; EnvelopeError naming the event when its data is not strict JSON."""
+def _canonical(event: dict[str, Any]) -> bytes:
+    """The canonical UTF-8 bytes; EnvelopeError naming the event when its data is not strict JSON."""
     try:
-        text = _canonical_json(event)
-        text.encode("utf-8")  # an unpaired surrogate would only fail here
+        encoded = _canonical_json(event).encode("utf-8")  # an unpaired surrogate fails here
     except (TypeError, ValueError, RecursionError) as exc:
         where = f"{event.get('type')} #{event.get('sequence')} of {event.get('subject')}"
         raise EnvelopeError(f"{where}: the event data is not strict JSON: {exc}") from None
-    return text
+    return encoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +81,10 @@ class Envelope:
         as the envelope's ``to_bytes``.
         """
         envelope = cls(**fields)
-        body = _canonical(envelope.to_cloudevent())
-        digest = _digest(previous, body)
-        at = body.index(_CODEC_KEY)
-        encoded = f'{body[:at]}"chainhash":"{digest}",{body[at:]}'.encode()
+        body = _canonical(envelope.to_cloudevent())  # encoded once: hashed, then kept
+        digest = hashlib.sha256(b"%s\n%s" % (previous.encode(), body)).hexdigest()
+        at = body.index(_CODEC_BYTES)
+        encoded = b'%s"chainhash":"%s",%s' % (body[:at], digest.encode(), body[at:])
         # Not yet shared with anyone: finishing a frozen instance, as __post_init__ would.
         object.__setattr__(envelope, "chainhash", digest)
         object.__setattr__(envelope, "_encoded", encoded)
@@ -119,7 +119,7 @@ class Envelope:
         """The canonical JSON bytes: the stored and transported form."""
         encoded = self._encoded
         if encoded is None:
-            encoded = _canonical(self.to_cloudevent()).encode()
+            encoded = _canonical(self.to_cloudevent())
             object.__setattr__(self, "_encoded", encoded)  # a cache of immutable fields
         return encoded
 

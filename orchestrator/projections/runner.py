@@ -113,8 +113,9 @@ class ProjectionRunner(Lifecycle):
             wake.set()
 
     async def on_committed(self, committed: Committed) -> None:
-        """Engine observer: nudge the projections."""
-        self.nudge()
+        """Engine observer: nudge the projections (nothing to do while none is added)."""
+        if self._projections:
+            self.nudge()
 
     async def rebuild(self, name: str) -> None:
         """Reset a projection and replay the whole feed into it (from position 0)."""
