@@ -25,6 +25,7 @@ from orchestrator.cli import (
     redrive,
     replay,
     retention,
+    scan,
     serve,
     triggers,
 )
@@ -36,7 +37,7 @@ from orchestrator.runtime import InputInvalid
 from orchestrator.settings import SettingsError
 from schemas.validation import DefinitionError
 
-GROUPS = (local, serve, retention, replay, data, definitions, executions, redrive, triggers, dead_letters)
+GROUPS = (local, serve, retention, replay, data, definitions, executions, redrive, triggers, dead_letters, scan)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,6 +40,8 @@ RULES: dict[str, tuple[str, ...]] = {
     ),
     # Principals, authentication and authorization: a leaf over the base.
     "orchestrator.auth": (*BASE, "orchestrator.auth"),
+    # The security scan: pure rules over definitions and deployment facts.
+    "orchestrator.scan": (*BASE, "orchestrator.scan"),
     "orchestrator.api": (*BASE, "orchestrator.api", "orchestrator.history", "orchestrator.runtime", "orchestrator.auth"),
     "triggers": (
         *BASE,

@@ -1,0 +1,1 @@
+"""Security scanning: findings with severity for definitions and for the deployment."""
