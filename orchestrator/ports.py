@@ -443,3 +443,77 @@ class ParksCommands(Protocol):
     """A transport with a dead-letter store of its own (Kafka: a topic beside the commands)."""
 
     dead_letters: DeadLetters
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """One process as it last described itself (its heartbeat). Times are Unix seconds.
+
+    ``shards``: the commands partitions it owns (None: all of them, a single process; empty: none,
+    e.g. an API-only process). ``lag``: consumer lag by ``topic/partition`` where it consumes.
+    ``config``: its effective configuration with every secret redacted.
+    """
+
+    node_id: str
+    role: str
+    version: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    interval: float  # seconds between heartbeats it promised
+    shards: tuple[int, ...] | None = None
+    in_flight: int = 0
+    lag: dict[str, int] = field(default_factory=dict)
+    stopped: bool = False
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "role": self.role,
+            "version": self.version,
+            "host": self.host,
+            "pid": self.pid,
+            "started_at": self.started_at,
+            "heartbeat_at": self.heartbeat_at,
+            "interval": self.interval,
+            "shards": None if self.shards is None else list(self.shards),
+            "in_flight": self.in_flight,
+            "lag": dict(self.lag),
+            "stopped": self.stopped,
+            "config": self.config,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeRecord:
+        shards = data.get("shards")
+        return cls(
+            node_id=str(data["node_id"]),
+            role=str(data["role"]),
+            version=str(data["version"]),
+            host=str(data["host"]),
+            pid=int(data["pid"]),
+            started_at=float(data["started_at"]),
+            heartbeat_at=float(data["heartbeat_at"]),
+            interval=float(data["interval"]),
+            shards=None if shards is None else tuple(int(s) for s in shards),
+            in_flight=int(data.get("in_flight", 0)),
+            lag={str(k): int(v) for k, v in (data.get("lag") or {}).items()},
+            stopped=bool(data.get("stopped", False)),
+            config=dict(data.get("config") or {}),
+        )
+
+
+class NodeDirectory(Protocol):
+    """Where processes publish their heartbeats and everyone reads them (beside the event log)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, record: NodeRecord) -> None:
+        """Insert or replace the record of ``record.node_id``."""
+
+    async def nodes(self) -> builtins.list[NodeRecord]:
+        """Every record kept, by node id (records of long-gone nodes may expire)."""

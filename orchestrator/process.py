@@ -121,7 +121,7 @@ async def run_server(settings: Settings, *, ready: Callable[[str], None] | None 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     async with AsyncExitStack() as stack:
-        runtime = await stack.enter_async_context(Runtime(settings))
+        runtime = await stack.enter_async_context(Runtime(settings, role="serve"))
         await register_definitions(runtime, definitions)
         # Trigger sources run wherever workers run (not in Kafka role=api processes); stopped
         # after the HTTP server and before the runtime.
@@ -152,7 +152,7 @@ async def run_worker(settings: Settings, *, ready: Callable[[], None] | None = N
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     async with AsyncExitStack() as stack:
-        runtime = await stack.enter_async_context(Runtime(settings))
+        runtime = await stack.enter_async_context(Runtime(settings, role="worker"))
         await register_definitions(runtime, definitions)
         triggers = TriggerManager(runtime, settings, run_sources=runs_sources_here(runtime))
         await stack.enter_async_context(triggers)

@@ -25,13 +25,18 @@ from connectors.defaults import default_connectors
 from orchestrator.backends.memory_dead_letters import MemoryDeadLetters
 from orchestrator.backends.urls import (
     EVENT_LOGS,
+    NODE_DIRECTORIES,
     REGISTRIES,
     TIMERS,
     TRANSPORTS,
     WAIT_INDEXES,
+    nodes_url,
     open_backend,
     projection_url,
 )
+from orchestrator.cluster.config import effective_config
+from orchestrator.cluster.heartbeat import Heartbeat
+from orchestrator.cluster.node import NodeIdentity
 from orchestrator.core.commands import CancelExecution, DeliverEvent, ResumeExecution, StartExecution
 from orchestrator.core.machine import ExecutionExists
 from orchestrator.core.state import ExecutionState
@@ -62,6 +67,8 @@ from orchestrator.ports import (
     FeedSource,
     IdleIndex,
     Link,
+    NodeDirectory,
+    NodeRecord,
     ParksCommands,
     Registry,
     Timers,
@@ -125,6 +132,7 @@ class Runtime(Lifecycle):
         waits: WaitIndex | None = None,
         recover: bool = True,
         instruments: Instruments | None = None,
+        role: str = "library",
     ) -> None:
         self.settings = settings or Settings.from_env()
         s = self.settings
@@ -188,6 +196,14 @@ class Runtime(Lifecycle):
         self.worker = Worker(self.connectors, self.transport, clock, instruments=self.instruments)
         self.retention = RetentionSweeper(self.log, self.registry, clock=clock, archive_dir=s.archive_dir)
         self.jobs = Jobs(clock)  # background work such as bulk redrives (orchestrator.history.jobs)
+        # The cluster view: this process's heartbeat in the node directory (orchestrator.cluster).
+        self.nodes: NodeDirectory = open_backend(
+            NODE_DIRECTORIES, s.nodes_url or nodes_url(s.event_log_url), "node directory"
+        )
+        self.node = NodeIdentity.of_this_process(role, clock(), s.heartbeat_interval, s.node_id)
+        self.engine.node = self.node.node_id  # recorded on every event it commits
+        self._config = effective_config(s)
+        self.heartbeat = Heartbeat(self.nodes, self.describe_node, s.heartbeat_interval)
         self._recover = recover
         self._validators: dict[tuple[str, int], Any] = {}
         self._latest: dict[str, tuple[float, WorkflowDefinition]] = {}  # name -> (read at, latest)
@@ -214,6 +230,11 @@ class Runtime(Lifecycle):
             stack.push_async_callback(self.timers.stop)
             await self.jobs.start()  # stopped (running jobs cancelled) before the timers and transport
             stack.push_async_callback(self.jobs.stop)
+            await self.nodes.start()
+            stack.push_async_callback(self.nodes.stop)
+            if self.settings.heartbeat_interval > 0:
+                await self.heartbeat.start()  # its farewell is published before the transport stops
+                stack.push_async_callback(self.heartbeat.stop)
             if self._recover and self.redo is not None:
                 try:
                     await self.recover()
@@ -232,6 +253,10 @@ class Runtime(Lifecycle):
             await stack.aclose()
             raise
         self._stack = stack
+
+    def describe_node(self) -> NodeRecord:
+        """This process's node record now (what the heartbeat publishes)."""
+        return self.node.record(self.transport, self.clock(), self._config)
 
     @property
     def running(self) -> bool:

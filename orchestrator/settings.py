@@ -39,6 +39,9 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_ARCHIVE_DIR": "(none)",
     "ORCHESTRATOR_STATE_DIR": "(<temp dir>/orchestrator-state)",
     "ORCHESTRATOR_DEFINITIONS": "(none)",
+    "ORCHESTRATOR_NODE_ID": "(<host>-<pid>-<random>)",
+    "ORCHESTRATOR_HEARTBEAT_INTERVAL": "5",
+    "ORCHESTRATOR_NODES_URL": "(beside a shared event log or SQLite file, else memory://)",
     "ORCHESTRATOR_SECRETS_FILE": "(none)",
     "ORCHESTRATOR_SECRET_<NAME>": "(none)",
     "ORCHESTRATOR_CONNECTION_<NAME>": "(none)",
@@ -72,6 +75,9 @@ class Settings:
     archive_dir: str | None = None  # where retention archives histories before deleting them
     state_dir: str | None = None  # local, rebuildable state (window triggers' faust data)
     definitions: tuple[str, ...] = ()
+    node_id: str | None = None  # this process in the cluster view; default <host>-<pid>-<random>
+    heartbeat_interval: float = 5.0  # seconds between heartbeats in the node directory; 0: none
+    nodes_url: str | None = None  # the node directory; default beside the event log
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     connections: Mapping[str, str] = field(default_factory=dict, repr=False)  # name -> URL
 
@@ -130,6 +136,9 @@ class Settings:
             archive_dir=get("ARCHIVE_DIR"),
             state_dir=get("STATE_DIR"),
             definitions=definitions,
+            node_id=get("NODE_ID"),
+            heartbeat_interval=_seconds("HEARTBEAT_INTERVAL", get, cls.heartbeat_interval, zero=True),
+            nodes_url=get("NODES_URL"),
             secrets=secrets,
             connections={
                 k[len(CONNECTION_PREFIX) :].lower(): v for k, v in env.items() if k.startswith(CONNECTION_PREFIX)

@@ -65,6 +65,7 @@ class Envelope:
     source: str = DEFAULT_SOURCE
     actor: str | None = None
     causationid: str | None = None  # id of the command that caused this event
+    node: str | None = None  # the process that committed it (orchestrator.cluster), when known
     schemaversion: int = SCHEMA_VERSION
     codec: str = "identity"
     chainhash: str | None = None  # see ``chained``: links this event to the one before it
@@ -112,6 +113,8 @@ class Envelope:
             event["causationid"] = self.causationid
         if self.chainhash is not None:
             event["chainhash"] = self.chainhash
+        if self.node is not None:
+            event["node"] = self.node
         event["data"] = self.data
         return event
 
@@ -142,6 +145,7 @@ class Envelope:
                 source=event.get("source", DEFAULT_SOURCE),
                 actor=event.get("actor"),
                 causationid=event.get("causationid"),
+                node=event.get("node"),
                 schemaversion=SCHEMA_VERSION,
                 codec=event.get("codec", "identity"),
                 chainhash=event.get("chainhash"),

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from orchestrator.api.cluster import ClusterApi
 from orchestrator.api.dead_letters import DeadLettersApi
 from orchestrator.api.definitions import DefinitionsApi
 from orchestrator.api.errors import error_middleware
@@ -60,7 +61,7 @@ def create_app(
 
 def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvider]:
     """The REST API over one runtime: definitions, executions and events, jobs, replay, triggers,
-    probes, dead letters."""
+    probes, dead letters, the cluster view."""
     return [
         DefinitionsApi(runtime),
         ExecutionsApi(runtime),
@@ -69,4 +70,5 @@ def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvi
         ReplayApi(runtime),
         TriggersApi(triggers),
         DeadLettersApi(runtime),
+        ClusterApi(runtime),
     ]

@@ -149,7 +149,7 @@ SCHEMAS: dict[str, Schema] = {
             **dict.fromkeys(("specversion", "id", "source", "type", "subject"), STR),
             "time": TIME,
             **dict.fromkeys(("datacontenttype", "workflow", "tenant", "codec", "actor"), STR),
-            **dict.fromkeys(("causationid", "chainhash"), STR),
+            **dict.fromkeys(("causationid", "chainhash", "node"), STR),
             **dict.fromkeys(("sequence", "workflowversion", "schemaversion"), INT),
             "data": ANY,
         },
@@ -209,6 +209,53 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "TriggerList": _obj({"triggers": _array(ref("Trigger")), "runs_sources": BOOL}, "triggers runs_sources"),
     "Health": _obj({"status": STR, "reason": STR}, "status"),
+    "ClusterNode": _obj(
+        {
+            **dict.fromkeys(("node_id", "role", "version", "host"), STR),
+            "status": {"enum": ["alive", "late", "dead", "left"]},
+            "pid": INT,
+            **dict.fromkeys(("started_at", "heartbeat_at", "interval", "seconds_since_heartbeat"), NUM),
+            "shards": {**_nullable(_array(INT)), "description": "Commands partitions owned; null: all (one process)."},
+            "in_flight": INT,
+            "lag": {"type": "object", "additionalProperties": INT, "description": "Consumer lag by topic/partition."},
+            "stopped": BOOL,
+            "config": {**OBJ, "description": "Effective configuration, secrets redacted (absent with ?config=false)."},
+        },
+        "node_id role status heartbeat_at",
+    ),
+    "Trace": _obj(
+        {
+            "execution_id": STR,
+            "partition": {**INT, "description": "The commands partition (shard) of the execution."},
+            "total_seconds": NUM,
+            "events": _array(ref("TraceRow")),
+            "handoffs": _array(_obj({"sequence": INT, "from": _nullable(STR), "to": _nullable(STR)})),
+            "events_by_node": {"type": "object", "additionalProperties": INT},
+            "seconds_by_type": {"type": "object", "additionalProperties": NUM},
+            "slowest": _array(ref("TraceRow")),
+        },
+        "execution_id partition events",
+    ),
+    "TraceRow": _obj(
+        {
+            "sequence": INT,
+            **dict.fromkeys(("time", "type"), STR),
+            **dict.fromkeys(("step", "node"), _nullable(STR)),
+            **dict.fromkeys(("offset_seconds", "delay_seconds"), NUM),
+        },
+        "sequence type offset_seconds delay_seconds",
+    ),
+    "Cluster": _obj(
+        {
+            "self": STR,
+            "nodes": _array(ref("ClusterNode")),
+            "counts": OBJ,
+            "partitions": {"type": "object", "description": "Partition -> the live nodes that own it."},
+            "contested": {"type": "object", "description": "Partitions more than one live node claims."},
+            "lag": OBJ,
+        },
+        "self nodes counts partitions",
+    ),
     "OpenApiDocument": OBJ,
     "ExecutionDiff": _obj(
         {

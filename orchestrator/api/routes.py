@@ -51,6 +51,7 @@ class Permission(StrEnum):
     REPLAY_VERIFY = "replay:verify"
     DEADLETTERS_READ = "deadletters:read"
     DEADLETTERS_REDRIVE = "deadletters:redrive"
+    CLUSTER_READ = "cluster:read"
 
     @property
     def resource(self) -> str:

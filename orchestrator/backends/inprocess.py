@@ -37,6 +37,7 @@ class InProcessTransport:
             raise ValueError(f"in-process transport: concurrency must be >= 1, got {concurrency}")
         self._concurrency = concurrency
         self._queue: asyncio.Queue[StepTask] = asyncio.Queue()
+        self._running = 0  # tasks taken from the queue and not finished
         self._workers: list[asyncio.Task[None]] = []
         self._started = False
         self._on_command: CommandHandler | None = None
@@ -92,6 +93,13 @@ class InProcessTransport:
     def backlog(self) -> int:
         return self._queue.qsize()
 
+    def in_flight(self) -> int:
+        """Tasks queued or running now."""
+        return self._queue.qsize() + self._running
+
+    def consumer_lag(self) -> dict[str, int]:
+        return {}  # nothing is consumed from a broker
+
     @property
     def workers_alive(self) -> int:
         """Worker coroutines running now (``concurrency`` while started, 0 when stopped)."""
@@ -111,6 +119,7 @@ class InProcessTransport:
         while True:
             task = await self._queue.get()
             self.instruments.queue_depth(QUEUE, self._queue.qsize())
+            self._running += 1
             try:
                 await self._on_task(task)
             except asyncio.CancelledError:
@@ -120,3 +129,5 @@ class InProcessTransport:
                 log.error("in-process worker: task %s of %s raised CancelledError", task.attempt_id, task.execution_id)
             except Exception:  # the worker reports its own failures; this one is a bug: log, go on
                 log.exception("in-process worker: task %s of %s failed", task.attempt_id, task.execution_id)
+            finally:
+                self._running -= 1

@@ -29,9 +29,20 @@ WAIT_INDEXES = {
     "memory": "orchestrator.backends.memory_waits:MemoryWaitIndex",
     "cassandra": "orchestrator.backends.cassandra.projections:CassandraWaitIndex",
 }
+NODE_DIRECTORIES = {
+    "memory": "orchestrator.backends.memory_nodes:MemoryNodeDirectory",
+    "sqlite": "orchestrator.backends.sqlite.nodes:SQLiteNodeDirectory",
+    "cassandra": "orchestrator.backends.cassandra.nodes:CassandraNodeDirectory",
+}
 # Where timers and the wait index live when not configured: next to the event log when it is
 # shared by many processes, else in memory (rebuilt from the log when the process starts).
 PROJECTIONS_BESIDE_LOG = {"cassandra"}
+
+
+def nodes_url(event_log_url: str) -> str:
+    """The default URL of the node directory: beside an event log that processes share (a SQLite
+    file two servers open, a Cassandra keyspace), else in memory."""
+    return event_log_url if urlsplit(event_log_url).scheme in ("sqlite", "cassandra") else "memory://"
 
 
 def projection_url(event_log_url: str) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from orchestrator.backends.urls import UnknownBackend
 from orchestrator.cli import (
+    cluster,
     data,
     dead_letters,
     definitions,
@@ -37,7 +38,7 @@ from orchestrator.runtime import InputInvalid
 from orchestrator.settings import SettingsError
 from schemas.validation import DefinitionError
 
-GROUPS = (local, serve, retention, replay, data, definitions, executions, redrive, triggers, dead_letters, scan)
+GROUPS = (local, serve, retention, replay, data, definitions, executions, redrive, triggers, dead_letters, scan, cluster)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -105,6 +105,7 @@ class Engine:
         self.instruments = guarded(instruments)
         self._backend = type(log).__name__  # the append's label
         self.redo: Redo | None = None  # set by the runtime in embedded mode (see the module docstring)
+        self.node: str | None = None  # recorded on every event as its ``node`` (set by the runtime)
         self._failed_appends = 0
         self._last_failed_append = -math.inf  # time.monotonic()
 
@@ -333,6 +334,7 @@ class Engine:
                 source=self._source,
                 actor=command.actor,
                 causationid=command.command_id,
+                node=self.node,
             )
             chain = envelope.chainhash or ""
             stamped.append(envelope)

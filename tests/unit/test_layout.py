@@ -30,8 +30,11 @@ RULES: dict[str, tuple[str, ...]] = {
     "orchestrator.history": (*BASE, "orchestrator.history"),
     "orchestrator.backends": (*BASE, "orchestrator.backends"),
     "orchestrator.projections": (*BASE, "orchestrator.projections", "orchestrator.engine", "orchestrator.backends"),
+    # Cluster health: node identity, heartbeats, the cluster view (pure over node records).
+    "orchestrator.cluster": (*BASE, "orchestrator.cluster"),
     "orchestrator.runtime": (
         *BASE,
+        "orchestrator.cluster",
         "orchestrator.engine",
         "orchestrator.history",
         "orchestrator.projections",
@@ -42,7 +45,14 @@ RULES: dict[str, tuple[str, ...]] = {
     "orchestrator.auth": (*BASE, "orchestrator.auth"),
     # The security scan: pure rules over definitions and deployment facts.
     "orchestrator.scan": (*BASE, "orchestrator.scan"),
-    "orchestrator.api": (*BASE, "orchestrator.api", "orchestrator.history", "orchestrator.runtime", "orchestrator.auth"),
+    "orchestrator.api": (
+        *BASE,
+        "orchestrator.api",
+        "orchestrator.history",
+        "orchestrator.runtime",
+        "orchestrator.auth",
+        "orchestrator.cluster",
+    ),
     "triggers": (
         *BASE,
         "triggers",

@@ -210,6 +210,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             " PRIMARY KEY ((shard)))",
         ),
     ),
+    Migration(
+        8,
+        "cluster: the node directory, one row per process (its last heartbeat), expiring",
+        (
+            "CREATE TABLE IF NOT EXISTS {ks}.nodes (scope text, node_id text, body text,"
+            " PRIMARY KEY ((scope), node_id))",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -215,6 +215,7 @@ class LagReporter:
         self.interval = interval
         self._clock = clock
         self._next = 0.0
+        self.last: dict[tuple[str, int], int] = {}  # (topic, partition) -> the lag last reported
 
     async def report(self, consumer: Any, partitions: Iterable[TopicPartition], instruments: Instruments) -> None:
         """Report the lag of each of ``partitions`` (assigned to ``consumer``) if one is due."""
@@ -222,9 +223,12 @@ class LagReporter:
         if now < self._next:
             return
         self._next = now + self.interval
-        for tp in list(partitions):
+        assigned = list(partitions)
+        self.last = {k: v for k, v in self.last.items() if TopicPartition(*k) in assigned}
+        for tp in assigned:
             lag = await partition_lag(consumer, tp)
             if lag is not None:
+                self.last[(tp.topic, tp.partition)] = lag
                 instruments.consumer_lag(self.group, tp.topic, tp.partition, lag)
 
 

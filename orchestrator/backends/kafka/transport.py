@@ -131,6 +131,14 @@ class KafkaTransport:
         """The commands partitions assigned to this process now (none with ``role=api``)."""
         return self._groups[0].owned() if self._groups else set()
 
+    def in_flight(self) -> int:
+        """Commands and tasks fetched and not yet finished, over every group."""
+        return sum(group.in_flight() for group in self._groups)
+
+    def consumer_lag(self) -> dict[str, int]:
+        """The consumer lag last measured per ``topic/partition`` this process consumes."""
+        return {f"{topic}/{partition}": lag for group in self._groups for (topic, partition), lag in group.lag.items()}
+
     async def stop(self) -> None:
         """Stop consuming (running records get ``grace``; done offsets committed), then flush the producer."""
         await self._close(self.options.grace)
@@ -390,6 +398,13 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
 
     def owned(self) -> set[int]:
         return {tp.partition for tp in self._lanes}
+
+    def in_flight(self) -> int:
+        return sum(lane.backlog for lane in self._lanes.values())
+
+    @property
+    def lag(self) -> dict[tuple[str, int], int]:
+        return self._lag.last
 
     def changed(self, lane: _Lane[T]) -> None:
         """A lane finished or skipped records: commit soon, and resume it if it had been paused."""
