@@ -197,9 +197,9 @@ class Runtime(Lifecycle):
         self.retention = RetentionSweeper(self.log, self.registry, clock=clock, archive_dir=s.archive_dir)
         self.jobs = Jobs(clock)  # background work such as bulk redrives (orchestrator.history.jobs)
         # The cluster view: this process's heartbeat in the node directory (orchestrator.cluster).
-        self.nodes: NodeDirectory = open_backend(
-            NODE_DIRECTORIES, s.nodes_url or nodes_url(s.event_log_url), "node directory"
-        )
+        # Beside the event log it opened by URL; an event log passed in by hand: in memory.
+        beside = nodes_url(s.event_log_url) if event_log is None else "memory://"
+        self.nodes: NodeDirectory = open_backend(NODE_DIRECTORIES, s.nodes_url or beside, "node directory")
         self.node = NodeIdentity.of_this_process(role, clock(), s.heartbeat_interval, s.node_id)
         self.engine.node = self.node.node_id  # recorded on every event it commits
         self._config = effective_config(s)
