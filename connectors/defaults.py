@@ -20,7 +20,11 @@ def default_connectors(python_threads: int = 8, settings: Settings | None = None
     return Connectors(
         [
             HttpConnector(),
-            PythonConnector(python_threads),
+            PythonConnector(
+                python_threads,
+                processes=settings.python_processes if settings else 2,
+                isolation=settings.python_isolation if settings else "thread",
+            ),
             NoopConnector(),
             KafkaPublishConnector(settings),
             AmqpPublishConnector(settings),

@@ -5,6 +5,9 @@ functions are awaited on the event loop; sync functions run in the connector's o
 opened in ``start()`` and shut down in ``stop()``. A function that declares a parameter named
 ``idempotency_key`` or ``call`` receives the attempt's key or its ``StepCall``.
 
+With ``isolation: process`` (in the step's config, or for every step by default) the call runs
+in a child process of a pool instead, stopped for real at its limits (``connectors.process_pool``).
+
 Errors: ``python.import`` when the function cannot be resolved and ``python.arguments`` when the
 args do not fit its signature (neither retryable); a ``ConnectorError`` raised by the function
 passes through; any other exception becomes a retryable error typed by its class name.
@@ -23,7 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import ConnectorError, StepCall
+from connectors.process_pool import Limits, ProcessPool
 from orchestrator.lifecycle import Lifecycle
+from schemas.isolation import step_isolation
 
 THREAD_NAME_PREFIX = "connector-python"
 
@@ -44,10 +49,14 @@ class PythonConnector(Lifecycle):
 
     name = "python"
 
-    def __init__(self, max_threads: int = 8) -> None:
+    def __init__(self, max_threads: int = 8, *, processes: int = 2, isolation: str = "thread") -> None:
         if max_threads < 1:
             raise ValueError("max_threads must be at least 1")
+        if isolation not in ("thread", "process"):
+            raise ValueError(f"isolation must be thread or process, not {isolation!r}")
         self._max_threads = max_threads
+        self.isolation = isolation  # for steps whose config does not say
+        self.pool = ProcessPool(processes)  # children start on the first isolated call
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: set[concurrent.futures.Future[Any]] = set()
         self._targets: dict[str, _Target] = {}
@@ -57,12 +66,14 @@ class PythonConnector(Lifecycle):
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=self._max_threads, thread_name_prefix=THREAD_NAME_PREFIX
             )
+            await self.pool.start()
 
     async def stop(self) -> None:
         """Drop queued sync calls and wait, without blocking the loop, for running ones."""
         executor, self._executor = self._executor, None
         if executor is None:
             return
+        await self.pool.stop()  # isolated calls still running are killed
         executor.shutdown(wait=False, cancel_futures=True)
         running = [asyncio.wrap_future(future) for future in list(self._running)]
         if running:
@@ -72,6 +83,9 @@ class PythonConnector(Lifecycle):
     async def invoke(self, call: StepCall) -> Any:
         if self._executor is None:
             raise RuntimeError("PythonConnector is not started")
+        isolation = step_isolation(call.config)
+        if (isolation.mode or self.isolation) == "process":
+            return await self._isolated(call, isolation.cpu_seconds, isolation.memory_bytes, isolation.wall_seconds)
         target = self._resolve(call.config.get("function"))
         args, kwargs = _arguments(target, call)
         try:
@@ -85,6 +99,18 @@ class PythonConnector(Lifecycle):
             raise
         except Exception as exc:
             raise ConnectorError(type(exc).__name__, str(exc), retryable=True) from exc
+
+    async def _isolated(
+        self, call: StepCall, cpu: float | None, memory: int | None, wall: float | None
+    ) -> Any:
+        """Run the call in a child process of the pool, under its limits; record what it used."""
+        self._resolve(call.config.get("function"))  # refused here, as in a thread, when it cannot load
+        limits = Limits(cpu_seconds=cpu, memory_bytes=memory, wall_seconds=wall or call.timeout_seconds)
+        result = await self.pool.run(call, limits)
+        if call.usage is not None:
+            call.usage.cpu_seconds = result.cpu_seconds
+            call.usage.peak_memory_bytes = result.peak_memory_bytes
+        return result.output
 
     async def _run_in_thread(
         self,
@@ -108,6 +134,18 @@ class PythonConnector(Lifecycle):
         if target is None:
             target = self._targets[spec] = _load(spec)
         return target
+
+
+def load_target(spec: Any) -> _Target:
+    """Resolve ``module:function`` (cached per process); ConnectorError ``python.import``."""
+    if not isinstance(spec, str):
+        raise ConnectorError("python.import", "config 'function' must be 'module:function'", retryable=False)
+    return _load(spec)
+
+
+def step_arguments(target: _Target, call: StepCall) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The positional and keyword arguments of one call (``python.arguments`` when they do not fit)."""
+    return _arguments(target, call)
 
 
 def _load(spec: str) -> _Target:

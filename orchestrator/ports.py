@@ -297,10 +297,20 @@ class ConnectorError(Exception):
         self.retryable = retryable
 
 
+@dataclass(slots=True)
+class StepUsage:
+    """What an attempt used, as far as its connector can tell (an isolated process can): filled
+    in by the connector, read by the worker onto the outcome event."""
+
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class StepCall:
     """What a connector receives for one attempt: ``tenant`` is the execution's, ``actor`` who
-    started it (None when not known); per-tenant keys, quotas and audit read them."""
+    started it (None when not known); per-tenant keys, quotas and audit read them. ``usage``:
+    where a connector that measures resources writes them (None: nobody reads them)."""
 
     execution_id: str
     workflow: str
@@ -312,6 +322,7 @@ class StepCall:
     timeout_seconds: float | None = None
     tenant: str = "default"
     actor: str | None = None
+    usage: StepUsage | None = field(default=None, compare=False)
 
 
 class Connector(Protocol):

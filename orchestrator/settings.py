@@ -28,6 +28,8 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_PORT": "8080",
     "ORCHESTRATOR_WORKER_CONCURRENCY": "64",
     "ORCHESTRATOR_PYTHON_THREADS": "8",
+    "ORCHESTRATOR_PYTHON_ISOLATION": "thread",
+    "ORCHESTRATOR_PYTHON_PROCESSES": "2",
     "ORCHESTRATOR_MAX_BODY_BYTES": "1048576",
     "ORCHESTRATOR_ACCESS_LOG": "false",
     "ORCHESTRATOR_SNAPSHOT_EVERY": "1000",
@@ -64,6 +66,8 @@ class Settings:
     port: int = 8080
     worker_concurrency: int = 64  # tasks run at once, unless the transport URL sets concurrency=
     python_threads: int = 8
+    python_isolation: str = "thread"  # python steps whose config does not say: thread or process
+    python_processes: int = 2  # child processes for isolated python steps (started on demand)
     max_body_bytes: int = 1_048_576
     access_log: bool = False  # one log line per HTTP request (logger aiohttp.access)
     snapshot_every: int = 1000  # events between state snapshots; 0 disables them
@@ -125,6 +129,8 @@ class Settings:
             port=number("PORT", cls.port),
             worker_concurrency=positive("WORKER_CONCURRENCY", cls.worker_concurrency),
             python_threads=number("PYTHON_THREADS", cls.python_threads),
+            python_isolation=_choice("PYTHON_ISOLATION", get, ("thread", "process"), cls.python_isolation),
+            python_processes=positive("PYTHON_PROCESSES", cls.python_processes),
             max_body_bytes=number("MAX_BODY_BYTES", cls.max_body_bytes),
             access_log=_flag("ACCESS_LOG", get, cls.access_log),
             snapshot_every=number("SNAPSHOT_EVERY", cls.snapshot_every),
@@ -176,6 +182,15 @@ def _flag(name: str, get: Callable[[str], str | None], default: bool) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{PREFIX}{name} must be true or false, got {raw!r}")
+
+
+def _choice(name: str, get: Callable[[str], str | None], choices: tuple[str, ...], default: str) -> str:
+    raw = get(name)
+    if raw is None:
+        return default
+    if raw.lower() not in choices:
+        raise SettingsError(f"{PREFIX}{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw.lower()
 
 
 def _seconds(name: str, get: Callable[[str], str | None], default: float, zero: bool = False) -> float:

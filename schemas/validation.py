@@ -29,6 +29,7 @@ from schemas.definition import (
 )
 from schemas.expressions import ExpressionError, compile_expression, mapping_expressions
 from schemas.graph import Located, Scope, iter_steps, references
+from schemas.isolation import isolation_problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +213,8 @@ def _step_rules(located: list[Located]) -> list[Problem]:
             problems.append(Problem(item.location, "a wait step needs exactly one of 'seconds' or 'until'"))
         if isinstance(step, WaitForEventStep) and step.on_timeout and step.timeout_seconds is None:
             problems.append(Problem(f"{item.location}.on_timeout", "'on_timeout' needs 'timeout_seconds'"))
+        if isinstance(step, TaskStep) and step.connector == "python":
+            problems += [Problem(*found) for found in isolation_problems(step.config, f"{item.location}.config")]
     return problems
 
 

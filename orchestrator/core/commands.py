@@ -58,6 +58,9 @@ class CompleteStep(Command):
     step: str
     attempt_id: str
     output: Any = None
+    # What the attempt used (wall and CPU seconds, peak memory, bytes in and out), measured by
+    # the worker and recorded on the outcome event; not part of what the command means.
+    resources: dict[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +68,7 @@ class FailStep(Command):
     step: str
     attempt_id: str
     error: ErrorInfo
+    resources: dict[str, Any] | None = field(default=None, compare=False)  # as on CompleteStep
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -170,7 +170,7 @@ class _Decision:
         if isinstance(command, CompleteStep):
             self.complete_task(command)
         elif isinstance(command, FailStep):
-            self.fail_task(command.step, command.attempt_id, command.error)
+            self.fail_task(command.step, command.attempt_id, command.error, command.resources)
         elif isinstance(command, FireTimer):
             self.fire_timer(command.timer_id)
         elif isinstance(command, DeliverEvent):
@@ -215,13 +215,15 @@ class _Decision:
             except ExpressionError as exc:
                 self.fail_task(task.name, command.attempt_id, ErrorInfo("expression", str(exc), False))
                 return
-        self.emit(
-            ev.STEP_SUCCEEDED,
-            {"step": task.name, "attempt_id": command.attempt_id, "output": output},
-        )
+        data = {"step": task.name, "attempt_id": command.attempt_id, "output": output}
+        if command.resources is not None:
+            data["resources"] = command.resources
+        self.emit(ev.STEP_SUCCEEDED, data)
         self.after(task.name)
 
-    def fail_task(self, step: str, attempt_id: str, error: ErrorInfo) -> None:
+    def fail_task(
+        self, step: str, attempt_id: str, error: ErrorInfo, resources: dict[str, Any] | None = None
+    ) -> None:
         task = self._current_task(step, attempt_id)
         if task is None:
             return
@@ -232,6 +234,8 @@ class _Decision:
             "attempt": attempt,
             "error": error.to_dict(),
         }
+        if resources is not None:
+            data["resources"] = resources
         if should_retry(task.retry, attempt, error):
             seed = f"{self.state.execution_id}/{attempt_id}"  # executions retry apart
             due = self.now + backoff_delay(task.retry, attempt, seed)

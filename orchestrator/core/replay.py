@@ -160,11 +160,15 @@ def _command_for(state: ExecutionState | None, envelope: Stamped) -> Command:
     if state is None:
         raise _NoCommand(f"a history must begin with {ev.EXECUTION_STARTED}, not {kind}")
     if kind == ev.STEP_SUCCEEDED and "attempt_id" in data:
-        return CompleteStep(**base, step=step, attempt_id=data["attempt_id"], output=data["output"])
+        return CompleteStep(
+            **base, step=step, attempt_id=data["attempt_id"], output=data["output"], resources=data.get("resources")
+        )
     if kind == ev.STEP_FAILED and "attempt_id" in data:
         e = data["error"]
         error = ErrorInfo(e["type"], e.get("message", ""), e.get("retryable", True))
-        return FailStep(**base, step=step, attempt_id=data["attempt_id"], error=error)
+        return FailStep(
+            **base, step=step, attempt_id=data["attempt_id"], error=error, resources=data.get("resources")
+        )
     if kind == ev.STEP_SUCCEEDED and "child_id" in data:
         return ChildFinished(**base, child_id=data["child_id"], status="succeeded", output=data["output"])
     if kind == ev.STEP_FAILED and "child_id" in data:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from orchestrator.core.commands import CompleteStep, ErrorInfo, FailStep
 from orchestrator.core.machine import CommandRejected
 from orchestrator.engine.retrying import Backoff, until_done
 from orchestrator.instrumentation import Instruments, StepOutcome, guarded
-from orchestrator.ports import ConnectorError, ConnectorLookup, StepCall, StepTask, Transport
+from orchestrator.ports import ConnectorError, ConnectorLookup, StepCall, StepTask, StepUsage, Transport
 from schemas import strict_json
 from schemas.expressions import RESULT_DEPTH
 
@@ -57,6 +59,7 @@ class Worker:
             timeout_seconds=task.timeout_seconds,
             tenant=task.tenant,
             actor=task.actor,
+            usage=StepUsage(),
         )
         self.instruments.step_started(task.workflow, task.step, task.connector, task.attempt)
         began = time.perf_counter()
@@ -66,17 +69,17 @@ class Worker:
             strict_json.check(output, "output", max_depth=RESULT_DEPTH)
         except strict_json.StrictJSONError as exc:  # it would fail the same way again
             message = f"{task.connector} step {task.step!r}: {exc} (step outputs must be strict JSON)"
-            await self._fail(task, ErrorInfo("invalid_output", message[:1000], False), began)
+            await self._fail(task, ErrorInfo("invalid_output", message[:1000], False), began, call)
         except ConnectorError as exc:
-            await self._fail(task, ErrorInfo(exc.type, exc.message, exc.retryable), began)
+            await self._fail(task, ErrorInfo(exc.type, exc.message, exc.retryable), began, call)
         except TimeoutError:
             timeout = ErrorInfo("timeout", f"no answer within {task.timeout_seconds}s", True)
-            await self._fail(task, timeout, began)
+            await self._fail(task, timeout, began, call)
         except (TypeError, ValueError) as exc:
-            await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True), began)
+            await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True), began, call)
         except Exception as exc:  # a connector bug must not kill the worker
             log.exception("connector %s failed on %s", task.connector, task.attempt_id)
-            await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True), began)
+            await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True), began, call)
         else:
             self._finished(task, "succeeded", began)
             await self._answer(
@@ -86,6 +89,7 @@ class Worker:
                     step=task.step,
                     attempt_id=task.attempt_id,
                     output=output,
+                    resources=resources(call, began, output),
                 )
             )
 
@@ -94,7 +98,7 @@ class Worker:
         workflow, step, connector = task.workflow, task.step, task.connector
         self.instruments.step_finished(workflow, step, connector, task.attempt, outcome, seconds)
 
-    async def _fail(self, task: StepTask, error: ErrorInfo, began: float) -> None:
+    async def _fail(self, task: StepTask, error: ErrorInfo, began: float, call: StepCall) -> None:
         outcome: StepOutcome = "retryable" if error.retryable else "failed"
         self._finished(task, "timeout" if error.type == "timeout" else outcome, began)
         await self._answer(
@@ -104,6 +108,7 @@ class Worker:
                 step=task.step,
                 attempt_id=task.attempt_id,
                 error=error,
+                resources=resources(call, began, None),
             )
         )
 
@@ -119,3 +124,30 @@ class Worker:
 
         what = f"the answer to {command.attempt_id} of {command.execution_id}"
         await until_done(submit, what, self.backoff, self._rng, permanent=(CommandRejected,))
+
+
+def json_bytes(value: Any) -> int:
+    """About how many bytes ``value`` takes as compact JSON (0 for None: nothing moved)."""
+    if value is None:
+        return 0
+    try:
+        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    except (TypeError, ValueError):
+        return 0
+
+
+def resources(call: StepCall, began: float, output: Any) -> dict[str, Any]:
+    """What one attempt used: wall seconds, bytes in (arguments) and out (result), and CPU
+    seconds and peak memory when its connector measured them (isolated steps)."""
+    used: dict[str, Any] = {
+        "wall_seconds": round(time.perf_counter() - began, 6),
+        "bytes_in": json_bytes(call.args),
+        "bytes_out": json_bytes(output),
+    }
+    usage = call.usage
+    if usage is not None:
+        if usage.cpu_seconds is not None:
+            used["cpu_seconds"] = usage.cpu_seconds
+        if usage.peak_memory_bytes is not None:
+            used["peak_memory_bytes"] = usage.peak_memory_bytes
+    return used
