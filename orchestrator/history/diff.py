@@ -14,7 +14,8 @@ for byte, so what is *naturally* different is left out of the comparison:
   ``idempotency_key`` ``<execution>:<step>:<visit>``), which reads as ``<execution>`` (ids
   shorter than 8 characters are not looked for: they would match step names and the like);
 - start dedup keys (``data.dedup_key``), which are unique per execution by construction;
-- absolute times: ``data.due``, ``data.deadline`` and ``data.retry.due`` (timers, deadlines).
+- absolute times: ``data.due``, ``data.deadline`` and ``data.retry.due`` (timers, deadlines);
+- measurements: ``data.resources`` (what an attempt used: wall and CPU time, memory, bytes).
 
 Only those exact paths are skipped: a ``due`` field inside a step's output is compared.
 
@@ -49,6 +50,7 @@ IGNORED_PATHS = frozenset(
         "data.due",
         "data.deadline",
         "data.retry.due",
+        "data.resources",
     }
 )
 EXECUTION_PLACEHOLDER = "<execution>"
