@@ -131,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     # Replay and history loading: SQLite always, Cassandra with --distributed.
     replay = asyncio.run(run_replay(quick=args.quick, distributed=args.distributed))
     lines += ["", *replay_table(replay)]
+    # Fair scheduling across tenants: a quiet tenant's step latency under a 100x flood.
+    from bench.fairness import fairness_table, run_fairness
+
+    fairness = asyncio.run(run_fairness(quick=args.quick))
+    lines += ["", *fairness_table(fairness)]
     # Raw limits (HTTP, Kafka, AMQP, group failover) and the figures beside them (bench/figures.py).
     from bench.figures import run_figures
 
@@ -148,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", *figure_lines]
     name = "quick" if args.quick else "latest"
     payload: dict[str, object] = {"machine": info, "mode": name, "embedded": asdict(embedded)}
+    payload["fairness"] = asdict(fairness)
     if distributed is not None:
         payload["distributed"] = {**as_dict(distributed), "two_workers_transitions_per_s": two}
         from bench.triggers import as_dict as triggers_as_dict

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -260,6 +260,13 @@ class Shards(Protocol):
 
     def owned_shards(self) -> set[int] | None:
         """The shards this process owns now; None means all of them (a single process)."""
+
+
+@runtime_checkable
+class FairScheduling(Protocol):
+    """A transport that schedules step tasks fairly across tenants, by weight."""
+
+    def set_tenant_weights(self, weights: Mapping[str, float]) -> None: ...
 
 
 CommandHandler = Callable[[Command], Awaitable[None]]

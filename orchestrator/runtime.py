@@ -64,6 +64,7 @@ from orchestrator.ports import (
     ExecutionPage,
     ExecutionQuery,
     ExecutionSummary,
+    FairScheduling,
     FeedSource,
     IdleIndex,
     Link,
@@ -142,6 +143,8 @@ class Runtime(Lifecycle):
         self.transport: Transport = transport or open_backend(
             TRANSPORTS, s.transport_url, "transport", s.worker_concurrency
         )
+        if s.tenant_weights and isinstance(self.transport, FairScheduling):
+            self.transport.set_tenant_weights(s.tenant_weights)
         projections = projection_url(s.event_log_url)
         self.timers: Timers = timers or open_backend(TIMERS, s.timers_url or projections, "timers", clock)
         self.waits: WaitIndex = waits or open_backend(WAIT_INDEXES, s.waits_url or projections, "wait index")

@@ -28,6 +28,7 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_PORT": "8080",
     "ORCHESTRATOR_WORKER_CONCURRENCY": "64",
     "ORCHESTRATOR_PYTHON_THREADS": "8",
+    "ORCHESTRATOR_TENANT_WEIGHTS": "(every tenant 1)",
     "ORCHESTRATOR_PYTHON_ISOLATION": "thread",
     "ORCHESTRATOR_PYTHON_PROCESSES": "2",
     "ORCHESTRATOR_MAX_BODY_BYTES": "1048576",
@@ -66,6 +67,7 @@ class Settings:
     port: int = 8080
     worker_concurrency: int = 64  # tasks run at once, unless the transport URL sets concurrency=
     python_threads: int = 8
+    tenant_weights: Mapping[str, float] = field(default_factory=dict)  # fair scheduling of step tasks
     python_isolation: str = "thread"  # python steps whose config does not say: thread or process
     python_processes: int = 2  # child processes for isolated python steps (started on demand)
     max_body_bytes: int = 1_048_576
@@ -129,6 +131,7 @@ class Settings:
             port=number("PORT", cls.port),
             worker_concurrency=positive("WORKER_CONCURRENCY", cls.worker_concurrency),
             python_threads=number("PYTHON_THREADS", cls.python_threads),
+            tenant_weights=_weights(get("TENANT_WEIGHTS")),
             python_isolation=_choice("PYTHON_ISOLATION", get, ("thread", "process"), cls.python_isolation),
             python_processes=positive("PYTHON_PROCESSES", cls.python_processes),
             max_body_bytes=number("MAX_BODY_BYTES", cls.max_body_bytes),
@@ -182,6 +185,23 @@ def _flag(name: str, get: Callable[[str], str | None], default: bool) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{PREFIX}{name} must be true or false, got {raw!r}")
+
+
+def _weights(raw: str | None) -> dict[str, float]:
+    """``acme=3,beta=0.5``: each tenant's weight in the fair scheduling of step tasks."""
+    weights: dict[str, float] = {}
+    for part in (raw or "").split(","):
+        if not part.strip():
+            continue
+        tenant, _, value = part.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if not tenant.strip() or not (0 < weight < float("inf")):
+            raise SettingsError(f"{PREFIX}TENANT_WEIGHTS: {part.strip()!r} is not tenant=weight (a weight above 0)")
+        weights[tenant.strip()] = weight
+    return weights
 
 
 def _choice(name: str, get: Callable[[str], str | None], choices: tuple[str, ...], default: str) -> str:

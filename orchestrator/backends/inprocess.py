@@ -1,7 +1,9 @@
 """In-process transport (``inprocess://``): commands go straight to the engine, tasks to a worker pool.
 
-Ordering per execution comes from the engine's per-execution lock. Tasks wait in an asyncio
-queue drained by ``concurrency`` worker coroutines, created in ``start`` and cancelled in ``stop``:
+Ordering per execution comes from the engine's per-execution lock. Tasks wait in a weighted fair
+queue across tenants (``orchestrator.backends.fair_queue``: a tenant flooding the process delays
+another tenant's tasks by about one round, not by its whole backlog), drained by ``concurrency``
+worker coroutines, created in ``start`` and cancelled in ``stop``:
 ``inprocess://?concurrency=N``, else the one ``from_url`` is given (the runtime passes the
 ``worker_concurrency`` setting), else 64. Its depth is reported as
 ``queue_depth("inprocess.tasks", n)`` after each put and take.
@@ -17,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from urllib.parse import parse_qs, urlsplit
 
+from orchestrator.backends.fair_queue import FairQueue
 from orchestrator.core.commands import Command
 from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.ports import CommandHandler, StepTask, TaskHandler
@@ -32,11 +36,12 @@ class InProcessTransport:
     durable = False  # a crash loses the queue: the runtime resumes running executions at start
     instruments: Instruments = NO_INSTRUMENTS  # set by the runtime (orchestrator.instrumentation.attach)
 
-    def __init__(self, concurrency: int = DEFAULT_CONCURRENCY) -> None:
+    def __init__(self, concurrency: int = DEFAULT_CONCURRENCY, *, fair: bool = True) -> None:
         if concurrency < 1:
             raise ValueError(f"in-process transport: concurrency must be >= 1, got {concurrency}")
         self._concurrency = concurrency
-        self._queue: asyncio.Queue[StepTask] = asyncio.Queue()
+        self._queue: FairQueue[StepTask] = FairQueue()  # weighted fair across tenants
+        self.fair = fair  # False: one FIFO for every tenant (``?fair=false``)
         self._running = 0  # tasks taken from the queue and not finished
         self._workers: list[asyncio.Task[None]] = []
         self._started = False
@@ -45,14 +50,18 @@ class InProcessTransport:
 
     @classmethod
     def from_url(cls, url: str, concurrency: int | None = None) -> InProcessTransport:
-        """``?concurrency=N`` in the URL wins over ``concurrency``."""
-        given = parse_qs(urlsplit(url).query).get("concurrency")
+        """``?concurrency=N`` in the URL wins over ``concurrency``; ``?fair=false``: one FIFO."""
+        query = parse_qs(urlsplit(url).query)
+        given = query.get("concurrency")
         if given:
             try:
                 concurrency = int(given[0])
             except ValueError:
                 raise ValueError(f"concurrency in {url!r} is not an integer") from None
-        return cls(DEFAULT_CONCURRENCY if concurrency is None else concurrency)
+        fair = query.get("fair", ["true"])[-1].lower()
+        if fair not in ("true", "false"):
+            raise ValueError(f"fair in {url!r} must be true or false")
+        return cls(DEFAULT_CONCURRENCY if concurrency is None else concurrency, fair=fair == "true")
 
     @property
     def concurrency(self) -> int:
@@ -86,12 +95,16 @@ class InProcessTransport:
         await self._on_command(command)
 
     async def dispatch(self, task: StepTask) -> None:
-        self._queue.put_nowait(task)
+        self._queue.put_nowait(task.tenant if self.fair else "", task)
         self.instruments.queue_depth(QUEUE, self._queue.qsize())
 
     @property
     def backlog(self) -> int:
         return self._queue.qsize()
+
+    def set_tenant_weights(self, weights: Mapping[str, float]) -> None:
+        """Weights of the fair queue across tenants (1 for a tenant not named)."""
+        self._queue.set_weights(weights)
 
     def in_flight(self) -> int:
         """Tasks queued or running now."""
