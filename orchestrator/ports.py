@@ -535,3 +535,40 @@ class NodeDirectory(Protocol):
 
     async def nodes(self) -> builtins.list[NodeRecord]:
         """Every record kept, by node id (records of long-gone nodes may expire)."""
+
+
+class AuditConflict(Exception):
+    """Another appender took that place in the audit chain first: read the head and seal again."""
+
+    def __init__(self, sequence: int) -> None:
+        super().__init__(f"audit record {sequence} is already taken")
+        self.sequence = sequence
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One sealed audit record as stored: its place in the chain (1, 2, ...) and its canonical
+    JSON (``orchestrator.audit.record``), which carries its own hash and its predecessor's."""
+
+    sequence: int
+    body: bytes
+
+
+class AuditLog(Protocol):
+    """The append-only audit chain, beside the event log (same URL). No update, no delete.
+
+    ``append`` is conditional on the sequence: of two appenders sealing the same place, one
+    wins and the other gets AuditConflict, so concurrent processes never fork the chain."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def append(self, entry: AuditEntry) -> None:
+        """Store ``entry`` if its sequence is free, else AuditConflict; ValueError below 1."""
+
+    async def last(self) -> AuditEntry | None:
+        """The entry with the highest sequence; None when the chain is empty."""
+
+    async def read(self, after: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        """Entries with sequence > ``after``, in sequence order, at most ``limit``."""

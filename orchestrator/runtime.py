@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from connectors.base import Connectors
 from connectors.defaults import default_connectors
+from orchestrator.audit.trail import AuditTrail
 from orchestrator.backends.memory_dead_letters import MemoryDeadLetters
 from orchestrator.backends.urls import (
+    AUDIT_LOGS,
     EVENT_LOGS,
     NODE_DIRECTORIES,
     REGISTRIES,
@@ -58,6 +60,7 @@ from orchestrator.history.timeline import build as build_timeline
 from orchestrator.instrumentation import Instruments, attach, guarded
 from orchestrator.lifecycle import Lifecycle, Supervised
 from orchestrator.ports import (
+    AuditLog,
     BackendUnavailable,
     DeadLetters,
     EventLog,
@@ -134,11 +137,15 @@ class Runtime(Lifecycle):
         recover: bool = True,
         instruments: Instruments | None = None,
         role: str = "library",
+        audit_log: AuditLog | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         s = self.settings
         self.clock = clock
         self.log: EventLog = event_log or open_backend(EVENT_LOGS, s.event_log_url, "event log")
+        # The audit chain beside the event log (in memory beside a log passed in).
+        audit_url = "memory://" if event_log is not None else s.event_log_url
+        self.audit = AuditTrail(audit_log or open_backend(AUDIT_LOGS, audit_url, "audit log"), clock)
         self.registry: Registry = registry or open_backend(REGISTRIES, s.effective_registry_url, "registry")
         self.transport: Transport = transport or open_backend(
             TRANSPORTS, s.transport_url, "transport", s.worker_concurrency
@@ -216,7 +223,7 @@ class Runtime(Lifecycle):
     async def start(self) -> None:
         stack = AsyncExitStack()
         try:
-            for part in (self.log, self.registry, self.waits, self.connectors):
+            for part in (self.log, self.audit, self.registry, self.waits, self.connectors):
                 await part.start()
                 stack.push_async_callback(part.stop)
             if self.transitions is not None:  # ready before commands flow; stopped after them
@@ -691,3 +698,12 @@ async def open_stores(settings: Settings) -> AsyncIterator[tuple[EventLog, Regis
             await registry.stop()
     finally:
         await log_.stop()
+
+
+@contextlib.asynccontextmanager
+async def open_audit_trail(settings: Settings) -> AsyncIterator[AuditTrail]:
+    """The started audit trail beside the event log of ``settings`` (``orchestrator.audit``),
+    stopped on exit: for commands that act on the stores and record what they did."""
+    trail = AuditTrail(open_backend(AUDIT_LOGS, settings.event_log_url, "audit log"))
+    async with trail:
+        yield trail

@@ -16,6 +16,11 @@ REGISTRIES = {
     "memory": "orchestrator.backends.memory:MemoryRegistry",
     "cassandra": "orchestrator.backends.cassandra.event_log:CassandraRegistry",
 }
+AUDIT_LOGS = {  # the audit chain lives beside the event log: opened from the same URL
+    "sqlite": "orchestrator.backends.sqlite.audit:SQLiteAuditLog",
+    "memory": "orchestrator.backends.memory_audit:MemoryAuditLog",
+    "cassandra": "orchestrator.backends.cassandra.audit:CassandraAuditLog",
+}
 TRANSPORTS = {
     "inprocess": "orchestrator.backends.inprocess:InProcessTransport",
     "memory": "orchestrator.backends.inprocess:InProcessTransport",

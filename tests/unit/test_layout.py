@@ -35,6 +35,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "orchestrator.runtime": (
         *BASE,
         "orchestrator.cluster",
+        "orchestrator.audit",
         "orchestrator.engine",
         "orchestrator.history",
         "orchestrator.projections",
@@ -45,6 +46,8 @@ RULES: dict[str, tuple[str, ...]] = {
     "orchestrator.auth": (*BASE, "orchestrator.auth"),
     # The security scan: pure rules over definitions and deployment facts.
     "orchestrator.scan": (*BASE, "orchestrator.scan"),
+    # The audit trail (records, chain, verification, reading): a leaf over the base.
+    "orchestrator.audit": (*BASE, "orchestrator.audit"),
     "orchestrator.api": (
         *BASE,
         "orchestrator.api",
@@ -52,6 +55,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "orchestrator.runtime",
         "orchestrator.auth",
         "orchestrator.cluster",
+        "orchestrator.audit",
     ),
     "triggers": (
         *BASE,
@@ -63,6 +67,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "connectors": (*BASE, "connectors", "orchestrator.backends.kafka.client"),
     "orchestrator.process": (
         *BASE,
+        "orchestrator.audit",
         "orchestrator.runtime",
         "orchestrator.api",
         "orchestrator.history",

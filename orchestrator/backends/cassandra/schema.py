@@ -218,6 +218,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             " PRIMARY KEY ((scope), node_id))",
         ),
     ),
+    Migration(
+        9,
+        "audit trail: the hash-chained records by (chain, bucket of 1,000 sequences) (audit.py)",
+        (
+            "CREATE TABLE IF NOT EXISTS {ks}.audit_records (chain text, bucket bigint, sequence bigint,"
+            " body text, PRIMARY KEY ((chain, bucket), sequence))"
+            " WITH CLUSTERING ORDER BY (sequence ASC)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
