@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from orchestrator.api.app import api_providers, create_app
+from orchestrator.api.auditing import audit_middleware
 from orchestrator.ports import HookTaken, VersionConflict
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
@@ -36,7 +37,13 @@ def build_app(
     the app starts its own that runs no sources (it lists triggers and keeps their overrides)."""
     manager = triggers or TriggerManager(runtime, settings, run_sources=False)
     webhooks = WebhookEndpoint(runtime, overrides=lambda: manager.overrides)
-    app = create_app([*api_providers(runtime, manager), webhooks], max_body_bytes=settings.max_body_bytes)
+    # The audit middleware goes first: outside authentication, so it records what auth refused.
+    middlewares = [audit_middleware(runtime.audit)]
+    app = create_app(
+        [*api_providers(runtime, manager), webhooks],
+        max_body_bytes=settings.max_body_bytes,
+        middlewares=middlewares,
+    )
 
     async def webhook_lifecycle(app: web.Application) -> AsyncIterator[None]:
         if triggers is None:

@@ -536,9 +536,11 @@ class Runtime(Lifecycle):
         *,
         tenant: str = DEFAULT_TENANT,
         event_id: str | None = None,
+        reason: str | None = None,
     ) -> ExecutionState:
         """Deliver an event to one execution; buffered if it is not waiting for it yet. With
-        ``event_id`` (an idempotency key) it is delivered once, however often it is sent.
+        ``event_id`` (an idempotency key) it is delivered once, however often it is sent;
+        ``reason`` (why an operator sends it) is recorded on the event.
         SignalBufferFull past ``MAX_BUFFERED_SIGNALS`` signals waiting. StrictJSONError for a
         payload that is not strict JSON."""
         strict_json.check(payload, "payload")
@@ -551,6 +553,7 @@ class Runtime(Lifecycle):
                 name=name,
                 payload=payload,
                 event_id=event_id,
+                reason=reason,
             ),
             effects_may_fail=True,
         )
@@ -565,6 +568,7 @@ class Runtime(Lifecycle):
         event_id: str | None = None,
         *,
         tenant: str = DEFAULT_TENANT,
+        reason: str | None = None,
     ) -> list[str]:
         """Deliver an event to every execution of ``tenant`` waiting on (name, correlation key);
         their ids. Waiters of other tenants never see it.
@@ -586,6 +590,7 @@ class Runtime(Lifecycle):
                     payload=payload,
                     correlation_key=correlation_key,
                     event_id=event_id,
+                    reason=reason,
                 ),
                 effects_may_fail=True,
             )
@@ -606,6 +611,7 @@ class Runtime(Lifecycle):
         dedup_key: str | None = None,
         actor: str | None = None,
         tenant: str = DEFAULT_TENANT,
+        reason: str | None = None,
     ) -> redrives.RedriveResult:
         """Re-run a finished execution as a new one, linked both ways; the original is untouched.
 
@@ -613,7 +619,8 @@ class Runtime(Lifecycle):
         (``from_failure``): the steps that succeeded before that step was first entered are
         reused, not run. ``input`` replaces the original's input; ``version`` picks another
         definition version; a ``dedup_key`` makes a retried request start nothing new. The new
-        execution keeps the original's tenant; ``actor`` is the redriving caller.
+        execution keeps the original's tenant; ``actor`` is the redriving caller, ``reason`` (why)
+        is recorded in its ExecutionStarted metadata.
         ExecutionNotFound, ExecutionRunning (409), RedriveInvalid, UnknownWorkflow, InputInvalid.
         """
         return await redrives.redrive(
@@ -626,6 +633,7 @@ class Runtime(Lifecycle):
             dedup_key=dedup_key,
             actor=actor,
             tenant=tenant,
+            metadata={"reason": reason} if reason else None,
         )
 
     async def redrive_many(
@@ -642,6 +650,7 @@ class Runtime(Lifecycle):
         actor: str | None = None,
         tenant: str = DEFAULT_TENANT,
         scan_limit: int | None = None,
+        reason: str | None = None,
     ) -> redrives.BulkRedriveResult:
         """Redrive every finished execution of ``tenant`` the query (and ``failing_step``: the
         step named by its ExecutionFailed) matches, paced to ``rate_per_second``; only lists them
@@ -660,6 +669,7 @@ class Runtime(Lifecycle):
             batch_key=batch_key,
             actor=actor,
             scan_limit=scan_limit,
+            reason=reason,
         )
 
     def redrive_job(self, batch: redrives.Batch, *, tenant: str = DEFAULT_TENANT) -> tuple[Job, bool]:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from orchestrator.api.audit import AuditApi
 from orchestrator.api.cluster import ClusterApi
 from orchestrator.api.dead_letters import DeadLettersApi
 from orchestrator.api.definitions import DefinitionsApi
@@ -61,7 +62,7 @@ def create_app(
 
 def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvider]:
     """The REST API over one runtime: definitions, executions and events, jobs, replay, triggers,
-    probes, dead letters, the cluster view."""
+    probes, dead letters, the cluster view, the audit trail."""
     return [
         DefinitionsApi(runtime),
         ExecutionsApi(runtime),
@@ -71,4 +72,5 @@ def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvi
         TriggersApi(triggers),
         DeadLettersApi(runtime),
         ClusterApi(runtime),
+        AuditApi(runtime.audit),
     ]

@@ -8,6 +8,7 @@ import yaml
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.api.auditing import note
 from orchestrator.api.requests import MAX_VERSION, parse_json, query_params
 from orchestrator.api.routes import Permission, Route, body, path_param
 from orchestrator.ports import UnknownWorkflow
@@ -139,8 +140,10 @@ class DefinitionsApi:
     async def register(self, request: web.Request) -> web.Response:
         """201 with the stored definition; 200 when that content was already registered."""
         definition = parse_definition(await read_definition_data(request))
+        note(request, resource_id=definition.name)
         before = set(await self.runtime.registry.versions(definition.name))
         stored = await self.runtime.register(definition)
+        note(request, details={"version": stored.version})
         status = 200 if stored.version in before else 201
         return web.json_response(definition_json(stored), status=status)
 

@@ -89,6 +89,18 @@ def response_for(exc: Exception) -> web.Response | None:
     return None
 
 
+def exception_response(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON error answering an exception a handler raised (an HTTP error of 400 or more
+    keeps its status); an unknown one is logged with its traceback (call it in ``except``)."""
+    if isinstance(exc, web.HTTPException):
+        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+    known = response_for(exc)
+    if known is not None:
+        return known
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500, "internal", "internal error; see the server log")
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Turn exceptions into JSON errors; aiohttp's own HTTP errors keep their status."""
@@ -98,10 +110,6 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+        return exception_response(request, exc)
     except Exception as exc:
-        known = response_for(exc)
-        if known is not None:
-            return known
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal", "internal error; see the server log")
+        return exception_response(request, exc)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from orchestrator.api.auditing import note
 from orchestrator.api.jobs import busy, job_answer
 from orchestrator.api.requests import (
     MAX_KEY_LENGTH,
@@ -40,6 +41,7 @@ from schemas.envelope import TYPE_PREFIX
 
 MAX_IDEMPOTENCY_KEY = MAX_KEY_LENGTH
 TIMELINE_PAGE = 1000  # timeline rows per page, at most
+MAX_REASON = 1000  # characters of an operator's reason
 MAX_SCAN = 10_000  # executions a bulk dry run looks at, at most (truncated: true when it stops there)
 EXECUTIONS = "/api/v1/executions"
 ID = path_param("id", "Execution id.")
@@ -65,19 +67,25 @@ class StartBody(_Strict):
     version: int | None = Field(None, ge=1, le=MAX_VERSION)
 
 
+def _reason() -> Any:
+    return Field(None, max_length=MAX_REASON, description="Why: recorded on the event and in the audit trail.")
+
+
 class CancelBody(_Strict):
-    reason: str = ""
+    reason: str = Field("", max_length=MAX_REASON, description="Why: recorded on ExecutionCancelled.")
 
 
 class SignalBody(_Strict):
     name: str = Field(min_length=1)
     payload: Any = None
+    reason: str | None = _reason()
 
 
 class EventBody(_Strict):
     name: str = Field(min_length=1)
     correlation_key: StrictStr | StrictInt | None = None
     payload: Any = None
+    reason: str | None = _reason()
 
 
 class RedriveBody(_Strict):
@@ -89,6 +97,7 @@ class RedriveBody(_Strict):
     version: int | None = Field(
         None, ge=1, le=MAX_VERSION, description="Definition version; default: the original's."
     )
+    reason: str | None = _reason()
 
 
 class BulkRedriveBody(_Strict):
@@ -102,6 +111,7 @@ class BulkRedriveBody(_Strict):
     dry_run: bool = True
     rate_per_second: float = Field(10.0, gt=0, le=1000)
     limit: int = Field(100, ge=1, le=1000)
+    reason: str | None = _reason()
 
 
 class ListParams(_Strict):
@@ -263,6 +273,7 @@ class ExecutionsApi:
             actor=request_actor(request),
             tenant=request_tenant(request),
         )
+        note(request, resource_id=result.execution_id, details={"workflow": body.workflow, "created": result.created})
         return web.json_response(
             {"execution_id": result.execution_id, "created": result.created},
             status=202 if result.created else 200,
@@ -346,6 +357,7 @@ class ExecutionsApi:
     async def cancel(self, request: web.Request) -> web.Response:
         """200 with the cancelled state; 409 when the execution has already finished."""
         body = await json_body(request, CancelBody, optional=True)
+        note(request, reason=body.reason)
         state = await self.runtime.cancel(
             request.match_info["id"], body.reason, request_actor(request), tenant=request_tenant(request)
         )
@@ -354,6 +366,7 @@ class ExecutionsApi:
     async def signal(self, request: web.Request) -> web.Response:
         """Deliver to the waiting step, or buffer until the execution waits for that name."""
         body = await json_body(request, SignalBody)
+        note(request, reason=body.reason, details={"signal": body.name})
         execution_id = request.match_info["id"]
         key = _idempotency_key(request)
         state = await self.runtime.signal(
@@ -363,6 +376,7 @@ class ExecutionsApi:
             request_actor(request),
             tenant=request_tenant(request),
             event_id=key,
+            reason=body.reason,
         )
         # A step waiting for this name would have taken any buffered one, so a buffered
         # signal of this name now means this one was buffered.
@@ -392,15 +406,23 @@ class ExecutionsApi:
             return web.json_response({"delivered_to": delivered}, status=202)
         body = await json_body(request, EventBody)
         key = None if body.correlation_key is None else str(body.correlation_key)
+        note(request, resource_id=body.name, reason=body.reason)
         delivered = await self.runtime.publish_event(
-            body.name, key, body.payload, actor=request_actor(request), tenant=request_tenant(request)
+            body.name,
+            key,
+            body.payload,
+            actor=request_actor(request),
+            tenant=request_tenant(request),
+            reason=body.reason,
         )
+        note(request, details={"delivered": len(delivered)})
         return web.json_response({"delivered_to": delivered}, status=202)
 
     async def redrive(self, request: web.Request) -> web.Response:
         """202 with the new execution; 200 with the earlier one for a repeated Idempotency-Key;
         409 while the original runs; 400 for a step the definition lacks or no failed step."""
         body = await json_body(request, RedriveBody, optional=True)
+        note(request, reason=body.reason)
         try:
             result = await self.runtime.redrive(
                 request.match_info["id"],
@@ -411,11 +433,13 @@ class ExecutionsApi:
                 dedup_key=_idempotency_key(request),
                 actor=request_actor(request),
                 tenant=request_tenant(request),
+                reason=body.reason,
             )
         except RedriveInvalid as exc:
             raise web.HTTPBadRequest(reason="Invalid Redrive", text=str(exc)) from None
         except ExecutionRunning as exc:
             raise web.HTTPConflict(reason="Execution Running", text=str(exc)) from None
+        note(request, details={"redriven_as": result.execution_id, "created": result.created})
         return web.json_response(
             result.to_dict(),
             status=202 if result.created else 200,
@@ -445,7 +469,9 @@ class ExecutionsApi:
             limit=body.limit,
             batch_key=_idempotency_key(request),
             actor=request_actor(request),
+            reason=body.reason,
         )
+        note(request, reason=body.reason, details={"dry_run": body.dry_run, "batch": batch.key})
         tenant = request_tenant(request)
         try:
             if not body.dry_run:
@@ -459,6 +485,7 @@ class ExecutionsApi:
                 batch_key=batch.batch_key,
                 tenant=tenant,
                 scan_limit=MAX_SCAN,
+                reason=batch.reason,
             )
         except RedriveInvalid as exc:
             raise web.HTTPBadRequest(reason="Invalid Redrive", text=str(exc)) from None

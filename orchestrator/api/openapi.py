@@ -298,6 +298,26 @@ SCHEMAS: dict[str, Schema] = {
         },
         "workflow ok summary executions",
     ),
+    "AuditRecord": _obj(
+        {
+            "sequence": INT,
+            "time": TIME,
+            "actor": _obj({"subject": STR, "kind": STR, "credential_id": _nullable(STR)}, "subject kind"),
+            "action": STR,
+            "resource": _obj({"type": STR, "id": _nullable(STR)}, "type"),
+            "tenant": STR,
+            "outcome": {"enum": ["ok", "denied", "failed", "error"]},
+            "reason": _nullable(STR),
+            "request_id": _nullable(STR),
+            "source": _nullable(STR),
+            "details": OBJ,
+            "format": INT,
+            "previous": STR,
+            "hash": STR,
+        },
+        "sequence time actor action resource tenant outcome previous hash",
+    ),
+    "AuditPage": _obj({"items": _array(ref("AuditRecord")), "next_cursor": _nullable(STR)}, "items"),
 }
 
 

@@ -84,6 +84,7 @@ class DeliverEvent(Command):
     payload: Any = None
     correlation_key: str | None = None
     event_id: str | None = None  # a message's dedup key: an event id is delivered at most once
+    reason: str | None = None  # why an operator sent it (recorded on the event when given)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -290,7 +290,7 @@ class _Decision:
                 continue
             if command.correlation_key is not None and active.correlation_key != command.correlation_key:
                 continue
-            self.receive(name, command.name, command.payload, None, event_id)
+            self.receive(name, command.name, command.payload, None, event_id, command.reason)
             return
         if command.correlation_key is None:
             if len(self.state.signals) >= MAX_BUFFERED_SIGNALS:
@@ -301,16 +301,26 @@ class _Decision:
             signal: dict[str, Any] = {"name": command.name, "payload": command.payload}
             if event_id is not None:
                 signal["event_id"] = event_id
+            if command.reason:
+                signal["reason"] = command.reason
             self.emit(ev.SIGNAL_RECEIVED, signal)
 
     def receive(
-        self, step: str, name: str, payload: Any, buffered: int | None, event_id: str | None = None
+        self,
+        step: str,
+        name: str,
+        payload: Any,
+        buffered: int | None,
+        event_id: str | None = None,
+        reason: str | None = None,
     ) -> None:
         data: dict[str, Any] = {"step": step, "name": name, "payload": payload}
         if buffered is not None:
             data["buffered"] = buffered
         if event_id is not None:
             data["event_id"] = event_id
+        if reason:
+            data["reason"] = reason
         self.emit(ev.EVENT_RECEIVED, data)
         self.emit(ev.STEP_SUCCEEDED, {"step": step, "output": payload})
         self.after(step)

@@ -268,6 +268,7 @@ class Batch:
     limit: int = 100
     batch_key: str | None = None  # None: derived from the filters and the mode
     actor: str | None = None
+    reason: str | None = None  # why: recorded in each new execution's metadata
 
     def check(self) -> None:
         """RedriveInvalid for options that cannot work together."""
@@ -298,11 +299,12 @@ async def redrive_many(
     batch_key: str | None = None,
     actor: str | None = None,
     scan_limit: int | None = None,
+    reason: str | None = None,
 ) -> BulkRedriveResult:
     """Match finished executions and (unless ``dry_run``) redrive each, at most
     ``rate_per_second`` starts a second (see ``Runtime.redrive_many``). ``scan_limit``: look at
     no more executions than that (``truncated`` in the result when the scan stopped there)."""
-    batch = Batch(query, failing_step, from_failure, from_step, rate_per_second, limit, batch_key, actor)
+    batch = Batch(query, failing_step, from_failure, from_step, rate_per_second, limit, batch_key, actor, reason)
     batch.check()
     result = BulkRedriveResult([], batch.key, dry_run)
     await match(runtime, batch, result, scan_limit)
@@ -343,7 +345,7 @@ async def execute(runtime: RedriveHost, batch: Batch, result: BulkRedriveResult)
                 from_failure=batch.from_failure,
                 dedup_key=f"bulk/{result.batch_key}",
                 actor=batch.actor,
-                metadata={"batch": result.batch_key},
+                metadata={"batch": result.batch_key, **({"reason": batch.reason} if batch.reason else {})},
                 tenant=batch.query.tenant or DEFAULT_TENANT,
             )
         except (LookupError, ValueError) as exc:  # invalid for this one (unknown step, input, ...)
