@@ -41,10 +41,9 @@ from orchestrator.auth.principal import Principal
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
-REQUEST_ID_KEY = "request_id"
+REQUEST_ID_KEY = "request_id"  # plain string keys, as ``actor`` and ``tenant`` are
 PRINCIPAL_KEY = "principal"  # set by the authentication middleware
 AUTH_FAILURE_KEY = "auth_failure"  # likewise, on a refused credential: the reason code
-NOTE_KEY = "audit_note"  # what a handler adds with note()
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+=-]{0,127}")
 DENIED = frozenset({401, 403})
 
@@ -54,6 +53,9 @@ class Note:
     resource_id: str | None = None
     reason: str | None = None
     details: dict[str, Detail] = field(default_factory=dict)
+
+
+NOTE_KEY = web.RequestKey("audit_note", Note)  # what a handler adds with note()
 
 
 def note(
@@ -66,7 +68,7 @@ def note(
     """Add to the request's audit record: the resource's id when the route does not name it,
     the operator's reason, details (a workflow name, a dry run)."""
     current = request.get(NOTE_KEY)
-    if not isinstance(current, Note):
+    if current is None:
         current = request[NOTE_KEY] = Note()
     if resource_id is not None:
         current.resource_id = resource_id
@@ -118,8 +120,7 @@ async def _record(
     if not audited and status not in DENIED:
         return
     match = dict(request.match_info)
-    noted = request.get(NOTE_KEY)
-    noted = noted if isinstance(noted, Note) else Note()
+    noted = request.get(NOTE_KEY) or Note()
     if route is not None and route.permission is not None:
         action = route.permission.value
         kind = (

@@ -15,6 +15,7 @@ import sys
 from typing import Any, TextIO
 
 from orchestrator.cli.args import Parents, store_settings
+from orchestrator.cli.audit import verify_audit
 from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Advance, Output
 from orchestrator.history import archive, integrity
@@ -51,8 +52,9 @@ def add_commands(sub: Any, parents: Parents) -> None:
     p = sub.add_parser(
         "verify",
         parents=[parents.stores],
-        help="check every history: sequences, summaries, registry, parents, hash chain",
-        description="Exit 0 when clean (warnings allowed), 1 when any error is found.",
+        help="check every history (sequences, summaries, registry, parents, hash chain) and the audit chain",
+        description="Exit 0 when clean (warnings allowed), 1 when any error is found in a history"
+        " or the audit trail's hash chain.",
     )
     p.add_argument("--workflow", metavar="W", help="only this workflow's executions")
     p.set_defaults(handler=cmd_verify)
@@ -133,13 +135,15 @@ async def _import(settings: Settings, stream: TextIO, advance: Advance) -> archi
 
 
 def cmd_verify(args: argparse.Namespace, out: Output) -> int:
+    settings = store_settings(args)
+    chain = asyncio.run(verify_audit(settings))
     with out.progress("verifying", unit="executions") as advance:
-        report = asyncio.run(_verify(store_settings(args), args.workflow, advance))
+        report = asyncio.run(_verify(settings, args.workflow, advance))
     if out.json:
-        out.value(report.to_dict())
+        out.value({**report.to_dict(), "ok": report.ok and chain.ok, "audit": chain.to_dict()})
     else:
-        out.lines(report.render())
-    return 0 if report.ok else 1
+        out.lines([*chain.render(), *report.render()])
+    return 0 if report.ok and chain.ok else 1
 
 
 async def _verify(settings: Settings, workflow: str | None, advance: Advance) -> integrity.IntegrityReport:

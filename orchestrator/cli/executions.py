@@ -13,6 +13,8 @@ from orchestrator.cli.output import Output
 from orchestrator.cli.results import exit_code, result_json, show_result
 from orchestrator.history import timeline
 
+REASON_HELP = "why: recorded on the execution's events and in the audit trail"
+
 
 def add_commands(sub: Any, parents: Parents) -> None:
     def add(name: str, help: str, command: Command) -> argparse.ArgumentParser:
@@ -48,13 +50,15 @@ def add_commands(sub: Any, parents: Parents) -> None:
     p.add_argument("id")
     p.add_argument("name")
     p.add_argument("--payload", metavar="JSON", help="payload JSON, or @file")
+    p.add_argument("--reason", help=REASON_HELP)
     p = add("event", "publish an event to executions waiting on its correlation key", event)
     p.add_argument("name")
     p.add_argument("--key", required=True, help="correlation key")
     p.add_argument("--payload", metavar="JSON", help="payload JSON, or @file")
+    p.add_argument("--reason", help=REASON_HELP)
     p = add("cancel", "cancel an execution", cancel)
     p.add_argument("id")
-    p.add_argument("--reason", default="")
+    p.add_argument("--reason", default="", help=REASON_HELP)
 
 
 async def start(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -166,6 +170,8 @@ async def diff(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 async def signal(client: Client, args: argparse.Namespace, out: Output) -> int:
     body = {"name": args.name, "payload": parse_json_arg(args.payload, "payload")}
+    if args.reason:
+        body["reason"] = args.reason
     answer = await client.post(f"/executions/{args.id}/signals", body)
     if out.json:
         out.value(answer)
@@ -181,6 +187,8 @@ async def event(client: Client, args: argparse.Namespace, out: Output) -> int:
         "correlation_key": args.key,
         "payload": parse_json_arg(args.payload, "payload"),
     }
+    if args.reason:
+        body["reason"] = args.reason
     answer = await client.post("/events", body)
     if out.json:
         out.value(answer)

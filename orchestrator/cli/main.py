@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from orchestrator.backends.urls import UnknownBackend
 from orchestrator.cli import (
+    audit,
     cluster,
     data,
     dead_letters,
@@ -38,7 +39,10 @@ from orchestrator.runtime import InputInvalid
 from orchestrator.settings import SettingsError
 from schemas.validation import DefinitionError
 
-GROUPS = (local, serve, retention, replay, data, definitions, executions, redrive, triggers, dead_letters, scan, cluster)
+GROUPS = (
+    local, serve, retention, replay, data, audit, definitions, executions, redrive, triggers, dead_letters, scan,
+    cluster,
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,6 +31,7 @@ def add_commands(sub: Any, parents: Parents) -> None:
     p.add_argument("--input", metavar="JSON", help="new input JSON, or @file (default: the original's)")
     p.add_argument("--version", type=int, help="definition version (default: the original's)")
     p.add_argument("--idempotency-key", help="redrives at most once per key")
+    p.add_argument("--reason", help="why: recorded on the new execution and in the audit trail")
     p.add_argument("--wait", action="store_true", help="wait for the end and show the history")
     p.add_argument("--timeout", type=finite_number, metavar="S", help="with --wait: give up after S s")
 
@@ -52,6 +53,7 @@ def add_commands(sub: Any, parents: Parents) -> None:
     p.add_argument("--rate", type=finite_number, default=10.0, metavar="N", help="starts per second (default 10)")
     p.add_argument("--limit", type=int, default=100, help="at most N executions (default 100)")
     p.add_argument("--idempotency-key", help="batch key (default: derived from the filters)")
+    p.add_argument("--reason", help="why: recorded on each new execution and in the audit trail")
     p.add_argument(
         "--detach", action="store_true", help="with --execute: print the job id and return (see 'job')"
     )
@@ -69,6 +71,8 @@ async def redrive(client: Client, args: argparse.Namespace, out: Output) -> int:
         body["input"] = parse_json_arg(args.input, "input")
     if args.version is not None:
         body["version"] = args.version
+    if args.reason:
+        body["reason"] = args.reason
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     answer = await client.post(f"/executions/{args.id}/redrive", body, headers)
     execution_id = answer["execution_id"]
@@ -103,6 +107,7 @@ async def redrive_bulk(client: Client, args: argparse.Namespace, out: Output) ->
         "dry_run": not args.execute,
         "rate_per_second": args.rate,
         "limit": args.limit,
+        "reason": args.reason,
     }
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     sent = {k: v for k, v in body.items() if v is not None}

@@ -308,3 +308,16 @@ def test_remote_errors_are_one_clear_line(server: dict[str, str]) -> None:
     result = cli(server, "start", "approval", "--input", "{}")
     ok(result, 2)
     assert "input: 'request_id' is a required property" in result.stderr
+
+
+def test_reasons_reach_the_history_and_the_audit_trail(server: dict[str, str]) -> None:
+    execution_id = start(server, "approval", {"request_id": "why-1", "requester": "a", "amount": 5})
+    ok(cli(server, "signal", execution_id, "nudge", "--reason", "checking on it"))
+    events = json.loads(ok(cli(server, "history", execution_id, "--json")))
+    signal = next(e for e in events if e["type"].endswith(".SignalReceived"))
+    assert (signal["data"]["reason"], signal["actor"]) == ("checking on it", "api")
+
+    store = {k: v for k, v in server.items() if k != "ORCHESTRATOR_URL"}  # straight on the server's store
+    listed = json.loads(ok(cli(store, "audit", "list", "--resource", f"executions/{execution_id}", "--json")))
+    seen = [(r["action"], r["reason"], r["outcome"]) for r in listed["items"]]
+    assert seen[:2] == [("executions:start", None, "ok"), ("executions:signal", "checking on it", "ok")]
