@@ -52,6 +52,7 @@ COMMANDS: list[Command] = [
     FireTimer(**BASE, timer_id="t-1"),
     DeliverEvent(**BASE, name="paid", payload=[1, "two"], correlation_key="order-9"),
     DeliverEvent(**BASE, name="poke"),
+    DeliverEvent(**BASE, name="poke", reason="an operator asked"),
     ChildFinished(**BASE, child_id="c-1", status="failed", output=None, error={"type": "x", "message": "y"}),
     CancelExecution(**BASE, reason="operator"),
     ResumeExecution(**BASE),

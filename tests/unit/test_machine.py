@@ -804,6 +804,15 @@ def test_a_direct_signal_reaches_a_correlated_wait() -> None:
     ]
 
 
+def test_an_operators_reason_is_recorded_on_the_event_it_delivers() -> None:
+    run = Run(graph_of(WAIT_APPROVAL, task("ship"), task("escalate")), {"order": 7})
+    buffered = run.send(DeliverEvent(**run.base(T0), name="note", payload=None, reason="just checking"))
+    assert buffered == [Event(ev.SIGNAL_RECEIVED, {"name": "note", "payload": None, "reason": "just checking"})]
+    events = run.send(DeliverEvent(**run.base(T0), name="approved", payload=1, correlation_key="7", reason="ok'd"))
+    assert events[0].data == {"step": "approval", "name": "approved", "payload": 1, "reason": "ok'd"}
+    assert "reason" not in run.deliver("other", 2)[0].data  # none given: the event is as before
+
+
 def test_wait_for_event_timeout_goes_to_on_timeout() -> None:
     run = Run(graph_of(WAIT_APPROVAL, task("ship"), task("escalate")), {"order": 7})
     events = run.fire("approval:1:event_timeout")
