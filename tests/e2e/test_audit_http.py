@@ -331,3 +331,9 @@ async def test_get_audit_filters_pages_and_keeps_tenants_apart(client: Client, r
     _, reads, _ = await call(client, "GET", "/api/v1/audit?action=audit:read")
     # Reading the trail is recorded too: the four reads before in this tenant (one refused).
     assert [r["outcome"] for r in reads["items"]] == ["ok", "ok", "ok", "failed"]
+
+
+async def test_a_reason_longer_than_1000_characters_is_refused(client: Client, runtime: Runtime) -> None:
+    status, answer, rid = await call(client, "POST", "/api/v1/executions/x/cancel", {"reason": "x" * 1001})
+    assert (status, answer["error"]["code"]) == (400, "invalid_body")
+    assert (await one_record(runtime, rid)).record.outcome == "failed"
