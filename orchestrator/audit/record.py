@@ -1,10 +1,10 @@
 """One audit record, its canonical form and its seal (place in the chain and SHA-256 hashes). Pure.
 
 The canonical form is the record's JSON object with sorted keys, no whitespace, ASCII only
-(``\\uXXXX`` escapes), without ``hash``: ``hash`` is the SHA-256 (hex) of those bytes, which include ``sequence`` and
-``previous`` (the hash of the record before, 64 zeros for the first), so changing, removing or
-moving any record breaks the chain at that record. The stored body is the same object with
-``hash`` added (:meth:`SealedRecord.body`).
+(``\\uXXXX`` escapes), without ``hash``: ``hash`` is the SHA-256 (hex) of those bytes, which
+include ``sequence`` and ``previous`` (the hash of the record before, 64 zeros for the first), so
+changing, removing or moving any record breaks the chain at that record. The stored body is the
+same object with ``hash`` added (:meth:`SealedRecord.body`).
 """
 
 from __future__ import annotations
