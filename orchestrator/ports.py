@@ -37,6 +37,16 @@ class BackendUnavailable(ConnectionError):
     """A backend cannot be reached; the message names the URL and what failed."""
 
 
+class Overloaded(BackendUnavailable):
+    """This process holds as much work as it may (backpressure): try again after ``retry_after``
+    seconds. HTTP answers 429 with ``Retry-After``; queue triggers leave the message unacknowledged
+    and try again, as for any backend that is unavailable."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class UnknownTrigger(LookupError):
     """The workflow's latest version declares no trigger of that name."""
 

@@ -38,7 +38,7 @@ from orchestrator.backends.urls import (
 )
 from orchestrator.cluster.config import effective_config
 from orchestrator.cluster.heartbeat import Heartbeat
-from orchestrator.cluster.node import NodeIdentity
+from orchestrator.cluster.node import NodeIdentity, ReportsLoad
 from orchestrator.core.commands import CancelExecution, DeliverEvent, ResumeExecution, StartExecution
 from orchestrator.core.machine import ExecutionExists
 from orchestrator.core.state import ExecutionState
@@ -73,6 +73,7 @@ from orchestrator.ports import (
     Link,
     NodeDirectory,
     NodeRecord,
+    Overloaded,
     ParksCommands,
     Registry,
     Timers,
@@ -264,6 +265,17 @@ class Runtime(Lifecycle):
             raise
         self._stack = stack
 
+    def check_capacity(self) -> None:
+        """Overloaded when this process already holds ``max_in_flight`` step tasks (queued or
+        running): a new start would only lengthen the queue. Kafka API processes hold none; their
+        backlog is the topic's, and the workers pause fetching when theirs is full."""
+        limit = self.settings.max_in_flight
+        if limit <= 0 or not isinstance(self.transport, ReportsLoad):
+            return
+        held = self.transport.in_flight()
+        if held >= limit:
+            raise Overloaded(f"this process holds {held} step tasks (at most {limit}); try again shortly", 1.0)
+
     def describe_node(self) -> NodeRecord:
         """This process's node record now (what the heartbeat publishes)."""
         return self.node.record(self.transport, self.clock(), self._config)
@@ -367,6 +379,7 @@ class Runtime(Lifecycle):
 
         ``reuse`` (redrives): step name -> recorded output, taken instead of running the step."""
         check_tenant(tenant)
+        self.check_capacity()
         definition = await self.definition(workflow, version)
         assert definition.version is not None
         self.check_input(definition, input)

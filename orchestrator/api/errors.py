@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from orchestrator.ports import (
     BackendUnavailable,
     ConcurrencyError,
     HookTaken,
+    Overloaded,
     UnknownTrigger,
     UnknownWorkflow,
     VersionConflict,
@@ -79,6 +81,9 @@ def response_for(exc: Exception) -> web.Response | None:
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         message = f"execution {exc.execution_id} was changed by another writer meanwhile; try again"
         return error_response(409, "concurrency_conflict", message, headers=retry)
+    if isinstance(exc, Overloaded):
+        retry = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        return error_response(429, "overloaded", str(exc), headers=retry)
     if isinstance(exc, BackendUnavailable):
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         return error_response(503, "backend_unavailable", str(exc), headers=retry)
