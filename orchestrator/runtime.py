@@ -49,6 +49,7 @@ from orchestrator.engine.parking import CommandParking, RetryPolicy
 from orchestrator.engine.recovery import RecoverySweeper, ScannedIdle
 from orchestrator.engine.registration import check_registration
 from orchestrator.engine.retrying import Redo
+from orchestrator.engine.throttle import Throttles, parse_rate_limits
 from orchestrator.engine.worker import Worker
 from orchestrator.history import pager
 from orchestrator.history import redrive as redrives
@@ -81,7 +82,7 @@ from orchestrator.ports import (
     WaitIndex,
 )
 from orchestrator.projections.runner import ProjectionRunner
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, SettingsError
 from schemas import strict_json
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
@@ -204,7 +205,12 @@ class Runtime(Lifecycle):
             self.projections.add(self.transitions)
             if not self.transport.durable and not self.feed.delay:  # one process: wait for the ack
                 self.engine.observers.append(self.transitions.on_committed)
-        self.worker = Worker(self.connectors, self.transport, clock, instruments=self.instruments)
+        try:
+            rate_limits = parse_rate_limits(s.connector_rate_limits)
+        except ValueError as exc:
+            raise SettingsError(f"ORCHESTRATOR_CONNECTOR_RATE_LIMITS: {exc}") from None
+        throttles = Throttles(rate_limits, time.monotonic) if rate_limits else None
+        self.worker = Worker(self.connectors, self.transport, clock, instruments=self.instruments, throttles=throttles)
         self.retention = RetentionSweeper(self.log, self.registry, clock=clock, archive_dir=s.archive_dir)
         self.jobs = Jobs(clock)  # background work such as bulk redrives (orchestrator.history.jobs)
         # The cluster view: this process's heartbeat in the node directory (orchestrator.cluster).

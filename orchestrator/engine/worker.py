@@ -14,6 +14,7 @@ from typing import Any
 from orchestrator.core.commands import CompleteStep, ErrorInfo, FailStep
 from orchestrator.core.machine import CommandRejected
 from orchestrator.engine.retrying import Backoff, until_done
+from orchestrator.engine.throttle import Throttles
 from orchestrator.instrumentation import Instruments, StepOutcome, guarded
 from orchestrator.ports import ConnectorError, ConnectorLookup, StepCall, StepTask, StepUsage, Transport
 from schemas import strict_json
@@ -39,12 +40,14 @@ class Worker:
         *,
         instruments: Instruments | None = None,
         backoff: Backoff | None = None,
+        throttles: Throttles | None = None,
     ) -> None:
         self._connectors = connectors
         self._transport = transport
         self._clock = clock
         self.instruments = guarded(instruments)
         self.backoff = backoff or Backoff()
+        self.throttles = throttles  # per-connector rate limits: calls wait for their slot
         self._rng = random.Random()
 
     async def run(self, task: StepTask) -> None:
@@ -61,6 +64,10 @@ class Worker:
             actor=task.actor,
             usage=StepUsage(),
         )
+        if self.throttles:  # before the clock starts: waiting for a slot is not the step's time
+            limit_key = task.config.get("rate_limit")
+            keys = (task.connector, limit_key) if isinstance(limit_key, str) else (task.connector,)
+            await self.throttles.wait(keys)
         self.instruments.step_started(task.workflow, task.step, task.connector, task.attempt)
         began = time.perf_counter()
         try:

@@ -49,10 +49,10 @@ class Gate:
 async def gated() -> AsyncIterator[tuple[Client, Gate, Runtime]]:
     gate = Gate()
     settings = Settings(event_log_url="memory://", transport_url="inprocess://?concurrency=1", max_in_flight=LIMIT)
-    async with Runtime(settings, connectors=Connectors([gate])) as runtime:
-        async with TestClient(TestServer(build_app(runtime, runtime.settings))) as client:
-            assert (await client.post("/api/v1/definitions", json=HELD)).status == 201
-            yield client, gate, runtime
+    runtime = Runtime(settings, connectors=Connectors([gate]))
+    async with runtime, TestClient(TestServer(build_app(runtime, runtime.settings))) as client:
+        assert (await client.post("/api/v1/definitions", json=HELD)).status == 201
+        yield client, gate, runtime
 
 
 async def test_starts_past_the_bound_get_429_then_pass_once_work_drains(gated: tuple[Client, Gate, Runtime]) -> None:
