@@ -60,6 +60,7 @@ from orchestrator.history.timeline import Timeline, moment_of
 from orchestrator.history.timeline import build as build_timeline
 from orchestrator.instrumentation import Instruments, attach, guarded
 from orchestrator.lifecycle import Lifecycle, Supervised
+from orchestrator.limits.quotas import QuotaFileError, Quotas, load_quotas
 from orchestrator.ports import (
     AuditLog,
     BackendUnavailable,
@@ -212,6 +213,11 @@ class Runtime(Lifecycle):
         throttles = Throttles(rate_limits, time.monotonic) if rate_limits else None
         self.worker = Worker(self.connectors, self.transport, clock, instruments=self.instruments, throttles=throttles)
         self.retention = RetentionSweeper(self.log, self.registry, clock=clock, archive_dir=s.archive_dir)
+        try:
+            quota_limits = load_quotas(s.quotas_file)
+        except QuotaFileError as exc:
+            raise SettingsError(str(exc)) from None
+        self.quotas = Quotas(quota_limits, clock, self.count_running)  # ORCHESTRATOR_QUOTAS_FILE
         self.jobs = Jobs(clock)  # background work such as bulk redrives (orchestrator.history.jobs)
         # The cluster view: this process's heartbeat in the node directory (orchestrator.cluster).
         # Beside the event log it opened by URL; an event log passed in by hand: in memory.
@@ -270,6 +276,18 @@ class Runtime(Lifecycle):
             await stack.aclose()
             raise
         self._stack = stack
+
+    async def count_running(self, tenant: str, at_most: int) -> int:
+        """The tenant's running executions, counted up to ``at_most`` (for the quotas)."""
+        count, cursor = 0, None
+        while count < at_most:
+            query = ExecutionQuery(status="running", tenant=tenant, limit=min(at_most - count, 1000), cursor=cursor)
+            page = await self.log.list_executions(query)
+            count += len(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return count
 
     def check_capacity(self) -> None:
         """Overloaded when this process already holds ``max_in_flight`` step tasks (queued or
@@ -389,6 +407,8 @@ class Runtime(Lifecycle):
         definition = await self.definition(workflow, version)
         assert definition.version is not None
         self.check_input(definition, input)
+        if self.quotas:
+            await self.quotas.check_start(tenant, input)
         if dedup_key is None:
             execution_id = str(uuid.uuid4())
         else:

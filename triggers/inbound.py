@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from orchestrator.instrumentation import TriggerOutcome, guarded
+from orchestrator.limits.quotas import QuotaExceeded
 from orchestrator.ports import UnknownWorkflow
 from orchestrator.runtime import InputInvalid, Runtime
 from schemas import strict_json
@@ -133,6 +134,10 @@ class Router:
             return Outcome("dead", reason=str(exc))
         except UnknownWorkflow as exc:
             return Outcome("dead", reason=str(exc))
+        except QuotaExceeded as exc:
+            if exc.permanent:  # the same message would exceed it every time
+                return Outcome("dead", reason=str(exc))
+            raise  # running executions finish: not acknowledged, tried again
         return Outcome("started" if result.created else "duplicate", (result.execution_id,))
 
     def dedup_key(self, message: InboundMessage, context: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ from orchestrator.api.executions import ExecutionsApi
 from orchestrator.api.health import HealthApi
 from orchestrator.api.jobs import JobsApi
 from orchestrator.api.openapi import OpenApi
+from orchestrator.api.quotas import QuotasApi
 from orchestrator.api.replay import ReplayApi
 from orchestrator.api.routes import ROUTE_TABLE, RouteProvider, RouteTable, unguarded
 from orchestrator.api.triggers import TriggerControl, TriggersApi
@@ -62,7 +63,7 @@ def create_app(
 
 def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvider]:
     """The REST API over one runtime: definitions, executions and events, jobs, replay, triggers,
-    probes, dead letters, the cluster view, the audit trail."""
+    probes, dead letters, the cluster view, the audit trail, quotas."""
     return [
         DefinitionsApi(runtime),
         ExecutionsApi(runtime),
@@ -73,4 +74,5 @@ def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvi
         DeadLettersApi(runtime),
         ClusterApi(runtime),
         AuditApi(runtime.audit),
+        QuotasApi(runtime),
     ]

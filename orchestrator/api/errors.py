@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.core.machine import CommandRejected, SignalBufferFull
+from orchestrator.limits.quotas import QuotaExceeded, StartRateExceeded
 from orchestrator.ports import (
     BackendUnavailable,
     ConcurrencyError,
@@ -81,6 +82,13 @@ def response_for(exc: Exception) -> web.Response | None:
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         message = f"execution {exc.execution_id} was changed by another writer meanwhile; try again"
         return error_response(409, "concurrency_conflict", message, headers=retry)
+    if isinstance(exc, QuotaExceeded):
+        details = [{"quota": exc.quota, "tenant": exc.tenant, "limit": exc.limit, "usage": exc.usage}]
+        return error_response(403, "quota_exceeded", str(exc), details)
+    if isinstance(exc, StartRateExceeded):
+        details = [{"quota": exc.quota, "tenant": exc.tenant, "limit": exc.limit}]
+        retry = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        return error_response(429, "quota_exceeded", str(exc), details, headers=retry)
     if isinstance(exc, Overloaded):
         retry = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
         return error_response(429, "overloaded", str(exc), headers=retry)

@@ -209,6 +209,16 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "TriggerList": _obj({"triggers": _array(ref("Trigger")), "runs_sources": BOOL}, "triggers runs_sources"),
     "Health": _obj({"status": STR, "reason": STR}, "status"),
+    "Quotas": _obj(
+        {
+            "tenant": STR,
+            "quotas": {
+                "type": "object",
+                "description": "running, starts_per_minute, payload_bytes: each {limit (null: none), usage}.",
+            },
+        },
+        "tenant quotas",
+    ),
     "ClusterNode": _obj(
         {
             **dict.fromkeys(("node_id", "role", "version", "host"), STR),

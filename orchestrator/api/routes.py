@@ -52,6 +52,7 @@ class Permission(StrEnum):
     DEADLETTERS_READ = "deadletters:read"
     DEADLETTERS_REDRIVE = "deadletters:redrive"
     CLUSTER_READ = "cluster:read"
+    QUOTAS_READ = "quotas:read"
     AUDIT_READ = "audit:read"
 
     @property

@@ -24,6 +24,7 @@ from orchestrator.cli import (
     definitions,
     executions,
     local,
+    quotas,
     redrive,
     replay,
     retention,
@@ -41,7 +42,7 @@ from schemas.validation import DefinitionError
 
 GROUPS = (
     local, serve, retention, replay, data, audit, definitions, executions, redrive, triggers, dead_letters, scan,
-    cluster,
+    cluster, quotas,
 )  # fmt: skip
 
 

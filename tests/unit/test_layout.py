@@ -32,9 +32,12 @@ RULES: dict[str, tuple[str, ...]] = {
     "orchestrator.projections": (*BASE, "orchestrator.projections", "orchestrator.engine", "orchestrator.backends"),
     # Cluster health: node identity, heartbeats, the cluster view (pure over node records).
     "orchestrator.cluster": (*BASE, "orchestrator.cluster"),
+    # Quotas and limits per tenant: policy over the ports.
+    "orchestrator.limits": (*BASE, "orchestrator.limits"),
     "orchestrator.runtime": (
         *BASE,
         "orchestrator.cluster",
+        "orchestrator.limits",
         "orchestrator.audit",
         "orchestrator.engine",
         "orchestrator.history",
@@ -56,12 +59,14 @@ RULES: dict[str, tuple[str, ...]] = {
         "orchestrator.auth",
         "orchestrator.cluster",
         "orchestrator.audit",
+        "orchestrator.limits",
     ),
     "triggers": (
         *BASE,
         "triggers",
         "orchestrator.runtime",
         "orchestrator.api",
+        "orchestrator.limits",
         "orchestrator.backends.kafka.client",
     ),
     "connectors": (*BASE, "connectors", "orchestrator.backends.kafka.client"),

@@ -1,0 +1,174 @@
+"""Quotas per tenant: running executions, starts per minute, payload size.
+
+Configured in a file (``ORCHESTRATOR_QUOTAS_FILE``, YAML or JSON), tenant -> limits, with ``"*"``
+for what a tenant does not set itself::
+
+    "*":  {running: 1000, starts_per_minute: 6000, payload_bytes: 1048576}
+    acme: {running: 50, starts_per_minute: 120}
+
+- ``running``: a hard limit, checked against the tenant's running executions in the event log,
+  counted at most every ``REFRESH_SECONDS`` per tenant (so two processes may overshoot it by the
+  starts of that interval). Past it: :class:`QuotaExceeded` (403, ``quota: running``).
+- ``starts_per_minute``: a rate over a sliding minute, counted per process. Past it:
+  :class:`StartRateExceeded` (429 with ``Retry-After``; an ``Overloaded``, so queue triggers retry).
+- ``payload_bytes``: a start's input or a signal's payload as JSON, at most this many bytes. Past
+  it: QuotaExceeded (403, ``quota: payload_bytes``); permanent, so queue triggers dead-letter it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.ports import Overloaded
+
+KINDS = ("running", "starts_per_minute", "payload_bytes")
+EVERY_TENANT = "*"
+REFRESH_SECONDS = 2.0
+WINDOW_SECONDS = 60.0
+
+
+class QuotaExceeded(Exception):
+    """A hard quota: 403 naming it. ``permanent``: the same request will always exceed it."""
+
+    def __init__(self, quota: str, tenant: str, limit: int, usage: int, *, permanent: bool) -> None:
+        super().__init__(f"tenant {tenant!r} is at its {quota} quota ({usage} of at most {limit})")
+        self.quota, self.tenant, self.limit, self.usage, self.permanent = quota, tenant, limit, usage, permanent
+
+
+class StartRateExceeded(Overloaded):
+    """The tenant's starts per minute: 429 with Retry-After."""
+
+    def __init__(self, tenant: str, limit: int, retry_after: float) -> None:
+        super().__init__(f"tenant {tenant!r} is at its starts_per_minute quota ({limit})", retry_after)
+        self.quota, self.tenant, self.limit = "starts_per_minute", tenant, limit
+
+
+class QuotaFileError(ValueError):
+    """The quotas file cannot be read or is not tenant -> {kind: positive integer}."""
+
+
+@dataclass(frozen=True, slots=True)
+class TenantQuotas:
+    running: int | None = None
+    starts_per_minute: int | None = None
+    payload_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, int | None]:
+        return {kind: getattr(self, kind) for kind in KINDS}
+
+
+def parse_quotas(data: Any, source: str = "quotas") -> dict[str, TenantQuotas]:
+    if not isinstance(data, Mapping):
+        raise QuotaFileError(f"{source}: must map tenants (or '*') to their limits")
+    found: dict[str, TenantQuotas] = {}
+    for tenant, limits in data.items():
+        if not isinstance(limits, Mapping):
+            raise QuotaFileError(f"{source}: the limits of {tenant!r} must be a mapping")
+        for kind, value in limits.items():
+            if kind not in KINDS:
+                raise QuotaFileError(f"{source}: {tenant}.{kind}: unknown quota; known: {', '.join(KINDS)}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise QuotaFileError(f"{source}: {tenant}.{kind}: must be a positive integer")
+        found[str(tenant)] = TenantQuotas(**{str(k): v for k, v in limits.items()})
+    return found
+
+
+def load_quotas(path: str | None) -> dict[str, TenantQuotas]:
+    if path is None:
+        return {}
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise QuotaFileError(f"cannot read quotas file {path}: {exc}") from None
+    return parse_quotas(data, path)
+
+
+def json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+@dataclass(slots=True)
+class _Running:
+    count: int = 0
+    read_at: float = -math.inf
+
+
+@dataclass
+class Quotas:
+    """The quotas of one process and their usage; ``count_running(tenant, at_most)`` reads the
+    event log (the runtime passes it)."""
+
+    limits: dict[str, TenantQuotas]
+    clock: Callable[[], float]
+    count_running: Callable[[str, int], Awaitable[int]]
+    _starts: dict[str, deque[float]] = field(default_factory=dict)
+    _running: dict[str, _Running] = field(default_factory=dict)
+
+    def of(self, tenant: str) -> TenantQuotas:
+        """The tenant's own limits, each one it does not name taken from ``"*"``."""
+        every = self.limits.get(EVERY_TENANT, TenantQuotas())
+        own = self.limits.get(tenant)
+        if own is None:
+            return every
+        return TenantQuotas(**{k: getattr(own, k) if getattr(own, k) is not None else getattr(every, k) for k in KINDS})
+
+    def __bool__(self) -> bool:
+        return bool(self.limits)
+
+    def check_payload(self, tenant: str, value: Any) -> None:
+        limit = self.of(tenant).payload_bytes
+        if limit is not None and value is not None:
+            size = json_size(value)
+            if size > limit:
+                raise QuotaExceeded("payload_bytes", tenant, limit, size, permanent=True)
+
+    async def check_start(self, tenant: str, value: Any) -> None:
+        """Every quota a new start must pass; the start is counted in the rate when it passes."""
+        quotas = self.of(tenant)
+        self.check_payload(tenant, value)
+        now = self.clock()
+        starts = self._starts.setdefault(tenant, deque())
+        while starts and starts[0] <= now - WINDOW_SECONDS:
+            starts.popleft()
+        if quotas.starts_per_minute is not None and len(starts) >= quotas.starts_per_minute:
+            retry = starts[0] + WINDOW_SECONDS - now
+            raise StartRateExceeded(tenant, quotas.starts_per_minute, max(retry, 0.0))
+        if quotas.running is not None:
+            running = await self.running(tenant, quotas.running)
+            if running >= quotas.running:
+                raise QuotaExceeded("running", tenant, quotas.running, running, permanent=False)
+            self._running[tenant].count += 1  # this start, until the next count
+        starts.append(now)
+
+    async def running(self, tenant: str, at_most: int) -> int:
+        cached = self._running.setdefault(tenant, _Running())
+        now = self.clock()
+        if now - cached.read_at >= REFRESH_SECONDS:
+            cached.count = await self.count_running(tenant, at_most)
+            cached.read_at = now
+        return cached.count
+
+    async def usage(self, tenant: str) -> dict[str, Any]:
+        """Each quota of ``tenant`` with its current usage (``GET /api/v1/quotas``)."""
+        quotas = self.of(tenant)
+        now = self.clock()
+        starts = [t for t in self._starts.get(tenant, ()) if t > now - WINDOW_SECONDS]
+        running_limit = quotas.running
+        running = await self.count_running(tenant, running_limit or 10_000)
+        return {
+            "tenant": tenant,
+            "quotas": {
+                "running": {"limit": running_limit, "usage": running},
+                "starts_per_minute": {"limit": quotas.starts_per_minute, "usage": len(starts), "scope": "this process"},
+                "payload_bytes": {"limit": quotas.payload_bytes},
+            },
+        }
