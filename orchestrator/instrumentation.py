@@ -78,6 +78,29 @@ class Instruments(Protocol):
     def queue_depth(self, queue: str, depth: int) -> None:
         """Items waiting in an in-process queue (e.g. ``inprocess.tasks``), after each put and take."""
 
+    def execution_started(self, workflow: str) -> None:
+        """The engine committed the start of an execution of ``workflow`` (once per execution)."""
+
+    def execution_finished(self, workflow: str, status: str, seconds: float | None) -> None:
+        """The engine committed an execution's end (``status``: succeeded, failed, cancelled);
+        ``seconds`` since its start, or None when this engine does not know when it started."""
+
+    def step_queued(self, workflow: str, step: str, connector: str, seconds: float) -> None:
+        """A task waited ``seconds`` between the commit that scheduled it and a worker starting it."""
+
+    def appends_grouped(self, backend: str, appends: int) -> None:
+        """An event log committed ``appends`` appends in one transaction (a group commit)."""
+
+    def timers_pending(self, backend: str, count: int) -> None:
+        """Timers armed in this process's timer store, after each change."""
+
+    def waits_parked(self, backend: str, count: int) -> None:
+        """(execution, wait key) pairs in this process's wait index, after each change."""
+
+    def transport_lane(self, group: str, topic: str, partition: int, in_flight: int, uncommitted: int) -> None:
+        """A Kafka transport partition: records taken and not finished (``in_flight``) and
+        records taken past the last committed offset (``uncommitted``); reported with the lag."""
+
 
 class NoInstruments:
     """Reports to nobody: the default. Each call is an empty method."""
@@ -108,6 +131,27 @@ class NoInstruments:
         pass
 
     def queue_depth(self, queue: str, depth: int) -> None:
+        pass
+
+    def execution_started(self, workflow: str) -> None:
+        pass
+
+    def execution_finished(self, workflow: str, status: str, seconds: float | None) -> None:
+        pass
+
+    def step_queued(self, workflow: str, step: str, connector: str, seconds: float) -> None:
+        pass
+
+    def appends_grouped(self, backend: str, appends: int) -> None:
+        pass
+
+    def timers_pending(self, backend: str, count: int) -> None:
+        pass
+
+    def waits_parked(self, backend: str, count: int) -> None:
+        pass
+
+    def transport_lane(self, group: str, topic: str, partition: int, in_flight: int, uncommitted: int) -> None:
         pass
 
 
@@ -178,6 +222,48 @@ class Guarded:
             self.inner.queue_depth(queue, depth)
         except Exception as exc:
             self._failed("queue_depth", exc)
+
+    def execution_started(self, workflow: str) -> None:
+        try:
+            self.inner.execution_started(workflow)
+        except Exception as exc:
+            self._failed("execution_started", exc)
+
+    def execution_finished(self, workflow: str, status: str, seconds: float | None) -> None:
+        try:
+            self.inner.execution_finished(workflow, status, seconds)
+        except Exception as exc:
+            self._failed("execution_finished", exc)
+
+    def step_queued(self, workflow: str, step: str, connector: str, seconds: float) -> None:
+        try:
+            self.inner.step_queued(workflow, step, connector, seconds)
+        except Exception as exc:
+            self._failed("step_queued", exc)
+
+    def appends_grouped(self, backend: str, appends: int) -> None:
+        try:
+            self.inner.appends_grouped(backend, appends)
+        except Exception as exc:
+            self._failed("appends_grouped", exc)
+
+    def timers_pending(self, backend: str, count: int) -> None:
+        try:
+            self.inner.timers_pending(backend, count)
+        except Exception as exc:
+            self._failed("timers_pending", exc)
+
+    def waits_parked(self, backend: str, count: int) -> None:
+        try:
+            self.inner.waits_parked(backend, count)
+        except Exception as exc:
+            self._failed("waits_parked", exc)
+
+    def transport_lane(self, group: str, topic: str, partition: int, in_flight: int, uncommitted: int) -> None:
+        try:
+            self.inner.transport_lane(group, topic, partition, in_flight, uncommitted)
+        except Exception as exc:
+            self._failed("transport_lane", exc)
 
     def _failed(self, call: str, exc: Exception) -> None:
         now = self._clock()

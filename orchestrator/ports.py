@@ -261,6 +261,8 @@ class StepTask:
     timeout_seconds: float | None = None
     tenant: str = "default"
     actor: str | None = None
+    scheduled_at: float | None = None  # when the commit that scheduled it was decided (metrics)
+    traceparent: str | None = None  # the execution's W3C trace context, if it was started with one
 
 
 class Shards(Protocol):
@@ -340,6 +342,7 @@ class StepCall:
     tenant: str = "default"
     actor: str | None = None
     usage: StepUsage | None = field(default=None, compare=False)
+    traceparent: str | None = None  # the execution's W3C trace context: outbound calls carry it on
 
 
 class Connector(Protocol):

@@ -14,6 +14,10 @@ from aiohttp import web
 
 from orchestrator.api.app import api_providers, create_app
 from orchestrator.api.auditing import audit_middleware
+from orchestrator.api.routes import RouteProvider
+from orchestrator.observability.exposition import MetricsApi, MetricsListener, metrics_middleware
+from orchestrator.observability.prometheus import PrometheusInstruments
+from orchestrator.observability.sampler import RunningSampler
 from orchestrator.ports import HookTaken, VersionConflict
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
@@ -29,20 +33,29 @@ DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def build_app(
-    runtime: Runtime, settings: Settings, triggers: TriggerManager | None = None
+    runtime: Runtime,
+    settings: Settings,
+    triggers: TriggerManager | None = None,
+    metrics: PrometheusInstruments | None = None,
 ) -> web.Application:
     """Every route over one runtime: REST API, OpenAPI, health, triggers and webhooks.
 
     ``triggers``: the process's trigger manager, started and stopped by the caller. Without one,
-    the app starts its own that runs no sources (it lists triggers and keeps their overrides)."""
+    the app starts its own that runs no sources (it lists triggers and keeps their overrides).
+    ``metrics``: serve them at ``GET /metrics`` and count every request in them."""
     manager = triggers or TriggerManager(runtime, settings, run_sources=False)
     webhooks = WebhookEndpoint(runtime, overrides=lambda: manager.overrides)
+    providers: list[RouteProvider] = [*api_providers(runtime, manager), webhooks]
+    if metrics is not None:
+        providers.append(MetricsApi(metrics))
+    outer = [metrics_middleware(metrics)] if metrics is not None else []
     # The audit middleware goes first: outside authentication, so it records what auth refused.
     middlewares = [audit_middleware(runtime.audit)]
     app = create_app(
-        [*api_providers(runtime, manager), webhooks],
+        providers,
         max_body_bytes=settings.max_body_bytes,
         middlewares=middlewares,
+        outer=outer,
     )
 
     async def webhook_lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -119,6 +132,17 @@ def bound_url(runner: web.AppRunner, settings: Settings) -> str:
     return f"http://{settings.host}:{settings.port}"
 
 
+def process_metrics(settings: Settings) -> PrometheusInstruments | None:
+    """This process's metrics (its own registry), unless ``ORCHESTRATOR_METRICS=false``."""
+    return PrometheusInstruments(workflow_labels=settings.metrics_workflows) if settings.metrics else None
+
+
+async def start_sampler(stack: AsyncExitStack, runtime: Runtime, metrics: PrometheusInstruments | None) -> None:
+    """Count running executions for the gauge (``orchestrator.observability.sampler``)."""
+    if metrics is not None:
+        await stack.enter_async_context(RunningSampler(runtime.log, metrics))
+
+
 async def run_server(settings: Settings, *, ready: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or cancellation), then close everything in reverse order.
 
@@ -128,7 +152,9 @@ async def run_server(settings: Settings, *, ready: Callable[[str], None] | None 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     async with AsyncExitStack() as stack:
-        runtime = await stack.enter_async_context(Runtime(settings, role="serve"))
+        metrics = process_metrics(settings)
+        runtime = await stack.enter_async_context(Runtime(settings, role="serve", instruments=metrics))
+        await start_sampler(stack, runtime, metrics)
         await register_definitions(runtime, definitions)
         # Trigger sources run wherever workers run (not in Kafka role=api processes); stopped
         # after the HTTP server and before the runtime.
@@ -136,7 +162,8 @@ async def run_server(settings: Settings, *, ready: Callable[[str], None] | None 
         await stack.enter_async_context(triggers)
         # Access logging costs about a tenth of the CPU of a webhook accept: off unless asked for.
         access_log = logging.getLogger("aiohttp.access") if settings.access_log else None
-        runner = web.AppRunner(build_app(runtime, settings, triggers), handle_signals=False, access_log=access_log)
+        app = build_app(runtime, settings, triggers, metrics)
+        runner = web.AppRunner(app, handle_signals=False, access_log=access_log)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, settings.host, settings.port)
@@ -159,10 +186,14 @@ async def run_worker(settings: Settings, *, ready: Callable[[], None] | None = N
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     async with AsyncExitStack() as stack:
-        runtime = await stack.enter_async_context(Runtime(settings, role="worker"))
+        metrics = process_metrics(settings)
+        runtime = await stack.enter_async_context(Runtime(settings, role="worker", instruments=metrics))
+        await start_sampler(stack, runtime, metrics)
         await register_definitions(runtime, definitions)
         triggers = TriggerManager(runtime, settings, run_sources=runs_sources_here(runtime))
         await stack.enter_async_context(triggers)
+        if metrics is not None and settings.metrics_port is not None:
+            await stack.enter_async_context(MetricsListener(metrics, settings.host, settings.metrics_port))
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
             stack.callback(loop.remove_signal_handler, signum)

@@ -36,6 +36,10 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_PYTHON_PROCESSES": "2",
     "ORCHESTRATOR_MAX_BODY_BYTES": "1048576",
     "ORCHESTRATOR_ACCESS_LOG": "false",
+    "ORCHESTRATOR_LOG_FORMAT": "text",
+    "ORCHESTRATOR_METRICS": "true",
+    "ORCHESTRATOR_METRICS_PORT": "(none: workers serve no metrics)",
+    "ORCHESTRATOR_METRICS_WORKFLOWS": "100",
     "ORCHESTRATOR_SNAPSHOT_EVERY": "1000",
     "ORCHESTRATOR_RETENTION_INTERVAL": "3600",
     "ORCHESTRATOR_TRIGGER_POLL_INTERVAL": "5",
@@ -78,6 +82,10 @@ class Settings:
     python_processes: int = 2  # child processes for isolated python steps (started on demand)
     max_body_bytes: int = 1_048_576
     access_log: bool = False  # one log line per HTTP request (logger aiohttp.access)
+    log_format: str = "text"  # text or json (one JSON object per line; docs/observability.md)
+    metrics: bool = True  # Prometheus metrics: GET /metrics on serve, the listener on workers
+    metrics_port: int | None = None  # a worker's metrics listener (on ``host``); 0: any port
+    metrics_workflows: int = 100  # workflows with their own metrics label; later ones: _other
     snapshot_every: int = 1000  # events between state snapshots; 0 disables them
     retention_interval: int = 3600  # seconds between retention sweeps; 0 disables them
     trigger_poll_interval: float = 5.0  # seconds between the trigger manager's registry reads
@@ -145,6 +153,10 @@ class Settings:
             python_processes=positive("PYTHON_PROCESSES", cls.python_processes),
             max_body_bytes=number("MAX_BODY_BYTES", cls.max_body_bytes),
             access_log=_flag("ACCESS_LOG", get, cls.access_log),
+            log_format=_choice("LOG_FORMAT", get, ("text", "json"), cls.log_format),
+            metrics=_flag("METRICS", get, cls.metrics),
+            metrics_port=None if get("METRICS_PORT") is None else number("METRICS_PORT", 0),
+            metrics_workflows=number("METRICS_WORKFLOWS", cls.metrics_workflows),
             snapshot_every=number("SNAPSHOT_EVERY", cls.snapshot_every),
             retention_interval=number("RETENTION_INTERVAL", cls.retention_interval),
             trigger_poll_interval=_seconds("TRIGGER_POLL_INTERVAL", get, cls.trigger_poll_interval),

@@ -46,3 +46,24 @@ class RecordingInstruments:
 
     def queue_depth(self, queue: str, depth: int) -> None:
         self.calls.append(("queue_depth", (queue, depth)))
+
+    def execution_started(self, workflow: str) -> None:
+        self.calls.append(("execution_started", (workflow,)))
+
+    def execution_finished(self, workflow: str, status: str, seconds: float | None) -> None:
+        self.calls.append(("execution_finished", (workflow, status, seconds)))
+
+    def step_queued(self, workflow: str, step: str, connector: str, seconds: float) -> None:
+        self.calls.append(("step_queued", (workflow, step, connector, seconds)))
+
+    def appends_grouped(self, backend: str, appends: int) -> None:
+        self.calls.append(("appends_grouped", (backend, appends)))
+
+    def timers_pending(self, backend: str, count: int) -> None:
+        self.calls.append(("timers_pending", (backend, count)))
+
+    def waits_parked(self, backend: str, count: int) -> None:
+        self.calls.append(("waits_parked", (backend, count)))
+
+    def transport_lane(self, group: str, topic: str, partition: int, in_flight: int, uncommitted: int) -> None:
+        self.calls.append(("transport_lane", (group, topic, partition, in_flight, uncommitted)))

@@ -46,15 +46,18 @@ def create_app(
     *,
     max_body_bytes: int,
     middlewares: Sequence[Middleware] = (),
+    outer: Sequence[Middleware] = (),
 ) -> web.Application:
-    """The app serving every provider's routes and ``/api/v1/openapi.json``; UnguardedRoute."""
+    """The app serving every provider's routes and ``/api/v1/openapi.json``; UnguardedRoute.
+
+    ``outer`` middlewares run outside ``error_middleware`` (they see the final status: metrics)."""
     table = RouteTable(route for provider in (*providers, OpenApi()) for route in provider.routes())
     missing = unguarded(table.routes)
     if missing:
         names = ", ".join(f"{route.method} {route.path}" for route in missing)
         raise UnguardedRoute(f"these API routes declare no permission: {names}")
     app = web.Application(
-        middlewares=[error_middleware, *middlewares], client_max_size=max_body_bytes + BODY_HEADROOM
+        middlewares=[*outer, error_middleware, *middlewares], client_max_size=max_body_bytes + BODY_HEADROOM
     )
     table.register(app.router)
     app[ROUTE_TABLE] = table

@@ -39,7 +39,7 @@ class _Armed:
 
 
 class MemoryTimers:
-    instruments: Instruments = NO_INSTRUMENTS  # set by the runtime: reports each first fire's lateness
+    instruments: Instruments = NO_INSTRUMENTS  # set by the runtime: first fires' lateness, armed count
 
     def __init__(self, clock: Callable[[], float], *, retry_seconds: float = DEFAULT_RETRY_SECONDS) -> None:
         if retry_seconds <= 0:
@@ -83,10 +83,13 @@ class MemoryTimers:
         self._push(due, key)
         if armed is not None:
             self._compact()
+        else:
+            self.instruments.timers_pending("MemoryTimers", len(self._live))
 
     async def cancel(self, execution_id: str, timer_id: str) -> None:
         if self._live.pop((execution_id, timer_id), None) is not None:
             self._compact()
+            self.instruments.timers_pending("MemoryTimers", len(self._live))
 
     def __len__(self) -> int:
         """Armed timers."""

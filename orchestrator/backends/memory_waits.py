@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.ports import WaitKey
 
 
 class MemoryWaitIndex:
+    instruments: Instruments = NO_INSTRUMENTS  # set by the runtime: (execution, key) pairs parked
+
     def __init__(self) -> None:
         self._waiting: dict[WaitKey, set[str]] = {}
+        self._parked = 0
 
     @classmethod
     def from_url(cls, url: str) -> MemoryWaitIndex:
@@ -22,12 +26,17 @@ class MemoryWaitIndex:
     async def update(self, execution_id: str, removed: set[WaitKey], added: set[WaitKey]) -> None:
         for key in removed:
             waiting = self._waiting.get(key)
-            if waiting is not None:
+            if waiting is not None and execution_id in waiting:
                 waiting.discard(execution_id)
+                self._parked -= 1
                 if not waiting:
                     del self._waiting[key]
         for key in added:
-            self._waiting.setdefault(key, set()).add(execution_id)
+            waiting = self._waiting.setdefault(key, set())
+            if execution_id not in waiting:
+                waiting.add(execution_id)
+                self._parked += 1
+        self.instruments.waits_parked("MemoryWaitIndex", self._parked)
 
     async def waiting(self, key: WaitKey) -> list[str]:
         return sorted(self._waiting.get(key, ()))

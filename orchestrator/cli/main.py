@@ -35,9 +35,10 @@ from orchestrator.cli import (
 from orchestrator.cli.args import parents
 from orchestrator.cli.errors import CliError, problem_lines
 from orchestrator.cli.output import Output
+from orchestrator.observability.logs import configure as configure_logging
 from orchestrator.ports import BackendUnavailable, HookTaken, UnknownWorkflow
 from orchestrator.runtime import InputInvalid
-from orchestrator.settings import SettingsError
+from orchestrator.settings import Settings, SettingsError
 from schemas.validation import DefinitionError
 
 GROUPS = (
@@ -76,6 +77,14 @@ def _error_of(exc: BaseException) -> CliError | None:
     return None
 
 
+def _log_format() -> str:
+    """ORCHESTRATOR_LOG_FORMAT (text when it is invalid: the command then reports the settings error)."""
+    try:
+        return Settings.from_env().log_format
+    except SettingsError:
+        return "text"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run one command; returns the exit code."""
     if os.getcwd() not in sys.path:
@@ -86,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
     level = logging.INFO if args.verbose or args.command in ("serve", "worker") else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level, _log_format())
     if not args.verbose:  # our adapters report connection trouble once, clearly; not every retry
         for noisy in ("aiokafka", "cassandra"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)

@@ -70,6 +70,7 @@ class ExecutionState:
     event_ids: tuple[str, ...] = ()
     reuse: dict[str, Any] = field(default_factory=dict)  # redrive: step -> recorded output
     started_by: str | None = None  # the actor of the start; step tasks run on its behalf
+    traceparent: str | None = None  # W3C trace context the execution was started with, if any
 
     @property
     def terminal(self) -> bool:
@@ -122,6 +123,13 @@ def fold(events: Any, state: ExecutionState | None = None) -> ExecutionState | N
     return state
 
 
+def _traceparent(started: dict[str, Any]) -> str | None:
+    """The ``traceparent`` recorded in a start's metadata (see docs/observability.md)."""
+    metadata = started.get("metadata")
+    value = metadata.get("traceparent") if isinstance(metadata, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def evolve(state: ExecutionState | None, event: EventLike) -> ExecutionState:
     """Apply one event. ``started_by`` is the ``actor`` of a recorded start's envelope (None
     when folding bare domain events; the engine sets it from the start command)."""
@@ -140,6 +148,7 @@ def evolve(state: ExecutionState | None, event: EventLike) -> ExecutionState:
             dedup_key=data.get("dedup_key"),
             reuse=dict(data.get("reuse") or {}),
             started_by=getattr(event, "actor", None),
+            traceparent=_traceparent(data),
         )
     handler = _HANDLERS.get(event.type)
     if handler is None:

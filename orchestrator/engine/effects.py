@@ -98,7 +98,7 @@ class Effects:
             return
         for event in c.events:
             if event.type == ev.STEP_SCHEDULED:
-                task = task_from_event(after, event.data)
+                task = task_from_event(after, event.data, scheduled_at=c.command.now)
                 await self._attempt(("dispatch", *at, task.attempt_id), self.transport.dispatch, task)
         await self._attempt(("timers", *at), self._sync_timers, c.before, after)
         await self._attempt(("waits", *at), self._sync_waits, c.before, after)
@@ -268,7 +268,7 @@ class Effects:
         )
 
 
-def task_from_event(state: ExecutionState, data: dict[str, Any]) -> StepTask:
+def task_from_event(state: ExecutionState, data: dict[str, Any], *, scheduled_at: float | None = None) -> StepTask:
     return StepTask(
         execution_id=state.execution_id,
         workflow=state.workflow,
@@ -282,6 +282,8 @@ def task_from_event(state: ExecutionState, data: dict[str, Any]) -> StepTask:
         timeout_seconds=data.get("timeout_seconds"),
         tenant=state.tenant,
         actor=state.started_by,
+        scheduled_at=scheduled_at,
+        traceparent=state.traceparent,
     )
 
 
@@ -302,4 +304,5 @@ def task_from_active(
         timeout_seconds=step.timeout_seconds,
         tenant=state.tenant,
         actor=state.started_by,
+        traceparent=state.traceparent,
     )

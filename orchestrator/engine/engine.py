@@ -32,6 +32,7 @@ from orchestrator.engine import snapshots
 from orchestrator.engine.keyed_locks import KeyedLocks
 from orchestrator.engine.retrying import Redo
 from orchestrator.instrumentation import AppendOutcome, CommandOutcome, Instruments, guarded
+from orchestrator.logcontext import bound
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, Snapshot
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope, EnvelopeError
@@ -64,6 +65,7 @@ class _Cached:
     state: ExecutionState
     last_command_id: str | None
     chainhash: str  # the last event's, which the next event chains from
+    started_at: float | None = None  # when the execution started, if known (instrumentation)
 
 
 Observer = Callable[[Committed], Awaitable[None]]
@@ -134,7 +136,11 @@ class Engine:
         loaded = await snapshots.load(self.log, execution_id)
         if loaded is None:
             return None
-        cached = _Cached(loaded.state, loaded.last_command_id, loaded.chainhash)
+        started_at = loaded.started_at
+        if started_at is None and not loaded.state.terminal:  # from a snapshot: one more point read
+            first = await self.log.read(execution_id, 0, 1)
+            started_at = snapshots.time_of(first[0].time) if first else None
+        cached = _Cached(loaded.state, loaded.last_command_id, loaded.chainhash, started_at)
         self._remember(cached)
         return cached
 
@@ -148,22 +154,23 @@ class Engine:
         after it is logged instead of raised (see the module docstring)."""
         began = time.perf_counter()
         outcome: CommandOutcome = "error"
-        try:
-            async with self._locks.hold(command.execution_id):
-                committed, outcome = await self._handle_locked(command)
-            if committed is not None:
-                await self._notify(committed, tolerate=effects_may_fail)
-        except ExecutionExists:
-            outcome = "duplicate"
-            raise
-        except CommandRejected:
-            outcome = "rejected"
-            raise
-        except ConcurrencyError:
-            outcome = "conflict"
-            raise
-        finally:
-            self.instruments.command_handled(type(command).__name__, outcome, time.perf_counter() - began)
+        with bound(execution_id=command.execution_id):  # log lines name the execution
+            try:
+                async with self._locks.hold(command.execution_id):
+                    committed, outcome = await self._handle_locked(command)
+                if committed is not None:
+                    await self._notify(committed, tolerate=effects_may_fail)
+            except ExecutionExists:
+                outcome = "duplicate"
+                raise
+            except CommandRejected:
+                outcome = "rejected"
+                raise
+            except ConcurrencyError:
+                outcome = "conflict"
+                raise
+            finally:
+                self.instruments.command_handled(type(command).__name__, outcome, time.perf_counter() - began)
         return committed
 
     async def _notify(self, committed: Committed, *, tolerate: bool = False) -> None:
@@ -278,12 +285,24 @@ class Engine:
                 self._outcome_unknown(Committed(command, before, after, envelopes), exc)
                 raise
             chain = envelopes[-1].chainhash or ""
-            self._remember(_Cached(after, command.command_id, chain))
+            started_at = cached.started_at if cached is not None else command.now
+            self._remember(_Cached(after, command.command_id, chain, started_at))
+            self._report_lifecycle(before, after, command.now, started_at)
             if snapshots.due(before_sequence, after.sequence, self.snapshot_every):
                 await self._snapshot(after, command.command_id, chain)
             outcome: CommandOutcome = "conflict_retried" if conflicts else "applied"
             return Committed(command, before, after, envelopes), outcome
         raise ConcurrencyError(command.execution_id, -1)
+
+    def _report_lifecycle(
+        self, before: ExecutionState | None, after: ExecutionState, now: float, started_at: float | None
+    ) -> None:
+        """Tell the instruments about a commit that started or ended an execution."""
+        if before is None:
+            self.instruments.execution_started(after.workflow)
+        if after.terminal and (before is None or not before.terminal):
+            seconds = None if started_at is None else max(now - started_at, 0.0)
+            self.instruments.execution_finished(after.workflow, after.status, seconds)
 
     async def _append(self, execution_id: str, expected: int, envelopes: list[Envelope]) -> None:
         """``log.append``, timed and reported with its outcome."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.core.state import MISSING, ActiveStep, ExecutionState, Timer, fold
+from orchestrator.core.timefmt import parse_rfc3339
 from orchestrator.history import pager
 from orchestrator.ports import EventLog, Snapshot
 
@@ -38,6 +39,7 @@ class Loaded:
     chainhash: str
     from_snapshot: int  # the snapshot's sequence, 0 when folded from the first event
     folded: int  # events folded on top of it
+    started_at: float | None = None  # the start's time when folded from it (None from a snapshot)
 
 
 def encode(state: ExecutionState, last_command_id: str | None, chainhash: str) -> bytes:
@@ -92,6 +94,7 @@ async def load(log_: EventLog, execution_id: str, at_sequence: int | None = None
     command_id: str | None = None
     chain = ""
     base = 0
+    started_at: float | None = None
     snapshot: Snapshot | None = await log_.load_snapshot(execution_id, at_sequence)
     if snapshot is not None:
         try:
@@ -103,10 +106,20 @@ async def load(log_: EventLog, execution_id: str, at_sequence: int | None = None
     after = state.sequence if state is not None else 0
     folded = 0
     async for page in pager.pages(log_, execution_id, after, upto=at_sequence, page=PAGE):
+        if state is None and page[0].sequence == 1:
+            started_at = time_of(page[0].time)
         state = fold(page, state)
         last = page[-1]
         command_id, chain = last.causationid, last.chainhash or ""
         folded += len(page)
     if state is None:
         return None
-    return Loaded(state, command_id, chain, base, folded)
+    return Loaded(state, command_id, chain, base, folded, started_at)
+
+
+def time_of(text: str | None) -> float | None:
+    """An envelope's time in seconds since the epoch (None when absent or unreadable)."""
+    try:
+        return parse_rfc3339(text) if text else None
+    except ValueError:
+        return None

@@ -16,9 +16,11 @@ from orchestrator.core.machine import CommandRejected
 from orchestrator.engine.retrying import Backoff, until_done
 from orchestrator.engine.throttle import Throttles
 from orchestrator.instrumentation import Instruments, StepOutcome, guarded
+from orchestrator.logcontext import bound
 from orchestrator.ports import ConnectorError, ConnectorLookup, StepCall, StepTask, StepUsage, Transport
 from schemas import strict_json
 from schemas.expressions import RESULT_DEPTH
+from schemas.traceparent import trace_id_of
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,14 @@ class Worker:
         self._rng = random.Random()
 
     async def run(self, task: StepTask) -> None:
+        """Run one attempt, its log lines labelled with the task (``orchestrator.logcontext``)."""
+        trace_id = trace_id_of(task.traceparent) if task.traceparent else None
+        with bound(
+            execution_id=task.execution_id, workflow=task.workflow, step=task.step, tenant=task.tenant, trace_id=trace_id
+        ):
+            await self._run(task)
+
+    async def _run(self, task: StepTask) -> None:
         call = StepCall(
             execution_id=task.execution_id,
             workflow=task.workflow,
@@ -63,12 +73,16 @@ class Worker:
             tenant=task.tenant,
             actor=task.actor,
             usage=StepUsage(),
+            traceparent=task.traceparent,
         )
         if self.throttles:  # before the clock starts: waiting for a slot is not the step's time
             limit_key = task.config.get("rate_limit")
             keys = (task.connector, limit_key) if isinstance(limit_key, str) else (task.connector,)
             await self.throttles.wait(keys)
         self.instruments.step_started(task.workflow, task.step, task.connector, task.attempt)
+        if task.scheduled_at is not None:
+            waited = max(self._clock() - task.scheduled_at, 0.0)
+            self.instruments.step_queued(task.workflow, task.step, task.connector, waited)
         began = time.perf_counter()
         try:
             connector = self._connectors.get(task.connector)

@@ -227,8 +227,10 @@ def test_attach_sets_the_attribute_of_instrumented_parts_only() -> None:
 
 def test_every_implementation_has_every_call_with_the_protocol_signature() -> None:
     assert CALLS == [
-        "command_handled", "consumer_lag", "events_appended", "queue_depth",
-        "step_finished", "step_started", "timer_fired", "trigger_outcome",
+        "appends_grouped", "command_handled", "consumer_lag", "events_appended",
+        "execution_finished", "execution_started", "queue_depth", "step_finished",
+        "step_queued", "step_started", "timer_fired", "timers_pending",
+        "transport_lane", "trigger_outcome", "waits_parked",
     ]  # fmt: skip
     for implementation in (NoInstruments, Guarded, RecordingInstruments):
         for name in CALLS:

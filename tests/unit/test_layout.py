@@ -17,7 +17,13 @@ from triggers import manager
 
 CORE = ("orchestrator.core", "schemas")
 # The small shared seams every layer may use: ports, settings, lifecycle, instrumentation.
-SEAMS = ("orchestrator.ports", "orchestrator.settings", "orchestrator.lifecycle", "orchestrator.instrumentation")
+SEAMS = (
+    "orchestrator.ports",
+    "orchestrator.settings",
+    "orchestrator.lifecycle",
+    "orchestrator.instrumentation",
+    "orchestrator.logcontext",
+)
 BASE = (*CORE, *SEAMS)
 
 # Area (longest matching prefix wins) -> prefixes of the project modules it may import.
@@ -45,6 +51,8 @@ RULES: dict[str, tuple[str, ...]] = {
         "orchestrator.backends",
         "connectors",
     ),
+    # Metrics and log formats at the edge: over the hooks, served with the route declarations.
+    "orchestrator.observability": (*BASE, "orchestrator.observability", "orchestrator.api.routes"),
     # Principals, authentication and authorization: a leaf over the base.
     "orchestrator.auth": (*BASE, "orchestrator.auth"),
     # The security scan: pure rules over definitions and deployment facts.
@@ -78,6 +86,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "orchestrator.history",
         "triggers",
         "connectors",
+        "orchestrator.observability",
     ),
     # The outermost edge: the command line may use every part of the library.
     "orchestrator.cli": ("orchestrator", "schemas", "triggers", "connectors"),

@@ -217,11 +217,12 @@ class LagReporter:
         self._next = 0.0
         self.last: dict[tuple[str, int], int] = {}  # (topic, partition) -> the lag last reported
 
-    async def report(self, consumer: Any, partitions: Iterable[TopicPartition], instruments: Instruments) -> None:
-        """Report the lag of each of ``partitions`` (assigned to ``consumer``) if one is due."""
+    async def report(self, consumer: Any, partitions: Iterable[TopicPartition], instruments: Instruments) -> bool:
+        """Report the lag of each of ``partitions`` (assigned to ``consumer``) if one is due;
+        True when it was (the caller may report what it keeps per partition at the same pace)."""
         now = self._clock()
         if now < self._next:
-            return
+            return False
         self._next = now + self.interval
         assigned = list(partitions)
         self.last = {k: v for k, v in self.last.items() if TopicPartition(*k) in assigned}
@@ -230,6 +231,7 @@ class LagReporter:
             if lag is not None:
                 self.last[(tp.topic, tp.partition)] = lag
                 instruments.consumer_lag(self.group, tp.topic, tp.partition, lag)
+        return True
 
 
 async def partition_lag(consumer: Any, tp: TopicPartition) -> int | None:

@@ -273,10 +273,19 @@ class _Lane(Generic[T]):
         self._running: set[int] = set()
         self._tails: dict[bytes | None, asyncio.Task[None]] = {}  # last record of each execution
         self._next: int | None = None  # one past the last record taken
+        self._first: int | None = None  # the first record taken (before any commit)
 
     @property
     def backlog(self) -> int:
         return len(self._pending)
+
+    @property
+    def uncommitted(self) -> int:
+        """Records taken past the last committed offset (0 before the first record)."""
+        if self._next is None:
+            return 0
+        start = self.committed if self.committed is not None else self._first
+        return max(self._next - (start if start is not None else self._next), 0)
 
     @property
     def commit_offset(self) -> int | None:
@@ -287,6 +296,8 @@ class _Lane(Generic[T]):
         return self._next
 
     def take(self, offset: int, key: bytes | None, item: T | _Bad) -> None:
+        if self._first is None:
+            self._first = offset
         self._next = offset + 1
         previous = self._tails.get(key) if self._ordered else None
         task = asyncio.create_task(self._run(offset, item, previous), name=f"kafka-{self.tp.topic}-{offset}")
@@ -448,7 +459,14 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
                 if lane.backlog >= self._max_backlog:
                     self._paused.add(tp)
                     self._consumer.pause(tp)
-            await self._lag.report(self._consumer, self._lanes, self._transport.instruments)
+            if await self._lag.report(self._consumer, self._lanes, self._transport.instruments):
+                self._report_lanes()
+
+    def _report_lanes(self) -> None:
+        """Each lane's unfinished records and records past its committed offset."""
+        instruments = self._transport.instruments
+        for tp, lane in list(self._lanes.items()):
+            instruments.transport_lane(self._lag.group, tp.topic, tp.partition, lane.backlog, lane.uncommitted)
 
     def _take(self, lane: _Lane[T], record: Any) -> None:
         try:

@@ -30,6 +30,7 @@ from orchestrator.backends.sqlite.feed import (
 )
 from orchestrator.backends.summary import check_sequences, summarize
 from orchestrator.backends.versions import same_content
+from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import (
     BackendUnavailable,
@@ -299,6 +300,8 @@ class _Append:
 class SQLiteEventLog(Lifecycle):
     """Durable event streams plus the executions index, in one WAL-mode SQLite file."""
 
+    instruments: Instruments = NO_INSTRUMENTS  # set by the runtime: each group commit's size
+
     def __init__(self, settings: SQLiteSettings) -> None:
         self.settings = settings
         self._db = _Database(settings, "event_log", _EVENT_LOG_DDL, _EVENT_LOG_MIGRATIONS)
@@ -410,6 +413,7 @@ class SQLiteEventLog(Lifecycle):
                     item = queue.get_nowait()
                 closing = item is None  # stop() queued None behind the last append
                 if batch:
+                    self.instruments.appends_grouped("SQLiteEventLog", len(batch))
                     try:
                         outcomes = await self._db.run(self._commit, batch)
                     except Exception as exc:  # the thread or connection is gone
