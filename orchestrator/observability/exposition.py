@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from orchestrator.api.routes import Route
 from orchestrator.observability.prometheus import PrometheusInstruments
@@ -22,6 +22,8 @@ from orchestrator.observability.prometheus import PrometheusInstruments
 log = logging.getLogger(__name__)
 METRICS_PATH = "/metrics"
 UNMATCHED = "unmatched"  # the route label of a request no route matched (404/405)
+# The text format generate_latest writes, by the name every Prometheus version negotiates.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class MetricsApi:
@@ -40,7 +42,7 @@ class MetricsApi:
 
     async def serve(self, request: web.Request) -> web.Response:
         response = web.Response(body=generate_latest(self.metrics.registry))
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        response.headers["Content-Type"] = CONTENT_TYPE
         return response
 
 
