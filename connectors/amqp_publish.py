@@ -55,6 +55,7 @@ from connectors.publishing import (
     string_map,
     timeout_of,
 )
+from connectors.tracing import HEADER, has_header, outbound_traceparent
 from schemas import cloudevents
 
 if TYPE_CHECKING:
@@ -210,6 +211,9 @@ def build_message(call: StepCall) -> AmqpMessage:
         except ValueError as exc:
             raise config_error(PREFIX, f"cannot build the CloudEvent: {exc}") from None
         headers.update(ce_headers)
+    trace = outbound_traceparent(call)
+    if trace is not None and not has_header(extra):
+        headers[HEADER] = trace
     return AmqpMessage(
         connection=shared.connection,
         exchange=exchange,

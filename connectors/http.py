@@ -31,6 +31,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from connectors.base import ConnectorError, StepCall
+from connectors.tracing import HEADER, outbound_traceparent
 from orchestrator.lifecycle import Lifecycle
 from schemas import strict_json
 
@@ -169,6 +170,9 @@ def _build_request(call: StepCall) -> _Request:
     if not isinstance(method, str) or not method.isalpha():
         raise _bad_request(f"invalid method {method!r}")
     headers.setdefault("Idempotency-Key", call.idempotency_key)
+    trace = outbound_traceparent(call)
+    if trace is not None:
+        headers.setdefault(HEADER, trace)
     kept = spec.get("response_headers")
     return _Request(
         method=method.upper(),

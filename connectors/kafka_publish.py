@@ -50,6 +50,7 @@ from connectors.publishing import (
     string_map,
     timeout_of,
 )
+from connectors.tracing import HEADER, has_header, outbound_traceparent
 from schemas import cloudevents
 
 if TYPE_CHECKING:
@@ -151,6 +152,9 @@ def build_record(call: StepCall) -> KafkaRecord:
     elif not any(n.lower() == "content-type" for n in extra):
         headers.append(("content-type", JSON.encode()))
     headers.extend((name, text.encode()) for name, text in extra.items())
+    trace = outbound_traceparent(call)
+    if trace is not None and not has_header(extra):
+        headers.append((HEADER, trace.encode()))
     return KafkaRecord(shared.connection, topic, value, None if key is None else key.encode(), headers)
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 HEADER = "traceparent"
@@ -43,6 +44,26 @@ def parse(value: str | None) -> TraceParent | None:
     if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
     return TraceParent(trace_id, span_id, flags)
+
+
+def start_metadata(value: str | None) -> dict[str, str]:
+    """What a start records of an inbound ``traceparent`` (its normalised form), or nothing."""
+    parsed = parse(value)
+    return {HEADER: str(parsed)} if parsed is not None else {}
+
+
+def outbound(value: str | None, span_id: str) -> str | None:
+    """The ``traceparent`` an outbound call carries: the execution's trace, a new span."""
+    parsed = parse(value)
+    return str(parsed.child(span_id)) if parsed is not None else None
+
+
+def header_value(headers: Mapping[str, str]) -> str | None:
+    """The ``traceparent`` among message headers, whatever their case."""
+    for name, value in headers.items():
+        if name.lower() == HEADER:
+            return value
+    return None
 
 
 def trace_id_of(value: str | None) -> str | None:

@@ -28,7 +28,7 @@ from orchestrator.instrumentation import TriggerOutcome, guarded
 from orchestrator.limits.quotas import QuotaExceeded
 from orchestrator.ports import UnknownWorkflow
 from orchestrator.runtime import InputInvalid, Runtime
-from schemas import strict_json
+from schemas import strict_json, traceparent
 from schemas.cloudevents import BadMessage
 from schemas.definition import AmqpTrigger, KafkaTrigger
 from schemas.expressions import ExpressionError, evaluate
@@ -128,7 +128,12 @@ class Router:
             return Outcome("dead", reason=str(exc))
         try:
             result = await self.runtime.start_execution(
-                self.workflow, value, dedup_key=key, actor=self.actor, tenant=self.tenant
+                self.workflow,
+                value,
+                dedup_key=key,
+                actor=self.actor,
+                tenant=self.tenant,
+                metadata=traceparent.start_metadata(traceparent.header_value(message.headers)),
             )
         except InputInvalid as exc:
             return Outcome("dead", reason=str(exc))

@@ -29,7 +29,7 @@ from orchestrator.core.timefmt import parse_rfc3339
 from orchestrator.instrumentation import TriggerOutcome
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.runtime import Runtime, execution_id_for
-from schemas import cloudevents
+from schemas import cloudevents, traceparent
 from schemas.cloudevents import BadMessage
 from schemas.definition import WebhookTrigger, WorkflowDefinition
 from triggers.delivery_keys import Delivery, DeliveryKey, delivery_key
@@ -214,7 +214,7 @@ class WebhookEndpoint(Lifecycle):
             key = delivery_key(config, delivery, self.runtime.clock())
         except ValueError as exc:
             return error_response(400, "invalid_idempotency_key", str(exc))
-        return await self._start(name, hook, payload, key)
+        return await self._start(name, hook, payload, key, request.headers.get(traceparent.HEADER))
 
     async def _read_body(self, request: web.Request, limit: int) -> bytes | web.Response:
         try:
@@ -261,7 +261,9 @@ class WebhookEndpoint(Lifecycle):
         except SignatureError as exc:
             return error_response(401, "bad_signature", f"invalid webhook signature: {exc.reason}")
 
-    async def _start(self, name: str, hook: Hook, payload: Any, key: DeliveryKey) -> web.Response:
+    async def _start(
+        self, name: str, hook: Hook, payload: Any, key: DeliveryKey, trace: str | None = None
+    ) -> web.Response:
         try:
             earlier = await self._replayed(hook, key)
             if earlier is not None:
@@ -272,7 +274,12 @@ class WebhookEndpoint(Lifecycle):
                 dedup_key=key.key,
                 actor=f"webhook:{name}",
                 tenant=hook.config.tenant,
-                metadata={"trigger": "webhook", "hook": name, "delivery": key.key},
+                metadata={
+                    "trigger": "webhook",
+                    "hook": name,
+                    "delivery": key.key,
+                    **traceparent.start_metadata(trace),
+                },
             )
         except Exception as exc:
             known = response_for(exc)

@@ -36,7 +36,7 @@ from orchestrator.history.jobs import JobsBusy
 from orchestrator.history.redrive import KEEP, Batch, ExecutionRunning, RedriveInvalid, link_to_dict
 from orchestrator.ports import ExecutionQuery
 from orchestrator.runtime import Runtime
-from schemas import cloudevents
+from schemas import cloudevents, traceparent
 from schemas.envelope import TYPE_PREFIX
 
 MAX_IDEMPOTENCY_KEY = MAX_KEY_LENGTH
@@ -272,6 +272,7 @@ class ExecutionsApi:
             dedup_key=_idempotency_key(request),
             actor=request_actor(request),
             tenant=request_tenant(request),
+            metadata=traceparent.start_metadata(request.headers.get(traceparent.HEADER)),
         )
         note(request, resource_id=result.execution_id, details={"workflow": body.workflow, "created": result.created})
         return web.json_response(

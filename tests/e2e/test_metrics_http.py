@@ -30,17 +30,20 @@ def parsed(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 async def test_requests_are_counted_by_route_template_and_status() -> None:
     settings = Settings(event_log_url="memory://")
     metrics = PrometheusInstruments(process_metrics=False)
-    async with Runtime(settings, instruments=metrics) as runtime:
-        async with TestClient(TestServer(build_app(runtime, settings, metrics=metrics))) as client:
-            for _ in range(2):
-                assert (await client.get("/api/v1/executions/no-such-id")).status == 404
-            assert (await client.get("/no/such/route")).status == 404
-            assert (await client.post("/api/v1/executions", data=b"{not json")).status == 400
-            assert (await client.get("/healthz")).status == 200
-            response = await client.get("/metrics")
-            assert response.status == 200
-            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-            found = parsed(await response.text())
+    async with (
+        Runtime(settings, instruments=metrics) as runtime,
+        TestClient(TestServer(build_app(runtime, settings, metrics=metrics))) as client,
+    ):
+        for _ in range(2):
+            assert (await client.get("/api/v1/executions/no-such-id")).status == 404
+        assert (await client.get("/no/such/route")).status == 404
+        assert (await client.post("/api/v1/executions", data=b"{not json")).status == 400
+        assert (await client.get("/healthz")).status == 200
+        response = await client.get("/metrics")
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        found = parsed(await response.text())
+
     def requests(method: str, route: str, status: str) -> float:
         labels = (("method", method), ("route", route), ("status", status))
         return found[("orchestrator_http_requests_total", labels)]

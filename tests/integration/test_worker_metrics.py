@@ -38,6 +38,15 @@ def listening_url(log: Path, worker: subprocess.Popen[bytes]) -> str | None:
     return found.group(1) if found else None
 
 
+def spawn_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "orchestrator", "worker"]
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def promtool_check(text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+
+
 async def test_the_worker_listener_serves_metrics_in_kafka_mode(
     kafka_url: str, cassandra_keyspace: TestKeyspace, tmp_path: Path
 ) -> None:
@@ -55,9 +64,7 @@ async def test_the_worker_listener_serves_metrics_in_kafka_mode(
         ORCHESTRATOR_METRICS_PORT="0",
     )
     log = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "worker"], cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
+    worker = spawn_worker(env, log)
     try:
         url = None
         for _ in range(300):
@@ -96,7 +103,7 @@ async def test_the_worker_listener_serves_metrics_in_kafka_mode(
         assert lanes and all(dict(labels)["topic"].startswith(prefix) for labels in lanes)
         appends = (("backend", "CassandraEventLog"), ("outcome", "ok"))
         assert found[("orchestrator_event_log_append_duration_seconds_count", appends)] >= EXECUTIONS
-        checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        checked = await asyncio.to_thread(promtool_check, text)
         assert checked.returncode == 0, checked.stdout + checked.stderr
     finally:
         worker.terminate()

@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import Histogram as ClientHistogram
 from prometheus_client.parser import text_string_to_metric_families
@@ -62,10 +63,8 @@ async def run_workload(rt: Runtime, metrics: PrometheusInstruments) -> tuple[str
         assert (await rt.wait(bad.execution_id, timeout=10)).status == "failed"
     await rt.signal(busy.execution_id, "go")
     assert (await rt.wait(busy.execution_id, timeout=10)).status == "succeeded"
-    try:
-        await rt.cancel(busy.execution_id)
-    except CommandRejected:
-        pass
+    with pytest.raises(CommandRejected):
+        await rt.cancel(busy.execution_id)  # finished already
     return busy.execution_id, running_while_waiting
 
 
