@@ -155,8 +155,8 @@ class Settings:
             access_log=_flag("ACCESS_LOG", get, cls.access_log),
             log_format=_choice("LOG_FORMAT", get, ("text", "json"), cls.log_format),
             metrics=_flag("METRICS", get, cls.metrics),
-            metrics_port=None if get("METRICS_PORT") is None else number("METRICS_PORT", 0),
-            metrics_workflows=number("METRICS_WORKFLOWS", cls.metrics_workflows),
+            metrics_port=_port("METRICS_PORT", get),
+            metrics_workflows=_at_least_zero("METRICS_WORKFLOWS", number("METRICS_WORKFLOWS", cls.metrics_workflows)),
             snapshot_every=number("SNAPSHOT_EVERY", cls.snapshot_every),
             retention_interval=number("RETENTION_INTERVAL", cls.retention_interval),
             trigger_poll_interval=_seconds("TRIGGER_POLL_INTERVAL", get, cls.trigger_poll_interval),
@@ -223,6 +223,21 @@ def _weights(raw: str | None) -> dict[str, float]:
             raise SettingsError(f"{PREFIX}TENANT_WEIGHTS: {part.strip()!r} is not tenant=weight (a weight above 0)")
         weights[tenant.strip()] = weight
     return weights
+
+
+def _port(name: str, get: Callable[[str], str | None]) -> int | None:
+    raw = get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) > 65535:
+        raise SettingsError(f"{PREFIX}{name} must be a port number (0-65535; 0: any), got {raw!r}")
+    return int(raw)
+
+
+def _at_least_zero(name: str, value: int) -> int:
+    if value < 0:
+        raise SettingsError(f"{PREFIX}{name} must be 0 or more, got {value}")
+    return value
 
 
 def _choice(name: str, get: Callable[[str], str | None], choices: tuple[str, ...], default: str) -> str:

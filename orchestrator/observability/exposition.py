@@ -47,7 +47,7 @@ class MetricsApi:
 
 
 def route_template(request: web.Request) -> str:
-    """The matched route's path template (``/api/v1/executions/{execution_id}``), never the
+    """The matched route's path template (``/api/v1/executions/{id}``), never the
     path itself, so labels stay bounded."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else UNMATCHED

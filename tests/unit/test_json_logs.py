@@ -110,3 +110,14 @@ def test_the_log_format_setting() -> None:
         Settings.from_env({"ORCHESTRATOR_LOG_FORMAT": "xml"})
     with pytest.raises(ValueError, match="log format"):
         configure(logging.INFO, "xml")
+
+
+def test_the_metrics_settings() -> None:
+    assert Settings.from_env({}).metrics_port is None and Settings.from_env({}).metrics is True
+    parsed = Settings.from_env({"ORCHESTRATOR_METRICS_PORT": "0", "ORCHESTRATOR_METRICS_WORKFLOWS": "0"})
+    assert (parsed.metrics_port, parsed.metrics_workflows) == (0, 0)
+    assert Settings.from_env({"ORCHESTRATOR_METRICS": "false"}).metrics is False
+    with pytest.raises(SettingsError, match="ORCHESTRATOR_METRICS_PORT must be a port number"):
+        Settings.from_env({"ORCHESTRATOR_METRICS_PORT": "70000"})
+    with pytest.raises(SettingsError, match="ORCHESTRATOR_METRICS_WORKFLOWS must be 0 or more"):
+        Settings.from_env({"ORCHESTRATOR_METRICS_WORKFLOWS": "-1"})
