@@ -26,6 +26,7 @@ from prometheus_client import generate_latest
 from bench.embedded import TimedNoop, run_workload
 from connectors.base import Connectors
 from orchestrator.observability.prometheus import PrometheusInstruments
+from orchestrator.ports import ExecutionQuery
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 
@@ -34,6 +35,7 @@ from orchestrator.settings import Settings
 class Side:
     step_p50_us: float
     transitions_per_s: float
+    cpu_us_per_transition: float  # process CPU time of the whole run per transition: steadier than wall time
 
 
 @dataclass
@@ -55,13 +57,22 @@ class Comparison:
     def step_change(self) -> float:
         return self.on.step_p50_us / self.off.step_p50_us - 1.0
 
+    @property
+    def cpu_change(self) -> float:
+        return self.on.cpu_us_per_transition / self.off.cpu_us_per_transition - 1.0
+
 
 async def one_run(url: str, metrics: PrometheusInstruments | None, sequential: int, concurrent: int) -> Side:
     noop = TimedNoop()
     settings = Settings(event_log_url=url, transport_url="inprocess://?concurrency=64")
     async with Runtime(settings, connectors=Connectors([noop]), instruments=metrics) as runtime:
+        cpu = time.process_time()
         workload = await run_workload(runtime, noop, sequential, concurrent)
-    return Side(statistics.median(workload.gaps_us), workload.transitions_per_s)
+        cpu = time.process_time() - cpu
+        one = (await runtime.list_executions(ExecutionQuery(limit=1))).items[0]
+        per_execution = len(await runtime.history(one.execution_id))
+    transitions = (sequential + concurrent) * per_execution
+    return Side(statistics.median(workload.gaps_us), workload.transitions_per_s, cpu / transitions * 1e6)
 
 
 async def compare(log: str, *, rounds: int, sequential: int, concurrent: int) -> Comparison:
@@ -83,7 +94,9 @@ async def compare(log: str, *, rounds: int, sequential: int, concurrent: int) ->
 
     def median(sides: list[Side]) -> Side:
         return Side(
-            statistics.median(s.step_p50_us for s in sides), statistics.median(s.transitions_per_s for s in sides)
+            statistics.median(s.step_p50_us for s in sides),
+            statistics.median(s.transitions_per_s for s in sides),
+            statistics.median(s.cpu_us_per_transition for s in sides),
         )
 
     return Comparison(log, concurrent, rounds, median(offs), median(ons), scrape_ms, len(text))
@@ -103,6 +116,10 @@ def table(results: list[Comparison]) -> list[str]:
             f"| {r.log} | per-step overhead p50, unloaded | {r.off.step_p50_us:,.0f} µs"
             f" | {r.on.step_p50_us:,.0f} µs | {r.step_change:+.1%} |"
         )
+        lines.append(
+            f"| {r.log} | CPU per transition (whole run) | {r.off.cpu_us_per_transition:,.1f} µs"
+            f" | {r.on.cpu_us_per_transition:,.1f} µs | {r.cpu_change:+.1%} |"
+        )
     for r in results:
         lines.append(f"| {r.log} | one scrape after the run | | {r.scrape_ms:.1f} ms, {r.scrape_bytes:,} bytes | |")
     return lines
@@ -121,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = asyncio.run(run(args.quick, args.rounds or (1 if args.quick else 3)))
     if args.json:
-        print(json.dumps([{**asdict(r), "throughput_change": r.throughput_change} for r in results], indent=2))
+        changes = [{"throughput_change": r.throughput_change, "cpu_change": r.cpu_change} for r in results]
+        print(json.dumps([{**asdict(r), **c} for r, c in zip(results, changes, strict=True)], indent=2))
     else:
         print("\n".join(table(results)))
     return 0

@@ -10,7 +10,12 @@ from connectors.kafka_publish import build_record
 from connectors.tracing import outbound_traceparent
 from orchestrator.core.events import Event
 from orchestrator.core.state import evolve
+from orchestrator.runtime import Runtime
+from orchestrator.settings import Settings
 from schemas import traceparent
+from schemas.builder import Workflow
+from schemas.definition import KafkaTrigger
+from triggers.inbound import InboundMessage, Router
 
 VALID = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -83,3 +88,15 @@ def test_a_published_amqp_message_carries_the_trace() -> None:
     )  # fmt: skip
     header = build_message(call).headers["traceparent"]
     assert traceparent.trace_id_of(header) == traceparent.trace_id_of(VALID) and header != VALID
+
+
+async def test_a_topic_trigger_message_with_a_traceparent_header_records_it() -> None:
+    async with Runtime(Settings(event_log_url="memory://")) as runtime:
+        await runtime.register(Workflow("traced").task("one", "noop").build())
+        router = Router(runtime, "traced", KafkaTrigger.model_validate({"name": "orders", "topics": ["shop.orders"]}))
+        traced = await router.accept(InboundMessage({}, "kafka:shop.orders/0/1", headers={"TraceParent": VALID}))
+        plain = await router.accept(InboundMessage({}, "kafka:shop.orders/0/2", headers={"traceparent": "junk"}))
+        recorded = [
+            (await runtime.history(outcome.execution_ids[0]))[0].data.get("metadata") for outcome in (traced, plain)
+        ]
+    assert recorded == [{"traceparent": VALID}, None]
