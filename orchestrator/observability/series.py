@@ -100,8 +100,9 @@ class Histogram(Series):
         self._cells: dict[Labels, list[float]] = {}  # per label tuple: a count per bucket, +Inf, then the sum
 
     def observe(self, labels: Labels, value: float) -> None:
-        cell = self._cells.get(labels)
-        if cell is None:
+        try:
+            cell = self._cells[labels]
+        except KeyError:  # once per label tuple
             cell = self._cells[labels] = [0.0] * (len(self.bounds) + 2)
         cell[bisect_left(self.bounds, value)] += 1
         cell[-1] += value
