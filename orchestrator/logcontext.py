@@ -1,6 +1,8 @@
-"""What a log line is about: the execution, workflow, step, tenant and trace it belongs to.
+"""What a log line is about: the execution, workflow, step, tenant and trace it belongs to, and
+the node (process) that wrote it.
 
-The engine and the worker bind these fields around the work they do (``with bound(...)``); a
+The process root binds ``node`` once its runtime exists; the engine and the worker bind the
+others around the work they do (``with bound(...)``); a
 log handler's formatter reads them with :func:`current` (the JSON formatter of
 ``orchestrator.observability.logs`` writes them on every line). The fields live in a
 ``ContextVar``, so each asyncio task sees its own: a step running in one task never labels the
@@ -13,7 +15,6 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType, TracebackType
 
-FIELDS = ("execution_id", "workflow", "step", "tenant", "trace_id")
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _context: ContextVar[Mapping[str, str]] = ContextVar("orchestrator_log_context", default=_EMPTY)
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from orchestrator.api.app import api_providers, create_app
 from orchestrator.api.auditing import audit_middleware
 from orchestrator.api.routes import RouteProvider
+from orchestrator.logcontext import bound
 from orchestrator.observability.exposition import MetricsApi, MetricsListener, metrics_middleware
 from orchestrator.observability.prometheus import PrometheusInstruments
 from orchestrator.observability.sampler import RunningSampler
@@ -137,10 +138,17 @@ def process_metrics(settings: Settings) -> PrometheusInstruments | None:
     return PrometheusInstruments(workflow_labels=settings.metrics_workflows) if settings.metrics else None
 
 
-async def start_sampler(stack: AsyncExitStack, runtime: Runtime, metrics: PrometheusInstruments | None) -> None:
-    """Count running executions for the gauge (``orchestrator.observability.sampler``)."""
+async def open_runtime(
+    stack: AsyncExitStack, settings: Settings, role: str, metrics: PrometheusInstruments | None
+) -> Runtime:
+    """The started runtime of this process. From here on its log lines name its node
+    (``orchestrator.logcontext``), and the running-executions gauge is sampled."""
+    runtime = Runtime(settings, role=role, instruments=metrics)
+    stack.enter_context(bound(node=runtime.node.node_id))
+    await stack.enter_async_context(runtime)
     if metrics is not None:
         await stack.enter_async_context(RunningSampler(runtime.log, metrics))
+    return runtime
 
 
 async def run_server(settings: Settings, *, ready: Callable[[str], None] | None = None) -> None:
@@ -152,9 +160,7 @@ async def run_server(settings: Settings, *, ready: Callable[[str], None] | None 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     async with AsyncExitStack() as stack:
-        metrics = process_metrics(settings)
-        runtime = await stack.enter_async_context(Runtime(settings, role="serve", instruments=metrics))
-        await start_sampler(stack, runtime, metrics)
+        runtime = await open_runtime(stack, settings, "serve", metrics := process_metrics(settings))
         await register_definitions(runtime, definitions)
         # Trigger sources run wherever workers run (not in Kafka role=api processes); stopped
         # after the HTTP server and before the runtime.
@@ -186,9 +192,7 @@ async def run_worker(settings: Settings, *, ready: Callable[[], None] | None = N
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     async with AsyncExitStack() as stack:
-        metrics = process_metrics(settings)
-        runtime = await stack.enter_async_context(Runtime(settings, role="worker", instruments=metrics))
-        await start_sampler(stack, runtime, metrics)
+        runtime = await open_runtime(stack, settings, "worker", metrics := process_metrics(settings))
         await register_definitions(runtime, definitions)
         triggers = TriggerManager(runtime, settings, run_sources=runs_sources_here(runtime))
         await stack.enter_async_context(triggers)

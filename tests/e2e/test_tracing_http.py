@@ -4,6 +4,7 @@ execution and travels on to the HTTP calls its steps make; ``serve`` writes JSON
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -89,4 +90,5 @@ def test_serve_writes_json_log_lines(tmp_path: Path) -> None:
     records = [json.loads(line) for line in lines]
     serving = [r for r in records if r["message"].startswith("serving on ")]
     assert serving and serving[0]["logger"] == "orchestrator.process" and serving[0]["level"] == "INFO"
+    assert serving[0]["node"].startswith(socket.gethostname() + "-")  # the cluster view's node id
     assert all({"time", "level", "logger", "message", "node"} <= set(r) for r in records)
