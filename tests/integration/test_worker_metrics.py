@@ -82,14 +82,15 @@ async def test_the_worker_listener_serves_metrics_in_kafka_mode(
             for one in started:
                 assert (await runtime.wait(one.execution_id, timeout=60)).status == "succeeded"
         found: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        for _ in range(50):  # lag and lanes are reported about once a second
+        for _ in range(100):  # lag and lanes are reported about once a second
             text = await asyncio.to_thread(scrape, url)
             found = {
                 (s.name, tuple(sorted(s.labels.items()))): s.value
                 for family in text_string_to_metric_families(text)
                 for s in family.samples
             }
-            if any(name == "orchestrator_kafka_transport_uncommitted_records" for name, _ in found):
+            names = {name for name, _ in found}
+            if {"orchestrator_kafka_transport_uncommitted_records", "orchestrator_consumer_lag_records"} <= names:
                 break
             await asyncio.sleep(0.2)
         completed = (("status", "succeeded"), ("workflow", "pinged"))
