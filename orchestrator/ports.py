@@ -109,6 +109,7 @@ class Snapshot:
     execution_id: str
     sequence: int
     body: bytes
+    tenant: str = "default"  # whose data key seals the body when encryption is on
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,60 @@ class EventLog(Protocol):
 
     async def links(self, execution_id: str) -> list[Link]:
         """Links recorded under this execution, oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataKeyRecord:
+    """A tenant's data key under master key ``key_id``, wrapped (sealed) by that master key."""
+
+    tenant: str
+    key_id: str
+    wrapped: bytes
+    created_at: str  # RFC 3339
+
+
+@runtime_checkable
+class DataKeyStore(Protocol):
+    """Wrapped data keys, kept beside the events so every process finds the same ones."""
+
+    async def insert_data_key(self, record: DataKeyRecord) -> DataKeyRecord:
+        """Store ``record`` unless (tenant, key_id) has one already; the stored one either way,
+        so concurrent creators converge on one key (a conditional insert)."""
+
+    async def data_keys(self, tenant: str | None = None) -> list[DataKeyRecord]:
+        """The stored records (of one tenant, or all)."""
+
+    async def delete_data_keys(self, key_id: str) -> int:
+        """Forget every data key wrapped by ``key_id`` (retiring it); how many."""
+
+
+StoredTransform = Callable[[str, int, bytes], Awaitable[bytes | None]]  # (kind, sequence, stored)
+
+
+class EventCodec(Protocol):
+    """How an event log turns envelopes and snapshot bodies into stored bytes and back
+    (``orchestrator.crypto``): identity, or AES-256-GCM under per-tenant data keys."""
+
+    encrypts: bool
+
+    async def encode(self, events: Sequence[Envelope]) -> list[bytes]: ...
+
+    async def decode(self, stored: Sequence[bytes]) -> list[Envelope]: ...
+
+    async def seal_snapshot(self, snapshot: Snapshot) -> bytes: ...
+
+    async def open_snapshot(self, snapshot: Snapshot) -> Snapshot | None:
+        """The plaintext snapshot; None when it cannot be opened (the loader folds the events)."""
+
+
+@runtime_checkable
+class RewritesStored(Protocol):
+    """An event log whose stored bytes a maintenance job may rewrite in place (re-encryption)."""
+
+    async def rewrite_stored(self, execution_id: str, transform: StoredTransform) -> int:
+        """Pass each stored event (``kind`` ``event``) and snapshot (``snapshot``) of the execution
+        to ``transform``; store what it returns instead, unless the row changed meanwhile (None:
+        keep). How many rows were rewritten."""
 
 
 @dataclass(frozen=True, slots=True)

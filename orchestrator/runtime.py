@@ -42,6 +42,7 @@ from orchestrator.cluster.node import NodeIdentity, ReportsLoad
 from orchestrator.core.commands import CancelExecution, DeliverEvent, ResumeExecution, StartExecution
 from orchestrator.core.machine import ExecutionExists
 from orchestrator.core.state import ExecutionState
+from orchestrator.crypto import setup as encryption
 from orchestrator.engine import snapshots
 from orchestrator.engine.effects import Effects
 from orchestrator.engine.engine import Engine
@@ -149,6 +150,9 @@ class Runtime(Lifecycle):
         # The audit chain beside the event log (in memory beside a log passed in).
         audit_url = "memory://" if event_log is not None else s.event_log_url
         self.audit = AuditTrail(audit_log or open_backend(AUDIT_LOGS, audit_url, "audit log"), clock)
+        self.keyring = encryption.keyring_of(s)  # None: encryption at rest is off
+        self.encryption = encryption.status_of(self.keyring)
+        self.codec = encryption.attach(self.log, self.keyring)
         self.registry: Registry = registry or open_backend(REGISTRIES, s.effective_registry_url, "registry")
         self.transport: Transport = transport or open_backend(
             TRANSPORTS, s.transport_url, "transport", s.worker_concurrency
@@ -737,6 +741,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[tuple[EventLog, Regis
     commands (export, import, verify, replay verify, retention sweeps) need, without the engine,
     transport, timers or workers of a :class:`Runtime`."""
     log_: EventLog = open_backend(EVENT_LOGS, settings.event_log_url, "event log")
+    encryption.attach(log_, encryption.keyring_of(settings))
     registry: Registry = open_backend(REGISTRIES, settings.effective_registry_url, "registry")
     await log_.start()
     try:

@@ -53,6 +53,10 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_HEARTBEAT_INTERVAL": "5",
     "ORCHESTRATOR_NODES_URL": "(beside a shared event log or SQLite file, else memory://)",
     "ORCHESTRATOR_SECRETS_FILE": "(none)",
+    "ORCHESTRATOR_ENCRYPTION_KEYRING": "(none: encryption at rest off)",
+    "ORCHESTRATOR_ENCRYPTION_KEYS": "(none: encryption at rest off)",
+    "ORCHESTRATOR_ENCRYPTION_CURRENT_KEY": "(the keyring's current key)",
+    "ORCHESTRATOR_TRANSITIONS_PLAINTEXT": "false",
     "ORCHESTRATOR_SECRET_<NAME>": "(none)",
     "ORCHESTRATOR_CONNECTION_<NAME>": "(none)",
 }
@@ -100,6 +104,11 @@ class Settings:
     nodes_url: str | None = None  # the node directory; default beside the event log
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     connections: Mapping[str, str] = field(default_factory=dict, repr=False)  # name -> URL
+    # Encryption at rest (docs/security.md): a keyring file, or id=base64 keys; neither: off.
+    encryption_keyring: str | None = None
+    encryption_keys: str | None = field(default=None, repr=False)
+    encryption_current_key: str | None = None
+    transitions_plaintext: bool = False  # publish decrypted events for a trusted consumer
 
     @property
     def effective_registry_url(self) -> str:
@@ -173,6 +182,10 @@ class Settings:
             connections={
                 k[len(CONNECTION_PREFIX) :].lower(): v for k, v in env.items() if k.startswith(CONNECTION_PREFIX)
             },
+            encryption_keyring=get("ENCRYPTION_KEYRING"),
+            encryption_keys=get("ENCRYPTION_KEYS"),
+            encryption_current_key=get("ENCRYPTION_CURRENT_KEY"),
+            transitions_plaintext=_flag("TRANSITIONS_PLAINTEXT", get, cls.transitions_plaintext),
         )
 
     def secret(self, name: str) -> str | None:

@@ -9,9 +9,12 @@ from collections.abc import AsyncIterator, Sequence
 from orchestrator.backends.paging import page_summaries
 from orchestrator.backends.summary import check_sequences, summarize
 from orchestrator.backends.versions import same_content
+from orchestrator.crypto.identity import IDENTITY
 from orchestrator.ports import (
     Checkpoints,
     ConcurrencyError,
+    DataKeyRecord,
+    EventCodec,
     EventFeed,
     ExecutionPage,
     ExecutionQuery,
@@ -27,7 +30,12 @@ from schemas.envelope import Envelope
 
 
 class MemoryEventLog:
+    """Envelopes kept as objects: nothing is at rest, so the codec is not applied, but the data
+    key store behaves as the durable ones do (for tests of key handling)."""
+
     def __init__(self) -> None:
+        self.codec: EventCodec = IDENTITY
+        self._data_keys: dict[tuple[str, str], DataKeyRecord] = {}
         self._events: dict[str, list[Envelope]] = {}
         self._summaries: dict[str, ExecutionSummary] = {}
         self._snapshots: dict[str, dict[int, Snapshot]] = {}
@@ -102,6 +110,18 @@ class MemoryEventLog:
 
     def feed(self) -> EventFeed:
         return MemoryFeed(self)
+
+    async def insert_data_key(self, record: DataKeyRecord) -> DataKeyRecord:
+        return self._data_keys.setdefault((record.tenant, record.key_id), record)
+
+    async def data_keys(self, tenant: str | None = None) -> list[DataKeyRecord]:
+        return [r for r in self._data_keys.values() if tenant in (None, r.tenant)]
+
+    async def delete_data_keys(self, key_id: str) -> int:
+        gone = [k for k in self._data_keys if k[1] == key_id]
+        for k in gone:
+            del self._data_keys[k]
+        return len(gone)
 
     def checkpoints(self) -> Checkpoints:
         return MemoryCheckpoints(self)

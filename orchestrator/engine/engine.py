@@ -363,7 +363,7 @@ class Engine:
         """Save a snapshot; a failure only costs a longer fold later, so it is logged, not raised."""
         try:
             body = snapshots.encode(state, command_id, chain)
-            await self.log.save_snapshot(Snapshot(state.execution_id, state.sequence, body))
+            await self.log.save_snapshot(Snapshot(state.execution_id, state.sequence, body, state.tenant))
         except Exception as exc:
             log.warning("execution %s: snapshot at %d not saved: %s", state.execution_id, state.sequence, exc)
 

@@ -34,7 +34,9 @@ RULES: dict[str, tuple[str, ...]] = {
     # The engine reads histories through the one pager (a leaf: ports and schemas only).
     "orchestrator.engine": (*BASE, "orchestrator.engine", "orchestrator.history.pager"),
     "orchestrator.history": (*BASE, "orchestrator.history"),
-    "orchestrator.backends": (*BASE, "orchestrator.backends"),
+    "orchestrator.backends": (*BASE, "orchestrator.backends", "orchestrator.crypto.identity"),
+    # Encryption at rest: keyring, data keys, the AES-GCM codec (a leaf over the base).
+    "orchestrator.crypto": (*BASE, "orchestrator.crypto"),
     "orchestrator.projections": (*BASE, "orchestrator.projections", "orchestrator.engine", "orchestrator.backends"),
     # Cluster health: node identity, heartbeats, the cluster view (pure over node records).
     "orchestrator.cluster": (*BASE, "orchestrator.cluster"),
@@ -49,6 +51,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "orchestrator.history",
         "orchestrator.projections",
         "orchestrator.backends",
+        "orchestrator.crypto",
         "connectors",
     ),
     # Metrics and log formats at the edge: over the hooks, served with the route declarations.

@@ -21,6 +21,7 @@ from typing import Literal, TypeVar, TypeVarTuple
 from urllib.parse import parse_qs, unquote
 
 from orchestrator.backends.paging import cursor_of
+from orchestrator.backends.sqlite import encryption
 from orchestrator.backends.sqlite.feed import (
     SQLiteCheckpoints,
     SQLiteFeed,
@@ -30,18 +31,22 @@ from orchestrator.backends.sqlite.feed import (
 )
 from orchestrator.backends.summary import check_sequences, summarize
 from orchestrator.backends.versions import same_content
+from orchestrator.crypto.identity import IDENTITY
 from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import (
     BackendUnavailable,
     Checkpoints,
     ConcurrencyError,
+    DataKeyRecord,
+    EventCodec,
     EventFeed,
     ExecutionPage,
     ExecutionQuery,
     ExecutionSummary,
     Link,
     Snapshot,
+    StoredTransform,
     UnknownWorkflow,
     VersionConflict,
 )
@@ -91,6 +96,7 @@ _EVENT_LOG_DDL = (
     "CREATE TABLE IF NOT EXISTS links (execution_id TEXT NOT NULL, other_id TEXT NOT NULL,"
     " relation TEXT NOT NULL, created_at TEXT NOT NULL,"
     " PRIMARY KEY (execution_id, relation, other_id)) WITHOUT ROWID",
+    encryption.DATA_KEYS_DDL,
 )
 _REGISTRY_DDL = (
     "CREATE TABLE IF NOT EXISTS definitions (name TEXT NOT NULL, version INTEGER NOT NULL,"
@@ -307,6 +313,7 @@ class SQLiteEventLog(Lifecycle):
         self._db = _Database(settings, "event_log", _EVENT_LOG_DDL, _EVENT_LOG_MIGRATIONS)
         self._queue: asyncio.Queue[_Append | None] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self.codec: EventCodec = IDENTITY  # orchestrator.crypto.setup.attach sets AES-GCM
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteEventLog:
@@ -345,7 +352,8 @@ class SQLiteEventLog(Lifecycle):
         if queue is None:
             raise RuntimeError(f"{self.settings.url}: event log is not started")
         started = summarize(None, events) if expected_sequence == 0 else None
-        rows = [(execution_id, e.sequence, e.type, e.time, e.to_bytes()) for e in events]
+        bodies = await self.codec.encode(events)
+        rows = [(execution_id, e.sequence, e.type, e.time, b) for e, b in zip(events, bodies, strict=True)]
         future = asyncio.get_running_loop().create_future()
         queue.put_nowait(_Append(execution_id, expected_sequence, events, rows, started, future))
         await future
@@ -353,7 +361,7 @@ class SQLiteEventLog(Lifecycle):
     async def read(
         self, execution_id: str, after_sequence: int = 0, limit: int | None = None
     ) -> list[Envelope]:
-        return await self._db.run(self._read, execution_id, after_sequence, limit)
+        return await self.codec.decode(await self._db.run(self._read, execution_id, after_sequence, limit))
 
     async def summary(self, execution_id: str) -> ExecutionSummary | None:
         return await self._db.run(self._summary, execution_id)
@@ -373,12 +381,13 @@ class SQLiteEventLog(Lifecycle):
             after = page[-1]
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
-        row = (snapshot.execution_id, snapshot.sequence, snapshot.body)
+        row = (snapshot.execution_id, snapshot.sequence, await self.codec.seal_snapshot(snapshot))
         await self._db.run(self._execute, _SAVE_SNAPSHOT, row)
 
     async def load_snapshot(self, execution_id: str, at_most: int | None = None) -> Snapshot | None:
         limit = _MAX_SEQUENCE if at_most is None else at_most
-        return await self._db.run(self._load_snapshot, execution_id, limit)
+        stored = await self._db.run(self._load_snapshot, execution_id, limit)
+        return None if stored is None else await self.codec.open_snapshot(stored)
 
     async def delete_execution(self, execution_id: str) -> bool:
         """Events, summary, snapshots and links in one transaction."""
@@ -394,7 +403,25 @@ class SQLiteEventLog(Lifecycle):
 
     def feed(self) -> EventFeed:
         """Every committed event by position (``sqlite/feed.py``), read on this log's thread."""
-        return SQLiteFeed(self._db)
+        return SQLiteFeed(self._db, self)
+
+    # -- encryption at rest (sqlite/encryption.py) ---------------------------------------------
+
+    async def insert_data_key(self, record: DataKeyRecord) -> DataKeyRecord:
+        return await self._db.run(encryption.insert_data_key, self._db.connection, record)
+
+    async def data_keys(self, tenant: str | None = None) -> list[DataKeyRecord]:
+        return await self._db.run(encryption.data_keys, self._db.connection, tenant)
+
+    async def delete_data_keys(self, key_id: str) -> int:
+        return await self._db.run(encryption.delete_data_keys, self._db.connection, key_id)
+
+    async def rewrite_stored(self, execution_id: str, transform: StoredTransform) -> int:
+        rows = await self._db.run(encryption.stored_rows, self._db.connection, execution_id)
+        changes = [(row, new) for row in rows if (new := await transform(*row)) is not None]
+        if not changes:
+            return 0
+        return await self._db.run(encryption.replace_rows, self._db.connection, execution_id, changes)
 
     def checkpoints(self) -> Checkpoints:
         return SQLiteCheckpoints(self._db)
@@ -526,10 +553,9 @@ class SQLiteEventLog(Lifecycle):
         rows = [(*row, after + offset) for offset, row in enumerate(pending.rows, 1)]
         connection.executemany(_INSERT_EVENTS, rows)
 
-    def _read(self, execution_id: str, after_sequence: int, limit: int | None) -> list[Envelope]:
+    def _read(self, execution_id: str, after_sequence: int, limit: int | None) -> list[bytes]:
         params = (execution_id, after_sequence, -1 if limit is None else limit)
-        rows = self._db.connection.execute(_READ, params).fetchall()
-        return [Envelope.from_bytes(body) for (body,) in rows]
+        return [body for (body,) in self._db.connection.execute(_READ, params).fetchall()]
 
     def _ids_after(self, after: str) -> list[str]:
         rows = self._db.connection.execute(_IDS_AFTER, (after, ID_PAGE))

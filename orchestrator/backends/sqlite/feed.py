@@ -17,8 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Protocol, TypeVar, TypeVarTuple
 
-from orchestrator.ports import FeedPage
-from schemas.envelope import Envelope
+from orchestrator.ports import EventCodec, FeedPage
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -84,24 +83,32 @@ class Database(Protocol):
     async def run(self, function: Callable[[*Ts], T], *args: *Ts) -> T: ...
 
 
+class Coded(Protocol):
+    """The event log, whose codec (identity or AES-GCM) the feed decodes rows with."""
+
+    codec: EventCodec
+
+
 class SQLiteFeed:
     """Reads of the feed run on the event log's thread and connection, between its commits."""
 
     delay = 0.0
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, log: Coded) -> None:
         self._db = db
+        self._log = log
 
     async def read_after(self, position: int, limit: int = 1000) -> FeedPage:
-        return await self._db.run(self._read_after, position, limit)
+        rows = await self._db.run(self._read_after, position, limit)
+        envelopes = await self._log.codec.decode([body for _, body in rows])
+        items = [(at, envelope) for (at, _), envelope in zip(rows, envelopes, strict=True)]
+        return FeedPage(items, items[-1][0] if items else position)
 
     async def head(self) -> int:
         return await self._db.run(self._head)
 
-    def _read_after(self, position: int, limit: int) -> FeedPage:
-        rows = self._db.connection.execute(_READ_AFTER, (position, max(limit, 0))).fetchall()
-        items = [(at, Envelope.from_bytes(body)) for at, body in rows]
-        return FeedPage(items, items[-1][0] if items else position)
+    def _read_after(self, position: int, limit: int) -> list[tuple[int, bytes]]:
+        return list(self._db.connection.execute(_READ_AFTER, (position, max(limit, 0))).fetchall())
 
     def _head(self) -> int:
         return last_position(self._db.connection)

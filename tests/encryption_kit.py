@@ -1,0 +1,37 @@
+"""Shared pieces of the encryption tests: keyrings, a workflow carrying a marker, raw-store checks."""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+from orchestrator.runtime import Runtime
+from schemas.builder import Workflow
+
+MARK = "PLAINTEXT-MARKER-4f1d"  # a payload that must never appear in a raw store
+
+
+def key_text(*ids: str, seed: int = 0) -> str:
+    """``ORCHESTRATOR_ENCRYPTION_KEYS`` for these ids (the last is current); deterministic keys."""
+    return ",".join(f"{i}={base64.b64encode(bytes([n + seed + 1]) * 32).decode()}" for n, i in enumerate(ids))
+
+
+def random_key_text(*ids: str) -> str:
+    return ",".join(f"{i}={base64.b64encode(os.urandom(32)).decode()}" for i in ids)
+
+
+async def run_marked(runtime: Runtime, n: int = 1, tenant: str = "default") -> list[str]:
+    """Register a workflow whose input, step args and output carry MARK; run it ``n`` times."""
+    await runtime.register(Workflow("secretive").task("echo", "noop", input={"secret": "input.secret"}).build())
+    ids = []
+    for i in range(n):
+        started = await runtime.start_execution("secretive", {"secret": f"{MARK}-{i}"}, tenant=tenant)
+        state = await runtime.wait(started.execution_id, timeout=10, tenant=tenant)
+        assert state.status == "succeeded", state
+        ids.append(started.execution_id)
+    return ids
+
+
+def output_of(state: Any) -> Any:
+    return state.output
