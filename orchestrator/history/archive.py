@@ -3,6 +3,7 @@
 The format (``docs/data.md``) is one JSON object per line::
 
     {"kind":"header","format":"orchestrator-export","version":1,"exported_at":"..."}
+    {"kind":"data_key",...}                          wrapped data keys, when encrypted (sealed.py)
     {"kind":"definition","definition":{...}}         every version of every workflow
     {"kind":"event","event":{...CloudEvent...}}      per execution, in sequence order
     {"kind":"footer","executions":N,"events":M,"definitions":K}
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from orchestrator.core.timefmt import rfc3339
-from orchestrator.history import pager
+from orchestrator.history import pager, sealed
 from orchestrator.history.files import atomic_text_offloop, drain
 from orchestrator.ports import ConcurrencyError, EventLog, Registry, VersionConflict
 from schemas import strict_json
@@ -78,6 +79,7 @@ async def export(
         raise ValueError("page_size must be at least 1")
     report = ExportReport()
     write_header(out, clock)
+    await sealed.write_data_keys(out, log)
     async for definition in _definitions(registry, workflow):
         write_definition(out, definition)
         report.definitions += 1
@@ -103,11 +105,11 @@ def write_definition(out: TextIO, definition: WorkflowDefinition) -> None:
 
 
 async def write_history(log: EventLog, out: TextIO, execution_id: str, page_size: int = PAGE_SIZE) -> int:
-    """One execution's events in sequence order, ``page_size`` at a time; how many."""
+    """One execution's events in sequence order, ``page_size`` at a time; how many. Sealed
+    when the log encrypts, else each envelope's own canonical bytes."""
     count = 0
     async for events in pager.pages(log, execution_id, page=page_size):
-        for envelope in events:  # the envelope's own canonical bytes, not a re-encoding
-            out.write(f'{{"kind":"event","event":{envelope.to_bytes().decode()}}}\n')
+        out.writelines(await sealed.event_lines(log, events))
         count += len(events)
         await drain(out)  # writing to a Spool: to the file, off the event loop
     return count
@@ -250,7 +252,7 @@ class _Importer:
         if not isinstance(raw, dict):
             raise ArchiveError(f"line {line}: 'event' must be an object")
         try:
-            envelope = Envelope.from_cloudevent(raw)
+            envelope = await sealed.open_event(self.log, raw)
         except EnvelopeError as exc:
             raise ArchiveError(f"line {line}: {exc}") from None
         self.seen_events += 1
@@ -360,6 +362,9 @@ async def import_(
             header = True
         elif footer:
             raise ArchiveError(f"line {number}: nothing may follow the footer")
+        elif kind == "data_key":
+            if (problem := await sealed.import_data_key(log, record)) is not None:
+                raise ArchiveError(f"line {number}: {problem}")
         elif kind == "definition":
             await importer.definition(record.get("definition"), number)
         elif kind == "event":

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.timefmt import rfc3339
-from orchestrator.history import archive, pager
+from orchestrator.history import archive, pager, sealed
 from orchestrator.history.files import atomic_text_offloop
 from orchestrator.ports import EventLog, ExecutionQuery, ExecutionSummary, Registry
 from schemas.definition import WorkflowDefinition
@@ -118,6 +118,7 @@ class RetentionSweeper:
         definition = await self.registry.get(summary.workflow, summary.version)
         async with atomic_text_offloop(path) as out:
             archive.write_header(out, self.clock)
+            await sealed.write_data_keys(out, self.log, summary.tenant)
             archive.write_definition(out, definition)
             count = await archive.write_history(self.log, out, summary.execution_id)
             archive.write_footer(out, archive.ExportReport(executions=1, events=count, definitions=1))

@@ -61,6 +61,7 @@ from typing import cast
 from cassandra import DriverException
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
+from orchestrator.backends.cassandra.data_keys import DATA_KEYS_CONDITIONAL, DATA_KEYS_CQL, CassandraDataKeys
 from orchestrator.backends.cassandra.feed import (
     FEED_CQL,
     CassandraCheckpoints,
@@ -83,10 +84,13 @@ from orchestrator.backends.cassandra.schema import (
 from orchestrator.backends.paging import cursor_of, matches
 from orchestrator.backends.summary import check_sequences, summarize
 from orchestrator.backends.versions import same_content
+from orchestrator.crypto.identity import IDENTITY
 from orchestrator.ports import (
     BackendUnavailable,
     Checkpoints,
     ConcurrencyError,
+    DataKeyRecord,
+    EventCodec,
     EventFeed,
     ExecutionPage,
     ExecutionQuery,
@@ -95,6 +99,7 @@ from orchestrator.ports import (
     ResumeCallback,
     Shards,
     Snapshot,
+    StoredTransform,
     UnknownWorkflow,
     VersionConflict,
 )
@@ -163,6 +168,7 @@ _EVENT_LOG_CQL = {
     **_listing_cql(),
     **FEED_CQL,
     **IDLE_CQL,
+    **DATA_KEYS_CQL,
 }
 _APPEND_CQL = {  # the conditional half of an append batch: one per batch
     "start": f"INSERT INTO {{ks}}.events (execution_id, {_HEAD}, feed_position)"
@@ -170,6 +176,7 @@ _APPEND_CQL = {  # the conditional half of an append batch: one per batch
     "advance": "UPDATE {ks}.events SET last_sequence = ?, status = ?, updated_at = ?, feed_position = ?"
     " WHERE execution_id = ? IF last_sequence = ?",
     **IDLE_CONDITIONAL,
+    **DATA_KEYS_CONDITIONAL,
 }
 _MAX_LIMIT = 2**31 - 1  # CQL LIMIT is an int
 
@@ -204,6 +211,8 @@ class CassandraEventLog(CassandraBackend):
         self._days_written: set[tuple[str, str]] = set()
         self.shards: Shards | None = None  # set by the runtime; without it no idle index is kept
         self._idle = IdleChecks(self._db, self._cql, settings.url)
+        self.codec: EventCodec = IDENTITY  # orchestrator.crypto.setup.attach sets AES-GCM
+        self._data_keys = CassandraDataKeys(self)
 
     async def start(self) -> None:
         await super().start()
@@ -227,7 +236,8 @@ class CassandraEventLog(CassandraBackend):
             previous, after = await self._previous(execution_id, expected_sequence)
         current = summarize(previous, events)
         day_of(current.started_at)
-        rows = [(execution_id, e.sequence, e.id, e.type, e.time, e.to_bytes()) for e in events]
+        bodies = await self.codec.encode(events)
+        rows = [(execution_id, e.sequence, e.id, e.type, e.time, b) for e, b in zip(events, bodies, strict=True)]
 
         def batch(position: int) -> BatchStatement:
             statement = BatchStatement(batch_type=BatchType.UNLOGGED)
@@ -261,7 +271,7 @@ class CassandraEventLog(CassandraBackend):
             statement = self._cql["read_limit"].bind((execution_id, after_sequence, limit))
         events: list[Envelope] = []
         async for rows in self._db.pages(statement, min(limit or PAGE_SIZE, PAGE_SIZE)):
-            events += [Envelope.from_bytes(body) for (body,) in rows]
+            events += await self.codec.decode([body for (body,) in rows])
         return events
 
     async def summary(self, execution_id: str) -> ExecutionSummary | None:
@@ -303,7 +313,7 @@ class CassandraEventLog(CassandraBackend):
                 yield execution_id
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
-        values = (snapshot.execution_id, snapshot.sequence, snapshot.body)
+        values = (snapshot.execution_id, snapshot.sequence, await self.codec.seal_snapshot(snapshot))
         await self._db.rows(self._cql["save_snapshot"], *values)
 
     async def load_snapshot(self, execution_id: str, at_most: int | None = None) -> Snapshot | None:
@@ -312,7 +322,7 @@ class CassandraEventLog(CassandraBackend):
             rows = await self._db.rows(self._cql["latest_snapshot"], execution_id)
         else:
             rows = await self._db.rows(self._cql["snapshot_at_most"], execution_id, at_most)
-        return Snapshot(execution_id, rows[0][0], rows[0][1]) if rows else None
+        return await self.codec.open_snapshot(Snapshot(execution_id, rows[0][0], rows[0][1])) if rows else None
 
     async def delete_execution(self, execution_id: str) -> bool:
         """Remove an execution in one logged batch (all of it applies, eventually, or none).
@@ -349,6 +359,20 @@ class CassandraEventLog(CassandraBackend):
 
     def checkpoints(self) -> Checkpoints:
         return CassandraCheckpoints(self)
+
+    # -- encryption at rest (cassandra/data_keys.py) -------------------------------------------
+
+    async def insert_data_key(self, record: DataKeyRecord) -> DataKeyRecord:
+        return await self._data_keys.insert(record)
+
+    async def data_keys(self, tenant: str | None = None) -> list[DataKeyRecord]:
+        return await self._data_keys.of(tenant)
+
+    async def delete_data_keys(self, key_id: str) -> int:
+        return await self._data_keys.delete(key_id)
+
+    async def rewrite_stored(self, execution_id: str, transform: StoredTransform) -> int:
+        return await self._data_keys.rewrite(execution_id, transform)
 
     async def add_link(self, link: Link) -> None:
         """Record a link with ``IF NOT EXISTS``: the first record of (relation, other_id) stands."""
@@ -462,7 +486,11 @@ class CassandraEventLog(CassandraBackend):
         statement = self._cql["event_id"].bind((last.subject, last.sequence))
         statement.consistency_level = self._db.serial
         rows = (await self._db.run(statement)).current_rows
-        return bool(rows[0] == (last.id, last.to_bytes())) if rows else None
+        if not rows:
+            return None
+        if rows[0][0] != last.id:
+            return False
+        return bool((await self.codec.decode([rows[0][1]]))[0].to_bytes() == last.to_bytes())
 
     async def _index(self, previous: ExecutionSummary | None, current: ExecutionSummary) -> None:
         if previous is None:

@@ -41,7 +41,7 @@ from typing import NamedTuple, Protocol
 from cassandra.query import BoundStatement, PreparedStatement
 
 from orchestrator.backends.cassandra.schema import PAGE_SIZE, CassandraSettings, Database
-from orchestrator.ports import BackendUnavailable, FeedPage
+from orchestrator.ports import BackendUnavailable, EventCodec, FeedPage
 from schemas.envelope import Envelope
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class Backend(Protocol):
     """What the feed needs of the event log: its settings, session and prepared statements."""
 
     settings: CassandraSettings
+    codec: EventCodec  # stored bytes -> envelopes (identity, or AES-GCM)
 
     @property
     def database(self) -> Database: ...
@@ -210,11 +211,11 @@ class CassandraFeed:
             by_execution.setdefault(row.execution_id, []).append(row)
         gate = asyncio.Semaphore(CONCURRENT_READS)
 
-        async def resolve(execution_id: str) -> dict[FeedRow, list[bytes]]:
+        async def resolve(execution_id: str) -> dict[FeedRow, list[Envelope]]:
             async with gate:
                 return await self._committed(execution_id, by_execution[execution_id])
 
-        found: dict[FeedRow, list[bytes]] = {}
+        found: dict[FeedRow, list[Envelope]] = {}
         for part in await asyncio.gather(*(resolve(e) for e in by_execution)):
             found.update(part)
         items: list[tuple[int, Envelope]] = []
@@ -223,10 +224,10 @@ class CassandraFeed:
             key = (row.execution_id, row.first, row.last, row.digest)
             if row in found and key not in served:  # an append announced twice is served once
                 served.add(key)
-                items += [(row.position, Envelope.from_bytes(body)) for body in found[row]]
+                items += [(row.position, envelope) for envelope in found[row]]
         return items
 
-    async def _committed(self, execution_id: str, rows: list[FeedRow]) -> dict[FeedRow, list[bytes]]:
+    async def _committed(self, execution_id: str, rows: list[FeedRow]) -> dict[FeedRow, list[Envelope]]:
         stored = await self._events(execution_id, rows)
         if any(row.last not in stored for row in rows if _bodies(row, stored) is None):
             # missing events: complete (or void) a Paxos round in progress, then look again
@@ -237,19 +238,23 @@ class CassandraFeed:
         matched = {row: _bodies(row, stored) for row in rows}
         return {row: bodies for row, bodies in matched.items() if bodies is not None}
 
-    async def _events(self, execution_id: str, rows: list[FeedRow]) -> dict[int, bytes]:
+    async def _events(self, execution_id: str, rows: list[FeedRow]) -> dict[int, Envelope]:
+        """The stored events in the rows' range, decoded (the announced digest is of the
+        plaintext form, so re-encrypting a stored event never hides it from the feed)."""
         low, high = min(r.first for r in rows), max(r.last for r in rows)
         statement: BoundStatement = self._backend.statements["feed_events"].bind((execution_id, low, high))
-        stored: dict[int, bytes] = {}
+        stored: dict[int, Envelope] = {}
         async for page in self._backend.database.pages(statement):
-            stored.update((sequence, body) for sequence, body in page)
+            decoded = await self._backend.codec.decode([body for _, body in page])
+            stored.update((envelope.sequence, envelope) for envelope in decoded)
         return stored
 
 
-def _bodies(row: FeedRow, stored: dict[int, bytes]) -> list[bytes] | None:
+def _bodies(row: FeedRow, stored: dict[int, Envelope]) -> list[Envelope] | None:
     """The row's events when they are stored and its last one is the announced one."""
     bodies = [stored.get(sequence) for sequence in range(row.first, row.last + 1)]
-    if any(body is None for body in bodies) or digest(bodies[-1] or b"") != row.digest:
+    last = bodies[-1]
+    if last is None or any(body is None for body in bodies) or digest(last.to_bytes()) != row.digest:
         return None
     return [body for body in bodies if body is not None]
 

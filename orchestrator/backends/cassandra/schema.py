@@ -227,6 +227,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             " WITH CLUSTERING ORDER BY (sequence ASC)",
         ),
     ),
+    Migration(
+        10,
+        "encryption at rest: each tenant's data keys, wrapped by master key (data_keys.py)",
+        (
+            "CREATE TABLE IF NOT EXISTS {ks}.data_keys (tenant text, key_id text, wrapped blob,"
+            " created_at text, PRIMARY KEY ((tenant), key_id))",
+            "CREATE TABLE IF NOT EXISTS {ks}.data_key_ids (scope text, key_id text, tenant text,"
+            " PRIMARY KEY ((scope), key_id, tenant))",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
