@@ -210,6 +210,17 @@ class EventCodec(Protocol):
         """The plaintext snapshot; None when it cannot be opened (the loader folds the events)."""
 
 
+class RecordSealer(Protocol):
+    """Bytes -> bytes on the transport's records (``kind``: ``command`` or ``task``); ``open``
+    raises ValueError for a record that does not verify."""
+
+    encrypts: bool
+
+    def seal(self, value: bytes, kind: str) -> bytes: ...
+
+    def open(self, value: bytes, kind: str) -> bytes: ...
+
+
 @runtime_checkable
 class RewritesStored(Protocol):
     """An event log whose stored bytes a maintenance job may rewrite in place (re-encryption)."""

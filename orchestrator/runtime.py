@@ -164,6 +164,7 @@ class Runtime(Lifecycle):
         self.waits: WaitIndex = waits or open_backend(WAIT_INDEXES, s.waits_url or projections, "wait index")
         self.connectors = connectors or default_connectors(s.python_threads, s)
         self.instruments = guarded(instruments)  # see orchestrator.instrumentation; triggers read it here
+        self.records = encryption.attach_records(self.transport, self.codec)  # Kafka records
         for part in (self.log, self.registry, self.transport, self.timers, self.waits):
             attach(part, self.instruments)
         self.engine = Engine(
@@ -206,7 +207,8 @@ class Runtime(Lifecycle):
         if s.transitions_url:
             from orchestrator.projections.transitions import TransitionExporter  # aiokafka only when used
 
-            self.transitions = TransitionExporter.from_url(s.transitions_url, self.log)
+            sealing = None if s.transitions_plaintext else self.codec  # plaintext: a trusted consumer
+            self.transitions = TransitionExporter.from_url(s.transitions_url, self.log, sealing)
             self.projections.add(self.transitions)
             if not self.transport.durable and not self.feed.delay:  # one process: wait for the ack
                 self.engine.observers.append(self.transitions.on_committed)
@@ -243,6 +245,8 @@ class Runtime(Lifecycle):
             for part in (self.log, self.audit, self.registry, self.waits, self.connectors):
                 await part.start()
                 stack.push_async_callback(part.stop)
+            if self.records is not None:  # its data keys live in the log
+                await self.records.prepare()
             if self.transitions is not None:  # ready before commands flow; stopped after them
                 await self.transitions.start()
                 stack.push_async_callback(self.transitions.stop)

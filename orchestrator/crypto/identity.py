@@ -36,4 +36,19 @@ class IdentityCodec:
         return snapshot
 
 
+class PlainRecords:
+    """Kafka records as they are: the transport's cipher while encryption is off."""
+
+    encrypts = False
+
+    def seal(self, value: bytes, kind: str) -> bytes:
+        return value
+
+    def open(self, value: bytes, kind: str) -> bytes:
+        if is_sealed(value):
+            raise ValueError(f"a {kind} record is encrypted and no keyring is configured")
+        return value
+
+
 IDENTITY = IdentityCodec()
+PLAIN_RECORDS = PlainRecords()

@@ -14,6 +14,7 @@ from typing import Any
 from orchestrator.crypto.codec import EncryptedCodec
 from orchestrator.crypto.data_keys import DataKeys
 from orchestrator.crypto.keyring import Keyring, KeyringError, load_keyring
+from orchestrator.crypto.records import RecordCipher
 from orchestrator.ports import DataKeyStore
 from orchestrator.settings import Settings
 
@@ -51,3 +52,13 @@ def attach(log: object, keyring: Keyring | None) -> EncryptedCodec | None:
     codec = EncryptedCodec(DataKeys(keyring, log))
     log.codec = codec
     return codec
+
+
+def attach_records(transport: object, codec: EncryptedCodec | None) -> RecordCipher | None:
+    """Seal the records of a transport that has any (Kafka) with the codec's data keys; the
+    cipher must be prepared once the event log is started."""
+    if codec is None or not hasattr(transport, "records"):
+        return None
+    cipher = RecordCipher(codec.keys)
+    transport.records = cipher
+    return cipher

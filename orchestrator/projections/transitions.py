@@ -8,9 +8,11 @@ feed's events in commit order, it produces them (``apply``), waits for the broke
 (``flush``, acks=all, idempotent producer), and only then does the runner save its checkpoint.
 So a crash between an append and its publication loses nothing: the next start publishes from
 the checkpoint. Each record: key = execution id (one execution's events share a partition, in
-sequence order), value = the envelope's structured CloudEvent (``Envelope.to_bytes()``, the bytes
-the event log stores), header ``content-type: application/cloudevents+json`` plus a
-``ce_<attribute>`` header per attribute, so consumers route without parsing.
+sequence order), value = the envelope's structured CloudEvent (``Envelope.to_bytes()``), header
+``content-type: application/cloudevents+json`` plus a ``ce_<attribute>`` header per attribute,
+so consumers route without parsing. With encryption at rest on, the value is the sealed form the
+event log stores (``codec: aes256gcm``, ``data_base64``; header ``ce_codec: aes256gcm``) unless
+``ORCHESTRATOR_TRANSITIONS_PLAINTEXT=true`` publishes plaintext for a trusted consumer.
 
 At-least-once: events after the last checkpoint are published again after a crash or a failed
 flush; duplicates carry the same CloudEvent id. In one process (in-process transport, a feed
@@ -34,7 +36,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from orchestrator.backends.kafka.client import ensure_topics, idempotent_producer, options_from_url
 from orchestrator.engine.engine import Committed
-from orchestrator.ports import BackendUnavailable, EventLog
+from orchestrator.ports import BackendUnavailable, EventCodec, EventLog
 from schemas.envelope import Envelope
 
 log = logging.getLogger(__name__)
@@ -68,16 +70,18 @@ class TransitionOptions:
         return options
 
 
-def record(envelope: Envelope) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """(key, value, headers) of one event's Kafka record. Pure."""
+def record(envelope: Envelope, sealed: bytes | None = None) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """(key, value, headers) of one event's Kafka record (``sealed``: its encrypted form). Pure."""
     event = envelope.to_cloudevent()
+    if sealed is not None:
+        event["codec"] = "aes256gcm"
     headers = [("content-type", STRUCTURED.encode())]
     headers += [
         (f"ce_{name}", str(value).encode())
         for name, value in event.items()
         if name not in ("data", "data_base64", "datacontenttype") and value is not None
     ]
-    return envelope.subject.encode(), envelope.to_bytes(), headers
+    return envelope.subject.encode(), envelope.to_bytes() if sealed is None else sealed, headers
 
 
 class TransitionExporter:
@@ -92,9 +96,11 @@ class TransitionExporter:
         *,
         publish: Publish | None = None,
         memory: int = 100_000,
+        codec: EventCodec | None = None,
     ) -> None:
         self.options = options
         self.log = log
+        self.codec = codec  # seals each value when set (encryption at rest, not plaintext)
         self._publish: Publish = publish or self._send
         self._memory = memory
         self._pending: list[Envelope] = []  # applied, not flushed yet
@@ -105,8 +111,8 @@ class TransitionExporter:
         self.published = 0  # records acknowledged, for tests and metrics
 
     @classmethod
-    def from_url(cls, url: str, log: EventLog) -> TransitionExporter:
-        return cls(TransitionOptions.from_url(url), log)
+    def from_url(cls, url: str, log: EventLog, codec: EventCodec | None = None) -> TransitionExporter:
+        return cls(TransitionOptions.from_url(url), log, codec=codec)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -234,12 +240,15 @@ class TransitionExporter:
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + self.options.send_timeout, 0.1
         pending = list(envelopes)
+        sealed: dict[int, bytes] = {}
+        if self.codec is not None:
+            sealed = dict(zip(map(id, pending), await self.codec.encode(pending), strict=True))
         while pending:
             acked = 0
             try:
                 futures = []
                 for envelope in pending:
-                    key, value, headers = record(envelope)
+                    key, value, headers = record(envelope, sealed.get(id(envelope)))
                     futures.append(
                         await self._producer.send(self.options.topic, value, key=key, headers=headers)
                     )

@@ -40,7 +40,7 @@ async def test_an_export_stays_encrypted_and_imports_with_the_same_keyring(tmp_p
         for x, events in before.items():
             assert [e.to_bytes() for e in await log.read(x)] == [e.to_bytes() for e in events]
     async with open_stores(settings(tmp_path, "c", None)) as (log, registry):
-        with pytest.raises(archive.ArchiveError, match="encrypted .*configure the keyring"):
+        with pytest.raises(archive.ArchiveError, match=r"encrypted .*configure the keyring"):
             await archive.import_(log, registry, text.splitlines())
 
 

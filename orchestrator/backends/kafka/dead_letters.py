@@ -43,15 +43,22 @@ def dead_letter_topic(options: KafkaOptions) -> str:
 class KafkaDeadLetters:
     """The ``DeadLetters`` port over the dead-letter topic; produces through the transport's producer."""
 
-    def __init__(self, options: KafkaOptions, send: Send, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        options: KafkaOptions,
+        send: Send,
+        clock: Callable[[], float] = time.time,
+        seal: Callable[[bytes], bytes] = lambda value: value,
+    ) -> None:
         self.options = options
         self.topic = dead_letter_topic(options)
         self._send = send
         self._clock = clock
+        self._seal = seal  # the commands topic's record cipher: a parked command is stored as sent
 
     async def park(self, command: Command, error: BaseException, attempts: int) -> DeadLetter:
         try:
-            value = encode_command(command)
+            value = self._seal(encode_command(command))
         except CodecError:
             value = b""  # cannot happen for a command that came through Kafka; keep the reason anyway
         return await self.park_record(

@@ -58,8 +58,9 @@ from orchestrator.backends.kafka.codec import (
 )
 from orchestrator.backends.kafka.dead_letters import KafkaDeadLetters, dead_letter_topic
 from orchestrator.core.commands import Command
+from orchestrator.crypto.identity import PLAIN_RECORDS
 from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
-from orchestrator.ports import BackendUnavailable, CommandHandler, StepTask, TaskHandler
+from orchestrator.ports import BackendUnavailable, CommandHandler, RecordSealer, StepTask, TaskHandler
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,7 +86,8 @@ class KafkaTransport:
         self._renewing = asyncio.Lock()
         self._stage = ""  # what start() is doing, for its error message
         self._command_partitions = options.partitions  # the real count once start() has looked
-        self.dead_letters = KafkaDeadLetters(options, self._send)  # parked commands (ports.DeadLetters)
+        self.records: RecordSealer = PLAIN_RECORDS  # AES-GCM when a keyring is configured (orchestrator.crypto)
+        self.dead_letters = KafkaDeadLetters(options, self._send, seal=self._seal_command)  # ports.DeadLetters
 
     @classmethod
     def from_url(cls, url: str, concurrency: int | None = None) -> KafkaTransport:
@@ -107,10 +109,10 @@ class KafkaTransport:
                     self._stage = "join the consumer groups"
                     for group in (
                         _Group(
-                            self, opts.commands, decode_command, on_command, opts.command_concurrency,
+                            self, opts.commands, self._decode_command, on_command, opts.command_concurrency,
                             on_bad=self._park_bad,
                         ),
-                        _Group(self, opts.tasks, decode_task, on_task, opts.concurrency, per_lane=False),
+                        _Group(self, opts.tasks, self._decode_task, on_task, opts.concurrency, per_lane=False),
                     ):
                         self._groups.append(group)
                         await group.start()
@@ -145,10 +147,25 @@ class KafkaTransport:
 
     async def submit(self, command: Command) -> None:
         """Append a command to the commands topic; returns once the broker has it."""
-        await self._send(self.options.commands, command.execution_id, encode_command(command))
+        await self._send(self.options.commands, command.execution_id, self._seal_command(encode_command(command)))
 
     async def dispatch(self, task: StepTask) -> None:
-        await self._send(self.options.tasks, task.execution_id, encode_task(task))
+        await self._send(self.options.tasks, task.execution_id, self.records.seal(encode_task(task), "task"))
+
+    def _seal_command(self, value: bytes) -> bytes:
+        return self.records.seal(value, "command")
+
+    def _opened(self, value: bytes, kind: str) -> bytes:
+        try:
+            return self.records.open(value, kind)
+        except ValueError as exc:  # tampered, or under a key this process lacks: a poison record
+            raise CodecError(str(exc)) from None
+
+    def _decode_command(self, value: bytes) -> Command:
+        return decode_command(self._opened(value, "command"))
+
+    def _decode_task(self, value: bytes) -> StepTask:
+        return decode_task(self._opened(value, "task"))
 
     def new_producer(self) -> Any:
         """An unstarted producer as the transport builds its own (``client.idempotent_producer``)."""
