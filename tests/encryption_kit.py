@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 from typing import Any
 
@@ -13,8 +14,9 @@ MARK = "PLAINTEXT-MARKER-4f1d"  # a payload that must never appear in a raw stor
 
 
 def key_text(*ids: str, seed: int = 0) -> str:
-    """``ORCHESTRATOR_ENCRYPTION_KEYS`` for these ids (the last is current); deterministic keys."""
-    return ",".join(f"{i}={base64.b64encode(bytes([n + seed + 1]) * 32).decode()}" for n, i in enumerate(ids))
+    """``ORCHESTRATOR_ENCRYPTION_KEYS`` for these ids (the last is current): each id has the same
+    key wherever it is listed (another ``seed``: another key under the same id)."""
+    return ",".join(f"{i}={base64.b64encode(hashlib.sha256(f'{seed}/{i}'.encode()).digest()).decode()}" for i in ids)
 
 
 def random_key_text(*ids: str) -> str:

@@ -22,6 +22,7 @@ from orchestrator.cli import (
     data,
     dead_letters,
     definitions,
+    encryption_keys,
     executions,
     local,
     quotas,
@@ -44,6 +45,7 @@ from schemas.validation import DefinitionError
 GROUPS = (
     local, serve, retention, replay, data, audit, definitions, executions, redrive, triggers, dead_letters, scan,
     cluster, quotas,
+    encryption_keys,
 )  # fmt: skip
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from orchestrator.backends.cassandra.event_log import CassandraEventLog
-from orchestrator.crypto import setup
+from orchestrator.crypto import rotation, setup
+from orchestrator.crypto.codec import EncryptedCodec
 from orchestrator.crypto.data_keys import DataKeys
 from orchestrator.crypto.keyring import Keyring
 from orchestrator.ports import EventLog
-from orchestrator.runtime import Runtime
+from orchestrator.runtime import Runtime, open_stores
 from orchestrator.settings import Settings
 from tests.contracts.event_log import EventLogContract
 from tests.encryption_kit import MARK, key_text, run_marked
@@ -95,3 +96,28 @@ async def test_two_processes_creating_a_data_key_converge(cassandra_keyspace: Te
     finally:
         for log in logs:
             await log.stop()
+
+
+async def test_rotation_rewrites_every_row_to_the_newest_key(cassandra_keyspace: TestKeyspace, tmp_path: Path) -> None:
+    await cassandra_keyspace.empty_once(tmp_path)
+    url = cassandra_keyspace.url
+    ids = []
+    for keys in (("k1",), ("k1", "k2")):
+        s = Settings(event_log_url=url, retention_interval=0, snapshot_every=2, encryption_keys=key_text(*keys))
+        async with Runtime(s) as runtime:
+            ids += await run_marked(runtime, 2)
+    s = Settings(event_log_url=url, retention_interval=0, encryption_keys=key_text("k1", "k2"))
+    async with open_stores(s) as (log, _):
+        before = await rotation.usage(log)
+        assert set(before.rows) == {"k1", "k2"}
+        codec = log.codec  # type: ignore[attr-defined]
+        assert isinstance(codec, EncryptedCodec)
+        report = await rotation.rotate(log, codec, tmp_path / "checkpoint.json")
+        assert report.rewritten == before.rows["k1"]
+        assert dict((await rotation.usage(log)).rows) == {"k2": sum(before.rows.values())}
+        with pytest.raises(rotation.KeyStillNeeded, match="current key"):
+            await rotation.retire(log, "k2", "k2")
+        assert await rotation.retire(log, "k2", "k1") == 1  # the data key of tenant default
+    async with Runtime(Settings(event_log_url=url, retention_interval=0, encryption_keys=key_text("k2"))) as runtime:
+        for execution_id in ids:
+            assert MARK in str((await runtime.state(execution_id)).output)
