@@ -151,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     lines += ["", *figure_lines]
+    # Encryption at rest off against on, and the raw AES-GCM cost (bench/encryption.py).
+    from bench.encryption import as_dict as encryption_as_dict
+    from bench.encryption import encryption_rows, run_encryption
+
+    sealed = asyncio.run(run_encryption(quick=args.quick))
+    lines += ["", *encryption_rows(sealed)]
     name = "quick" if args.quick else "latest"
     payload: dict[str, object] = {"machine": info, "mode": name, "embedded": asdict(embedded)}
     payload["fairness"] = asdict(fairness)
@@ -162,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if peers is not None:
         payload["peers"] = peers
     payload["replay"] = asdict(replay)
+    payload["encryption"] = encryption_as_dict(sealed)
     payload.update(figures)
     before_after_on = args.before_after if args.before_after is not None else not args.quick
     if before_after_on:  # last but one: the other figures are not slowed by it

@@ -144,8 +144,10 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def popen(command: list[str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=log.open("wb"))
+def popen(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A child with this repository on its path and no ORCHESTRATOR_ variables but ``env``'s."""
+    environment = {**child_env(), **(env or {})}
+    return subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=log.open("wb"))
 
 
 def tail(log: Path) -> str:
@@ -153,10 +155,10 @@ def tail(log: Path) -> str:
 
 
 async def start_child(
-    command: list[str], log: Path, timeout: float = 60
+    command: list[str], log: Path, timeout: float = 60, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start a server child; its base URL from its ``serving on URL`` line."""
-    process = popen(command, log)
+    process = popen(command, log, env)
     assert process.stdout is not None
     line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), timeout)
     text = line.decode().strip()
