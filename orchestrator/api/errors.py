@@ -20,6 +20,7 @@ from orchestrator.ports import (
     VersionConflict,
 )
 from orchestrator.runtime import ExecutionNotFound, InputInvalid
+from schemas.envelope import EnvelopeError
 from schemas.expressions import ExpressionError
 from schemas.strict_json import StrictJSONError
 from schemas.tenant import TenantInvalid
@@ -99,6 +100,9 @@ def response_for(exc: Exception) -> web.Response | None:
         return error_response(400, "invalid_json", f"not strict JSON: {exc}")
     if isinstance(exc, ExpressionError):
         return error_response(400, "invalid_expression", str(exc))
+    if isinstance(exc, EnvelopeError):  # a stored event that does not decode or decrypt: not the caller's fault
+        log.error("a stored event does not decode: %s", exc)
+        return error_response(500, "undecodable_event", str(exc))
     return None
 
 

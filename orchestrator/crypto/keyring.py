@@ -17,11 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.settings import SettingsError
+
 KEY_BYTES = 32  # AES-256
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-class KeyringError(ValueError):
+class KeyringError(SettingsError):
     """A keyring that cannot be used: unreadable, malformed, or naming no current key."""
 
 
