@@ -25,6 +25,12 @@ from schemas.envelope import Envelope, EnvelopeError
 log = logging.getLogger(__name__)
 _canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _PLAIN_MARK = b'"codec":"identity"'
+# In canonical (key-sorted) JSON, "data" follows "codec" and precedes "datacontenttype"; the keys
+# before and after hold strings or numbers, whose quotes are escaped, so the first DATA_START and
+# the last DATA_END are the top-level ones whatever the data holds.
+_DATA_START = b'"codec":"identity","data":'
+_DATA_END = b',"datacontenttype":"application/json",'
+_SEALED_START = b'"codec":"aes256gcm","data_base64":"'
 
 
 class UndecryptableEvent(EnvelopeError):
@@ -68,9 +74,18 @@ class EncryptedCodec:
 
     @staticmethod
     def encode_with(envelope: Envelope, key_id: str, key: bytes) -> bytes:
+        """The sealed form, spliced into the envelope's canonical bytes (equal to encoding the
+        CloudEvent with ``codec`` and ``data_base64`` from scratch, without a second encoding)."""
+        raw = envelope.to_bytes()
+        start, end = raw.find(_DATA_START), raw.rfind(_DATA_END)
+        context = event_context(envelope.subject, envelope.sequence)
+        if 0 <= start < end:
+            plaintext = raw[start + len(_DATA_START) : end]
+            blob = base64.b64encode(seal(key, envelope.tenant, key_id, plaintext, context))
+            return b"".join((raw[:start], _SEALED_START, blob, b'"', raw[end:]))
         event = envelope.to_cloudevent()
         plaintext = _canonical(event.pop("data")).encode()
-        blob = seal(key, envelope.tenant, key_id, plaintext, event_context(envelope.subject, envelope.sequence))
+        blob = seal(key, envelope.tenant, key_id, plaintext, context)
         event["codec"] = ALGORITHM
         event["data_base64"] = base64.b64encode(blob).decode()
         return _canonical(event).encode()

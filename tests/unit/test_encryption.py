@@ -221,3 +221,27 @@ class TestEncryptedSQLiteEventLog(EventLogContract):
         assert setup.attach(log, Keyring.from_text(key_text("k1"))) is not None
         await log.start()
         return log
+
+
+@pytest.mark.parametrize(
+    "data",
+    [None, 0, "x", [], {"codec": "identity", "data": 1}, {"n": {"datacontenttype": "application/json", "z": 1}},
+     {"s": ',"datacontenttype":"application/json",'}, {"é": "😀"}],
+)
+async def test_the_spliced_sealed_form_equals_the_one_built_from_scratch(data: object) -> None:
+    from orchestrator.crypto.codec import EncryptedCodec
+    from schemas.envelope import Envelope
+
+    keys = DataKeys(Keyring.from_text(key_text("k1")), MemoryEventLog())
+    codec = EncryptedCodec(keys)
+    envelope = Envelope.sealed("", id="e", type="T", subject="x", sequence=3, time="t", workflow="w",
+                               workflowversion=1, data=data, actor="a", causationid="c")
+    (sealed,) = await codec.encode([envelope])
+    event = json.loads(sealed)
+    assert list(event) == sorted(event) and event["codec"] == "aes256gcm" and "data" not in event
+    (back,) = await codec.decode([sealed])
+    assert back == envelope and back.to_bytes() == envelope.to_bytes()
+    plain = json.loads(envelope.to_bytes())
+    del plain["data"], event["data_base64"]
+    plain["codec"] = "aes256gcm"
+    assert event == plain
