@@ -15,6 +15,7 @@ from typing import Any
 from orchestrator.cli.args import Parents, load_file, store_settings
 from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Output
+from orchestrator.crypto.setup import keyring_of
 from orchestrator.runtime import open_stores
 from orchestrator.scan.definitions import DefinitionPolicy, scan_definition
 from orchestrator.scan.deployment import DeploymentFacts, scan_deployment
@@ -114,4 +115,9 @@ def policy(settings: Settings) -> DefinitionPolicy:
 
 def deployment_facts(settings: Settings) -> DeploymentFacts:
     """The facts the deployment rules judge, from the settings."""
-    return DeploymentFacts(host=settings.host, now=time.time(), secrets=dict(settings.secrets))
+    return DeploymentFacts(
+        host=settings.host,
+        now=time.time(),
+        encryption=keyring_of(settings) is not None,  # a malformed keyring is a settings error
+        secrets=dict(settings.secrets),
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from orchestrator.cli.main import main
 from orchestrator.runtime import open_stores
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
+from tests.encryption_kit import key_text
 
 RISKY: dict[str, Any] = {
     "name": "risky",
@@ -31,6 +33,8 @@ def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp
     for name in ("ORCHESTRATOR_SECRETS_FILE", "ORCHESTRATOR_HOST"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ORCHESTRATOR_EVENT_LOG_URL", f"sqlite:///{tmp}/scan.db")
+    if "ORCHESTRATOR_ENCRYPTION_KEYS" not in os.environ:  # encryption on, unless a test turns it off
+        monkeypatch.setenv("ORCHESTRATOR_ENCRYPTION_KEYS", key_text("k1"))
     capsys.readouterr()
     code = main(["scan", *args])
     out, err = capsys.readouterr()
@@ -92,3 +96,13 @@ def test_nothing_to_scan_is_a_usage_error(
     assert code == 2 and "nothing to scan" in out
     code, out = run(capsys, monkeypatch, tmp_path, str(tmp_path / "missing.yaml"))
     assert code == 2 and "no such file" in out
+
+
+def test_encryption_at_rest_off_is_a_medium_finding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_ENCRYPTION_KEYS", "")  # set and empty: off
+    code, out = run(capsys, monkeypatch, tmp_path, "--json")
+    assert code == 0
+    [finding] = json.loads(out)["findings"]
+    assert finding["rule"] == "encryption-off" and finding["severity"] == "medium"
