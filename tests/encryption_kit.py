@@ -1,11 +1,9 @@
-"""Shared pieces of the encryption tests: keyrings, a workflow carrying a marker, raw-store checks."""
+"""Shared pieces of the encryption tests: deterministic keyrings and a workflow carrying a marker."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import os
-from typing import Any
 
 from orchestrator.runtime import Runtime
 from schemas.builder import Workflow
@@ -19,10 +17,6 @@ def key_text(*ids: str, seed: int = 0) -> str:
     return ",".join(f"{i}={base64.b64encode(hashlib.sha256(f'{seed}/{i}'.encode()).digest()).decode()}" for i in ids)
 
 
-def random_key_text(*ids: str) -> str:
-    return ",".join(f"{i}={base64.b64encode(os.urandom(32)).decode()}" for i in ids)
-
-
 async def run_marked(runtime: Runtime, n: int = 1, tenant: str = "default") -> list[str]:
     """Register a workflow whose input, step args and output carry MARK; run it ``n`` times."""
     await runtime.register(Workflow("secretive").task("echo", "noop", input={"secret": "input.secret"}).build())
@@ -33,7 +27,3 @@ async def run_marked(runtime: Runtime, n: int = 1, tenant: str = "default") -> l
         assert state.status == "succeeded", state
         ids.append(started.execution_id)
     return ids
-
-
-def output_of(state: Any) -> Any:
-    return state.output
