@@ -22,6 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from connectors.base import Connectors
 from connectors.defaults import default_connectors
+from orchestrator.analytics.projection import NAME as ANALYTICS
+from orchestrator.analytics.projection import AnalyticsProjection
+from orchestrator.analytics.reader import AnalyticsReader
+from orchestrator.analytics.store import AnalyticsSource
 from orchestrator.audit.trail import AuditTrail
 from orchestrator.backends.memory_dead_letters import MemoryDeadLetters
 from orchestrator.backends.urls import (
@@ -190,6 +194,9 @@ class Runtime(Lifecycle):
         self.feed = source.feed()  # projections follow it; in Kafka mode in the owner of shard 0
         self.projections = ProjectionRunner(self.feed, source.checkpoints(), active=self._owns_first_shard)
         self.engine.observers.append(self.projections.on_committed)  # wakes them after each commit
+        self.analytics: AnalyticsReader | None = None  # docs/analytics.md; None: the log keeps none
+        if isinstance(source, AnalyticsSource):
+            self.analytics = AnalyticsReader(source.analytics(), clock)
         # One process: what fails after a commit is retried here (Kafka redelivers the command).
         self.redo: Redo | None = None if self.transport.durable else Redo(rescan=self.recover)
         self.engine.redo = self.effects.redo = self.redo
@@ -250,6 +257,9 @@ class Runtime(Lifecycle):
             if self.transitions is not None:  # ready before commands flow; stopped after them
                 await self.transitions.start()
                 stack.push_async_callback(self.transitions.stop)
+            if self.analytics is not None and ANALYTICS not in self.projections.names:
+                projection = AnalyticsProjection(self.analytics.store, self.registry.get)
+                self.projections.add(projection)  # after the caller's own
             await self.projections.start()
             stack.push_async_callback(self.projections.stop)
             if self.redo is not None:

@@ -46,9 +46,25 @@ class RetryPolicy(_Model):
     non_retryable: list[str] = Field(default_factory=list)
 
 
+class Sla(_Model):
+    """A service level: the execution (or the step, first attempt to outcome) should take at most
+    ``seconds``. A breach is recorded by analytics when it ends later (docs/analytics.md)."""
+
+    seconds: float = Field(gt=0, le=MAX_SECONDS)
+
+
+class Kpi(_Model):
+    """A number to track over time: ``value`` is evaluated over ``{"output": ...}`` of each
+    execution that succeeds (docs/analytics.md); a result that is not a number is not counted."""
+
+    name: StepName
+    value: Expression
+
+
 class _StepBase(_Model):
     name: StepName
     description: str = ""
+    sla: Sla | None = Field(None, description="Seconds this step should take at most (analytics).")
 
 
 class TaskStep(_StepBase):
@@ -282,6 +298,8 @@ class WorkflowDefinition(_Model):
     output: Expression | None = Field(None, description="Workflow output; default last step's.")
     triggers: list[Trigger] = Field(default_factory=list)
     retention: Retention | None = Field(None, description="Keep finished histories forever when omitted.")
+    sla: Sla | None = Field(None, description="Seconds an execution should take at most (analytics).")
+    kpis: list[Kpi] = Field(default_factory=list, max_length=50, description="Numbers tracked over outputs.")
     steps: list[Step] = Field(min_length=1)
 
     def with_version(self, version: int) -> WorkflowDefinition:

@@ -76,6 +76,12 @@ def validate(definition: WorkflowDefinition) -> list[Problem]:
     problems += _spinning_loops(located)
     problems += _input_schema(definition.input_schema)
     problems += _triggers(definition)
+    kpi_names = Counter(kpi.name for kpi in definition.kpis)
+    problems += [
+        Problem(f"kpis[{i}].name", f"duplicate KPI name {kpi.name!r}")
+        for i, kpi in enumerate(definition.kpis)
+        if kpi_names[kpi.name] > 1
+    ]
     return problems
 
 
@@ -179,6 +185,7 @@ def _step_expressions(step: Step) -> list[tuple[str, str]]:
 
 def _expressions(definition: WorkflowDefinition, located: list[Located]) -> list[Problem]:
     candidates = [("output", definition.output)] if definition.output else []
+    candidates += [(f"kpis[{index}].value", kpi.value) for index, kpi in enumerate(definition.kpis)]
     for index, trigger in enumerate(definition.triggers):
         candidates += [(f"triggers[{index}].{loc}", expr) for loc, expr in _trigger_expressions(trigger)]
     for item in located:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from orchestrator.api.analytics import AnalyticsApi
 from orchestrator.api.audit import AuditApi
 from orchestrator.api.cluster import ClusterApi
 from orchestrator.api.dead_letters import DeadLettersApi
@@ -66,7 +67,7 @@ def create_app(
 
 def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvider]:
     """The REST API over one runtime: definitions, executions and events, jobs, replay, triggers,
-    probes, dead letters, the cluster view, the audit trail, quotas."""
+    probes, dead letters, the cluster view, the audit trail, quotas, analytics."""
     return [
         DefinitionsApi(runtime),
         ExecutionsApi(runtime),
@@ -78,4 +79,5 @@ def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvi
         ClusterApi(runtime),
         AuditApi(runtime.audit),
         QuotasApi(runtime),
+        AnalyticsApi(runtime),
     ]

@@ -297,6 +297,11 @@ SCHEMAS: dict[str, Schema] = {
         },
         "name from to identical compatibility changes",
     ),
+    # The figures of each analytics query (docs/analytics.md), with the scope they cover.
+    "AnalyticsResult": _obj(
+        {"tenant": STR, "workflow": _nullable(STR), "version": _nullable(INT), "since": TIME, "until": TIME},
+        "tenant since until",
+    ),
     "ReplayReport": _obj(
         {
             "workflow": STR,

@@ -54,6 +54,7 @@ class Permission(StrEnum):
     CLUSTER_READ = "cluster:read"
     QUOTAS_READ = "quotas:read"
     AUDIT_READ = "audit:read"
+    ANALYTICS_READ = "analytics:read"
 
     @property
     def resource(self) -> str:

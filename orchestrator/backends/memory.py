@@ -43,6 +43,7 @@ class MemoryEventLog:
         self._feed: list[tuple[int, Envelope]] = []  # (position, event) in commit order
         self._position = 0  # the last position handed out; never reused
         self._checkpoints: dict[str, int] = {}
+        self._analytics = MemoryAnalytics()
 
     @classmethod
     def from_url(cls, url: str) -> MemoryEventLog:
@@ -125,6 +126,54 @@ class MemoryEventLog:
 
     def checkpoints(self) -> Checkpoints:
         return MemoryCheckpoints(self)
+
+    def analytics(self) -> MemoryAnalytics:
+        """The analytics store beside the events (``orchestrator.analytics.store``)."""
+        return self._analytics
+
+
+CellRow = tuple[str, str, int, str, int, str]  # tenant, workflow, version, step, bucket, body
+BreachRow = tuple[str, str, float, str, str, str]  # tenant, workflow, at, execution, step, body
+
+
+class MemoryAnalytics:
+    """Analytics cells and tracks in dicts; a save applies whole (no await inside)."""
+
+    def __init__(self) -> None:
+        self._cells: dict[tuple[str, str, int, str, int], str] = {}
+        self._tracks: dict[str, str] = {}
+        self._breaches: dict[tuple[str, str], BreachRow] = {}
+
+    async def load(self) -> tuple[list[CellRow], list[tuple[str, str]]]:
+        return [(*key, body) for key, body in self._cells.items()], list(self._tracks.items())
+
+    async def save(
+        self, cells: Sequence[CellRow], tracks: Sequence[tuple[str, str]], breaches: Sequence[BreachRow]
+    ) -> None:
+        for tenant, workflow, version, step, bucket, body in cells:
+            self._cells[(tenant, workflow, version, step, bucket)] = body
+        self._tracks.update(tracks)
+        self._breaches.update(((b[3], b[4]), b) for b in breaches)
+
+    async def breaches(
+        self, tenant: str, workflow: str | None, since: float, until: float, limit: int
+    ) -> list[BreachRow]:
+        found = [
+            b
+            for b in self._breaches.values()
+            if b[0] == tenant and (workflow is None or b[1] == workflow) and since <= b[2] < until
+        ]
+        return sorted(found, key=lambda b: (-b[2], b[3], b[4]))[:limit]
+
+    async def cells(self, tenant: str, workflow: str | None, since: int, until: int) -> list[CellRow]:
+        return [
+            (*key, body)
+            for key, body in self._cells.items()
+            if key[0] == tenant and (workflow is None or key[1] == workflow) and since <= key[4] < until
+        ]
+
+    async def clear(self) -> None:
+        self._cells, self._tracks, self._breaches = {}, {}, {}
 
 
 class MemoryFeed:

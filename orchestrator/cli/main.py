@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from orchestrator.backends.urls import UnknownBackend
 from orchestrator.cli import (
+    analytics,
     audit,
     cluster,
     data,
@@ -28,6 +29,7 @@ from orchestrator.cli import (
     quotas,
     redrive,
     replay,
+    report,
     retention,
     scan,
     serve,
@@ -45,7 +47,7 @@ from schemas.validation import DefinitionError
 GROUPS = (
     local, serve, retention, replay, data, audit, definitions, executions, redrive, triggers, dead_letters, scan,
     cluster, quotas,
-    encryption_keys,
+    encryption_keys, analytics, report,
 )  # fmt: skip
 
 

@@ -38,7 +38,9 @@ STOP_SECONDS = 10.0  # how long stop() lets each projection catch up before canc
 
 
 class Projection(Protocol):
-    """Derived state built from the feed. ``name`` keys its checkpoint: keep it stable."""
+    """Derived state built from the feed. ``name`` keys its checkpoint: keep it stable. A
+    projection may also have an int ``page``: read that many events at once (one flush each),
+    when it is more than the runner's page."""
 
     name: str
 
@@ -90,6 +92,10 @@ class ProjectionRunner(Lifecycle):
     def projections(self) -> list[Projection]:
         return list(self._projections.values())
 
+    @property
+    def names(self) -> set[str]:
+        return set(self._projections)
+
     async def start(self) -> None:
         self._running, self._stopping = True, False
         for projection in self._projections.values():
@@ -137,6 +143,7 @@ class ProjectionRunner(Lifecycle):
 
     async def _follow(self, projection: Projection) -> None:
         name, wake = projection.name, self._wake[projection.name]
+        size = max(self._page, getattr(projection, "page", 0))  # a projection may read more at once
         position: int | None = None  # None: (re)load the checkpoint
         backoff = FIRST_BACKOFF
         while True:
@@ -152,7 +159,7 @@ class ProjectionRunner(Lifecycle):
                 if position is None:
                     position = await self.checkpoints.load(name)
                     self.positions[name] = position
-                page = await self.feed.read_after(position, self._page)
+                page = await self.feed.read_after(position, size)
                 for at, envelope in page.items:
                     await projection.apply(at, envelope)
                 if page.items:
@@ -173,7 +180,7 @@ class ProjectionRunner(Lifecycle):
                 continue
             self.failures.pop(name, None)
             backoff = FIRST_BACKOFF
-            if len(page.items) >= self._page:
+            if len(page.items) >= size:
                 continue  # more is waiting
             if self._stopping:
                 return

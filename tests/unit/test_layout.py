@@ -42,8 +42,12 @@ RULES: dict[str, tuple[str, ...]] = {
     "orchestrator.cluster": (*BASE, "orchestrator.cluster"),
     # Quotas and limits per tenant: policy over the ports.
     "orchestrator.limits": (*BASE, "orchestrator.limits"),
+    # Analytics: the pure fold, sketches and queries over aggregate cells, the store port and the
+    # projection following the feed into it.
+    "orchestrator.analytics": (*BASE, "orchestrator.analytics"),
     "orchestrator.runtime": (
         *BASE,
+        "orchestrator.analytics",
         "orchestrator.cluster",
         "orchestrator.limits",
         "orchestrator.audit",
@@ -65,6 +69,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "orchestrator.api": (
         *BASE,
         "orchestrator.api",
+        "orchestrator.analytics",
         "orchestrator.history",
         "orchestrator.runtime",
         "orchestrator.auth",

@@ -61,6 +61,7 @@ from typing import cast
 from cassandra import DriverException
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
+from orchestrator.backends.cassandra.analytics import ANALYTICS_CQL, CassandraAnalytics
 from orchestrator.backends.cassandra.data_keys import DATA_KEYS_CONDITIONAL, DATA_KEYS_CQL, CassandraDataKeys
 from orchestrator.backends.cassandra.feed import (
     FEED_CQL,
@@ -169,6 +170,7 @@ _EVENT_LOG_CQL = {
     **FEED_CQL,
     **IDLE_CQL,
     **DATA_KEYS_CQL,
+    **ANALYTICS_CQL,
 }
 _APPEND_CQL = {  # the conditional half of an append batch: one per batch
     "start": f"INSERT INTO {{ks}}.events (execution_id, {_HEAD}, feed_position)"
@@ -213,6 +215,7 @@ class CassandraEventLog(CassandraBackend):
         self._idle = IdleChecks(self._db, self._cql, settings.url)
         self.codec: EventCodec = IDENTITY  # orchestrator.crypto.setup.attach sets AES-GCM
         self._data_keys = CassandraDataKeys(self)
+        self._analytics: CassandraAnalytics | None = None
 
     async def start(self) -> None:
         await super().start()
@@ -373,6 +376,12 @@ class CassandraEventLog(CassandraBackend):
 
     async def rewrite_stored(self, execution_id: str, transform: StoredTransform) -> int:
         return await self._data_keys.rewrite(execution_id, transform)
+
+    def analytics(self) -> CassandraAnalytics:
+        """The analytics store in this keyspace (``cassandra/analytics.py``)."""
+        if self._analytics is None:
+            self._analytics = CassandraAnalytics(self)
+        return self._analytics
 
     async def add_link(self, link: Link) -> None:
         """Record a link with ``IF NOT EXISTS``: the first record of (relation, other_id) stands."""

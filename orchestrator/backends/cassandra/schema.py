@@ -237,6 +237,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             " PRIMARY KEY ((scope), key_id, tenant))",
         ),
     ),
+    Migration(
+        11,
+        "analytics: aggregate cells by (tenant, workflow) and hour, the workflows of each tenant,"
+        " the projection's per-execution tracks and SLA breaches by (tenant, day) (analytics.py)",
+        (
+            "CREATE TABLE IF NOT EXISTS {ks}.analytics_cells (tenant text, workflow text, bucket bigint,"
+            " version int, step text, body text, PRIMARY KEY ((tenant, workflow), bucket, version, step))",
+            "CREATE TABLE IF NOT EXISTS {ks}.analytics_workflows (tenant text, workflow text,"
+            " PRIMARY KEY ((tenant), workflow))",
+            "CREATE TABLE IF NOT EXISTS {ks}.analytics_tracks (execution_id text PRIMARY KEY, body text)",
+            "CREATE TABLE IF NOT EXISTS {ks}.analytics_breaches (tenant text, day bigint, at double,"
+            " execution_id text, step text, workflow text, body text,"
+            " PRIMARY KEY ((tenant, day), at, execution_id, step)) WITH CLUSTERING ORDER BY (at DESC,"
+            " execution_id ASC, step ASC)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, unquote
 
 from orchestrator.backends.paging import cursor_of
 from orchestrator.backends.sqlite import encryption
+from orchestrator.backends.sqlite.analytics import ANALYTICS_DDL, SQLiteAnalytics
 from orchestrator.backends.sqlite.feed import (
     SQLiteCheckpoints,
     SQLiteFeed,
@@ -97,6 +98,7 @@ _EVENT_LOG_DDL = (
     " relation TEXT NOT NULL, created_at TEXT NOT NULL,"
     " PRIMARY KEY (execution_id, relation, other_id)) WITHOUT ROWID",
     encryption.DATA_KEYS_DDL,
+    *ANALYTICS_DDL,
 )
 _REGISTRY_DDL = (
     "CREATE TABLE IF NOT EXISTS definitions (name TEXT NOT NULL, version INTEGER NOT NULL,"
@@ -425,6 +427,10 @@ class SQLiteEventLog(Lifecycle):
 
     def checkpoints(self) -> Checkpoints:
         return SQLiteCheckpoints(self._db)
+
+    def analytics(self) -> SQLiteAnalytics:
+        """The analytics store in this file (``sqlite/analytics.py``), on this log's thread."""
+        return SQLiteAnalytics(self._db)
 
     async def _write(self, queue: asyncio.Queue[_Append | None]) -> None:
         """The one writer: each commit takes all appends queued meanwhile (up to MAX_BATCH)."""

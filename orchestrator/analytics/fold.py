@@ -1,0 +1,316 @@
+"""The analytics fold: events in feed order -> aggregate cells, plus what each open execution needs.
+
+Pure and synchronous (the projection does the I/O around it). Each execution has a ``Track``: its
+identity, when it started, the steps in progress and the spans of finished steps. Events of one
+execution come in ``sequence`` order; one at or below the track's last sequence was counted
+already (a feed may serve an append twice) and is ignored. A cell is touched only by events after
+its ``through`` position, so replaying the feed after a restart counts nothing twice.
+
+What each event counts (cell of the hour the event happened in):
+
+- ``ExecutionStarted``: ``started`` on the execution cell.
+- ``StepScheduled`` (a task attempt): ``attempts`` and ``calls:<connector>`` on the step cell.
+- ``StepFailed`` with a retry: ``retries`` and ``error:<type>``; without one (final):
+  ``failed`` and ``failed:<type>`` on the step cell, the step span ends.
+- ``StepSucceeded``: ``succeeded``; histograms ``duration`` (this attempt, scheduled -> answer),
+  ``elapsed`` (first attempt -> answer, retries included), and, when the outcome records what
+  the attempt used (``resources.wall_seconds``), ``run`` (that) and ``queue`` (the rest).
+  Every answered task attempt adds what it used (``_used``: wall and CPU seconds, peak memory,
+  bytes), what cost is priced on.
+- A terminal event: the status (``succeeded``, ``failed``, ``cancelled``) and ``duration`` on the
+  execution cell; a failure also counts ``failed:<type>`` and ``failed_at:<step>``. The
+  execution's critical path (``critical.py``) counts ``critical:<step>`` and sums
+  ``critical_s:<step>`` (seconds on the path) and ``critical_wait_s`` (time between steps).
+- SLAs (``slas(workflow, version)``): a step that ends, first attempt to outcome, or an execution
+  that ends counts ``sla_checked`` and, over its limit, ``sla_breaches``, and adds a ``Breach``.
+- KPIs: each succeeded execution adds each KPI's value (``kpi:<name>``) and counts it
+  (``kpi_n:<name>``) on the execution cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from orchestrator.analytics.cells import EXECUTION, Cell, CellKey, bucket_of
+from orchestrator.analytics.critical import WAIT, critical_path
+from orchestrator.core import events as ev
+from orchestrator.core.timefmt import parse_rfc3339
+from schemas.envelope import Envelope
+
+# Events that open a step's span (besides StepScheduled), and so let its duration be measured.
+_OPENING = frozenset({ev.CHILD_STARTED, ev.EVENT_AWAITED, ev.PARALLEL_STARTED})
+CONTAINER = -1.0  # the attempt number of an open parallel step: its branches' steps are the spans
+CLOCK_SLACK = 0.05  # seconds a worker's measure may exceed the events' times (clocks of two processes)
+
+
+class Slas(NamedTuple):
+    """What a definition version declares for analytics: SLA seconds for the execution and per
+    step, and KPIs (name -> a function of the output giving a number, or None)."""
+
+    execution: float | None
+    steps: dict[str, float]
+    kpis: dict[str, Callable[[Any], float | None]] = {}
+
+
+NO_SLAS = Slas(None, {})
+
+
+class Breach(NamedTuple):
+    """An execution (``step == ""``) or step that took longer than its SLA."""
+
+    tenant: str
+    workflow: str
+    version: int
+    execution_id: str
+    step: str
+    at: float  # when it ended
+    seconds: float
+    limit: float
+
+
+@dataclass(slots=True)
+class Track:
+    """What the fold keeps of one execution between its events."""
+
+    tenant: str
+    workflow: str
+    version: int
+    started: float | None = None
+    last_sequence: int = 0
+    done: bool = False
+    # step -> [this attempt's start, attempt number, first attempt's start]
+    open: dict[str, list[float]] = field(default_factory=dict)
+    spans: list[tuple[str, float, float]] = field(default_factory=list)  # finished steps
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"te": self.tenant, "w": self.workflow, "v": self.version, "q": self.last_sequence}
+        if self.done:
+            body["d"] = 1
+            return body  # a finished track only guards against counting its events again
+        body["st"] = self.started
+        if self.open:
+            body["o"] = self.open
+        if self.spans:
+            body["sp"] = self.spans
+        return body
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Track:
+        return cls(
+            body["te"],
+            body["w"],
+            int(body["v"]),
+            body.get("st"),
+            int(body["q"]),
+            bool(body.get("d")),
+            {k: [float(x) for x in v] for k, v in body.get("o", {}).items()},
+            [(str(s), float(a), float(b)) for s, a, b in body.get("sp", [])],
+        )
+
+
+class Aggregates:
+    """Cells and tracks in memory, with what changed since the last ``drain``."""
+
+    def __init__(self, slas: Callable[[str, int], Slas] = lambda workflow, version: NO_SLAS) -> None:
+        self.slas = slas
+        self.breaches: list[Breach] = []  # found since the last drain
+        self.cells: dict[CellKey, Cell] = {}
+        self.tracks: dict[str, Track] = {}
+        self._dirty_cells: set[CellKey] = set()
+        self._dirty_tracks: set[str] = set()
+        self._position = 0  # the feed position of the event being applied
+        self.high = 0  # the highest position applied
+
+    def load(self, cells: dict[CellKey, Cell], tracks: dict[str, Track]) -> None:
+        self.cells, self.tracks = cells, tracks
+
+    def drain(self) -> tuple[list[tuple[CellKey, Cell]], list[tuple[str, Track]]]:
+        """The cells and tracks changed since the last drain; changed cells get ``through``.
+        (``breaches`` holds the breaches found meanwhile: the caller takes and empties it.)"""
+        cells = []
+        for key in self._dirty_cells:
+            cell = self.cells[key]
+            cell.through = self.high
+            cells.append((key, cell))
+        tracks = [(execution_id, self.tracks[execution_id]) for execution_id in self._dirty_tracks]
+        self._dirty_cells, self._dirty_tracks = set(), set()
+        return cells, tracks
+
+    def _cell(self, track: Track, step: str, at: float) -> Cell | None:
+        """The cell to count in; None when it already counts this event (see ``through``)."""
+        key = CellKey(track.tenant, track.workflow, track.version, step, bucket_of(at))
+        cell = self.cells.get(key)
+        if cell is None:
+            cell = self.cells[key] = Cell()
+        elif self._position <= cell.through:
+            return None
+        self._dirty_cells.add(key)
+        return cell
+
+    def apply(self, position: int, envelope: Envelope) -> None:
+        execution_id = envelope.subject
+        track = self.tracks.get(execution_id)
+        if track is not None and envelope.sequence <= track.last_sequence:
+            return  # served again
+        if track is None:
+            track = self.tracks[execution_id] = Track(
+                envelope.tenant, envelope.workflow, envelope.workflowversion
+            )
+        self._position = position
+        self._execution_id = execution_id
+        self.high = max(self.high, position)
+        track.last_sequence = envelope.sequence
+        self._dirty_tracks.add(execution_id)
+        if track.done:
+            return
+        data = envelope.data if isinstance(envelope.data, dict) else {}
+        at = parse_rfc3339(envelope.time)
+        kind = envelope.type
+        if kind == ev.EXECUTION_STARTED:
+            track.started = at
+            if cell := self._cell(track, EXECUTION, at):
+                cell.count("started")
+        elif kind == ev.STEP_SCHEDULED:
+            self._scheduled(track, data, at)
+        elif kind == ev.STEP_SUCCEEDED:
+            self._succeeded(track, data, at)
+        elif kind == ev.STEP_FAILED:
+            self._failed(track, data, at)
+        elif kind in _OPENING or (kind == ev.TIMER_SCHEDULED and data.get("purpose") == "wait"):
+            step = str(data.get("step", ""))
+            track.open[step] = [at, CONTAINER if kind == ev.PARALLEL_STARTED else 0.0, at]
+        elif kind in ev.TERMINAL_TYPES:
+            self._ended(track, kind, data, at)
+
+    def _scheduled(self, track: Track, data: dict[str, Any], at: float) -> None:
+        step = str(data.get("step", ""))
+        attempt = float(data.get("attempt", 1))
+        previous = track.open.get(step)
+        first = previous[2] if previous is not None and attempt > 1 else at
+        track.open[step] = [at, attempt, first]
+        if cell := self._cell(track, step, at):
+            cell.count("attempts")
+            cell.count(f"calls:{data.get('connector', '')}")
+
+    def _succeeded(self, track: Track, data: dict[str, Any], at: float) -> None:
+        step = str(data.get("step", ""))
+        opened = track.open.pop(step, None)
+        cell = self._cell(track, step, at)
+        self._closed(track, step, opened, at, cell)
+        if cell is None:
+            return
+        cell.count("succeeded")
+        if opened is None:
+            return  # a choice or a step reused from a redriven execution: no duration
+        if opened[1] > 0:  # a task attempt
+            _used(cell, opened, data, at)
+        began, _, first = opened
+        cell.observe("duration", at - began)
+        cell.observe("elapsed", at - first)
+        run = _run_seconds(data)
+        if run is not None and run <= at - began + CLOCK_SLACK:
+            cell.observe("queue", max(at - began - run, 0.0))
+            cell.observe("run", run)
+
+    def _failed(self, track: Track, data: dict[str, Any], at: float) -> None:
+        step = str(data.get("step", ""))
+        error = data.get("error") if isinstance(data.get("error"), dict) else {}
+        error_type = str((error or {}).get("type", "unknown"))
+        cell = self._cell(track, step, at)
+        if cell:
+            _used(cell, track.open.get(step), data, at)
+        if "retry" in data:
+            if cell:
+                cell.count("retries")
+                cell.count(f"error:{error_type}")
+            return
+        opened = track.open.pop(step, None)
+        self._closed(track, step, opened, at, cell)
+        if cell:
+            cell.count("failed")
+            cell.count(f"error:{error_type}")
+            cell.count(f"failed:{error_type}")
+
+    def _closed(self, track: Track, step: str, opened: list[float] | None, at: float, cell: Cell | None) -> None:
+        """A step ended: keep its span (not a parallel container's); check the step's SLA."""
+        if opened is None:
+            return
+        if opened[1] != CONTAINER:
+            track.spans.append((step, opened[2], at))
+        limit = self.slas(track.workflow, track.version).steps.get(step)
+        if limit is not None and cell is not None:
+            self._check(track, step, at - opened[2], limit, at, cell)
+
+    def _check(self, track: Track, step: str, seconds: float, limit: float, at: float, cell: Cell) -> None:
+        cell.count("sla_checked")
+        if seconds > limit:
+            cell.count("sla_breaches")
+            breach = Breach(track.tenant, track.workflow, track.version, self._execution_id, step, at, seconds, limit)
+            self.breaches.append(breach)
+
+    def _ended(self, track: Track, kind: str, data: dict[str, Any], at: float) -> None:
+        status = ev.STATUS_BY_TERMINAL_TYPE[kind]
+        if cell := self._cell(track, EXECUTION, at):
+            cell.count(status)
+            if track.started is not None:
+                cell.observe("duration", at - track.started)
+                self._critical(track, at, cell)
+                limit = self.slas(track.workflow, track.version).execution
+                if limit is not None:
+                    self._check(track, EXECUTION, at - track.started, limit, at, cell)
+            if kind == ev.EXECUTION_SUCCEEDED:
+                for name, kpi in self.slas(track.workflow, track.version).kpis.items():
+                    value = kpi(data.get("output"))
+                    if value is not None:
+                        cell.count(f"kpi_n:{name}")
+                        cell.add(f"kpi:{name}", value)
+            if kind == ev.EXECUTION_FAILED:
+                error = data.get("error") if isinstance(data.get("error"), dict) else {}
+                cell.count(f"failed:{(error or {}).get('type', 'unknown')}")
+                if data.get("step"):
+                    cell.count(f"failed_at:{data['step']}")
+        track.done = True
+        track.open, track.spans = {}, []
+
+    def _critical(self, track: Track, at: float, cell: Cell) -> None:
+        """Count the steps on the execution's critical path and their seconds on it."""
+        assert track.started is not None
+        for segment in critical_path(track.spans, track.started, at):
+            if segment.step is WAIT:
+                cell.add("critical_wait_s", segment.seconds)
+            else:
+                cell.count(f"critical:{segment.step}")
+                cell.add(f"critical_s:{segment.step}", segment.seconds)
+
+
+def _run_seconds(data: dict[str, Any]) -> float | None:
+    """The worker's own measure of the attempt (``resources.wall_seconds``), when recorded."""
+    used = data.get("resources")
+    run = used.get("wall_seconds") if isinstance(used, dict) else None
+    return float(run) if isinstance(run, int | float) and run >= 0 else None
+
+
+def _used(cell: Cell, opened: list[float] | None, data: dict[str, Any], at: float) -> None:
+    """Add what an answered task attempt used: wall seconds (``wall_s``: the worker's measure,
+    else scheduled -> answered), CPU seconds (``cpu_s``, ``cpu_measured``: attempts that had
+    them), peak memory (histogram ``memory_mib``) and bytes in and out, when recorded."""
+    run = _run_seconds(data)
+    if run is None and opened is not None:
+        run = max(at - opened[0], 0.0)
+    if run is not None:
+        cell.add("wall_s", run)
+    used = data.get("resources")
+    if not isinstance(used, dict):
+        return
+    cpu, memory = used.get("cpu_seconds"), used.get("peak_memory_bytes")
+    if isinstance(cpu, int | float) and cpu >= 0:
+        cell.add("cpu_s", float(cpu))
+        cell.count("cpu_measured")
+    if isinstance(memory, int | float) and memory >= 0:
+        cell.observe("memory_mib", memory / 2**20)
+    for name in ("bytes_in", "bytes_out"):
+        value = used.get(name)
+        if isinstance(value, int | float) and value >= 0:
+            cell.add(name, float(value))

@@ -1,0 +1,129 @@
+"""The analytics projection: follows the feed (``orchestrator.projections.runner``) into the store.
+
+``apply`` folds each event into the in-memory aggregates (``fold.Aggregates``), loaded from the
+store before the first event; ``flush`` writes the cells and tracks that changed, each cell
+stamped with the position it counts through, and the SLA breaches found, before the runner saves
+the checkpoint. ``reset`` empties the store for a rebuild from position 0. After a failed save
+(or apply) the aggregates are reloaded from the store before the runner applies the events
+again. The SLAs of each definition version are read once from the registry (``definitions``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from orchestrator.analytics.cells import from_row, to_row
+from orchestrator.analytics.fold import NO_SLAS, Aggregates, Breach, Slas, Track
+from orchestrator.analytics.store import AnalyticsStore, BreachRow
+from orchestrator.ports import UnknownWorkflow
+from schemas.definition import WorkflowDefinition
+from schemas.envelope import Envelope
+from schemas.expressions import ExpressionError, compile_expression, evaluate
+
+NAME = "analytics"
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+Definitions = Callable[[str, int], Awaitable[WorkflowDefinition]]
+
+
+def kpi_of(expression: str) -> Callable[[Any], float | None]:
+    """The KPI's value of an output: the expression over ``{"output": ...}`` when it gives a
+    finite number (booleans and failures give None: not counted)."""
+    compile_expression(expression)  # validated with the definition; fails early otherwise
+
+    def value(output: Any) -> float | None:
+        try:
+            result = evaluate(expression, {"output": output})
+        except ExpressionError:  # an output the expression cannot read: no value, never a failure
+            return None
+        if isinstance(result, bool) or not isinstance(result, int | float) or not math.isfinite(result):
+            return None
+        return float(result)
+
+    return value
+
+
+def slas_of(definition: WorkflowDefinition) -> Slas:
+    """What a definition declares for analytics: SLAs and KPIs."""
+    steps: dict[str, float] = {}
+    pending = list(definition.steps)
+    while pending:  # steps nested in parallel branches too
+        step = pending.pop()
+        if step.sla is not None:
+            steps[step.name] = step.sla.seconds
+        for branch in getattr(step, "branches", None) or []:
+            pending.extend(branch.steps)
+    kpis = {kpi.name: kpi_of(kpi.value) for kpi in definition.kpis}
+    return Slas(definition.sla.seconds if definition.sla else None, steps, kpis)
+
+
+def breach_row(breach: Breach) -> BreachRow:
+    body = {"version": breach.version, "seconds": breach.seconds, "limit": breach.limit}
+    return (breach.tenant, breach.workflow, breach.at, breach.execution_id, breach.step, _dumps(body))
+
+
+class AnalyticsProjection:
+    name = NAME
+    page = 5000  # events per read and flush: a hot cell is written once per page
+
+    def __init__(self, store: AnalyticsStore, definitions: Definitions | None = None) -> None:
+        self.store = store
+        self._definitions = definitions
+        self._slas: dict[tuple[str, int], Slas] = {}
+        self.aggregates = self._fresh()
+        self._loaded = False
+
+    def _fresh(self) -> Aggregates:
+        return Aggregates(lambda workflow, version: self._slas.get((workflow, version), NO_SLAS))
+
+    async def _load(self) -> None:
+        cells, tracks = await self.store.load()
+        self.aggregates = self._fresh()
+        self.aggregates.load(
+            dict(from_row(row) for row in cells),
+            {execution_id: Track.from_json(json.loads(body)) for execution_id, body in tracks},
+        )
+        self._loaded = True
+
+    async def _lookup(self, workflow: str, version: int) -> None:
+        slas = NO_SLAS
+        if self._definitions is not None:
+            with contextlib.suppress(UnknownWorkflow):  # no longer registered: no SLAs
+                slas = slas_of(await self._definitions(workflow, version))
+        self._slas[(workflow, version)] = slas
+
+    async def apply(self, position: int, envelope: Envelope) -> None:
+        if not self._loaded:
+            await self._load()
+        if (envelope.workflow, envelope.workflowversion) not in self._slas:
+            await self._lookup(envelope.workflow, envelope.workflowversion)
+        try:
+            self.aggregates.apply(position, envelope)
+        except BaseException:
+            self._loaded = False  # start again from what the store holds
+            raise
+
+    async def flush(self) -> None:
+        cells, tracks = self.aggregates.drain()
+        breaches, self.aggregates.breaches = self.aggregates.breaches, []
+        if not cells and not tracks:
+            return
+        try:
+            await self.store.save(
+                [to_row(key, cell) for key, cell in cells],
+                [(execution_id, _dumps(track.to_json())) for execution_id, track in tracks],
+                [breach_row(breach) for breach in breaches],
+            )
+        except BaseException:
+            # The runner retries from the checkpoint: reload what the store holds, so the
+            # events are counted again exactly where the failed save did not land.
+            self._loaded = False
+            raise
+
+    async def reset(self) -> None:
+        await self.store.clear()
+        self.aggregates = self._fresh()
+        self._loaded = True
