@@ -18,6 +18,7 @@ from orchestrator.analytics.store import AnalyticsStore
 from orchestrator.core.timefmt import parse_rfc3339, rfc3339
 
 DURATION = re.compile(r"^(\d{1,6})([smhdw])$")
+MAX_SPAN = 100 * 366 * 86400  # no window reaches further than a century from now
 UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 DEFAULT_SINCE = 7 * 86400
 DAY = 86400
@@ -29,23 +30,29 @@ class WindowInvalid(ValueError):
     """A ``since`` or ``until`` that is neither an RFC 3339 time nor a duration like ``7d``."""
 
 
-def seconds_of(duration: str) -> int:
-    """``90m`` -> 5400; WindowInvalid for anything but digits and one of s m h d w."""
+def seconds_of(duration: str, at_most: int = MAX_SPAN) -> int:
+    """``90m`` -> 5400; WindowInvalid for anything but digits and one of s m h d w, or longer
+    than ``at_most`` seconds."""
     match = DURATION.match(duration)
     if not match:
         raise WindowInvalid(f"{duration!r} is not a duration like 24h or 7d")
-    return int(match.group(1)) * UNIT[match.group(2)]
+    seconds = int(match.group(1)) * UNIT[match.group(2)]
+    if seconds > at_most:
+        raise WindowInvalid(f"{duration!r} is longer than {at_most // 86400} days")
+    return seconds
 
 
 def moment(text: str, now: float) -> float:
     """An RFC 3339 time, or now minus a duration (``7d``); WindowInvalid."""
-    match = DURATION.match(text)
-    if match:
-        return now - int(match.group(1)) * UNIT[match.group(2)]
+    if DURATION.match(text):
+        return now - seconds_of(text)
     try:
-        return parse_rfc3339(text)
+        moment = parse_rfc3339(text)
     except ValueError:
         raise WindowInvalid(f"{text!r} is neither an RFC 3339 time nor a duration like 7d or 24h") from None
+    if abs(moment - now) > MAX_SPAN:
+        raise WindowInvalid(f"{text!r} is more than a century from now")
+    return moment
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,8 @@ from orchestrator.runtime import Runtime
 PREFIX = "/api/v1/analytics"
 TIME = r"^[0-9A-Za-z:.+-]{1,40}$"
 EVERY = {"1h": 3600, "6h": 21600, "1d": 86400, "7d": 604800}
+MAX_DAYS = 3660  # degradations: each window at most ten years
+MAX_HISTORY_DAYS = 92  # forecast: a quarter of hourly history at most (the fit is quadratic-ish)
 Query = Callable[[list[tuple[CellKey, Cell]], "AnalyticsParams"], Any]
 
 
@@ -69,7 +71,7 @@ class ForecastParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     workflow: str | None = Field(None, min_length=1, max_length=200)
-    history: str = Field("14d", pattern=r"^[0-9]{1,4}[hdw]$", description="hours of history to fit on")
+    history: str = Field("14d", pattern=r"^[0-9]{1,4}[hdw]$", description="history to fit on (at most 92 days)")
     horizon: int = Field(24, ge=1, le=24 * 14, description="hours to forecast")
     utilisation: float = Field(0.7, gt=0, lt=1, description="capacity: the target utilisation of task slots")
 
@@ -180,8 +182,12 @@ class AnalyticsApi:
         reader = self._reader()
         hour = BUCKET_SECONDS  # whole hours: the recent one up to now, the baseline right before it
         end = int(reader.clock() // hour) * hour + hour
-        recent = Window(end - -(-seconds_of(params.recent) // hour) * hour, end)
-        baseline = Window(recent.since - -(-seconds_of(params.baseline) // hour) * hour, recent.since)
+        try:
+            recent_s, baseline_s = seconds_of(params.recent, MAX_DAYS * 86400), seconds_of(params.baseline, MAX_DAYS * 86400)
+        except WindowInvalid as exc:
+            return error_response(400, "invalid_parameter", str(exc))
+        recent = Window(end - -(-recent_s // hour) * hour, end)
+        baseline = Window(recent.since - -(-baseline_s // hour) * hour, recent.since)
         found = degradations(
             await reader.cells(tenant, recent, params.workflow, params.version, daily=True),
             await reader.cells(tenant, baseline, params.workflow, params.version, daily=True),
@@ -200,7 +206,11 @@ class AnalyticsApi:
         reader = self._reader()
         hour = BUCKET_SECONDS
         end = int(reader.clock() // hour) * hour  # the current hour is not over: not in the series
-        window = Window(end - -(-seconds_of(params.history) // hour) * hour, end)
+        try:
+            history = seconds_of(params.history, MAX_HISTORY_DAYS * 86400)
+        except WindowInvalid as exc:
+            return error_response(400, "invalid_parameter", str(exc))
+        window = Window(end - -(-history // hour) * hour, end)
         cells = await reader.cells(tenant, Window(window.since, end + hour), params.workflow)
         per_hour = queries.by(queries.executions_only(cells), "bucket", histograms=queries.NONE)
         series = [float(per_hour[(b,)].counts.get("started", 0)) if (b,) in per_hour else 0.0

@@ -172,6 +172,8 @@ async def test_bad_parameters_are_clear_errors(client: Client) -> None:
         ({"every": "5m"}, "invalid_parameter"),
         ({"version": "0"}, "invalid_parameter"),
         ({"colour": "red"}, "invalid_parameter"),
+        ({"since": "999999w"}, "invalid_window"),
+        ({"until": "9999-01-01T00:00:00Z"}, "invalid_window"),
     ):
         body = await answer(await client.get("/api/v1/analytics/overview", params=params), 400)
         assert body["error"]["code"] == code, params
@@ -227,7 +229,7 @@ async def test_a_planted_degradation_is_flagged_over_http() -> None:
             flagged = {(t["step"], t["kind"]) for t in found["tests"] if t["flagged"]}
             assert {("charge", "duration"), ("ship", "failure_rate")} <= flagged
             assert not any(step == "pack" for step, _ in flagged)
-            for params in ({"recent": "yesterday"}, {"alpha": "2"}, {"baseline": "0.5d"}):
+            for params in ({"recent": "yesterday"}, {"alpha": "2"}, {"baseline": "0.5d"}, {"recent": "999999w"}):
                 body = await answer(await client.get("/api/v1/analytics/degradations", params=params), 400)
                 assert body["error"]["code"] == "invalid_parameter"
 
@@ -239,8 +241,9 @@ async def test_forecast_and_capacity(client: Client) -> None:
     plan = answer_["capacity"]
     assert plan["slots_per_worker"] == 64 and plan["worker_seconds_per_execution"] > 0.01
     assert plan["workers"] in (0, 1)
-    bad = await answer(await client.get("/api/v1/analytics/forecast", params={"utilisation": "1"}), 400)
-    assert bad["error"]["code"] == "invalid_parameter"
+    for params in ({"utilisation": "1"}, {"history": "9999w"}):
+        bad = await answer(await client.get("/api/v1/analytics/forecast", params=params), 400)
+        assert bad["error"]["code"] == "invalid_parameter"
 
 
 async def test_a_failure_model_from_the_recorded_inputs(client: Client) -> None:
