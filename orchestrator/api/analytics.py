@@ -143,7 +143,8 @@ class AnalyticsApi:
                 "200:AnalyticsResult 400 404", query=ForecastParams,
             ),
             Route(
-                "GET", f"{PREFIX}/failure-model", self.failure_model, Permission.ANALYTICS_READ,
+                # It shows values of inputs: a payload read, not only figures.
+                "GET", f"{PREFIX}/failure-model", self.failure_model, Permission.PAYLOADS_READ,
                 "analyticsFailureModel",
                 "A failure model trained now on the workflow's newest ended executions (naive Bayes "
                 "over input fields): held-out accuracy beside the naive baseline, and the input "
