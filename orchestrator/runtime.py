@@ -195,7 +195,7 @@ class Runtime(Lifecycle):
         self.projections = ProjectionRunner(self.feed, source.checkpoints(), active=self._owns_first_shard)
         self.engine.observers.append(self.projections.on_committed)  # wakes them after each commit
         self.analytics: AnalyticsReader | None = None  # docs/analytics.md; None: the log keeps none
-        if isinstance(source, AnalyticsSource):
+        if s.analytics and isinstance(source, AnalyticsSource):  # ORCHESTRATOR_ANALYTICS=false: none
             self.analytics = AnalyticsReader(source.analytics(), clock)
         # One process: what fails after a commit is retried here (Kafka redelivers the command).
         self.redo: Redo | None = None if self.transport.durable else Redo(rescan=self.recover)

@@ -28,6 +28,7 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_PORT": "8080",
     "ORCHESTRATOR_WORKER_CONCURRENCY": "64",
     "ORCHESTRATOR_PYTHON_THREADS": "8",
+    "ORCHESTRATOR_ANALYTICS": "true",
     "ORCHESTRATOR_QUOTAS_FILE": "(none: no quotas)",
     "ORCHESTRATOR_CONNECTOR_RATE_LIMITS": "(none)",
     "ORCHESTRATOR_MAX_IN_FLIGHT": "10000",
@@ -78,6 +79,7 @@ class Settings:
     port: int = 8080
     worker_concurrency: int = 64  # tasks run at once, unless the transport URL sets concurrency=
     python_threads: int = 8
+    analytics: bool = True  # the analytics projection follows the event feed (docs/analytics.md)
     quotas_file: str | None = None  # tenant -> {running, starts_per_minute, payload_bytes}
     connector_rate_limits: str | None = None  # "http=50,payments-api=20/5": calls/s[/burst] per key
     max_in_flight: int = 10_000  # step tasks queued or running here before new starts get 429; 0: no bound
@@ -154,6 +156,7 @@ class Settings:
             port=number("PORT", cls.port),
             worker_concurrency=positive("WORKER_CONCURRENCY", cls.worker_concurrency),
             python_threads=number("PYTHON_THREADS", cls.python_threads),
+            analytics=_flag("ANALYTICS", get, cls.analytics),
             quotas_file=get("QUOTAS_FILE"),
             connector_rate_limits=get("CONNECTOR_RATE_LIMITS"),
             max_in_flight=number("MAX_IN_FLIGHT", cls.max_in_flight),
