@@ -3,7 +3,8 @@
 ``run_figures`` runs, in this order: the raw limits (asyncio queue hop; with ``distributed``
 also aiokafka produce/consume and aio-pika publish-with-confirm), the bare aiohttp and webhook
 accept rates (``bench.http_accept``), open-loop load (``bench.open_loop``), memory per parked
-execution (``bench.parked_memory``), and with ``distributed`` the open loop on Kafka + Cassandra,
+execution (``bench.parked_memory``), fire lateness and memory of 10,000 schedules beside bare
+asyncio sleepers (``bench.schedules``), and with ``distributed`` the open loop on Kafka + Cassandra,
 the bare consumer-group failover (``bench.group_failover``) and crash recovery of two workers
 (``bench.crash_recovery``).
 It returns the Markdown lines and the JSON payload; each module also runs alone
@@ -17,7 +18,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from bench import crash_recovery, group_failover, http_accept, open_loop, parked_memory, raw_limits
+from bench import crash_recovery, group_failover, http_accept, open_loop, parked_memory, raw_limits, schedules
 
 HEADER = ["| figure | measured | raw limit (same run) | ratio | target |", "|---|---|---|---|---|"]
 
@@ -40,6 +41,7 @@ def run_figures(
     http = asyncio.run(http_accept.run_http_accept(quick=quick))
     loaded = asyncio.run(open_loop.run_open_loop(quick=quick, synchronous=synchronous))
     parked = asyncio.run(parked_memory.run_parked_memory(quick=quick, budget=parked_budget))
+    timed = schedules.run_schedules(quick=quick)
     failover = crash = loaded_distributed = None
     if distributed:
         loaded_distributed = asyncio.run(open_loop.run_open_loop_distributed(quick=quick))
@@ -65,6 +67,7 @@ def run_figures(
         *http_accept.http_rows(http),
         *open_loop.open_loop_rows(loaded, commit_us),
         *parked_memory.parked_rows(parked),
+        *schedules.schedule_rows(timed),
     ]
     if loaded_distributed is not None:
         lines += open_loop.open_loop_rows(loaded_distributed, raw_limit=cassandra_inserts)
@@ -75,6 +78,7 @@ def run_figures(
         "http_accept": http_accept.as_dict(http),
         "open_loop": open_loop.as_dict(loaded),
         "parked_memory": parked_memory.as_dict(parked),
+        "schedules": schedules.as_dict(timed),
     }
     if loaded_distributed is not None:
         payload["open_loop_distributed"] = open_loop.as_dict(loaded_distributed)

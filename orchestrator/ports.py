@@ -651,3 +651,30 @@ class AuditLog(Protocol):
 
     async def read(self, after: int = 0, limit: int = 1000) -> list[AuditEntry]:
         """Entries with sequence > ``after``, in sequence order, at most ``limit``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """One schedule's stored state (a JSON object) and its version; version 0: never written."""
+
+    key: str
+    version: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class ScheduleStates(Protocol):
+    """Each schedule's state with compare-and-set, beside the event log (``triggers.schedules``).
+
+    The conditional write is the fence that makes every process sharing the store decide each
+    fire time of a schedule once: whoever saves first decided it, the others load and go on."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def load(self, key: str) -> ScheduleRecord:
+        """The stored state (version 0 and an empty body when there is none)."""
+
+    async def save(self, key: str, expected_version: int, body: dict[str, Any]) -> bool:
+        """Store ``body`` as version ``expected_version + 1`` if the stored version is still
+        ``expected_version``; False when another writer saved first (nothing is written)."""

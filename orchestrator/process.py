@@ -15,6 +15,7 @@ from aiohttp import web
 from orchestrator.api.app import api_providers, create_app
 from orchestrator.api.auditing import audit_middleware
 from orchestrator.api.routes import RouteProvider
+from orchestrator.api.schedules import SchedulesApi
 from orchestrator.logcontext import bound
 from orchestrator.observability.exposition import MetricsApi, MetricsListener, metrics_middleware
 from orchestrator.observability.prometheus import PrometheusInstruments
@@ -26,7 +27,9 @@ from schemas.definition import WorkflowDefinition
 from schemas.dependencies import dependency_order
 from schemas.loader import load_definition
 from schemas.validation import DefinitionError, Problem
-from triggers.manager import TriggerManager, runs_sources_here
+from triggers.manager import FACTORIES, TriggerManager, runs_sources_here
+from triggers.schedules import Schedules
+from triggers.sources import SourceFactory
 from triggers.webhook import WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -38,15 +41,19 @@ def build_app(
     settings: Settings,
     triggers: TriggerManager | None = None,
     metrics: PrometheusInstruments | None = None,
+    schedules: Schedules | None = None,
 ) -> web.Application:
-    """Every route over one runtime: REST API, OpenAPI, health, triggers and webhooks.
+    """Every route over one runtime: REST API, OpenAPI, health, triggers, schedules and webhooks.
 
     ``triggers``: the process's trigger manager, started and stopped by the caller. Without one,
     the app starts its own that runs no sources (it lists triggers and keeps their overrides).
-    ``metrics``: serve them at ``GET /metrics`` and count every request in them."""
+    ``metrics``: serve them at ``GET /metrics`` and count every request in them.
+    ``schedules``: the process's schedules, as for ``triggers`` (without them, the app opens the
+    schedule states for its routes)."""
     manager = triggers or TriggerManager(runtime, settings, run_sources=False)
+    timetable = schedules or Schedules(runtime, settings)
     webhooks = WebhookEndpoint(runtime, overrides=lambda: manager.overrides)
-    providers: list[RouteProvider] = [*api_providers(runtime, manager), webhooks]
+    providers: list[RouteProvider] = [*api_providers(runtime, manager), SchedulesApi(timetable), webhooks]
     if metrics is not None:
         providers.append(MetricsApi(metrics))
     outer = [metrics_middleware(metrics)] if metrics is not None else []
@@ -60,6 +67,8 @@ def build_app(
     )
 
     async def webhook_lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if schedules is None:
+            await timetable.start()
         if triggers is None:
             await manager.start()
         await webhooks.start()
@@ -67,6 +76,8 @@ def build_app(
         await webhooks.stop()
         if triggers is None:
             await manager.stop()
+        if schedules is None:
+            await timetable.stop()
 
     app.cleanup_ctx.append(webhook_lifecycle)
     return app
@@ -151,6 +162,18 @@ async def open_runtime(
     return runtime
 
 
+async def start_triggers(
+    stack: AsyncExitStack, runtime: Runtime, settings: Settings
+) -> tuple[Schedules, TriggerManager]:
+    """The schedules (their states in the event log's database) and the trigger manager that
+    runs every source, schedules included; both stopped by ``stack``."""
+    schedules = await stack.enter_async_context(Schedules(runtime, settings))
+    factories: dict[str, str | SourceFactory] = {**FACTORIES, "schedule": schedules.source}
+    triggers = TriggerManager(runtime, settings, run_sources=runs_sources_here(runtime), factories=factories)
+    await stack.enter_async_context(triggers)
+    return schedules, triggers
+
+
 async def run_server(settings: Settings, *, ready: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or cancellation), then close everything in reverse order.
 
@@ -164,11 +187,10 @@ async def run_server(settings: Settings, *, ready: Callable[[str], None] | None 
         await register_definitions(runtime, definitions)
         # Trigger sources run wherever workers run (not in Kafka role=api processes); stopped
         # after the HTTP server and before the runtime.
-        triggers = TriggerManager(runtime, settings, run_sources=runs_sources_here(runtime))
-        await stack.enter_async_context(triggers)
+        schedules, triggers = await start_triggers(stack, runtime, settings)
         # Access logging costs about a tenth of the CPU of a webhook accept: off unless asked for.
         access_log = logging.getLogger("aiohttp.access") if settings.access_log else None
-        app = build_app(runtime, settings, triggers, metrics)
+        app = build_app(runtime, settings, triggers, metrics, schedules)
         runner = web.AppRunner(app, handle_signals=False, access_log=access_log)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -194,8 +216,7 @@ async def run_worker(settings: Settings, *, ready: Callable[[], None] | None = N
     async with AsyncExitStack() as stack:
         runtime = await open_runtime(stack, settings, "worker", metrics := process_metrics(settings))
         await register_definitions(runtime, definitions)
-        triggers = TriggerManager(runtime, settings, run_sources=runs_sources_here(runtime))
-        await stack.enter_async_context(triggers)
+        await start_triggers(stack, runtime, settings)
         if metrics is not None and settings.metrics_port is not None:
             await stack.enter_async_context(MetricsListener(metrics, settings.host, settings.metrics_port))
         for signum in (signal.SIGINT, signal.SIGTERM):

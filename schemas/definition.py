@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.tenant import TenantName
 
@@ -273,7 +273,42 @@ class WindowTrigger(_Model):
     enabled: bool = True
 
 
-Trigger = Annotated[WebhookTrigger | KafkaTrigger | AmqpTrigger | WindowTrigger, Field(discriminator="type")]
+Duration = Annotated[
+    str | float,
+    Field(description="Seconds, or text such as '30s', '5m', '1h30m', '2d' (validation checks it)."),
+]
+
+
+class ScheduleTrigger(_Model):
+    """Start the workflow on a schedule: ``cron`` (five fields, or six with seconds first) in
+    ``timezone``, or ``every`` (an interval anchored at ``start_at``, else the Unix epoch).
+    Each fire time starts at most one execution (docs/schedules.md)."""
+
+    type: Literal["schedule"] = "schedule"
+    name: StepName = Field(description="Unique among the workflow's triggers.")
+    cron: str | None = Field(None, min_length=1, description="e.g. '0 6 * * *', or '*/10 * * * * *' with seconds.")
+    every: Duration | None = Field(None, description="An interval, e.g. '30s' or 3600 (instead of cron).")
+    timezone: str = Field("UTC", min_length=1, description="IANA time zone of the cron fields, e.g. Europe/Paris.")
+    start_at: AwareDatetime | None = Field(None, description="No fire before this time (RFC 3339 with offset).")
+    end_at: AwareDatetime | None = Field(None, description="No fire after this time.")
+    jitter: Duration = Field(0.0, description="Each fire is delayed by a stable pseudo-random part of this.")
+    input: Expression | None = Field(
+        None, description="Over {scheduled_time, scheduled_local, kind, catchup, schedule, workflow}; default all of it."
+    )
+    catchup: Literal["all", "latest", "none"] = Field(
+        "latest", description="Fires missed while nothing ran: start all, only the latest, or none of them."
+    )
+    catchup_window: Duration = Field("1h", description="Missed fires older than this are skipped (recorded).")
+    overlap: Literal["allow", "skip", "buffer_one", "cancel_previous", "terminate_previous"] = Field(
+        "skip", description="What a fire does while the previous run of this schedule is still running."
+    )
+    tenant: TenantName = Field("default", description="The tenant of the executions it starts.")
+    enabled: bool = True
+
+
+Trigger = Annotated[
+    WebhookTrigger | KafkaTrigger | AmqpTrigger | WindowTrigger | ScheduleTrigger, Field(discriminator="type")
+]
 
 
 class Retention(_Model):

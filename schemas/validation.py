@@ -16,6 +16,7 @@ from schemas.definition import (
     ChoiceStep,
     FailStep,
     ParallelStep,
+    ScheduleTrigger,
     Step,
     SubworkflowStep,
     SucceedStep,
@@ -204,6 +205,8 @@ def _trigger_expressions(trigger: Trigger) -> list[tuple[str, str]]:
         fields = {"idempotency_field": trigger.idempotency_field}
     elif isinstance(trigger, WindowTrigger):
         fields = {"filter": trigger.filter, "key": trigger.key, "input": trigger.input}
+    elif isinstance(trigger, ScheduleTrigger):
+        fields = {"input": trigger.input}
     else:
         fields = {"filter": trigger.filter, "input": trigger.input, "message_id": trigger.message_id}
         if trigger.correlation is not None:
@@ -365,6 +368,49 @@ def _triggers(definition: WorkflowDefinition) -> list[Problem]:
             )
         if isinstance(trigger, WindowTrigger):
             problems += _window(f"triggers[{i}]", trigger)
+        if isinstance(trigger, ScheduleTrigger):
+            problems += _schedule(f"triggers[{i}]", trigger)
+    return problems
+
+
+MIN_EVERY_SECONDS = 1.0
+MAX_CATCHUP_WINDOW = 366 * 86_400.0
+
+
+def _schedule(location: str, trigger: ScheduleTrigger) -> list[Problem]:
+    """A schedule needs exactly one of cron and every, a known zone and readable durations."""
+    # Imported here: croniter loads dateutil, which imports subprocess, and every module that
+    # imports ``schemas`` (the pure core too) would load it.
+    from schemas.schedule_times import check_cron, parse_duration, parse_timezone
+
+    problems = []
+    if (trigger.cron is None) == (trigger.every is None):
+        problems.append(Problem(location, "a schedule trigger needs exactly one of 'cron' or 'every'"))
+    if trigger.cron is not None:
+        try:
+            check_cron(trigger.cron)
+        except ValueError as exc:
+            problems.append(Problem(f"{location}.cron", str(exc)))
+    if trigger.every is not None:
+        try:
+            every = parse_duration(trigger.every, "every")
+            if every < MIN_EVERY_SECONDS:
+                problems.append(Problem(f"{location}.every", f"must be at least {MIN_EVERY_SECONDS:g}s, not {every:g}s"))
+        except ValueError as exc:
+            problems.append(Problem(f"{location}.every", str(exc)))
+    try:
+        parse_timezone(trigger.timezone)
+    except ValueError as exc:
+        problems.append(Problem(f"{location}.timezone", str(exc)))
+    for name, limit in (("jitter", 86_400.0), ("catchup_window", MAX_CATCHUP_WINDOW)):
+        try:
+            seconds = parse_duration(getattr(trigger, name), name)
+            if seconds > limit:
+                problems.append(Problem(f"{location}.{name}", f"must be at most {limit:g}s, not {seconds:g}s"))
+        except ValueError as exc:
+            problems.append(Problem(f"{location}.{name}", str(exc)))
+    if trigger.start_at is not None and trigger.end_at is not None and trigger.end_at <= trigger.start_at:
+        problems.append(Problem(f"{location}.end_at", "must be after start_at"))
     return problems
 
 

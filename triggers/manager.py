@@ -40,7 +40,14 @@ from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import UnknownTrigger as UnknownTrigger  # raised here; re-exported
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from schemas.definition import AmqpTrigger, KafkaTrigger, WebhookTrigger, WindowTrigger, WorkflowDefinition
+from schemas.definition import (
+    AmqpTrigger,
+    KafkaTrigger,
+    ScheduleTrigger,
+    WebhookTrigger,
+    WindowTrigger,
+    WorkflowDefinition,
+)
 from triggers.sources import SourceFactory, SourceSpec, TriggerSource
 
 log = logging.getLogger(__name__)
@@ -67,6 +74,9 @@ def trigger_details(workflow: str, trigger: Any) -> dict[str, Any]:
     if isinstance(trigger, WebhookTrigger):
         preset = trigger.signature.preset if trigger.signature else None
         return {"path": f"/hooks/{trigger.name}", "signed": preset is not None, "preset": preset}
+    if isinstance(trigger, ScheduleTrigger):
+        every = {"every": trigger.every} if trigger.every is not None else {"cron": trigger.cron}
+        return {**every, "timezone": trigger.timezone, "catchup": trigger.catchup, "overlap": trigger.overlap}
     details: dict[str, Any] = {"connection": trigger.connection}
     if isinstance(trigger, KafkaTrigger):
         details.update(

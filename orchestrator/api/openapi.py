@@ -196,7 +196,7 @@ SCHEMAS: dict[str, Schema] = {
         {
             **dict.fromkeys(("workflow", "name"), STR),
             "version": INT,
-            "type": {"enum": ["webhook", "kafka", "amqp", "kafka_window"]},
+            "type": {"enum": ["webhook", "kafka", "amqp", "kafka_window", "schedule"]},
             "enabled": {**BOOL, "description": "The override when set, else the definition's flag."},
             "override": _nullable(BOOL),
             "running": {**BOOL, "description": "A source runs in this process (webhooks: when enabled)."},
@@ -208,6 +208,41 @@ SCHEMAS: dict[str, Schema] = {
         "workflow version name type enabled running details",
     ),
     "TriggerList": _obj({"triggers": _array(ref("Trigger")), "runs_sources": BOOL}, "triggers runs_sources"),
+    "Schedule": _obj(
+        {
+            **dict.fromkeys(("workflow", "name", "tenant", "note"), STR),
+            "spec": {"type": "object", "description": "cron or every, timezone, catchup, overlap, ..."},
+            "enabled": BOOL,
+            "paused": BOOL,
+            "paused_by": _nullable(STR),
+            **dict.fromkeys(("paused_at", "decided_until", "buffered"), _nullable(TIME)),
+            "last": _nullable(_obj({"scheduled_time": TIME, "execution_id": STR})),
+            "pending": INT,
+            "counts": _obj({"started": INT, "skipped": INT, "failed": INT}),
+            "recent_skips": _array(_obj({"time": TIME, "reason": STR, "count": INT}, "time reason")),
+            "next": _array(_obj({"scheduled_time": TIME, "local": STR}, "scheduled_time local")),
+        },
+        "workflow name tenant spec enabled paused counts next",
+    ),
+    "ScheduleList": _obj({"schedules": _array(ref("Schedule"))}, "schedules"),
+    "ScheduleFire": _obj(
+        {
+            "scheduled_time": TIME,
+            "outcome": {"enum": ["started", "buffered", "skipped"]},
+            "execution_id": _nullable(STR),
+            "overlap": STR,
+        },
+        "scheduled_time outcome execution_id overlap",
+    ),
+    "Backfill": _obj(
+        {
+            "fire_times": INT,
+            **dict.fromkeys(("first", "last"), _nullable(TIME)),
+            **dict.fromkeys(("started", "existing", "failed"), INT),
+            "dry_run": BOOL,
+        },
+        "fire_times first last started existing failed dry_run",
+    ),
     "Health": _obj({"status": STR, "reason": STR}, "status"),
     "Quotas": _obj(
         {

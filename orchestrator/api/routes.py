@@ -48,6 +48,8 @@ class Permission(StrEnum):
     DEFINITIONS_WRITE = "definitions:write"
     TRIGGERS_READ = "triggers:read"
     TRIGGERS_WRITE = "triggers:write"
+    SCHEDULES_READ = "schedules:read"
+    SCHEDULES_WRITE = "schedules:write"
     REPLAY_VERIFY = "replay:verify"
     DEADLETTERS_READ = "deadletters:read"
     DEADLETTERS_REDRIVE = "deadletters:redrive"

@@ -39,6 +39,12 @@ NODE_DIRECTORIES = {
     "sqlite": "orchestrator.backends.sqlite.nodes:SQLiteNodeDirectory",
     "cassandra": "orchestrator.backends.cassandra.nodes:CassandraNodeDirectory",
 }
+# Schedule states live in the event log's own database (opened on the event log's URL).
+SCHEDULE_STATES = {
+    "memory": "orchestrator.backends.memory_schedules:MemorySchedules",
+    "sqlite": "orchestrator.backends.sqlite.schedules:SQLiteSchedules",
+    "cassandra": "orchestrator.backends.cassandra.schedules:CassandraSchedules",
+}
 # Where timers and the wait index live when not configured: next to the event log when it is
 # shared by many processes, else in memory (rebuilt from the log when the process starts).
 PROJECTIONS_BESIDE_LOG = {"cassandra"}

@@ -32,6 +32,7 @@ from orchestrator.cli import (
     report,
     retention,
     scan,
+    schedules,
     serve,
     triggers,
 )
@@ -45,9 +46,8 @@ from orchestrator.settings import Settings, SettingsError
 from schemas.validation import DefinitionError
 
 GROUPS = (
-    local, serve, retention, replay, data, audit, definitions, executions, redrive, triggers, dead_letters, scan,
-    cluster, quotas,
-    encryption_keys, analytics, report,
+    local, serve, retention, replay, data, audit, definitions, executions, redrive, triggers, schedules,
+    dead_letters, scan, cluster, quotas, encryption_keys, analytics, report,
 )  # fmt: skip
 
 

@@ -71,6 +71,9 @@ def where(trigger: dict[str, Any]) -> str:
     details = trigger.get("details") or {}
     if "path" in details:
         return f"POST {details['path']}"
+    if "cron" in details or "every" in details:
+        when = f"cron {details['cron']}" if details.get("cron") else f"every {details.get('every')}"
+        return f"{when} ({details.get('timezone')})"
     if "queue" in details:
         exchange = f" <- {details['exchange']}" if details.get("exchange") else ""
         return f"{details.get('connection')}: queue {details['queue']}{exchange}"

@@ -84,6 +84,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "orchestrator.api",
         "orchestrator.limits",
         "orchestrator.backends.kafka.client",
+        "orchestrator.backends.urls",  # schedules open their states beside the event log
     ),
     "connectors": (*BASE, "connectors", "orchestrator.backends.kafka.client"),
     "orchestrator.process": (

@@ -253,6 +253,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             " execution_id ASC, step ASC)",
         ),
     ),
+    Migration(
+        12,
+        "schedules: each schedule's state with its version, written with lightweight transactions",
+        (
+            "CREATE TABLE IF NOT EXISTS {ks}.schedule_states (key text PRIMARY KEY, version bigint,"
+            " body text)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
