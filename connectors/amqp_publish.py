@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ from urllib.parse import urlsplit
 from connectors.base import ConnectorError, StepCall
 from connectors.pool import PooledConnector, close_quietly
 from connectors.publishing import (
+    amqp_problem,
     args_of,
     bad_request,
     cloudevent_attributes,
@@ -51,6 +53,7 @@ from connectors.publishing import (
     config_error,
     config_of,
     connection_url,
+    internal_error,
     json_bytes,
     string_map,
     timeout_of,
@@ -94,6 +97,14 @@ class AmqpPublishConnector(PooledConnector["_Client"]):
     """One robust connection and confirming channel per connection name, opened on first use."""
 
     name = "amqp.publish"
+
+    def step_problems(self, config: Mapping[str, Any]) -> list[str]:
+        """Registration: an exchange (or dead-letter queue) internal to the orchestrator."""
+        exchange, routing_key = config.get("exchange", ""), config.get("routing_key", "")
+        if not isinstance(exchange, str) or not isinstance(routing_key, str):
+            return []
+        problem = amqp_problem(exchange, routing_key)
+        return [] if problem is None else [problem]
 
     async def invoke(self, call: StepCall) -> dict[str, Any]:
         message = build_message(call)
@@ -198,6 +209,8 @@ def build_message(call: StepCall) -> AmqpMessage:
         routing_key = args["routing_key"]
         if not _routing_key(routing_key):
             raise bad_request(PREFIX, f"'routing_key' must be a string of at most 255 bytes, got {routing_key!r}")
+    if (problem := amqp_problem(exchange, routing_key)) is not None:
+        raise internal_error(PREFIX, problem)
     extra: dict[str, Any] = string_map(PREFIX, args.get("headers"), "headers")
     body = json_bytes(PREFIX, args["body"], "body")
     content_type, headers = JSON, dict(extra)

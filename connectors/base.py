@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from orchestrator.lifecycle import Lifecycle
-from orchestrator.ports import Connector, ConnectorError, StepCall
+from orchestrator.ports import ChecksSteps, Connector, ConnectorError, StepCall
 
 __all__ = ["Connector", "ConnectorError", "Connectors", "StepCall"]
 
@@ -28,6 +29,11 @@ class Connectors(Lifecycle):
 
     def names(self) -> list[str]:
         return sorted(self._by_name)
+
+    def step_problems(self, name: str, config: Mapping[str, Any]) -> list[str]:
+        """What the named connector refuses in a step's static config (``ChecksSteps``)."""
+        connector = self._by_name.get(name)
+        return connector.step_problems(config) if isinstance(connector, ChecksSteps) else []
 
     async def start(self) -> None:
         for connector in self._by_name.values():

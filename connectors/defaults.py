@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from connectors.amqp_publish import AmqpPublishConnector
 from connectors.base import Connectors
+from connectors.egress import EgressPolicy
 from connectors.http import HttpConnector
 from connectors.kafka_publish import KafkaPublishConnector
 from connectors.noop import NoopConnector
@@ -15,13 +16,15 @@ def default_connectors(python_threads: int = 8, settings: Settings | None = None
     """New, unstarted connectors; the caller starts and stops them (``async with``).
 
     ``settings`` names the connections the publishers use (None: read from the environment on
-    first use). The publishers open nothing, and import no broker client, until a step uses them.
+    first use), the python connector's allowed modules and the http connector's egress allow-list
+    (None: nothing beyond public addresses, no python function). The publishers open nothing, and import no broker client, until a step uses them.
     """
     return Connectors(
         [
-            HttpConnector(),
+            HttpConnector(egress=EgressPolicy(settings.http_allow if settings else ())),
             PythonConnector(
                 python_threads,
+                settings.python_allow if settings else (),
                 processes=settings.python_processes if settings else 2,
                 isolation=settings.python_isolation if settings else "thread",
             ),

@@ -9,18 +9,23 @@ A request is ``call.config`` merged with ``call.args`` (args win)::
     json | body      a JSON value, or a string sent as is
     timeout_seconds  default: the step's timeout, else 30
     expect_status    extra statuses that count as success, e.g. [404]
-    response_headers names of the headers to keep in the output (default: all)
-    follow_redirects default true
+    response_headers names of the headers to keep in the output (default: all but
+                     ``SENSITIVE_HEADERS`` such as Set-Cookie, kept only when named here)
+    follow_redirects default true (at most ``MAX_REDIRECTS``, each target checked)
 
 The output is ``{"status": int, "headers": {lower-case name: value}, "body": JSON or text}``.
 Errors: 408, 425, 429 and 5xx -> retryable ``http.<status>``; other 4xx -> ``http.<status>``
-(not retryable); no connection -> retryable ``http.connection``; too slow -> retryable ``timeout``.
+(not retryable); no connection -> retryable ``http.connection``; too slow -> retryable ``timeout``;
+a destination the egress policy refuses (``connectors.egress``: loopback, private, link-local,
+metadata addresses, also after DNS resolution and on redirects) -> ``http.egress_denied`` (not
+retryable).
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +36,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from connectors.base import ConnectorError, StepCall
+from connectors.egress import EgressPolicy, GuardedResolver, denied_cause
 from connectors.tracing import HEADER, outbound_traceparent
 from orchestrator.lifecycle import Lifecycle
 from schemas import strict_json
@@ -39,6 +45,12 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 EXCERPT_CHARS = 500
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
+# Credentials a response may carry: not stored in the step output unless asked for by name.
+SENSITIVE_HEADERS = frozenset(
+    {"set-cookie", "set-cookie2", "authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate"}
+)
 _CHUNK_BYTES = 64 * 1024
 
 
@@ -60,18 +72,38 @@ class HttpConnector(Lifecycle):
     name = "http"
 
     def __init__(
-        self, *, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, max_connections: int = 100
+        self,
+        *,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_connections: int = 100,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self._max_response_bytes = max_response_bytes
         self._max_connections = max_connections
+        self.egress = egress or EgressPolicy()  # default: public addresses only
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections, resolver=GuardedResolver(self.egress)
+                ),
                 timeout=aiohttp.ClientTimeout(total=None),  # each call has its own deadline
+                trust_env=False,  # no proxy from the environment: the policy judges the real peer
             )
+
+    def step_problems(self, config: Mapping[str, Any]) -> list[str]:
+        """Registration: a literal URL whose host is a refused IP address."""
+        url = config.get("url")
+        if not isinstance(url, str):
+            return []
+        try:
+            host = URL(url).host
+        except ValueError:
+            return []
+        problem = self.egress.host_denied(host) if host else None
+        return [] if problem is None else [f"url {url!r}: {problem}"]
 
     async def stop(self) -> None:
         session, self._session = self._session, None
@@ -90,38 +122,55 @@ class HttpConnector(Lifecycle):
             raise ConnectorError("timeout", f"{where}: no answer within {request.timeout}s") from None
         except aiohttp.InvalidURL as exc:
             raise _bad_request(f"invalid url: {exc}") from exc
-        except aiohttp.TooManyRedirects as exc:
-            raise ConnectorError("http.too_many_redirects", f"{where}: {exc}", retryable=False) from exc
         except aiohttp.ClientError as exc:
+            if (denied := denied_cause(exc)) is not None:
+                raise ConnectorError("http.egress_denied", f"{where}: {denied}", retryable=False) from None
             raise ConnectorError("http.connection", f"{where}: {type(exc).__name__}: {exc}") from exc
 
     async def _send(self, session: aiohttp.ClientSession, request: _Request, where: str) -> dict[str, Any]:
-        async with session.request(
-            request.method,
-            request.url,
-            headers=request.headers,
-            data=request.data,
-            allow_redirects=request.follow_redirects,
-        ) as response:
-            status = response.status
-            if status >= 400 and status not in request.expect_status:
-                raise ConnectorError(
-                    f"http.{status}",
-                    f"{where} -> {status}: {await _excerpt(response)}",
-                    retryable=status in RETRYABLE_STATUSES or status >= 500,
-                )
-            raw, complete = await _read(response, self._max_response_bytes)
-            if not complete:
-                raise ConnectorError(
-                    "http.response_too_large",
-                    f"{where}: response over {self._max_response_bytes} bytes",
-                    retryable=False,
-                )
-            return {
-                "status": status,
-                "headers": _select_headers(response, request.response_headers),
-                "body": _decode_body(response, raw, where),
-            }
+        """Send, following redirects here (not in aiohttp) so every target is checked first."""
+        for _ in range(MAX_REDIRECTS + 1):
+            self._check_host(request.url, where)
+            async with session.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.data,
+                allow_redirects=False,
+            ) as response:
+                location = response.headers.get("Location")
+                if request.follow_redirects and response.status in REDIRECT_STATUSES and location:
+                    request = _redirected(request, response.status, response.url, location, where)
+                    continue
+                return await self._output(response, request, where)
+        raise ConnectorError("http.too_many_redirects", f"{where}: more than {MAX_REDIRECTS} redirects", retryable=False)
+
+    def _check_host(self, url: URL, where: str) -> None:
+        problem = self.egress.host_denied(url.host or "")
+        if problem is not None:
+            target = url.with_query(None).with_fragment(None)
+            raise ConnectorError("http.egress_denied", f"{where}: {target}: {problem}", retryable=False)
+
+    async def _output(self, response: aiohttp.ClientResponse, request: _Request, where: str) -> dict[str, Any]:
+        status = response.status
+        if status >= 400 and status not in request.expect_status:
+            raise ConnectorError(
+                f"http.{status}",
+                f"{where} -> {status}: {await _excerpt(response)}",
+                retryable=status in RETRYABLE_STATUSES or status >= 500,
+            )
+        raw, complete = await _read(response, self._max_response_bytes)
+        if not complete:
+            raise ConnectorError(
+                "http.response_too_large",
+                f"{where}: response over {self._max_response_bytes} bytes",
+                retryable=False,
+            )
+        return {
+            "status": status,
+            "headers": _select_headers(response, request.response_headers),
+            "body": _decode_body(response, raw, where),
+        }
 
 
 async def _excerpt(response: aiohttp.ClientResponse) -> str:
@@ -144,6 +193,25 @@ async def _read(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bo
         if len(body) > limit:
             return bytes(body[:limit]), False
     return bytes(body), True
+
+
+def _redirected(request: _Request, status: int, current: URL, location: str, where: str) -> _Request:
+    """The request to send after a redirect: 303 (and 301/302 after a POST) become a GET
+    without a body; credentials are not sent to another origin."""
+    try:
+        target = current.join(URL(location))
+    except ValueError:
+        raise ConnectorError("http.bad_redirect", f"{where}: invalid Location {location[:200]!r}", retryable=False) from None
+    if target.scheme not in ("http", "https") or not target.host:
+        raise ConnectorError("http.bad_redirect", f"{where}: redirect to {target.scheme}: refused", retryable=False)
+    method, data, headers = request.method, request.data, CIMultiDict(request.headers)
+    if status == 303 or (status in (301, 302) and method == "POST"):
+        method, data = "GET", None
+        headers.popall("Content-Type", None)
+    if target.origin() != current.origin():
+        for name in ("Authorization", "Cookie", "Proxy-Authorization"):
+            headers.popall(name, None)
+    return dataclasses.replace(request, method=method, url=target, data=data, headers=headers)
 
 
 def _build_request(call: StepCall) -> _Request:
@@ -248,7 +316,7 @@ def _select_headers(response: aiohttp.ClientResponse, names: frozenset[str] | No
     headers: dict[str, str] = {}
     for name, value in response.headers.items():
         key = name.lower()
-        if names is None or key in names:
+        if (names is None and key not in SENSITIVE_HEADERS) or (names is not None and key in names):
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
     return headers
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -46,9 +47,12 @@ from connectors.publishing import (
     config_error,
     config_of,
     connection_url,
+    internal_error,
+    internal_topics,
     json_bytes,
     string_map,
     timeout_of,
+    topic_problem,
 )
 from connectors.tracing import HEADER, has_header, outbound_traceparent
 from schemas import cloudevents
@@ -80,8 +84,14 @@ class KafkaPublishConnector(PooledConnector["AIOKafkaProducer"]):
 
     name = "kafka.publish"
 
+    def step_problems(self, config: Mapping[str, Any]) -> list[str]:
+        """Registration: a topic internal to the orchestrator."""
+        topic = config.get("topic")
+        problem = topic_problem(topic, internal_topics(self._settings)) if isinstance(topic, str) else None
+        return [] if problem is None else [problem]
+
     async def invoke(self, call: StepCall) -> dict[str, Any]:
-        record = build_record(call)
+        record = build_record(call, internal_topics(self._settings))
         where = f"topic {record.topic!r} on connection {record.connection!r}"
         timeout = timeout_of(call)
         producer = None
@@ -126,13 +136,16 @@ class KafkaPublishConnector(PooledConnector["AIOKafkaProducer"]):
         await producer.stop()  # flushes what is pending first
 
 
-def build_record(call: StepCall) -> KafkaRecord:
-    """Check the step's config and arguments and encode the record; ConnectorError if invalid."""
+def build_record(call: StepCall, internal: frozenset[str] = frozenset()) -> KafkaRecord:
+    """Check the step's config and arguments and encode the record; ConnectorError if invalid
+    (``kafka.internal`` for an internal topic; ``internal``: more names than the prefixes)."""
     config = config_of(PREFIX, call, {"topic"})
     shared = common(PREFIX, config, DEFAULT_CONNECTION)
     topic = config.get("topic")
     if not isinstance(topic, str) or not _TOPIC.match(topic) or topic in (".", ".."):
         raise config_error(PREFIX, f"'topic' must be a Kafka topic name ([A-Za-z0-9._-], 1-249), got {topic!r}")
+    if (problem := topic_problem(topic, internal)) is not None:
+        raise internal_error(PREFIX, problem)
     args = args_of(PREFIX, call, {"key", "headers"}, "value")
     key = args.get("key")
     if key is not None and not isinstance(key, str):

@@ -3,6 +3,12 @@
 Each connector names its errors with its own prefix (``kafka.``, ``amqp.``): ``<prefix>.config``
 for a definition's static ``config`` or its connection (not retryable: a retry cannot fix it),
 ``<prefix>.bad_request`` for the arguments an attempt was given (not retryable either).
+
+Neither may write where the orchestrator keeps its own messages (``<prefix>.internal``, refused
+at registration for a literal name and at every attempt): Kafka topics named ``orchestrator.*``
+(commands, tasks, their dead letters, the transition stream, window triggers' topics), ``__*``
+(Kafka's own) and whatever the transport URL renames them to; RabbitMQ exchanges ``amq.*`` (the
+broker's) and ``*.dlx`` (triggers' dead-letter exchanges), and the queues ``*.dead`` behind them.
 """
 
 from __future__ import annotations
@@ -36,6 +42,47 @@ def config_error(prefix: str, message: str) -> ConnectorError:
 
 def bad_request(prefix: str, message: str) -> ConnectorError:
     return ConnectorError(f"{prefix}.bad_request", message, retryable=False)
+
+
+INTERNAL_TOPIC_PREFIXES = ("orchestrator.", "__")
+
+
+def internal_error(prefix: str, message: str) -> ConnectorError:
+    return ConnectorError(f"{prefix}.internal", message, retryable=False)
+
+
+def internal_topics(settings: Settings | None) -> frozenset[str]:
+    """The configured transport's and transition stream's topic names (beyond the prefixes)."""
+    if settings is None:
+        return frozenset()
+    names: set[str] = set()
+    if settings.transport_url.startswith("kafka:"):
+        from orchestrator.backends.kafka.client import KafkaOptions
+
+        try:
+            options = KafkaOptions.from_url(settings.transport_url)
+        except ValueError:
+            return frozenset()
+        names |= {options.commands, options.tasks, options.dead_letters or f"{options.commands}.dead"}
+    if settings.transitions_url:
+        from urllib.parse import parse_qs, urlsplit
+
+        names.update(parse_qs(urlsplit(settings.transitions_url).query).get("topic", []))
+    return frozenset(names)
+
+
+def topic_problem(topic: str, reserved: frozenset[str]) -> str | None:
+    if topic.startswith(INTERNAL_TOPIC_PREFIXES) or topic in reserved:
+        return f"topic {topic!r} is internal to the orchestrator (or to Kafka): steps may not publish to it"
+    return None
+
+
+def amqp_problem(exchange: str, routing_key: str) -> str | None:
+    if exchange.startswith("amq.") or exchange.endswith(".dlx"):
+        return f"exchange {exchange!r} is internal (the broker's, or a trigger's dead letters): steps may not publish to it"
+    if not exchange and routing_key.endswith(".dead"):
+        return f"queue {routing_key!r} holds a trigger's dead letters: steps may not publish to it"
+    return None
 
 
 def config_of(prefix: str, call: StepCall, allowed: set[str]) -> Mapping[str, Any]:

@@ -8,6 +8,13 @@ opened in ``start()`` and shut down in ``stop()``. A function that declares a pa
 With ``isolation: process`` (in the step's config, or for every step by default) the call runs
 in a child process of a pool instead, stopped for real at its limits (``connectors.process_pool``).
 
+Only functions of allowed modules may be called (``ORCHESTRATOR_PYTHON_ALLOW``, comma-separated):
+an entry ``pkg.mod`` allows that module and its submodules, ``pkg.mod:function`` one function.
+Nothing is allowed by default. The module named must be allowed, and so must the module that
+defines the function found (``allowed:os.system`` is refused), no attribute may start with
+``_``, and nothing is imported before the check: registration refuses a step naming a function
+outside the list, and so does every call (``python.forbidden``, not retryable).
+
 Errors: ``python.import`` when the function cannot be resolved and ``python.arguments`` when the
 args do not fit its signature (neither retryable); a ``ConnectorError`` raised by the function
 passes through; any other exception becomes a retryable error typed by its class name.
@@ -21,7 +28,7 @@ import contextvars
 import functools
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,11 +56,14 @@ class PythonConnector(Lifecycle):
 
     name = "python"
 
-    def __init__(self, max_threads: int = 8, *, processes: int = 2, isolation: str = "thread") -> None:
+    def __init__(
+        self, max_threads: int = 8, allow: Iterable[str] = (), *, processes: int = 2, isolation: str = "thread"
+    ) -> None:
         if max_threads < 1:
             raise ValueError("max_threads must be at least 1")
         if isolation not in ("thread", "process"):
             raise ValueError(f"isolation must be thread or process, not {isolation!r}")
+        self.allow = AllowList(allow)
         self._max_threads = max_threads
         self.isolation = isolation  # for steps whose config does not say
         self.pool = ProcessPool(processes)  # children start on the first isolated call
@@ -125,6 +135,17 @@ class PythonConnector(Lifecycle):
         future.add_done_callback(self._running.discard)
         return await asyncio.wrap_future(future)
 
+    def step_problems(self, config: Mapping[str, Any]) -> list[str]:
+        """Registration: the function must be written literally and be allowed (nothing imported)."""
+        spec = config.get("function")
+        if not isinstance(spec, str):
+            return ["config 'function' must be 'module:function'"]
+        module, _, attribute = spec.partition(":")
+        if not module or not attribute:
+            return [f"config 'function' must be 'module:function', not {spec!r}"]
+        problem = self.allow.problem(spec)
+        return [] if problem is None else [problem]
+
     def _resolve(self, spec: Any) -> _Target:
         if not isinstance(spec, str):
             raise ConnectorError(
@@ -132,7 +153,14 @@ class PythonConnector(Lifecycle):
             )
         target = self._targets.get(spec)
         if target is None:
-            target = self._targets[spec] = _load(spec)
+            if (problem := self.allow.problem(spec)) is not None:  # before anything is imported
+                raise ConnectorError("python.forbidden", problem, retryable=False)
+            target = _load(spec)
+            defined_in = getattr(target.function, "__module__", None) or type(target.function).__module__
+            if not self.allow.allows_module(defined_in):
+                message = f"{spec!r} is defined in module {defined_in!r}, which {self.allow.describe()}"
+                raise ConnectorError("python.forbidden", message, retryable=False)
+            self._targets[spec] = target
         return target
 
 
@@ -146,6 +174,34 @@ def load_target(spec: Any) -> _Target:
 def step_arguments(target: _Target, call: StepCall) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The positional and keyword arguments of one call (``python.arguments`` when they do not fit)."""
     return _arguments(target, call)
+
+
+class AllowList:
+    """Module prefixes (``pkg.mod``) and single functions (``pkg.mod:name``) that may be called."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.entries = tuple(entry.strip() for entry in entries if entry.strip())
+        self._modules = tuple(e.rstrip(".") for e in self.entries if ":" not in e)
+        self._functions = frozenset(e for e in self.entries if ":" in e)
+
+    def allows_module(self, module: str) -> bool:
+        return any(module == prefix or module.startswith(prefix + ".") for prefix in self._modules)
+
+    def describe(self) -> str:
+        if not self.entries:
+            return "is not allowed: no module is (set ORCHESTRATOR_PYTHON_ALLOW to module prefixes)"
+        return f"is not allowed (ORCHESTRATOR_PYTHON_ALLOW: {', '.join(self.entries)})"
+
+    def problem(self, spec: str) -> str | None:
+        """Why ``spec`` may not be called, or None."""
+        module, _, attribute = spec.partition(":")
+        if not module or not attribute:
+            return None  # not a function name at all: python.import says so
+        if any(part.startswith("_") or not part for part in attribute.split(".")):
+            return f"{spec!r}: attributes starting with '_' may not be called"
+        if spec in self._functions or self.allows_module(module):
+            return None
+        return f"python function {spec!r} {self.describe()}"
 
 
 def _load(spec: str) -> _Target:

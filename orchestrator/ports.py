@@ -313,7 +313,9 @@ class Registry(Protocol):
 @dataclass(frozen=True, slots=True)
 class StepTask:
     """A unit of work for a worker: run one attempt of a task step, for the execution's
-    ``tenant`` and on behalf of ``actor`` (who started it; None when that is not known)."""
+    ``tenant`` and on behalf of ``actor`` (who started it; None when that is not known).
+    ``config`` and ``args`` hold secret references, never values: the worker resolves those in
+    ``config`` and, in ``args``, only at the ``secret_args`` paths (``schemas.secrets``)."""
 
     execution_id: str
     workflow: str
@@ -329,6 +331,7 @@ class StepTask:
     actor: str | None = None
     scheduled_at: float | None = None  # when the commit that scheduled it was decided (metrics)
     traceparent: str | None = None  # the execution's W3C trace context, if it was started with one
+    secret_args: list[list[str | int]] = field(default_factory=list)
 
 
 class Shards(Protocol):
@@ -423,6 +426,16 @@ class Connector(Protocol):
     async def stop(self) -> None: ...
 
     async def invoke(self, call: StepCall) -> Any: ...
+
+
+@runtime_checkable
+class ChecksSteps(Protocol):
+    """A connector that can refuse a task step's static config at registration (a python
+    function outside the allow-list, an internal topic, a refused address)."""
+
+    def step_problems(self, config: Mapping[str, Any]) -> list[str]:
+        """What is wrong with ``config``, one message each; empty when nothing is."""
+        ...
 
 
 class ConnectorLookup(Protocol):
@@ -678,3 +691,67 @@ class ScheduleStates(Protocol):
     async def save(self, key: str, expected_version: int, body: dict[str, Any]) -> bool:
         """Store ``body`` as version ``expected_version + 1`` if the stored version is still
         ``expected_version``; False when another writer saved first (nothing is written)."""
+
+
+class SecretsUnavailable(RuntimeError):
+    """Secrets cannot be stored or read here: no key configured, a read-only store, a value
+    sealed with another key. The message says what to configure."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecretInfo:
+    """What may be shown of a stored secret: never its value."""
+
+    tenant: str
+    name: str
+    created_at: str  # RFC 3339
+    updated_at: str
+    key_id: str = ""  # the key that seals it, in an encrypted store
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "name": self.name,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "key_id": self.key_id,
+        }
+
+
+class SecretStore(Protocol):
+    """Secret values by (tenant, name), read only by the worker that runs a step
+    (``orchestrator/secrets/``). A store may be read-only (``put``/``delete``: SecretsUnavailable)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def get(self, tenant: str, name: str) -> str | None:
+        """The value, None when this store has no such secret for that tenant."""
+
+    async def put(self, tenant: str, name: str, value: str) -> SecretInfo:
+        """Create or replace a secret."""
+
+    async def delete(self, tenant: str, name: str) -> bool:
+        """Remove a secret; False when there was none."""
+
+    async def list(self, tenant: str) -> builtins.list[SecretInfo]:
+        """The tenant's secrets by name, without values."""
+
+
+class SecretRecords(Protocol):
+    """Sealed secret values stored beside the event log (memory, SQLite, Cassandra); opaque
+    bytes to the backend. ``orchestrator.secrets.sealed.SealedSecrets`` seals and opens them."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def put_sealed(self, tenant: str, name: str, sealed: bytes, key_id: str, now: str) -> SecretInfo:
+        """Create or replace (keeping ``created_at``)."""
+
+    async def get_sealed(self, tenant: str, name: str) -> bytes | None: ...
+
+    async def delete(self, tenant: str, name: str) -> bool: ...
+
+    async def list(self, tenant: str) -> builtins.list[SecretInfo]: ...

@@ -33,6 +33,7 @@ from orchestrator.backends.urls import (
     EVENT_LOGS,
     NODE_DIRECTORIES,
     REGISTRIES,
+    SECRET_RECORDS,
     TIMERS,
     TRANSPORTS,
     WAIT_INDEXES,
@@ -83,11 +84,15 @@ from orchestrator.ports import (
     Overloaded,
     ParksCommands,
     Registry,
+    SecretStore,
     Timers,
     Transport,
     WaitIndex,
 )
 from orchestrator.projections.runner import ProjectionRunner
+from orchestrator.secrets.sealed import SealedSecrets
+from orchestrator.secrets.sealing import sealer_from
+from orchestrator.secrets.stores import ChainedSecrets, DirectorySecrets, SettingsSecrets
 from orchestrator.settings import Settings, SettingsError
 from schemas import strict_json
 from schemas.definition import WorkflowDefinition
@@ -146,6 +151,7 @@ class Runtime(Lifecycle):
         instruments: Instruments | None = None,
         role: str = "library",
         audit_log: AuditLog | None = None,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         s = self.settings
@@ -224,7 +230,16 @@ class Runtime(Lifecycle):
         except ValueError as exc:
             raise SettingsError(f"ORCHESTRATOR_CONNECTOR_RATE_LIMITS: {exc}") from None
         throttles = Throttles(rate_limits, time.monotonic) if rate_limits else None
-        self.worker = Worker(self.connectors, self.transport, clock, instruments=self.instruments, throttles=throttles)
+        # Stored secrets live beside the event log (in memory beside an injected one), sealed.
+        self.secrets: SecretStore = secrets or open_secret_store(s, "memory://" if event_log is not None else None)
+        self.worker = Worker(
+            self.connectors,
+            self.transport,
+            clock,
+            instruments=self.instruments,
+            throttles=throttles,
+            secrets=secret_lookup(s, self.secrets),
+        )
         self.retention = RetentionSweeper(self.log, self.registry, clock=clock, archive_dir=s.archive_dir)
         try:
             quota_limits = load_quotas(s.quotas_file)
@@ -249,7 +264,7 @@ class Runtime(Lifecycle):
     async def start(self) -> None:
         stack = AsyncExitStack()
         try:
-            for part in (self.log, self.audit, self.registry, self.waits, self.connectors):
+            for part in (self.log, self.audit, self.registry, self.waits, self.secrets, self.connectors):
                 await part.start()
                 stack.push_async_callback(part.stop)
             if self.records is not None:  # its data keys live in the log
@@ -395,7 +410,7 @@ class Runtime(Lifecycle):
         Refused first (``orchestrator.engine.registration``): DefinitionError for a connector this
         process lacks or an unregistered child workflow or version; HookTaken for a webhook
         name another workflow serves."""
-        await check_registration(definition, self.registry, self.connectors.names())
+        await check_registration(definition, self.registry, self.connectors.names(), self.connectors.step_problems)
         stored = await self.registry.register(definition)
         self._latest.pop(stored.name, None)
         for observer in self.definition_observers:
@@ -775,3 +790,24 @@ async def open_audit_trail(settings: Settings) -> AsyncIterator[AuditTrail]:
     trail = AuditTrail(open_backend(AUDIT_LOGS, settings.event_log_url, "audit log"))
     async with trail:
         yield trail
+
+
+def open_secret_store(settings: Settings, url: str | None = None) -> SealedSecrets:
+    """The encrypted secret store beside the event log of ``settings`` (or at ``url``), sealed
+    with ``ORCHESTRATOR_SECRETS_KEY`` (without one it refuses to store); not started."""
+    try:
+        sealer = sealer_from(settings.secrets_key)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    records = open_backend(SECRET_RECORDS, url or settings.event_log_url, "secret store")
+    return SealedSecrets(records, sealer)
+
+
+def secret_lookup(settings: Settings, stored: SecretStore) -> ChainedSecrets:
+    """Where the worker looks a name up: the stored secrets, the secrets directory, then the
+    environment and the secrets file (orchestrator/secrets/stores.py)."""
+    stores: list[SecretStore] = [stored]
+    if settings.secrets_dir:
+        stores.append(DirectorySecrets(settings.secrets_dir))
+    stores.append(SettingsSecrets(settings.secrets))
+    return ChainedSecrets(stores)

@@ -59,6 +59,10 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_ENCRYPTION_CURRENT_KEY": "(the keyring's current key)",
     "ORCHESTRATOR_TRANSITIONS_PLAINTEXT": "false",
     "ORCHESTRATOR_SECRET_<NAME>": "(none)",
+    "ORCHESTRATOR_SECRETS_DIR": "(none)",
+    "ORCHESTRATOR_SECRETS_KEY": "(none: storing secrets is refused)",
+    "ORCHESTRATOR_PYTHON_ALLOW": "(none: no python function may be called)",
+    "ORCHESTRATOR_HTTP_ALLOW": "(none: only public addresses)",
     "ORCHESTRATOR_CONNECTION_<NAME>": "(none)",
 }
 
@@ -105,6 +109,10 @@ class Settings:
     heartbeat_interval: float = 5.0  # seconds between heartbeats in the node directory; 0: none
     nodes_url: str | None = None  # the node directory; default beside the event log
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    secrets_dir: str | None = None  # one file per secret (orchestrator.secrets.stores)
+    secrets_key: str | None = field(default=None, repr=False)  # base64 AES-256 key sealing stored secrets
+    python_allow: tuple[str, ...] = ()  # module prefixes the python connector may call
+    http_allow: tuple[str, ...] = ()  # hosts and CIDRs the http connector may reach beyond public ones
     connections: Mapping[str, str] = field(default_factory=dict, repr=False)  # name -> URL
     # Encryption at rest (docs/security.md): a keyring file, or id=base64 keys; neither: off.
     encryption_keyring: str | None = None
@@ -182,6 +190,10 @@ class Settings:
             heartbeat_interval=_seconds("HEARTBEAT_INTERVAL", get, cls.heartbeat_interval, zero=True),
             nodes_url=get("NODES_URL"),
             secrets=secrets,
+            secrets_dir=get("SECRETS_DIR"),
+            secrets_key=get("SECRETS_KEY"),
+            python_allow=_list(get("PYTHON_ALLOW")),
+            http_allow=_list(get("HTTP_ALLOW")),
             connections={
                 k[len(CONNECTION_PREFIX) :].lower(): v for k, v in env.items() if k.startswith(CONNECTION_PREFIX)
             },
@@ -211,6 +223,11 @@ class Settings:
             secret = f"CONNECTION_{name.upper()}"
             raise SettingsError(f"connection {name!r} is not configured: set {variable} (or secret {secret})")
         return url
+
+
+def _list(raw: str | None) -> tuple[str, ...]:
+    """A comma-separated list (blanks ignored)."""
+    return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
 
 
 def _flag(name: str, get: Callable[[str], str | None], default: bool) -> bool:

@@ -31,6 +31,7 @@ from schemas.definition import (
 from schemas.expressions import ExpressionError, compile_expression, mapping_expressions
 from schemas.graph import Located, Scope, iter_steps, references
 from schemas.isolation import isolation_problems
+from schemas.secrets import OUTSIDE_TASK, mentions_secret, secret_call, subworkflow_problems, task_problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,14 +190,35 @@ def _expressions(definition: WorkflowDefinition, located: list[Located]) -> list
     candidates += [(f"kpis[{index}].value", kpi.value) for index, kpi in enumerate(definition.kpis)]
     for index, trigger in enumerate(definition.triggers):
         candidates += [(f"triggers[{index}].{loc}", expr) for loc, expr in _trigger_expressions(trigger)]
+    secrets_allowed: set[str] = set()  # task inputs: where secret('NAME') may stand
     for item in located:
-        candidates += [(f"{item.location}.{loc}", expr) for loc, expr in _step_expressions(item.step)]
+        for loc, expr in _step_expressions(item.step):
+            candidates.append((f"{item.location}.{loc}", expr))
+            if isinstance(item.step, TaskStep) and loc.startswith("input"):
+                secrets_allowed.add(f"{item.location}.{loc}")
     problems = []
     for location, expression in candidates:
         try:
             compile_expression(expression)
         except ExpressionError as exc:
             problems.append(Problem(location, str(exc)))
+            continue
+        if location not in secrets_allowed and (secret_call(expression) is not None or mentions_secret(expression)):
+            problems.append(Problem(location, OUTSIDE_TASK))
+    return problems + _secrets(located)
+
+
+def _secrets(located: list[Located]) -> list[Problem]:
+    """Malformed secret references (``schemas.secrets``), and references outside task steps."""
+    problems = []
+    for item in located:
+        step = item.step
+        found = []
+        if isinstance(step, TaskStep):
+            found = task_problems(step.config, step.input)
+        elif isinstance(step, SubworkflowStep):
+            found = subworkflow_problems(step.input)
+        problems += [Problem(f"{item.location}.{where}", message) for where, message in found]
     return problems
 
 

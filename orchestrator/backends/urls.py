@@ -45,6 +45,12 @@ SCHEDULE_STATES = {
     "sqlite": "orchestrator.backends.sqlite.schedules:SQLiteSchedules",
     "cassandra": "orchestrator.backends.cassandra.schedules:CassandraSchedules",
 }
+# Sealed secrets, stored beside the event log (orchestrator.secrets.sealed seals them).
+SECRET_RECORDS = {
+    "memory": "orchestrator.backends.memory_secrets:MemorySecretRecords",
+    "sqlite": "orchestrator.backends.sqlite.secrets:SQLiteSecretRecords",
+    "cassandra": "orchestrator.backends.cassandra.secrets:CassandraSecretRecords",
+}
 # Where timers and the wait index live when not configured: next to the event log when it is
 # shared by many processes, else in memory (rebuilt from the log when the process starts).
 PROJECTIONS_BESIDE_LOG = {"cassandra"}

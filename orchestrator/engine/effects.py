@@ -42,6 +42,7 @@ from orchestrator.ports import (
     WaitKey,
 )
 from schemas.definition import SubworkflowStep, TaskStep
+from schemas.secrets import secret_paths
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +285,7 @@ def task_from_event(state: ExecutionState, data: dict[str, Any], *, scheduled_at
         actor=state.started_by,
         scheduled_at=scheduled_at,
         traceparent=state.traceparent,
+        secret_args=data.get("secret_args", []),
     )
 
 
@@ -305,4 +307,5 @@ def task_from_active(
         tenant=state.tenant,
         actor=state.started_by,
         traceparent=state.traceparent,
+        secret_args=[list(path) for path in secret_paths(step.input)],
     )

@@ -10,20 +10,36 @@ registry has no cross-workflow constraint to close that gap.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 from orchestrator.ports import HookTaken, Registry
-from schemas.definition import WebhookTrigger, WorkflowDefinition
+from schemas.definition import TaskStep, WebhookTrigger, WorkflowDefinition
 from schemas.dependencies import children, connector_problems, subworkflow_problems
-from schemas.validation import DefinitionError
+from schemas.graph import iter_steps
+from schemas.validation import DefinitionError, Problem
 
 __all__ = ["check_registration"]
 
 
-async def check_registration(definition: WorkflowDefinition, registry: Registry, connectors: Collection[str]) -> None:
-    """DefinitionError listing unknown connectors and child workflows or versions; then
-    HookTaken when a webhook name belongs to another workflow."""
+StepChecker = Callable[[str, Mapping[str, Any]], list[str]]  # (connector, config) -> problems
+
+
+async def check_registration(
+    definition: WorkflowDefinition,
+    registry: Registry,
+    connectors: Collection[str],
+    step_problems: StepChecker | None = None,
+) -> None:
+    """DefinitionError listing unknown connectors, what a connector refuses in a step's config
+    (``step_problems``: a python function outside the allow-list, an internal topic) and unknown
+    child workflows or versions; then HookTaken when a webhook name belongs to another workflow."""
     problems = connector_problems(definition, connectors)
+    if step_problems is not None:
+        for item in iter_steps(definition.steps):
+            if isinstance(item.step, TaskStep) and item.step.connector in connectors:
+                found = step_problems(item.step.connector, item.step.config)
+                problems += [Problem(f"{item.location}.config", message) for message in found]
     wanted = children(definition) | {definition.name}
     versions = {name: await registry.versions(name) for name in sorted(wanted)}
     problems += subworkflow_problems(definition, versions)

@@ -14,6 +14,7 @@ from typing import Any
 from orchestrator.core.commands import CompleteStep, ErrorInfo, FailStep
 from orchestrator.core.machine import CommandRejected
 from orchestrator.engine.retrying import Backoff, until_done
+from orchestrator.engine.secret_refs import SecretLookup, SecretMissing, SecretResolver, redact, redact_text
 from orchestrator.engine.throttle import Throttles
 from orchestrator.instrumentation import Instruments, StepOutcome, guarded
 from orchestrator.logcontext import bound
@@ -43,8 +44,10 @@ class Worker:
         instruments: Instruments | None = None,
         backoff: Backoff | None = None,
         throttles: Throttles | None = None,
+        secrets: SecretLookup | None = None,
     ) -> None:
         self._connectors = connectors
+        self.secrets = SecretResolver(secrets)  # references resolved here only (engine.secret_refs)
         self._transport = transport
         self._clock = clock
         self.instruments = guarded(instruments)
@@ -84,23 +87,35 @@ class Worker:
             waited = max(self._clock() - task.scheduled_at, 0.0)
             self.instruments.step_queued(task.workflow, task.step, task.connector, waited)
         began = time.perf_counter()
+        secrets: list[str] = []  # the values resolved for this attempt, redacted from what it returns
         try:
             connector = self._connectors.get(task.connector)
+            resolved = await self.secrets.resolve(task)
+            if resolved.values:
+                secrets = resolved.values
+                call = dataclasses.replace(call, config=resolved.config, args=resolved.args)
             output = await asyncio.wait_for(connector.invoke(call), task.timeout_seconds)
+            output = redact(output, secrets)
             strict_json.check(output, "output", max_depth=RESULT_DEPTH)
         except strict_json.StrictJSONError as exc:  # it would fail the same way again
             message = f"{task.connector} step {task.step!r}: {exc} (step outputs must be strict JSON)"
-            await self._fail(task, ErrorInfo("invalid_output", message[:1000], False), began, call)
+            await self._fail(task, ErrorInfo("invalid_output", message[:1000], False), began, call, secrets)
+        except SecretMissing as exc:
+            await self._fail(task, ErrorInfo(exc.type, exc.message[:1000], exc.retryable), began, call)
         except ConnectorError as exc:
-            await self._fail(task, ErrorInfo(exc.type, exc.message, exc.retryable), began, call)
+            await self._fail(task, ErrorInfo(exc.type, exc.message, exc.retryable), began, call, secrets)
         except TimeoutError:
             timeout = ErrorInfo("timeout", f"no answer within {task.timeout_seconds}s", True)
             await self._fail(task, timeout, began, call)
         except (TypeError, ValueError) as exc:
-            await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True), began, call)
+            await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True), began, call, secrets)
         except Exception as exc:  # a connector bug must not kill the worker
-            log.exception("connector %s failed on %s", task.connector, task.attempt_id)
-            await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True), began, call)
+            if secrets:  # a traceback would carry the values: log the redacted message only
+                what = f"{type(exc).__name__}: {redact_text(str(exc), secrets)}"
+                log.error("connector %s failed on %s: %s", task.connector, task.attempt_id, what)
+            else:
+                log.exception("connector %s failed on %s", task.connector, task.attempt_id)
+            await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True), began, call, secrets)
         else:
             self._finished(task, "succeeded", began)
             await self._answer(
@@ -119,7 +134,11 @@ class Worker:
         workflow, step, connector = task.workflow, task.step, task.connector
         self.instruments.step_finished(workflow, step, connector, task.attempt, outcome, seconds)
 
-    async def _fail(self, task: StepTask, error: ErrorInfo, began: float, call: StepCall) -> None:
+    async def _fail(
+        self, task: StepTask, error: ErrorInfo, began: float, call: StepCall, secrets: list[str] | None = None
+    ) -> None:
+        if secrets:
+            error = ErrorInfo(redact_text(error.type, secrets), redact_text(error.message, secrets), error.retryable)
         outcome: StepOutcome = "retryable" if error.retryable else "failed"
         self._finished(task, "timeout" if error.type == "timeout" else outcome, began)
         await self._answer(

@@ -12,9 +12,11 @@ import pytest
 from connectors.base import ConnectorError, StepCall
 from connectors.defaults import default_connectors
 from connectors.python import THREAD_NAME_PREFIX, PythonConnector
+from orchestrator.settings import Settings
 from tests.unit import python_funcs
 
 MODULE = "tests.unit.python_funcs"
+ALLOW = ("tests.unit",)  # the python connector calls only allowed modules
 
 
 def make_call(function: str, args: Any = None, **fields: Any) -> StepCall:
@@ -32,7 +34,7 @@ def make_call(function: str, args: Any = None, **fields: Any) -> StepCall:
 
 @pytest.fixture
 async def connector() -> AsyncIterator[PythonConnector]:
-    async with PythonConnector(max_threads=2) as started:
+    async with PythonConnector(max_threads=2, allow=ALLOW) as started:
         yield started
 
 
@@ -147,7 +149,7 @@ async def test_context_variables_reach_the_thread(connector: PythonConnector) ->
 
 
 async def test_stop_waits_for_running_sync_calls() -> None:
-    connector = PythonConnector(max_threads=1)
+    connector = PythonConnector(max_threads=1, allow=ALLOW)
     await connector.start()
     running = asyncio.create_task(
         connector.invoke(make_call(f"{MODULE}:sleep_then_name", {"seconds": 0.2, "marker": "m1"}))
@@ -159,7 +161,7 @@ async def test_stop_waits_for_running_sync_calls() -> None:
 
 
 async def test_invoke_needs_start() -> None:
-    connector = PythonConnector()
+    connector = PythonConnector(allow=ALLOW)
     with pytest.raises(RuntimeError):
         await connector.invoke(make_call(f"{MODULE}:add", {"a": 1, "b": 2}))
     await connector.start()
@@ -169,7 +171,7 @@ async def test_invoke_needs_start() -> None:
 
 
 async def test_default_connectors() -> None:
-    connectors = default_connectors(python_threads=2)
+    connectors = default_connectors(python_threads=2, settings=Settings(python_allow=ALLOW))
     assert connectors.names() == ["amqp.publish", "http", "kafka.publish", "noop", "python"]
     async with connectors:
         noop = connectors.get("noop")

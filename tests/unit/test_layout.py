@@ -45,12 +45,15 @@ RULES: dict[str, tuple[str, ...]] = {
     # Analytics: the pure fold, sketches and queries over aggregate cells, the store port and the
     # projection following the feed into it.
     "orchestrator.analytics": (*BASE, "orchestrator.analytics"),
+    # Secret stores and their sealing: a leaf over the base.
+    "orchestrator.secrets": (*BASE, "orchestrator.secrets"),
     "orchestrator.runtime": (
         *BASE,
         "orchestrator.analytics",
         "orchestrator.cluster",
         "orchestrator.limits",
         "orchestrator.audit",
+        "orchestrator.secrets",
         "orchestrator.engine",
         "orchestrator.history",
         "orchestrator.projections",
@@ -76,6 +79,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "orchestrator.cluster",
         "orchestrator.audit",
         "orchestrator.limits",
+        "orchestrator.secrets",
     ),
     "triggers": (
         *BASE,

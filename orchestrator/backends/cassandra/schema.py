@@ -261,6 +261,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             " body text)",
         ),
     ),
+    Migration(
+        13,
+        "secrets: sealed secret values (ciphertext only) by tenant and name",
+        (
+            "CREATE TABLE IF NOT EXISTS {ks}.secrets (tenant text, name text, sealed blob,"
+            " key_id text, created_at text, updated_at text, PRIMARY KEY ((tenant), name))",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -1,0 +1,1 @@
+"""Secret stores (environment, file, directory, encrypted beside the event log) and their sealing."""
