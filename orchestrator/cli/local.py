@@ -185,6 +185,7 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
         port=args.port,
         definitions=tuple(str(p) for p in sorted(examples.glob("*.yaml"))),
         secrets={**settings.secrets, DEMO_SECRET_NAME: secret},
+        python_allow=settings.python_allow or ("examples",),  # the example functions, nothing else
     )
     out.line(f"1. starting the orchestrator (event log {settings.event_log_url})")
     return asyncio.run(_demo(settings, examples, secret, out))

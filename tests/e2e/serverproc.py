@@ -23,12 +23,16 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 
 
+TEST_PYTHON_ALLOW = "examples,tests"
+
+
 def cli_env(event_log_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for CLI subprocesses: the repo importable, the event log in tmp."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env["ORCHESTRATOR_EVENT_LOG_URL"] = event_log_url
     env["PYTHONUNBUFFERED"] = "1"
+    env["ORCHESTRATOR_PYTHON_ALLOW"] = TEST_PYTHON_ALLOW  # the step functions of examples and tests
     env.update(extra or {})
     return env
 

@@ -152,7 +152,7 @@ def test_run_reports_a_failed_execution_with_exit_1(env: dict[str, str], tmp_pat
     flow.write_text(
         "name: failing\nsteps:\n"
         "  - {name: fetch, type: task, connector: python,"
-        " config: {function: 'no_such_module:f'}}\n"
+        " config: {function: 'tests.no_such_module:f'}}\n"
     )
     result = cli(env, "run", str(flow))
     ok(result, 1)

@@ -12,10 +12,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from connectors.base import ConnectorError, StepCall
+from connectors.egress import EgressPolicy
 from connectors.http import HttpConnector
 
 KEY = "exec-1:fetch:0"
 MAX_BYTES = 4096
+LOCAL = EgressPolicy(["127.0.0.1"])  # the test server is on loopback, which is refused by default
 
 
 def make_call(config: dict[str, Any], args: Any = None, timeout: float | None = None) -> StepCall:
@@ -108,7 +110,7 @@ async def base_url() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[HttpConnector]:
-    async with HttpConnector(max_response_bytes=MAX_BYTES) as connector:
+    async with HttpConnector(max_response_bytes=MAX_BYTES, egress=LOCAL) as connector:
         yield connector
 
 
@@ -278,7 +280,7 @@ async def test_connections_are_pooled(http: HttpConnector, base_url: str) -> Non
 
 
 async def test_invoke_needs_start(base_url: str) -> None:
-    connector = HttpConnector()
+    connector = HttpConnector(egress=LOCAL)
     with pytest.raises(RuntimeError):
         await connector.invoke(make_call({"url": f"{base_url}/json"}))
     async with connector:
