@@ -157,7 +157,7 @@ class PythonConnector(Lifecycle):
                 raise ConnectorError("python.forbidden", problem, retryable=False)
             target = _load(spec)
             defined_in = getattr(target.function, "__module__", None) or type(target.function).__module__
-            if not self.allow.allows_module(defined_in):
+            if not self.allow.allows_definition(spec, defined_in):
                 message = f"{spec!r} is defined in module {defined_in!r}, which {self.allow.describe()}"
                 raise ConnectorError("python.forbidden", message, retryable=False)
             self._targets[spec] = target
@@ -186,6 +186,10 @@ class AllowList:
 
     def allows_module(self, module: str) -> bool:
         return any(module == prefix or module.startswith(prefix + ".") for prefix in self._modules)
+
+    def allows_definition(self, spec: str, module: str) -> bool:
+        """Whether a function found through ``spec`` may run, given the module defining it."""
+        return self.allows_module(module) or (spec in self._functions and spec.partition(":")[0] == module)
 
     def describe(self) -> str:
         if not self.entries:
