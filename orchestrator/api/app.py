@@ -32,6 +32,7 @@ from orchestrator.api.openapi import OpenApi
 from orchestrator.api.quotas import QuotasApi
 from orchestrator.api.replay import ReplayApi
 from orchestrator.api.routes import ROUTE_TABLE, RouteProvider, RouteTable, unguarded
+from orchestrator.api.secrets import SecretsApi
 from orchestrator.api.triggers import TriggerControl, TriggersApi
 from orchestrator.runtime import Runtime
 
@@ -67,7 +68,7 @@ def create_app(
 
 def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvider]:
     """The REST API over one runtime: definitions, executions and events, jobs, replay, triggers,
-    probes, dead letters, the cluster view, the audit trail, quotas, analytics."""
+    probes, dead letters, the cluster view, the audit trail, quotas, analytics, secrets."""
     return [
         DefinitionsApi(runtime),
         ExecutionsApi(runtime),
@@ -80,4 +81,5 @@ def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvi
         AuditApi(runtime.audit),
         QuotasApi(runtime),
         AnalyticsApi(runtime),
+        SecretsApi(runtime),
     ]

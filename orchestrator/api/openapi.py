@@ -143,6 +143,12 @@ SCHEMAS: dict[str, Schema] = {
         "id execution_id command_type error_type error_message attempts parked_at",
     ),
     "DeadLetterPage": _obj({"items": _array(ref("DeadLetter")), "next_cursor": _nullable(STR)}, "items"),
+    "SecretInfo": _obj(
+        {"tenant": STR, "name": STR, "created_at": TIME, "updated_at": TIME, "key_id": STR},
+        "tenant name created_at updated_at key_id",
+    ),
+    "SecretList": _obj({"items": _array(ref("SecretInfo"))}, "items"),
+    "SecretDeleted": _obj({"tenant": STR, "name": STR, "deleted": BOOL}, "tenant name deleted"),
     "DeadLetterRedriven": {"allOf": [ref("DeadLetter"), _obj({"redriven": BOOL}, "redriven")]},
     "CloudEvent": _obj(
         {

@@ -57,6 +57,8 @@ class Permission(StrEnum):
     QUOTAS_READ = "quotas:read"
     AUDIT_READ = "audit:read"
     ANALYTICS_READ = "analytics:read"
+    SECRETS_READ = "secrets:read"  # names and metadata: no route returns a value
+    SECRETS_WRITE = "secrets:write"
 
     @property
     def resource(self) -> str:

@@ -33,6 +33,7 @@ from orchestrator.cli import (
     retention,
     scan,
     schedules,
+    secrets,
     serve,
     triggers,
 )
@@ -47,7 +48,7 @@ from schemas.validation import DefinitionError
 
 GROUPS = (
     local, serve, retention, replay, data, audit, definitions, executions, redrive, triggers, schedules,
-    dead_letters, scan, cluster, quotas, encryption_keys, analytics, report,
+    dead_letters, scan, cluster, quotas, encryption_keys, analytics, report, secrets,
 )  # fmt: skip
 
 
