@@ -95,7 +95,7 @@ def definition(data: dict[str, Any]) -> WorkflowDefinition:
 async def record(url: str) -> list[str]:
     """Run three executions of v1 to the end; register v2..v4 (never run). Their ids, in start order."""
     ids = []
-    async with Runtime(Settings(event_log_url=url)) as runtime:
+    async with Runtime(Settings(event_log_url=url, python_allow=("examples", "tests"))) as runtime:
         stored = await runtime.register(definition(orders()))
         assert stored.version == 1
         for amount in AMOUNTS:
