@@ -56,7 +56,7 @@ async def url(cassandra_keyspace: TestKeyspace, tmp_path: Path) -> str:
 
 
 async def test_long_histories_load_from_snapshots(url: str) -> None:
-    settings = Settings(event_log_url=url, snapshot_every=10, retention_interval=0)
+    settings = Settings(event_log_url=url, snapshot_every=10, retention_interval=0, python_allow=("tests",))
     async with Runtime(settings) as runtime:
         await runtime.register(parse_definition(COUNTER))
         started = await runtime.start_execution("counter", None)

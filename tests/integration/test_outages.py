@@ -42,6 +42,7 @@ async def runtime(kafka_url: str, cassandra_keyspace: TestKeyspace, tmp_path: Pa
     settings = Settings(
         event_log_url=cassandra_keyspace.url,
         transport_url=f"{kafka_url}?commands={prefix}.commands&tasks={prefix}.tasks&group={prefix}&partitions=4",
+        python_allow=("tests",),
     )
     chain = Workflow("chain")
     for index in range(STEPS):
@@ -52,7 +53,7 @@ async def runtime(kafka_url: str, cassandra_keyspace: TestKeyspace, tmp_path: Pa
             input={"n": "input.n" if index == 0 else f"steps.s{index - 1}.n", "seconds": "`0.1`"},
             retry=retry(20, initial_seconds=0.5, max_seconds=5),
         )
-    async with Runtime(settings, connectors=default_connectors()) as runtime:
+    async with Runtime(settings, connectors=default_connectors(settings=settings)) as runtime:
         await runtime.register(chain.build())
         yield runtime
 

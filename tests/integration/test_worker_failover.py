@@ -67,10 +67,11 @@ async def test_sigkill_one_of_two_workers(
         ORCHESTRATOR_EVENT_LOG_URL=cassandra_keyspace.url,
         ORCHESTRATOR_TRANSPORT_URL=transport,
         ORCHESTRATOR_DEFINITIONS=str(definition),
+        ORCHESTRATOR_PYTHON_ALLOW="tests",  # the step functions the workers may call
     )
     logs = [tmp_path / "worker-0.log", tmp_path / "worker-1.log"]
     workers = [spawn_worker(env, log) for log in logs]
-    api = Settings(event_log_url=cassandra_keyspace.url, transport_url=f"{transport}&role=api")
+    api = Settings(event_log_url=cassandra_keyspace.url, transport_url=f"{transport}&role=api", python_allow=("tests",))
     try:
         async with Runtime(api) as runtime:
             for _ in range(300):  # the workers register the definition when they are up
