@@ -109,8 +109,8 @@ async def _registered(settings: Settings) -> list[WorkflowDefinition]:
 
 
 def policy(settings: Settings) -> DefinitionPolicy:
-    """What the deployment allows, as far as the settings say."""
-    return DefinitionPolicy()
+    """What the deployment allows, as far as the settings say (``ORCHESTRATOR_PYTHON_ALLOW``)."""
+    return DefinitionPolicy(python_modules=settings.python_allow)
 
 
 def deployment_facts(settings: Settings) -> DeploymentFacts:

@@ -192,7 +192,9 @@ def _python_function(target: str, step: TaskStep, prefixes: tuple[str, ...]) -> 
     if not isinstance(function, str):
         return
     module = function.partition(":")[0]
-    if not any(module == p.rstrip(".") or module.startswith(p.rstrip(".") + ".") for p in prefixes):
+    if function in prefixes:  # an allow-list entry may name one function (``pkg.mod:f``)
+        return
+    if not any(module == p.rstrip(".") or module.startswith(p.rstrip(".") + ".") for p in prefixes if ":" not in p):
         allowed = ", ".join(prefixes) or "none"
         yield Finding(
             "python-outside-allow-list",

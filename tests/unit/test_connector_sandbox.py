@@ -138,3 +138,19 @@ def test_the_default_set_takes_its_allow_lists_from_settings() -> None:
     assert connectors.step_problems("http", {"url": "http://10.1.1.1/"}) == []
     assert connectors.step_problems("http", {"url": "http://127.0.0.1/"})
     assert connectors.step_problems("noop", {}) == []
+
+
+def test_the_scan_judges_python_steps_by_the_same_allow_list() -> None:
+    from orchestrator.cli.scan import policy
+    from orchestrator.scan.definitions import scan_definition
+
+    steps = [{"name": "run", "type": "task", "connector": "python", "config": {"function": "examples.orders:ship"}}]
+    definition = parse_definition({"name": "w", "steps": steps})
+
+    def kinds(settings: Settings) -> list[str]:
+        return [finding.rule for finding in scan_definition(definition, policy(settings))]
+
+    assert "python-outside-allow-list" in kinds(Settings())  # nothing is allowed by default
+    assert "python-outside-allow-list" not in kinds(Settings(python_allow=("examples",)))
+    assert "python-outside-allow-list" not in kinds(Settings(python_allow=("examples.orders:ship",)))
+    assert "python-outside-allow-list" in kinds(Settings(python_allow=("examples.orders:other",)))
