@@ -40,6 +40,8 @@ def effective_config(settings: Settings) -> dict[str, Any]:
             shown[field.name] = sorted(value)  # names, never values
         elif field.name == "connections":
             shown[field.name] = {name: redact_url(url) for name, url in sorted(value.items())}
+        elif not field.repr:  # a setting kept out of repr() is a secret (the secrets key)
+            shown[field.name] = REDACTED if value else None
         elif isinstance(value, str) and "://" in value:
             shown[field.name] = redact_url(value)
         elif isinstance(value, tuple):

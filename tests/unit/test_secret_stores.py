@@ -107,3 +107,13 @@ async def test_the_chain_takes_the_first_store_that_has_the_name(tmp_path: Path)
     assert await chain.get("default", "A") == "stored"
     assert await chain.get("default", "B") == "env-b"
     assert await chain.get("default", "C") is None
+
+
+def test_the_secrets_key_never_shows_in_the_cluster_view_or_repr() -> None:
+    from orchestrator.cluster.config import effective_config
+
+    key = new_key()
+    settings = Settings(secrets_key=key)
+    shown = effective_config(settings)
+    assert shown["secrets_key"] == "***" and key not in str(shown) and key not in repr(settings)
+    assert effective_config(Settings())["secrets_key"] is None
