@@ -18,6 +18,7 @@ from schemas.builder import Workflow, retry
 from schemas.definition import WorkflowDefinition
 
 MODULE = "tests.e2e.isolated_steps"
+ALLOW = (MODULE,)  # the python connector calls only allowed modules
 
 
 def call(function: str, args: object = None, **config: object) -> StepCall:
@@ -98,7 +99,7 @@ def definition(name: str, function: str, args: dict[str, object], **config: obje
 
 
 async def test_through_the_engine_limits_fail_the_step_with_typed_errors_and_usage_is_recorded(tmp_path: Path) -> None:
-    settings = Settings(event_log_url=f"sqlite:///{tmp_path}/iso.db")
+    settings = Settings(event_log_url=f"sqlite:///{tmp_path}/iso.db", python_allow=ALLOW)
     async with Runtime(settings) as runtime:
         await runtime.register(definition("ok", "echo", {"value": "`7`"}))
         await runtime.register(definition("burner", "burn", {"seconds": "`60`"}, limits={"cpu_seconds": 1}))
@@ -118,7 +119,7 @@ async def test_through_the_engine_limits_fail_the_step_with_typed_errors_and_usa
 async def test_a_timed_out_sync_step_no_longer_blocks_its_retry(tmp_path: Path) -> None:
     """In a thread, a sync function that timed out keeps running; isolated, it is killed and
     the retry starts at once."""
-    settings = Settings(event_log_url=f"sqlite:///{tmp_path}/retry.db")
+    settings = Settings(event_log_url=f"sqlite:///{tmp_path}/retry.db", python_allow=ALLOW)
     flow = Workflow("slow")
     flow.task(
         "s", "python", config={"function": f"{MODULE}:slow_first", "isolation": "process"},
@@ -134,7 +135,7 @@ async def test_a_timed_out_sync_step_no_longer_blocks_its_retry(tmp_path: Path) 
 
 
 async def test_the_default_isolation_comes_from_settings(tmp_path: Path) -> None:
-    settings = Settings(event_log_url=f"sqlite:///{tmp_path}/default.db", python_isolation="process")
+    settings = Settings(event_log_url=f"sqlite:///{tmp_path}/default.db", python_isolation="process", python_allow=ALLOW)
     flow = Workflow("plain")
     flow.task("s", "python", config={"function": f"{MODULE}:echo"})
     async with Runtime(settings) as runtime:

@@ -39,6 +39,11 @@ async def test_nothing_may_be_called_by_default() -> None:
         await refused(connector, f"{FUNCS}:add")
 
 
+async def test_isolated_calls_are_refused_before_any_child_runs_them() -> None:
+    async with PythonConnector(isolation="process") as connector:
+        await refused(connector, "subprocess:getoutput")  # checked in this process, first
+
+
 async def test_allowed_prefixes_and_functions_pass_and_nothing_else() -> None:
     async with PythonConnector(allow=["tests.unit"]) as connector:
         assert await connector.invoke(call({"function": f"{FUNCS}:add"}, {"a": 1, "b": 2})) == 3
