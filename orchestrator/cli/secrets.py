@@ -14,11 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from orchestrator.audit.record import Outcome, Resource
 from orchestrator.cli.args import Parents, store_settings, tenant_arg
 from orchestrator.cli.errors import CliError
+from orchestrator.cli.local import cli_actor
 from orchestrator.cli.output import Output
 from orchestrator.ports import SecretInfo, SecretsUnavailable
-from orchestrator.runtime import open_secret_store
+from orchestrator.runtime import open_audit_trail, open_secret_store
 from orchestrator.secrets.sealing import new_key
 from orchestrator.secrets.stores import MAX_VALUE_BYTES, InvalidSecretName
 from orchestrator.settings import Settings
@@ -90,15 +92,27 @@ def cmd_keygen(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _run(settings: Settings, action: str, tenant: str, *rest: str) -> object:
+    """One action on the store; writes are recorded in the audit trail (never the value)."""
     try:
         async with open_secret_store(settings) as store:
-            if action == "put":
-                return await store.put(tenant, rest[0], rest[1])
-            if action == "delete":
-                return await store.delete(tenant, rest[0])
-            return await store.list(tenant)
+            if action == "list":
+                return await store.list(tenant)
+            done: object = await (
+                store.put(tenant, rest[0], rest[1]) if action == "put" else store.delete(tenant, rest[0])
+            )
     except (SecretsUnavailable, InvalidSecretName) as exc:
         raise CliError(str(exc), 2) from None
+    async with open_audit_trail(settings) as trail:
+        outcome: Outcome = "ok" if done else "failed"
+        verb = "write" if action == "put" else "delete"
+        await trail.record(
+            f"secrets:{verb}",
+            actor=cli_actor(),
+            resource=Resource("secrets", rest[0]),
+            tenant=tenant,
+            outcome=outcome,
+        )
+    return done
 
 
 def _read_value(path: str | None) -> str:

@@ -110,3 +110,11 @@ def test_the_cli_reads_values_from_stdin_or_a_file_never_argv(tmp_path: Path) ->
     assert cli(env, "delete", "TOKEN", "--tenant", "acme").returncode == 1
     keyless = cli({**env, "ORCHESTRATOR_SECRETS_KEY": ""}, "set", "X", stdin="v")
     assert keyless.returncode == 2 and "ORCHESTRATOR_SECRETS_KEY" in keyless.stderr
+    audit = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "audit", "list", "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )
+    records = json.loads(audit.stdout)["items"]
+    writes = [(r["action"], r["resource"]["id"], r["outcome"]) for r in records if r["action"].startswith("secrets:")]
+    assert ("secrets:write", "TOKEN", "ok") in writes and ("secrets:delete", "TOKEN", "failed") in writes
+    assert VALUE not in audit.stdout
