@@ -92,7 +92,7 @@ from orchestrator.ports import (
 from orchestrator.projections.runner import ProjectionRunner
 from orchestrator.secrets.sealed import SealedSecrets
 from orchestrator.secrets.sealing import sealer_from
-from orchestrator.secrets.stores import ChainedSecrets, DirectorySecrets, SettingsSecrets
+from orchestrator.secrets.stores import lookup_chain
 from orchestrator.settings import Settings, SettingsError
 from schemas import strict_json
 from schemas.definition import WorkflowDefinition
@@ -232,14 +232,8 @@ class Runtime(Lifecycle):
         throttles = Throttles(rate_limits, time.monotonic) if rate_limits else None
         # Stored secrets live beside the event log (in memory beside an injected one), sealed.
         self.secrets: SecretStore = secrets or open_secret_store(s, "memory://" if event_log is not None else None)
-        self.worker = Worker(
-            self.connectors,
-            self.transport,
-            clock,
-            instruments=self.instruments,
-            throttles=throttles,
-            secrets=secret_lookup(s, self.secrets),
-        )
+        lookup = lookup_chain(s, self.secrets)  # stored, directory, environment, file
+        self.worker = Worker(self.connectors, self.transport, clock, instruments=self.instruments, throttles=throttles, secrets=lookup)
         self.retention = RetentionSweeper(self.log, self.registry, clock=clock, archive_dir=s.archive_dir)
         try:
             quota_limits = load_quotas(s.quotas_file)
@@ -793,21 +787,10 @@ async def open_audit_trail(settings: Settings) -> AsyncIterator[AuditTrail]:
 
 
 def open_secret_store(settings: Settings, url: str | None = None) -> SealedSecrets:
-    """The encrypted secret store beside the event log of ``settings`` (or at ``url``), sealed
-    with ``ORCHESTRATOR_SECRETS_KEY`` (without one it refuses to store); not started."""
+    """The encrypted secret store beside the event log (or at ``url``), not started."""
     try:
         sealer = sealer_from(settings.secrets_key)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     records = open_backend(SECRET_RECORDS, url or settings.event_log_url, "secret store")
     return SealedSecrets(records, sealer)
-
-
-def secret_lookup(settings: Settings, stored: SecretStore) -> ChainedSecrets:
-    """Where the worker looks a name up: the stored secrets, the secrets directory, then the
-    environment and the secrets file (orchestrator/secrets/stores.py)."""
-    stores: list[SecretStore] = [stored]
-    if settings.secrets_dir:
-        stores.append(DirectorySecrets(settings.secrets_dir))
-    stores.append(SettingsSecrets(settings.secrets))
-    return ChainedSecrets(stores)

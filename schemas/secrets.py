@@ -2,9 +2,11 @@
 
 Two forms, both naming a secret (``NAME``: a letter or ``_``, then letters, digits and ``_``):
 
-- ``secret('NAME')`` as the whole expression of a value in a task step's ``input`` mapping;
+- ``secret('NAME')`` as the whole expression of a value in a task step's ``input`` mapping
+  (input values are expressions);
 - ``{secret: NAME}``, a mapping whose only key is ``secret``, as a value anywhere in a task
-  step's ``config`` or ``input``.
+  step's ``config`` (config values are literal). In an ``input`` mapping such a mapping is an
+  ordinary object whose ``secret`` value is an expression, as before.
 
 The machine never sees a value: evaluating a task's input turns each reference into the
 reference value ``{"secret": "NAME"}``, and ``secret_paths`` lists, from the definition alone,
@@ -96,9 +98,6 @@ def evaluate_input(mapping: Any, context: Any) -> Any:
         name = secret_call(mapping)
         return reference(name) if name is not None else evaluate(mapping, context)
     if isinstance(mapping, dict):
-        name = reference_name(mapping)
-        if name is not None:
-            return reference(name)
         return {key: evaluate_input(value, context) for key, value in mapping.items()}
     if isinstance(mapping, list):
         return [evaluate_input(value, context) for value in mapping]
@@ -110,8 +109,6 @@ def secret_paths(mapping: Any, path: Path = ()) -> list[Path]:
     if isinstance(mapping, str):
         return [path] if secret_call(mapping) is not None else []
     if isinstance(mapping, dict):
-        if reference_name(mapping) is not None:
-            return [path]
         return [found for key, value in mapping.items() for found in secret_paths(value, (*path, key))]
     if isinstance(mapping, list):
         return [found for index, value in enumerate(mapping) for found in secret_paths(value, (*path, index))]
@@ -151,18 +148,8 @@ def task_problems(config: Any, input: Any) -> list[tuple[str, str]]:
         if secret_call(value) is not None or mentions_secret(value):
             message = f"config is not an expression: write {{secret: NAME}} instead of {value[:60]!r}"
             problems.append((f"config{spell(path)}", message))
-    for path, value in _input_values(input):
+    for path, value in _strings(input):
         where = f"input{spell(path)}"
-        if isinstance(value, dict):
-            name = value[REFERENCE_KEY]
-            if not valid_name(name):
-                message = (
-                    f"a mapping with the one key 'secret' is a secret reference; {name!r} is not a "
-                    f"secret name ({_BAD_NAME}); for an object with a key 'secret' write the "
-                    "expression \"{secret: ...}\""
-                )
-                problems.append((where, message))
-            continue
         called = secret_call(value)
         if called is not None and not valid_name(called):
             problems.append((where, f"invalid secret reference {value[:60]!r}: {_BAD_NAME}"))
@@ -170,11 +157,6 @@ def task_problems(config: Any, input: Any) -> list[tuple[str, str]]:
             message = f"secret() must be the whole expression, e.g. secret('API_TOKEN'), not {value[:60]!r}"
             problems.append((where, message))
     return problems
-
-
-def subworkflow_problems(input: Any) -> list[tuple[str, str]]:
-    """References in a subworkflow step's input: a child receives no secrets."""
-    return [(f"input{spell(path)}", OUTSIDE_TASK) for path, value in _input_values(input) if isinstance(value, dict)]
 
 
 def _strings(value: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
@@ -186,15 +168,3 @@ def _strings(value: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _strings(item, (*path, index))
-
-
-def _input_values(mapping: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
-    """The expressions and reference-shaped mappings of an input mapping."""
-    if isinstance(mapping, str) or is_reference_shaped(mapping):
-        yield path, mapping
-    elif isinstance(mapping, dict):
-        for key, item in mapping.items():
-            yield from _input_values(item, (*path, key))
-    elif isinstance(mapping, list):
-        for index, item in enumerate(mapping):
-            yield from _input_values(item, (*path, index))

@@ -31,7 +31,7 @@ from schemas.definition import (
 from schemas.expressions import ExpressionError, compile_expression, mapping_expressions
 from schemas.graph import Located, Scope, iter_steps, references
 from schemas.isolation import isolation_problems
-from schemas.secrets import OUTSIDE_TASK, mentions_secret, secret_call, subworkflow_problems, task_problems
+from schemas.secrets import OUTSIDE_TASK, mentions_secret, secret_call, task_problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,15 +209,11 @@ def _expressions(definition: WorkflowDefinition, located: list[Located]) -> list
 
 
 def _secrets(located: list[Located]) -> list[Problem]:
-    """Malformed secret references (``schemas.secrets``), and references outside task steps."""
+    """Malformed secret references in task steps (``schemas.secrets``)."""
     problems = []
     for item in located:
         step = item.step
-        found = []
-        if isinstance(step, TaskStep):
-            found = task_problems(step.config, step.input)
-        elif isinstance(step, SubworkflowStep):
-            found = subworkflow_problems(step.input)
+        found = task_problems(step.config, step.input) if isinstance(step, TaskStep) else []
         problems += [Problem(f"{item.location}.{where}", message) for where, message in found]
     return problems
 

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import SecretInfo, SecretStore, SecretsUnavailable
+from orchestrator.settings import Settings
 from schemas.secrets import valid_name
 from schemas.tenant import DEFAULT_TENANT
 
-__all__ = ["ChainedSecrets", "DirectorySecrets", "InvalidSecretName", "SettingsSecrets", "check_name"]
+__all__ = ["ChainedSecrets", "DirectorySecrets", "InvalidSecretName", "SettingsSecrets", "check_name", "lookup_chain"]
 
 MAX_VALUE_BYTES = 64 * 1024
 
@@ -123,3 +124,13 @@ class ChainedSecrets(Lifecycle):
             if value is not None:
                 return value
         return None
+
+
+def lookup_chain(settings: Settings, stored: SecretStore) -> ChainedSecrets:
+    """Where the worker looks a name up: the stored secrets, the secrets directory, then the
+    environment and the secrets file."""
+    stores: list[SecretStore] = [stored]
+    if settings.secrets_dir:
+        stores.append(DirectorySecrets(settings.secrets_dir))
+    stores.append(SettingsSecrets(settings.secrets))
+    return ChainedSecrets(stores)
