@@ -1,4 +1,4 @@
-"""Sealed secrets in the event log's keyspace (table ``secrets``, migration 12), one partition
+"""Sealed secrets in the event log's keyspace (table ``secrets``, migration 13), one partition
 per tenant. Ciphertext and metadata only; ``orchestrator.secrets.sealed`` seals."""
 
 from __future__ import annotations
