@@ -12,10 +12,14 @@ from pathlib import Path
 
 from aiohttp import web
 
+from orchestrator.api.access import AccessApi
 from orchestrator.api.app import api_providers, create_app
 from orchestrator.api.auditing import audit_middleware
-from orchestrator.api.routes import RouteProvider
+from orchestrator.api.routes import RouteProvider, route_permission
 from orchestrator.api.schedules import SchedulesApi
+from orchestrator.api.targets import RequestTargets
+from orchestrator.auth.control import AccessControl, access_control, check_exposure
+from orchestrator.auth.middleware import auth_middleware
 from orchestrator.logcontext import bound
 from orchestrator.observability.exposition import MetricsApi, MetricsListener, metrics_middleware
 from orchestrator.observability.prometheus import PrometheusInstruments
@@ -42,6 +46,8 @@ def build_app(
     triggers: TriggerManager | None = None,
     metrics: PrometheusInstruments | None = None,
     schedules: Schedules | None = None,
+    *,
+    control: AccessControl | None = None,
 ) -> web.Application:
     """Every route over one runtime: REST API, OpenAPI, health, triggers, schedules and webhooks.
 
@@ -49,16 +55,25 @@ def build_app(
     the app starts its own that runs no sources (it lists triggers and keeps their overrides).
     ``metrics``: serve them at ``GET /metrics`` and count every request in them.
     ``schedules``: the process's schedules, as for ``triggers`` (without them, the app opens the
-    schedule states for its routes)."""
+    schedule states for its routes).
+
+    With ``settings.auth`` (the default) every API route needs a principal allowed its
+    permission (``orchestrator.auth``); ``control`` holds the authenticators, keys and roles."""
     manager = triggers or TriggerManager(runtime, settings, run_sources=False)
     timetable = schedules or Schedules(runtime, settings)
     webhooks = WebhookEndpoint(runtime, overrides=lambda: manager.overrides)
-    providers: list[RouteProvider] = [*api_providers(runtime, manager), SchedulesApi(timetable), webhooks]
+    control = control or access_control(runtime.access, settings, runtime.clock)
+    providers: list[RouteProvider] = [
+        *api_providers(runtime, manager), SchedulesApi(timetable), AccessApi(control), webhooks
+    ]
     if metrics is not None:
         providers.append(MetricsApi(metrics))
     outer = [metrics_middleware(metrics)] if metrics is not None else []
     # The audit middleware goes first: outside authentication, so it records what auth refused.
     middlewares = [audit_middleware(runtime.audit)]
+    if settings.auth:
+        targets = RequestTargets(runtime)
+        middlewares.append(auth_middleware(control.authenticators, control.catalog, route_permission, targets))
     app = create_app(
         providers,
         max_body_bytes=settings.max_body_bytes,
@@ -177,8 +192,10 @@ async def start_triggers(
 async def run_server(settings: Settings, *, ready: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or cancellation), then close everything in reverse order.
 
-    Invalid definition files fail startup with a DefinitionError naming each file's problems.
+    Invalid definition files fail startup with a DefinitionError naming each file's problems;
+    authentication off on a non-loopback address fails it with Unprotected.
     """
+    check_exposure(settings)
     definitions = load_definitions(settings.definitions)  # before anything opens
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -29,6 +29,7 @@ from orchestrator.analytics.store import AnalyticsSource
 from orchestrator.audit.trail import AuditTrail
 from orchestrator.backends.memory_dead_letters import MemoryDeadLetters
 from orchestrator.backends.urls import (
+    ACCESS_STORES,
     AUDIT_LOGS,
     EVENT_LOGS,
     NODE_DIRECTORIES,
@@ -68,6 +69,7 @@ from orchestrator.instrumentation import Instruments, attach, guarded
 from orchestrator.lifecycle import Lifecycle, Supervised
 from orchestrator.limits.quotas import QuotaFileError, Quotas, load_quotas
 from orchestrator.ports import (
+    AccessStore,
     AuditLog,
     BackendUnavailable,
     DeadLetters,
@@ -87,6 +89,7 @@ from orchestrator.ports import (
     SecretStore,
     Timers,
     Transport,
+    UnknownExecution,
     WaitIndex,
 )
 from orchestrator.projections.runner import ProjectionRunner
@@ -118,7 +121,7 @@ class InputInvalid(ValueError):
         super().__init__("input does not match the input schema: " + "; ".join(map(str, problems)))
 
 
-class ExecutionNotFound(LookupError):
+class ExecutionNotFound(UnknownExecution):
     """No execution with that id in the caller's tenant."""
 
 
@@ -152,6 +155,7 @@ class Runtime(Lifecycle):
         role: str = "library",
         audit_log: AuditLog | None = None,
         secrets: SecretStore | None = None,
+        access: AccessStore | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         s = self.settings
@@ -172,6 +176,9 @@ class Runtime(Lifecycle):
         projections = projection_url(s.event_log_url)
         self.timers: Timers = timers or open_backend(TIMERS, s.timers_url or projections, "timers", clock)
         self.waits: WaitIndex = waits or open_backend(WAIT_INDEXES, s.waits_url or projections, "wait index")
+        # API keys and custom roles, beside the event log it opened by URL (by hand: in memory).
+        access_url = s.event_log_url if event_log is None else "memory://"
+        self.access: AccessStore = access or open_backend(ACCESS_STORES, access_url, "access store")
         self.connectors = connectors or default_connectors(s.python_threads, s)
         self.instruments = guarded(instruments)  # see orchestrator.instrumentation; triggers read it here
         self.records = encryption.attach_records(self.transport, self.codec)  # Kafka records
@@ -258,7 +265,7 @@ class Runtime(Lifecycle):
     async def start(self) -> None:
         stack = AsyncExitStack()
         try:
-            for part in (self.log, self.audit, self.registry, self.waits, self.secrets, self.connectors):
+            for part in (self.log, self.audit, self.registry, self.waits, self.secrets, self.access, self.connectors):
                 await part.start()
                 stack.push_async_callback(part.stop)
             if self.records is not None:  # its data keys live in the log
@@ -590,6 +597,7 @@ class Runtime(Lifecycle):
                 execution_id=execution_id, now=self.clock(), actor=actor or LIBRARY_ACTOR, reason=reason
             ),
             effects_may_fail=True,
+            tenant=tenant,
         )
         return await self.state(execution_id, tenant=tenant)
 
@@ -622,6 +630,7 @@ class Runtime(Lifecycle):
                 reason=reason,
             ),
             effects_may_fail=True,
+            tenant=tenant,
         )
         return await self.state(execution_id, tenant=tenant)
 
@@ -659,6 +668,7 @@ class Runtime(Lifecycle):
                     reason=reason,
                 ),
                 effects_may_fail=True,
+                tenant=tenant,
             )
             if committed is not None:
                 delivered.append(execution_id)
@@ -756,6 +766,17 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+@contextlib.asynccontextmanager
+async def open_access_store(settings: Settings) -> AsyncIterator[AccessStore]:
+    """The started store of API keys and custom roles (beside the event log), stopped on exit."""
+    store: AccessStore = open_backend(ACCESS_STORES, settings.event_log_url, "access store")
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.stop()
 
 
 @contextlib.asynccontextmanager

@@ -58,6 +58,10 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_ENCRYPTION_KEYS": "(none: encryption at rest off)",
     "ORCHESTRATOR_ENCRYPTION_CURRENT_KEY": "(the keyring's current key)",
     "ORCHESTRATOR_TRANSITIONS_PLAINTEXT": "false",
+    "ORCHESTRATOR_AUTH": "on",
+    "ORCHESTRATOR_KEY_PEPPER": "(none: keys hashed without a pepper)",
+    "ORCHESTRATOR_ROLES_FILE": "(none)",
+    "ORCHESTRATOR_API_KEY": "(none; read by the remote CLI)",
     "ORCHESTRATOR_SECRET_<NAME>": "(none)",
     "ORCHESTRATOR_SECRETS_DIR": "(none)",
     "ORCHESTRATOR_SECRETS_KEY": "(none: storing secrets is refused)",
@@ -108,6 +112,9 @@ class Settings:
     node_id: str | None = None  # this process in the cluster view; default <host>-<pid>-<random>
     heartbeat_interval: float = 5.0  # seconds between heartbeats in the node directory; 0: none
     nodes_url: str | None = None  # the node directory; default beside the event log
+    auth: bool = True  # API requests need a key (docs/security.md); off only on a loopback address
+    key_pepper: str | None = field(default=None, repr=False)  # HMAC key of stored API key hashes
+    roles_file: str | None = None  # custom roles for every tenant (orchestrator/auth/roles.py)
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets_dir: str | None = None  # one file per secret (orchestrator.secrets.stores)
     secrets_key: str | None = field(default=None, repr=False)  # base64 AES-256 key sealing stored secrets
@@ -189,6 +196,9 @@ class Settings:
             node_id=get("NODE_ID"),
             heartbeat_interval=_seconds("HEARTBEAT_INTERVAL", get, cls.heartbeat_interval, zero=True),
             nodes_url=get("NODES_URL"),
+            auth=_flag("AUTH", get, cls.auth),
+            key_pepper=get("KEY_PEPPER"),
+            roles_file=get("ROLES_FILE"),
             secrets=secrets,
             secrets_dir=get("SECRETS_DIR"),
             secrets_key=get("SECRETS_KEY"),
@@ -238,7 +248,7 @@ def _flag(name: str, get: Callable[[str], str | None], default: bool) -> bool:
         return True
     if raw.lower() in ("0", "false", "no", "off"):
         return False
-    raise SettingsError(f"{PREFIX}{name} must be true or false, got {raw!r}")
+    raise SettingsError(f"{PREFIX}{name} must be true or false (on or off), got {raw!r}")
 
 
 def _weights(raw: str | None) -> dict[str, float]:

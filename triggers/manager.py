@@ -137,6 +137,7 @@ class TriggerView:
     stats: dict[str, Any] | None = None
     error: str | None = None
     running_version: int | None = None  # the version whose source runs here (during a takeover)
+    tenant: str = "default"  # of the executions it starts: who may see and switch it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -405,6 +406,7 @@ class TriggerManager(Lifecycle):
             details=trigger_details(definition.name, trigger),
             stats=source.stats.to_dict() if source is not None else None,
             error=slot.error if slot is not None and source is None else None,
+            tenant=str(getattr(trigger, "tenant", "default")),
         )
 
 

@@ -23,8 +23,8 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.api.errors import error_response, response_for
-from orchestrator.api.requests import is_json_type, read_payload
-from orchestrator.api.routes import JSON, Body, Route, path_param
+from orchestrator.api.requests import TENANT_PARAM, is_json_type, read_payload, request_tenant
+from orchestrator.api.routes import JSON, Body, Permission, Route, path_param
 from orchestrator.core.timefmt import parse_rfc3339
 from orchestrator.instrumentation import TriggerOutcome
 from orchestrator.lifecycle import Lifecycle
@@ -130,8 +130,9 @@ class WebhookEndpoint(Lifecycle):
         """Public routes: a hook authenticates its deliveries with its own signature."""
         return [
             Route(
-                "GET", "/hooks", self.list_hooks, None, "listWebhooks",
-                "Webhooks of the latest definitions.", "200:HookList",
+                "GET", "/hooks", self.list_hooks, Permission.TRIGGERS_READ, "listWebhooks",
+                "Webhooks of the latest definitions that start executions in the request's tenant.",
+                "200:HookList", (TENANT_PARAM,),
             ),
             Route(
                 "POST", "/hooks/{name}", self.deliver, None, "deliverWebhook",
@@ -145,6 +146,7 @@ class WebhookEndpoint(Lifecycle):
         ]
 
     async def list_hooks(self, request: web.Request) -> web.Response:
+        tenant = request_tenant(request)
         hooks = [
             {
                 "name": name,
@@ -155,6 +157,7 @@ class WebhookEndpoint(Lifecycle):
                 "enabled": self.enabled(hook),
             }
             for name, hook in self.index.items()
+            if hook.config.tenant == tenant
         ]
         return web.json_response({"hooks": hooks})
 

@@ -15,11 +15,12 @@ from orchestrator.ports import (
     ConcurrencyError,
     HookTaken,
     Overloaded,
+    UnknownExecution,
     UnknownTrigger,
     UnknownWorkflow,
     VersionConflict,
 )
-from orchestrator.runtime import ExecutionNotFound, InputInvalid
+from orchestrator.runtime import InputInvalid
 from schemas.envelope import EnvelopeError
 from schemas.expressions import ExpressionError
 from schemas.strict_json import StrictJSONError
@@ -69,7 +70,7 @@ def response_for(exc: Exception) -> web.Response | None:
         return error_response(404, "unknown_workflow", str(exc))
     if isinstance(exc, UnknownTrigger):
         return error_response(404, "unknown_trigger", str(exc))
-    if isinstance(exc, ExecutionNotFound):
+    if isinstance(exc, UnknownExecution):  # runtime.ExecutionNotFound, or the engine's check
         return error_response(404, "unknown_execution", str(exc))
     if isinstance(exc, VersionConflict):
         return error_response(409, "version_conflict", str(exc))

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from orchestrator.api import redaction
 from orchestrator.api.auditing import note
 from orchestrator.api.jobs import busy, job_answer
 from orchestrator.api.requests import (
@@ -308,7 +309,8 @@ class ExecutionsApi:
         summary = await self.runtime.summary(execution_id, tenant=tenant)
         state = await self.runtime.state(execution_id, tenant=tenant)
         links = [link_to_dict(link) for link in await self.runtime.links(execution_id, tenant=tenant)]
-        return web.json_response({**summary.to_dict(), **state.to_dict(), "links": links})
+        view = {**summary.to_dict(), **state.to_dict(), "links": links}
+        return web.json_response(view if redaction.payloads_visible(request) else redaction.state(view))
 
     async def history(self, request: web.Request) -> web.Response:
         """One page of CloudEvents after ``after``; ``next_after`` is null on the last page."""
@@ -320,9 +322,12 @@ class ExecutionsApi:
         )
         more = len(events) > params.limit
         events = events[: params.limit]
+        shown = [event.to_cloudevent() for event in events]
+        if not redaction.payloads_visible(request):
+            shown = [redaction.event(event) for event in shown]
         return web.json_response(
             {
-                "events": [event.to_cloudevent() for event in events],
+                "events": shown,
                 "next_after": events[-1].sequence if more else None,
             }
         )
@@ -334,7 +339,8 @@ class ExecutionsApi:
         built = await self.runtime.timeline(
             request.match_info["id"], params.after, params.limit, tenant=request_tenant(request)
         )
-        return web.json_response(built.to_dict())
+        view = built.to_dict()
+        return web.json_response(view if redaction.payloads_visible(request) else redaction.timeline(view))
 
     async def state(self, request: web.Request) -> web.Response:
         """The state folded from the first ``at`` events (the current state without ``at``)."""
@@ -345,7 +351,8 @@ class ExecutionsApi:
                 reason="Invalid Parameter",
                 text=f"at: the execution has only {state.sequence} events (got {params.at})",
             )
-        return web.json_response(state.to_dict())
+        view = state.to_dict()
+        return web.json_response(view if redaction.payloads_visible(request) else redaction.state(view))
 
     async def diff(self, request: web.Request) -> web.Response:
         """Two executions compared: history event by event (first divergence, per-event changes
@@ -353,7 +360,8 @@ class ExecutionsApi:
         found = await self.runtime.diff_executions(
             request.match_info["id"], request.match_info["other"], tenant=request_tenant(request)
         )
-        return web.json_response(found.to_dict())
+        view = found.to_dict()
+        return web.json_response(view if redaction.payloads_visible(request) else redaction.diff(view))
 
     async def cancel(self, request: web.Request) -> web.Response:
         """200 with the cancelled state; 409 when the execution has already finished."""
@@ -362,7 +370,8 @@ class ExecutionsApi:
         state = await self.runtime.cancel(
             request.match_info["id"], body.reason, request_actor(request), tenant=request_tenant(request)
         )
-        return web.json_response(state.to_dict())
+        view = state.to_dict()
+        return web.json_response(view if redaction.payloads_visible(request) else redaction.state(view))
 
     async def signal(self, request: web.Request) -> web.Response:
         """Deliver to the waiting step, or buffer until the execution waits for that name."""

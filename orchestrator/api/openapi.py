@@ -20,6 +20,7 @@ from orchestrator.api.routes import JSON, OPENAPI_PATH, ROUTE_TABLE, Model, Rout
 from orchestrator.ports import ExecutionSummary
 
 REF = "#/components/schemas/{model}"
+BEARER = "bearerAuth"
 STR: Schema = {"type": "string"}
 INT: Schema = {"type": "integer"}
 BOOL: Schema = {"type": "boolean"}
@@ -213,6 +214,40 @@ SCHEMAS: dict[str, Schema] = {
         },
         "workflow version name type enabled running details",
     ),
+    "ApiKey": _obj(
+        {
+            "key_id": STR,
+            "name": STR,
+            "tenant": STR,
+            "roles": {"type": "object", "description": "tenant (or *) -> role names bound there"},
+            "status": {"enum": ["active", "expired", "revoked"]},
+            "owner": _nullable(STR),
+            "created_by": _nullable(STR),
+            "created_at": NUM,
+            "expires_at": _nullable(NUM),
+            "revoked_at": _nullable(NUM),
+            "last_used_at": _nullable(NUM),
+            "rotated_from": _nullable(STR),
+            "replaced_by": _nullable(STR),
+        },
+        "key_id name tenant roles status created_at",
+    ),
+    "ApiKeyList": _obj({"items": _array(ref("ApiKey"))}, "items"),
+    "CreatedApiKey": {
+        "allOf": [
+            ref("ApiKey"),
+            _obj(
+                {"key": {**STR, "description": "The key itself, shown only now."}, "previous": ref("ApiKey")},
+                "key",
+            ),
+        ]
+    },
+    "Role": _obj(
+        {"name": STR, "source": {"enum": ["builtin", "file", "tenant"]}, "grants": _array(STR)},
+        "name source grants",
+    ),
+    "RoleList": _obj({"items": _array(ref("Role"))}, "items"),
+    "DeletedRole": _obj({"name": STR, "source": STR, "deleted": BOOL}, "name deleted"),
     "TriggerList": _obj({"triggers": _array(ref("Trigger")), "runs_sources": BOOL}, "triggers runs_sources"),
     "Schedule": _obj(
         {
@@ -317,7 +352,10 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "object",
                 "description": "first_divergence, same_types, per-event changes (JSON paths), only_in_a/b.",
             },
-            "state": {"type": "object", "description": "status/input/output/error changes; steps added/removed/changed."},
+            "state": {
+                "type": "object",
+                "description": "status/input/output/error changes; steps added/removed/changed.",
+            },
         },
         "a b identical history state",
     ),
@@ -418,7 +456,11 @@ def operation(route: Route) -> Schema:
         "summary": route.summary,
         "x-permission": None if route.permission is None else route.permission.value,
         "responses": _responses(route.responses),
+        "security": [] if route.permission is None else [{BEARER: []}],
     }
+    if route.permission is not None:  # no or a refused key; a permission it lacks
+        for status, answer in _responses("401 403").items():
+            operation["responses"].setdefault(status, answer)
     params = list(route.params)
     declared = {p["name"] for p in params if p.get("in") == "path"}
     params += [
@@ -461,10 +503,23 @@ def document(routes: Iterable[Route]) -> Schema:
             "title": "Workflow orchestrator",
             "version": "1",
             "description": "Errors have one shape: {error: {code, message, details?}}. "
-            "x-permission names what each operation needs (null: public).",
+            "x-permission names what each operation needs (null: public); an operation with "
+            "x-permission payloads:read answers with payloads redacted to a caller allowed only "
+            "executions:read. Authenticate with Authorization: Bearer <API key>.",
         },
         "paths": paths,
-        "components": {"schemas": {**models, **SCHEMAS}},
+        "security": [{BEARER: []}],
+        "components": {
+            "schemas": {**models, **SCHEMAS},
+            "securitySchemes": {
+                BEARER: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "API key orch_<id>_<secret><checksum>",
+                    "description": "An API key (orchestrator keys create); docs/security.md.",
+                }
+            },
+        },
     }
 
 

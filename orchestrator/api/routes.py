@@ -55,10 +55,16 @@ class Permission(StrEnum):
     DEADLETTERS_REDRIVE = "deadletters:redrive"
     CLUSTER_READ = "cluster:read"
     QUOTAS_READ = "quotas:read"
+    KEYS_READ = "keys:read"
+    KEYS_WRITE = "keys:write"
+    ROLES_READ = "roles:read"
+    ROLES_WRITE = "roles:write"
     AUDIT_READ = "audit:read"
     ANALYTICS_READ = "analytics:read"
     SECRETS_READ = "secrets:read"  # names and metadata: no route returns a value
     SECRETS_WRITE = "secrets:write"
+    TEMPLATES_READ = "templates:read"
+    TEMPLATES_WRITE = "templates:write"
 
     @property
     def resource(self) -> str:

@@ -11,7 +11,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from orchestrator.api.requests import TENANT_PARAM, request_tenant
 from orchestrator.api.routes import Permission, Route, path_param
+from orchestrator.ports import UnknownTrigger
 
 TRIGGERS = "/api/v1/triggers"
 PARAMS = (path_param("workflow", "Workflow name."), path_param("name", "Trigger name."))
@@ -19,6 +21,16 @@ PARAMS = (path_param("workflow", "Workflow name."), path_param("name", "Trigger 
 
 class TriggerListing(Protocol):
     """One trigger as the listing shows it."""
+
+    @property
+    def workflow(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def tenant(self) -> str:
+        """The tenant of the executions it starts: the one that sees and switches it."""
 
     def to_dict(self) -> dict[str, Any]: ...
 
@@ -48,26 +60,26 @@ class TriggersApi:
             Route(
                 "GET", TRIGGERS, self.list_triggers, Permission.TRIGGERS_READ, "listTriggers",
                 "Every trigger of every workflow's latest version: enabled, running here, stats, errors.",
-                "200:TriggerList",
+                "200:TriggerList", (TENANT_PARAM,),
             ),
             Route(
                 "POST", TRIGGERS + "/{workflow}/{name}/enable", self.enable, Permission.TRIGGERS_WRITE,
                 "enableTrigger",
                 "Enable a trigger (a persisted override; every process applies it within a poll interval).",
-                "200:Trigger 404", PARAMS,
+                "200:Trigger 404", (*PARAMS, TENANT_PARAM),
             ),
             Route(
                 "POST", TRIGGERS + "/{workflow}/{name}/disable", self.disable, Permission.TRIGGERS_WRITE,
                 "disableTrigger", "Disable a trigger: its source stops; a disabled webhook answers 404.",
-                "200:Trigger 404", PARAMS,
+                "200:Trigger 404", (*PARAMS, TENANT_PARAM),
             ),
         ]
 
     async def list_triggers(self, request: web.Request) -> web.Response:
-        views = await self.control.views()
-        return web.json_response(
-            {"triggers": [v.to_dict() for v in views], "runs_sources": self.control.run_sources}
-        )
+        """The triggers that start executions in the request's tenant."""
+        tenant = request_tenant(request)
+        views = [view.to_dict() for view in await self.control.views() if view.tenant == tenant]
+        return web.json_response({"triggers": views, "runs_sources": self.control.run_sources})
 
     async def enable(self, request: web.Request) -> web.Response:
         return await self._set(request, True)
@@ -77,5 +89,11 @@ class TriggersApi:
 
     async def _set(self, request: web.Request, enabled: bool) -> web.Response:
         workflow, name = request.match_info["workflow"], request.match_info["name"]
+        tenant = request_tenant(request)
+        if any(
+            view.workflow == workflow and view.name == name and view.tenant != tenant
+            for view in await self.control.views()
+        ):  # another tenant's: as unknown as one that does not exist
+            raise UnknownTrigger(f"workflow {workflow!r} has no trigger {name!r}")
         view = await self.control.set_enabled(workflow, name, enabled)
         return web.json_response(view.to_dict())

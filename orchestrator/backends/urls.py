@@ -21,6 +21,12 @@ AUDIT_LOGS = {  # the audit chain lives beside the event log: opened from the sa
     "memory": "orchestrator.backends.memory_audit:MemoryAuditLog",
     "cassandra": "orchestrator.backends.cassandra.audit:CassandraAuditLog",
 }
+# API keys and custom roles (orchestrator/auth), in the event log's backend.
+ACCESS_STORES = {
+    "sqlite": "orchestrator.backends.sqlite.access:SQLiteAccessStore",
+    "memory": "orchestrator.backends.memory_access:MemoryAccessStore",
+    "cassandra": "orchestrator.backends.cassandra.access:CassandraAccessStore",
+}
 TRANSPORTS = {
     "inprocess": "orchestrator.backends.inprocess:InProcessTransport",
     "memory": "orchestrator.backends.inprocess:InProcessTransport",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -22,6 +23,7 @@ from orchestrator.cli.output import Output
 
 API = "/api/v1"
 TENANT_HEADER = "X-Orchestrator-Tenant"  # the tenant the server works in for this client
+API_KEY_VARIABLE = "ORCHESTRATOR_API_KEY"  # sent as Authorization: Bearer <key>
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 POLL_SECONDS = 0.2
 HISTORY_PAGE = 500
@@ -32,9 +34,12 @@ Command = Callable[["Client", argparse.Namespace, Output], Awaitable[int]]
 class Client:
     """A JSON client for one server and tenant: ``async with Client(url) as client``."""
 
-    def __init__(self, url: str, timeout: float = 30.0, tenant: str | None = None) -> None:
+    def __init__(
+        self, url: str, timeout: float = 30.0, tenant: str | None = None, api_key: str | None = None
+    ) -> None:
         self.url = url.rstrip("/")
-        self.tenant = tenant  # sent as X-Orchestrator-Tenant; None: the server's default
+        self.tenant = tenant  # sent as X-Orchestrator-Tenant; None: the key's (or the server's default)
+        self.api_key = api_key
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -65,6 +70,8 @@ class Client:
         sent = {"Content-Type": "application/json", **(headers or {})} if payload else dict(headers or {})
         if self.tenant is not None:
             sent[TENANT_HEADER] = self.tenant
+        if self.api_key is not None:
+            sent["Authorization"] = f"Bearer {self.api_key}"
         try:
             async with self._session.request(
                 method, self.url + path, data=payload, params=params, headers=sent
@@ -125,6 +132,9 @@ def _http_error(method: str, path: str, status: int, body: Any) -> CliError:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         return CliError(f"{method} {path} answered {status}: {str(body)[:200]}")
+    if status == 401:
+        hint = f"set {API_KEY_VARIABLE} to a key ('orchestrator keys create' on the server's store)"
+        return CliError(f"{error.get('message')} ({error.get('code')}, HTTP 401); {hint}")
     details = [
         f"{d.get('location')}: {d.get('message')}" if isinstance(d, dict) else str(d)
         for d in error.get("details") or []
@@ -134,11 +144,13 @@ def _http_error(method: str, path: str, status: int, body: Any) -> CliError:
 
 
 def remote(command: Command) -> Handler:
-    """The handler running ``command`` with a client for ``--url`` and ``--tenant``."""
+    """The handler running ``command`` with a client for ``--url``, ``--tenant`` and the key in
+    ``ORCHESTRATOR_API_KEY``."""
 
     def handler(args: argparse.Namespace, out: Output) -> int:
         async def go() -> int:
-            async with Client(args.url, tenant=args.tenant) as client:
+            api_key = os.environ.get(API_KEY_VARIABLE) or None
+            async with Client(args.url, tenant=args.tenant, api_key=api_key) as client:
                 return await command(client, args, out)
 
         return asyncio.run(go())

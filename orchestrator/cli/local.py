@@ -35,6 +35,7 @@ DEMO_EVENT_LOG = "sqlite:///orchestrator-demo.db"
 DEMO_HOOK = "github-push"
 DEMO_SECRET_NAME = "GITHUB_WEBHOOK"
 DEMO_TIMEOUT = 30.0
+DEMO_KEY_SECONDS = 3600.0  # the demo's own API key (operator), revoked when the demo ends
 
 
 def add_commands(sub: Any, parents: Parents) -> None:
@@ -188,10 +189,29 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
         python_allow=settings.python_allow or ("examples",),  # the example functions, nothing else
     )
     out.line(f"1. starting the orchestrator (event log {settings.event_log_url})")
-    return asyncio.run(_demo(settings, examples, secret, out))
+    return asyncio.run(_demo_with_key(settings, examples, secret, out))
 
 
-async def _demo(settings: Settings, examples: Path, secret: str, out: Output) -> int:
+async def _demo_with_key(settings: Settings, examples: Path, secret: str, out: Output) -> int:
+    """The demo, reading back with an operator key made for it (revoked when it ends)."""
+    from orchestrator.auth.control import access_control
+    from orchestrator.runtime import open_access_store
+
+    if not settings.auth:
+        return await _demo(settings, examples, secret, out, None)
+    async with open_access_store(settings) as store:
+        keys = access_control(store, settings).keys
+        created = await keys.create(
+            "demo", "default", {"default": ["operator"]}, expires_in=DEMO_KEY_SECONDS, created_by=cli_actor()
+        )
+    try:
+        return await _demo(settings, examples, secret, out, created.key)
+    finally:
+        async with open_access_store(settings) as store:
+            await access_control(store, settings).keys.revoke(created.record.key_id)
+
+
+async def _demo(settings: Settings, examples: Path, secret: str, out: Output, api_key: str | None) -> int:
     from orchestrator.process import run_server
     from triggers.signatures import GITHUB_HEADER, sign_github
 
@@ -219,7 +239,7 @@ async def _demo(settings: Settings, examples: Path, secret: str, out: Output) ->
         }
         out.line(f"   serving on {url}")
         out.line(f"2. POST {url}/hooks/{DEMO_HOOK}  (GitHub push, signed with {GITHUB_HEADER})")
-        async with Client(url) as client:
+        async with Client(url, api_key=api_key) as client:
             status, answer = await client.call("POST", f"/hooks/{DEMO_HOOK}", data=body, headers=headers)
             out.line(f"   -> {status} {json.dumps(answer)}")
             if answer.get("created") is False:  # a demo run before on this event log

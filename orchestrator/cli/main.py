@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from orchestrator.auth.roles import RoleInvalid
 from orchestrator.backends.urls import UnknownBackend
 from orchestrator.cli import (
     analytics,
@@ -23,8 +24,8 @@ from orchestrator.cli import (
     data,
     dead_letters,
     definitions,
-    encryption_keys,
     executions,
+    keys,
     local,
     quotas,
     redrive,
@@ -47,8 +48,8 @@ from orchestrator.settings import Settings, SettingsError
 from schemas.validation import DefinitionError
 
 GROUPS = (
-    local, serve, retention, replay, data, audit, definitions, executions, redrive, triggers, schedules,
-    dead_letters, scan, cluster, quotas, encryption_keys, analytics, report, secrets,
+    local, serve, keys, retention, replay, data, audit, definitions, executions, redrive, triggers, schedules,
+    dead_letters, scan, cluster, quotas, analytics, report, secrets,
 )  # fmt: skip
 
 
@@ -75,7 +76,7 @@ def _error_of(exc: BaseException) -> CliError | None:
         return CliError("invalid workflow definition", 2, problem_lines(exc.problems))
     if isinstance(exc, InputInvalid):
         return CliError("the input does not match the input schema", 2, problem_lines(exc.problems))
-    if isinstance(exc, UnknownWorkflow | SettingsError | UnknownBackend | HookTaken):
+    if isinstance(exc, UnknownWorkflow | SettingsError | UnknownBackend | HookTaken | RoleInvalid):
         return CliError(str(exc), 2)
     if isinstance(exc, BackendUnavailable | OSError):
         return CliError(str(exc))

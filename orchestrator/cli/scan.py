@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
+from orchestrator.auth.apikeys import key_status
 from orchestrator.cli.args import Parents, load_file, store_settings
 from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Output
 from orchestrator.crypto.setup import keyring_of
-from orchestrator.runtime import open_stores
+from orchestrator.runtime import open_access_store, open_stores
 from orchestrator.scan.definitions import DefinitionPolicy, scan_definition
-from orchestrator.scan.deployment import DeploymentFacts, scan_deployment
+from orchestrator.scan.deployment import DeploymentFacts, KeyFact, scan_deployment
 from orchestrator.scan.findings import Finding, Severity, counts, failing, ordered
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
@@ -53,7 +55,10 @@ def cmd_scan(args: argparse.Namespace, out: Output) -> int:
         definitions.extend(asyncio.run(_registered(settings)))
     if not definitions and args.no_deployment:
         raise CliError("nothing to scan: name definition files, or drop --no-deployment", 2)
-    findings = scan_all(definitions, None if args.no_deployment else deployment_facts(settings), policy(settings))
+    facts = None if args.no_deployment else deployment_facts(settings)
+    if facts is not None and args.registry_definitions:  # the store is read: its keys too
+        facts = dataclasses.replace(facts, keys=asyncio.run(_active_keys(settings)))
+    findings = scan_all(definitions, facts, policy(settings))
     failed = bool(failing(findings, threshold))
     if out.json:
         out.value({"findings": [f.to_dict() for f in findings], "counts": counts(findings), "failed": failed})
@@ -120,4 +125,16 @@ def deployment_facts(settings: Settings) -> DeploymentFacts:
         now=time.time(),
         encryption=keyring_of(settings) is not None,  # a malformed keyring is a settings error
         secrets=dict(settings.secrets),
+        auth_required=settings.auth,
     )
+
+
+async def _active_keys(settings: Settings) -> tuple[KeyFact, ...]:
+    """The API keys of the store that still work (expired and revoked ones expose nothing)."""
+    async with open_access_store(settings) as store:
+        now = time.time()
+        return tuple(
+            KeyFact(key.key_id, key.name, key.expires_at)
+            for key in await store.list_keys()
+            if key_status(key, now) == "active"
+        )

@@ -33,7 +33,7 @@ from orchestrator.engine.keyed_locks import KeyedLocks
 from orchestrator.engine.retrying import Redo
 from orchestrator.instrumentation import AppendOutcome, CommandOutcome, Instruments, guarded
 from orchestrator.logcontext import bound
-from orchestrator.ports import ConcurrencyError, EventLog, Registry, Snapshot
+from orchestrator.ports import ConcurrencyError, EventLog, Registry, Snapshot, UnknownExecution
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope, EnvelopeError
 from schemas.graph import WorkflowGraph
@@ -147,17 +147,22 @@ class Engine:
     def forget(self, execution_id: str) -> None:
         self._cache.pop(execution_id, None)
 
-    async def handle(self, command: Command, *, effects_may_fail: bool = False) -> Committed | None:
+    async def handle(
+        self, command: Command, *, effects_may_fail: bool = False, tenant: str | None = None
+    ) -> Committed | None:
         """Apply one command. None when it changed nothing (a stale or duplicate answer).
 
         ``effects_may_fail``: the caller is answered from the commit alone; an observer failing
-        after it is logged instead of raised (see the module docstring)."""
+        after it is logged instead of raised (see the module docstring). ``tenant``: the tenant
+        the caller works in (an API request's); a command for an execution of another tenant
+        is UnknownExecution, checked here where the command is accepted, whatever the caller
+        checked before."""
         began = time.perf_counter()
         outcome: CommandOutcome = "error"
         with bound(execution_id=command.execution_id):  # log lines name the execution
             try:
                 async with self._locks.hold(command.execution_id):
-                    committed, outcome = await self._handle_locked(command)
+                    committed, outcome = await self._handle_locked(command, tenant)
                 if committed is not None:
                     await self._notify(committed, tolerate=effects_may_fail)
             except ExecutionExists:
@@ -239,7 +244,7 @@ class Engine:
         except CommandRejected as exc:
             log.debug("command not applied: %s", exc)
 
-    async def _handle_locked(self, command: Command) -> tuple[Committed | None, CommandOutcome]:
+    async def _handle_locked(self, command: Command, tenant: str | None = None) -> tuple[Committed | None, CommandOutcome]:
         conflicts = 0
         if isinstance(command, ResumeExecution):
             self.forget(command.execution_id)  # another process may have appended: resume the log's state
@@ -250,6 +255,8 @@ class Engine:
             else:
                 cached = await self._load(command.execution_id)
             before = cached.state if cached is not None else None
+            if tenant is not None and before is not None and before.tenant != tenant:
+                raise UnknownExecution(f"no execution {command.execution_id}")
             if cached is not None and (
                 isinstance(command, ResumeExecution)
                 or (command.command_id is not None and command.command_id == cached.last_command_id)

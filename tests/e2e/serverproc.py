@@ -27,12 +27,14 @@ TEST_PYTHON_ALLOW = "examples,tests"
 
 
 def cli_env(event_log_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for CLI subprocesses: the repo importable, the event log in tmp."""
+    """The environment for CLI subprocesses: the repo importable, the event log in tmp, and
+    authentication off (these servers listen on 127.0.0.1; test_auth_http.py tests it on)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env["ORCHESTRATOR_EVENT_LOG_URL"] = event_log_url
     env["PYTHONUNBUFFERED"] = "1"
     env["ORCHESTRATOR_PYTHON_ALLOW"] = TEST_PYTHON_ALLOW  # the step functions of examples and tests
+    env["ORCHESTRATOR_AUTH"] = "off"
     env.update(extra or {})
     return env
 

@@ -57,7 +57,7 @@ class Shop:
 
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    settings = Settings(event_log_url=f"sqlite:///{tmp_path}/analytics.db")
+    settings = Settings(auth=False, event_log_url=f"sqlite:///{tmp_path}/analytics.db")
     async with Runtime(settings, connectors=Connectors([Shop()])) as runtime:
         flow = (
             Workflow("order")
@@ -219,7 +219,7 @@ async def test_a_planted_degradation_is_flagged_over_http() -> None:
     from tests.unit.test_analytics_degradation import DAY, T0, planted
 
     recent, baseline = planted()
-    settings = Settings(event_log_url="memory://")
+    settings = Settings(auth=False, event_log_url="memory://")
     async with Runtime(settings, clock=lambda: T0 + 8 * DAY - 1) as runtime:
         assert runtime.analytics is not None
         await runtime.analytics.store.save([to_row(k, c) for k, c in recent + baseline], [], [])

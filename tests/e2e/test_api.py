@@ -76,7 +76,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def runtime(clock: Clock) -> AsyncIterator[Runtime]:
-    async with Runtime(Settings(event_log_url="memory://"), clock=clock) as runtime:
+    async with Runtime(Settings(auth=False, event_log_url="memory://"), clock=clock) as runtime:
         yield runtime
 
 

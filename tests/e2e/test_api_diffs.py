@@ -40,7 +40,7 @@ def echo(**step_changes: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 async def runtime() -> AsyncIterator[Runtime]:
-    async with Runtime(Settings(event_log_url="memory://")) as runtime:
+    async with Runtime(Settings(auth=False, event_log_url="memory://")) as runtime:
         yield runtime
 
 

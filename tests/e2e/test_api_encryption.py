@@ -18,8 +18,7 @@ from tests.encryption_kit import MARK, key_text, run_marked
 
 
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        event_log_url=f"sqlite:///{tmp_path}/o.db", retention_interval=0, snapshot_every=0, encryption_keys=key_text("k1")
+    return Settings(auth=False, event_log_url=f"sqlite:///{tmp_path}/o.db", retention_interval=0, snapshot_every=0, encryption_keys=key_text("k1")
     )
 
 

@@ -48,7 +48,7 @@ HOOKED = {
 
 @pytest.fixture
 async def runtime() -> AsyncIterator[Runtime]:
-    async with Runtime(Settings(event_log_url="memory://", retention_interval=0)) as runtime:
+    async with Runtime(Settings(auth=False, event_log_url="memory://", retention_interval=0)) as runtime:
         yield runtime
 
 

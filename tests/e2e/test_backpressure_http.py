@@ -48,7 +48,7 @@ class Gate:
 @pytest.fixture
 async def gated() -> AsyncIterator[tuple[Client, Gate, Runtime]]:
     gate = Gate()
-    settings = Settings(event_log_url="memory://", transport_url="inprocess://?concurrency=1", max_in_flight=LIMIT)
+    settings = Settings(auth=False, event_log_url="memory://", transport_url="inprocess://?concurrency=1", max_in_flight=LIMIT)
     runtime = Runtime(settings, connectors=Connectors([gate]))
     async with runtime, TestClient(TestServer(build_app(runtime, runtime.settings))) as client:
         assert (await client.post("/api/v1/definitions", json=HELD)).status == 201
@@ -80,7 +80,7 @@ async def test_starts_past_the_bound_get_429_then_pass_once_work_drains(gated: t
 
 async def test_zero_turns_the_bound_off() -> None:
     gate = Gate()
-    settings = Settings(event_log_url="memory://", transport_url="inprocess://?concurrency=1", max_in_flight=0)
+    settings = Settings(auth=False, event_log_url="memory://", transport_url="inprocess://?concurrency=1", max_in_flight=0)
     async with Runtime(settings, connectors=Connectors([gate])) as runtime:
         async with TestClient(TestServer(build_app(runtime, runtime.settings))) as client:
             assert (await client.post("/api/v1/definitions", json=HELD)).status == 201

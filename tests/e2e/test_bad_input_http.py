@@ -49,7 +49,7 @@ async def error(response: Any, status: int, code: str, *mentions: str) -> dict[s
 
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    async with Runtime(Settings(event_log_url=f"sqlite:///{tmp_path}/o.db", retention_interval=0)) as runtime:
+    async with Runtime(Settings(auth=False, event_log_url=f"sqlite:///{tmp_path}/o.db", retention_interval=0)) as runtime:
         yield runtime
 
 
@@ -221,7 +221,7 @@ class _Failing(MemoryEventLog):
 
 async def test_contention_is_a_409_or_503_with_retry_after_and_a_bug_a_bare_500() -> None:
     log = _Failing()
-    settings = Settings(event_log_url="memory://", retention_interval=0)
+    settings = Settings(auth=False, event_log_url="memory://", retention_interval=0)
     async with (
         Runtime(settings, event_log=log) as runtime,
         TestClient(TestServer(build_app(runtime, settings))) as client,
@@ -246,7 +246,7 @@ async def test_contention_is_a_409_or_503_with_retry_after_and_a_bug_a_bare_500(
 async def test_a_busy_sqlite_database_is_a_503(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_SECONDS", 0.2)
     path = tmp_path / "busy.db"
-    settings = Settings(event_log_url=f"sqlite:///{path}", retention_interval=0)
+    settings = Settings(auth=False, event_log_url=f"sqlite:///{path}", retention_interval=0)
     async with Runtime(settings) as runtime, TestClient(TestServer(build_app(runtime, settings))) as client:
         other = sqlite3.connect(path, isolation_level=None)  # another process, writing
         other.execute("BEGIN IMMEDIATE")

@@ -44,7 +44,7 @@ def histories() -> tuple[list[Envelope], list[Envelope]]:
 
 @pytest.fixture
 async def client(histories: tuple[list[Envelope], list[Envelope]]) -> AsyncIterator[Client]:
-    async with Runtime(Settings(event_log_url="memory://")) as runtime:
+    async with Runtime(Settings(auth=False, event_log_url="memory://")) as runtime:
         for envelopes in histories:
             await runtime.log.append(envelopes[0].subject, 0, envelopes)
         async with TestClient(TestServer(build_app(runtime, runtime.settings))) as client:

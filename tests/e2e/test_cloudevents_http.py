@@ -63,7 +63,7 @@ DEFINITIONS = [
 
 @pytest.fixture
 async def runtime() -> AsyncIterator[Runtime]:
-    async with Runtime(Settings(event_log_url="memory://")) as runtime:
+    async with Runtime(Settings(auth=False, event_log_url="memory://")) as runtime:
         for definition in DEFINITIONS:
             await runtime.register(parse_definition(definition))
         yield runtime

@@ -30,7 +30,7 @@ LETTERS = "/api/v1/dead-letters/commands"
 
 @pytest.fixture
 async def runtime() -> AsyncIterator[Runtime]:
-    async with Runtime(Settings(event_log_url="memory://", command_attempts=2)) as runtime:
+    async with Runtime(Settings(auth=False, event_log_url="memory://", command_attempts=2)) as runtime:
         await runtime.register(Workflow("work").task("step", "noop").build())
         yield runtime
 

@@ -33,7 +33,7 @@ WAITER = {
 @pytest.fixture
 async def setup() -> AsyncIterator[tuple[Client, Runtime, FaultyLog]]:
     log = FaultyLog(MemoryEventLog())
-    runtime = Runtime(Settings(event_log_url="memory://"), event_log=log)
+    runtime = Runtime(Settings(auth=False, event_log_url="memory://"), event_log=log)
     async with runtime, TestClient(TestServer(build_app(runtime, runtime.settings))) as client:
         assert (await client.post("/api/v1/definitions", json=WAITER)).status == 201
         yield client, runtime, log

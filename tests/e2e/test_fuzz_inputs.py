@@ -96,7 +96,7 @@ hook_names = st.sampled_from(["orders", "gh", "stripe", "generic", "orders-off",
 
 @pytest.fixture
 async def runtime() -> AsyncIterator[Runtime]:
-    settings = Settings(event_log_url="memory://", secrets=SECRETS)
+    settings = Settings(auth=False, event_log_url="memory://", secrets=SECRETS)
     async with Runtime(settings, clock=lambda: NOW) as runtime:
         for definition in DEFINITIONS:
             await runtime.register(definition)

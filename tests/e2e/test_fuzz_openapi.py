@@ -73,7 +73,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 def built_document() -> dict[str, Any]:
     """The OpenAPI document of ``build_app``, built in-process (nothing is started): what the
     server serves, as ``test_the_served_document_is_the_one_fuzzed`` checks."""
-    runtime = Runtime(Settings(event_log_url="memory://"))
+    runtime = Runtime(Settings(auth=False, event_log_url="memory://"))
     return document(build_app(runtime, runtime.settings)[ROUTE_TABLE].routes)
 
 

@@ -28,7 +28,7 @@ def parsed(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 async def test_requests_are_counted_by_route_template_and_status() -> None:
-    settings = Settings(event_log_url="memory://")
+    settings = Settings(auth=False, event_log_url="memory://")
     metrics = PrometheusInstruments(process_metrics=False)
     async with (
         Runtime(settings, instruments=metrics) as runtime,
@@ -56,7 +56,7 @@ async def test_requests_are_counted_by_route_template_and_status() -> None:
 
 
 async def test_the_metrics_route_is_public_and_not_in_the_openapi_document() -> None:
-    settings = Settings(event_log_url="memory://")
+    settings = Settings(auth=False, event_log_url="memory://")
     metrics = PrometheusInstruments(process_metrics=False)
     async with Runtime(settings, instruments=metrics) as runtime:
         async with TestClient(TestServer(build_app(runtime, settings, metrics=metrics))) as client:

@@ -44,7 +44,7 @@ class Gate:
 async def client(tmp_path: Path) -> AsyncIterator[Client]:
     quotas = tmp_path / "quotas.json"
     quotas.write_text(json.dumps({"*": {"payload_bytes": 64}, "acme": {"running": 2, "starts_per_minute": 3}}))
-    settings = Settings(event_log_url="memory://", quotas_file=str(quotas))
+    settings = Settings(auth=False, event_log_url="memory://", quotas_file=str(quotas))
     gate = Gate()
     runtime = Runtime(settings, connectors=Connectors([gate]))
     async with runtime, TestClient(TestServer(build_app(runtime, runtime.settings))) as client:
@@ -72,7 +72,7 @@ async def test_running_and_rate_quotas_refuse_with_their_names(client: Client) -
 async def test_the_start_rate_answers_429_with_retry_after(client: Client, tmp_path: Path) -> None:
     settings_file = tmp_path / "rate.json"
     settings_file.write_text(json.dumps({"acme": {"starts_per_minute": 2}}))
-    runtime = Runtime(Settings(event_log_url="memory://", quotas_file=str(settings_file)))
+    runtime = Runtime(Settings(auth=False, event_log_url="memory://", quotas_file=str(settings_file)))
     async with runtime, TestClient(TestServer(build_app(runtime, runtime.settings))) as rate_client:
         noop = {"name": "quick", "steps": [{"name": "s", "type": "task", "connector": "noop"}]}
         assert (await rate_client.post("/api/v1/definitions", json=noop, headers=ACME)).status == 201
@@ -100,7 +100,7 @@ def test_a_bad_quotas_file_stops_the_process(tmp_path: Path) -> None:
     for text, problem in (("acme: {running: 0}", "positive integer"), ("acme: {cpus: 1}", "unknown quota"), ("- 1", "must map")):
         bad.write_text(text)
         with pytest.raises(SettingsError, match=problem):
-            Runtime(Settings(event_log_url="memory://", quotas_file=str(bad)))
+            Runtime(Settings(auth=False, event_log_url="memory://", quotas_file=str(bad)))
 
 
 async def test_queue_triggers_dead_letter_a_permanent_quota_and_retry_a_passing_one(tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ async def test_queue_triggers_dead_letter_a_permanent_quota_and_retry_a_passing_
     quotas = tmp_path / "q.json"
     quotas.write_text(json.dumps({"*": {"payload_bytes": 32, "running": 1}}))
     gate = Gate()
-    runtime = Runtime(Settings(event_log_url="memory://", quotas_file=str(quotas)), connectors=Connectors([gate]))
+    runtime = Runtime(Settings(auth=False, event_log_url="memory://", quotas_file=str(quotas)), connectors=Connectors([gate]))
     async with runtime:
         await runtime.register(Workflow("held").task("wait", "gate").build())
         router = Router(runtime, "held", KafkaTrigger(name="t", topics=["orders"]))

@@ -70,7 +70,9 @@ FORKED = (
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     steps.reset()
-    async with Runtime(Settings(event_log_url=f"sqlite:///{tmp_path}/redrive.db", python_allow=("tests.e2e",))) as runtime:
+    async with Runtime(
+        Settings(auth=False, event_log_url=f"sqlite:///{tmp_path}/redrive.db", python_allow=("tests.e2e",))
+    ) as runtime:
         for definition in (three(), WAITS, FORKED):
             await runtime.register(definition)
         yield runtime

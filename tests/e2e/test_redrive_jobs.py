@@ -34,7 +34,7 @@ FIX_ALL = {"workflow": "three", "from_failure": True, "dry_run": False}
 
 
 def open_runtime(tmp_path: Path) -> Runtime:
-    return Runtime(Settings(event_log_url=f"sqlite:///{tmp_path}/jobs.db", python_allow=("tests.e2e",)))
+    return Runtime(Settings(auth=False, event_log_url=f"sqlite:///{tmp_path}/jobs.db", python_allow=("tests.e2e",)))
 
 
 @pytest.fixture

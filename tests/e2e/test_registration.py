@@ -37,7 +37,7 @@ def child(workflow: str, version: int | None = None) -> dict[str, Any]:
 
 @pytest.fixture
 async def runtime() -> AsyncIterator[Runtime]:
-    async with Runtime(Settings(event_log_url="memory://")) as runtime:
+    async with Runtime(Settings(auth=False, event_log_url="memory://")) as runtime:
         yield runtime
 
 
@@ -67,7 +67,7 @@ async def test_an_unknown_connector_is_refused_with_the_step_location(runtime: R
 
 async def test_the_connector_set_is_the_runtimes_own() -> None:
     definition = parse_definition(wf("plain", {"name": "t", "type": "task", "connector": "http", "next": "done"}))
-    async with Runtime(Settings(event_log_url="memory://"), connectors=Connectors([NoopConnector()])) as runtime:
+    async with Runtime(Settings(auth=False, event_log_url="memory://"), connectors=Connectors([NoopConnector()])) as runtime:
         with pytest.raises(DefinitionError, match="unknown connector 'http' \\(this process has: noop\\)"):
             await runtime.register(definition)
         noop = parse_definition(wf("plain", {"name": "t", "type": "task", "connector": "noop", "next": "done"}))
@@ -106,7 +106,7 @@ async def test_a_hook_name_of_another_workflow_is_a_409(runtime: Runtime, client
 
 async def test_every_process_refuses_the_same_hook(tmp_path: Path) -> None:
     """Two processes on one registry: the check reads the registry, not an in-process index."""
-    settings = Settings(event_log_url=f"sqlite:///{tmp_path / 'shared.db'}")
+    settings = Settings(auth=False, event_log_url=f"sqlite:///{tmp_path / 'shared.db'}")
     async with Runtime(settings) as first, Runtime(settings) as second:
         await first.register(parse_definition(wf("a", hooks=("orders",))))
         with pytest.raises(HookTaken, match="declared by workflow 'a'"):

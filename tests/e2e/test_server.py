@@ -55,7 +55,7 @@ async def refused(url: str) -> bool:
 
 
 async def test_serves_then_cancel_stops_cleanly(tmp_path: Path) -> None:
-    settings = Settings(
+    settings = Settings(auth=False,
         event_log_url="memory://", port=0, definitions=(str(definitions_dir(tmp_path)),)
     )
     server, url = await serve(settings)
@@ -79,7 +79,7 @@ async def test_serves_then_cancel_stops_cleanly(tmp_path: Path) -> None:
 
 
 async def test_sigterm_stops_the_server(tmp_path: Path) -> None:
-    settings = Settings(event_log_url="memory://", port=0)
+    settings = Settings(auth=False, event_log_url="memory://", port=0)
     server, url = await serve(settings)
     os.kill(os.getpid(), signal.SIGTERM)  # run_server handles it: a clean return, no exception
     await asyncio.wait_for(server, timeout=10)
@@ -94,7 +94,7 @@ async def test_invalid_definitions_fail_startup_listing_every_file(tmp_path: Pat
     )
     (folder / "broken.json").write_text("{not json")
     missing = tmp_path / "missing.yaml"
-    settings = Settings(event_log_url="memory://", port=0, definitions=(str(folder), str(missing)))
+    settings = Settings(auth=False, event_log_url="memory://", port=0, definitions=(str(folder), str(missing)))
     with pytest.raises(DefinitionError) as caught:
         await run_server(settings, ready=lambda url: pytest.fail(f"served on {url}"))
     locations = [problem.location for problem in caught.value.problems]
@@ -109,7 +109,7 @@ async def test_access_log_is_off_unless_asked_for(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, access_log: bool
 ) -> None:
     caplog.set_level("INFO", logger="aiohttp.access")
-    server, url = await serve(Settings(event_log_url="memory://", port=0, access_log=access_log))
+    server, url = await serve(Settings(auth=False, event_log_url="memory://", port=0, access_log=access_log))
     try:
         async with aiohttp.ClientSession() as session, session.get(url + "/healthz") as response:
             assert response.status == 200

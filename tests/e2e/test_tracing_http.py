@@ -39,7 +39,7 @@ async def started_metadata(runtime: Runtime, execution_id: str) -> Any:
 
 async def test_an_api_start_records_the_trace_and_steps_carry_it_on() -> None:
     seen: list[str | None] = []
-    settings = Settings(event_log_url="memory://", http_allow=("127.0.0.1",))  # the echo server is on loopback
+    settings = Settings(auth=False, event_log_url="memory://", http_allow=("127.0.0.1",))  # the echo server is on loopback
     async with TestServer(echo_app(seen)) as target, Runtime(settings) as runtime:
         url = str(target.make_url("/echo"))
         await runtime.register(Workflow("traced").task("call", "http", config={"url": url, "json": {}}).build())
@@ -64,7 +64,7 @@ async def test_an_api_start_records_the_trace_and_steps_carry_it_on() -> None:
 
 
 async def test_a_webhook_start_records_the_trace() -> None:
-    settings = Settings(event_log_url="memory://")
+    settings = Settings(auth=False, event_log_url="memory://")
     async with Runtime(settings) as runtime:
         hooked = Workflow("hooked").webhook("orders").task("wait", "noop").build()
         await runtime.register(hooked)

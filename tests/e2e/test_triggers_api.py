@@ -34,7 +34,7 @@ ORDERS = {
 
 @pytest.fixture
 async def runtime() -> AsyncIterator[Runtime]:
-    async with Runtime(Settings(event_log_url="memory://", retention_interval=0)) as runtime:
+    async with Runtime(Settings(auth=False, event_log_url="memory://", retention_interval=0)) as runtime:
         await runtime.register(WorkflowDefinition.model_validate(ORDERS))
         yield runtime
 

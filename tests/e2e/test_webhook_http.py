@@ -85,7 +85,7 @@ DEFINITIONS = [
 
 @pytest.fixture
 async def runtime() -> AsyncIterator[Runtime]:
-    settings = Settings(event_log_url="memory://", secrets=SECRETS)
+    settings = Settings(auth=False, event_log_url="memory://", secrets=SECRETS)
     async with Runtime(settings, clock=lambda: NOW) as runtime:
         for definition in DEFINITIONS:
             await runtime.register(definition)
@@ -412,7 +412,7 @@ async def test_body_field(client: Client, runtime: Runtime) -> None:
 
 async def test_outcomes_of_known_hooks_are_reported() -> None:
     recorded = RecordingInstruments()
-    settings = Settings(event_log_url="memory://")
+    settings = Settings(auth=False, event_log_url="memory://")
     async with Runtime(settings, clock=lambda: NOW, instruments=recorded) as runtime:
         await runtime.register(DEFINITIONS[0])
         endpoint = WebhookEndpoint(runtime, refresh_interval=0)
@@ -487,7 +487,7 @@ async def test_a_signed_body_field_wins_over_the_unsigned_idempotency_key(client
 
 async def test_the_replay_window_is_exact_across_window_boundaries() -> None:
     now = [1_700_000_050.0]
-    settings = Settings(event_log_url="memory://", secrets=SECRETS)
+    settings = Settings(auth=False, event_log_url="memory://", secrets=SECRETS)
     async with Runtime(settings, clock=lambda: now[0]) as runtime:
         await runtime.register(
             workflow("windowed", {"name": "windowed", "signature": {

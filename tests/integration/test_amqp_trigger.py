@@ -172,7 +172,7 @@ def orders(queue: str, workflow: str = "orders", **trigger: Any) -> dict[str, An
 
 @pytest.fixture
 async def runtime(tmp_path: Path, amqp_url: str) -> AsyncIterator[Runtime]:
-    settings = Settings(
+    settings = Settings(auth=False,
         event_log_url=f"sqlite:///{tmp_path}/amqp.db",
         retention_interval=0,
         connections={"amqp": amqp_url},
@@ -713,7 +713,7 @@ async def test_a_server_killed_between_start_and_ack_gets_every_message_again(
     assert {item["status"] for item in listing} == {"succeeded"}
     # Every message came back after the crash and was recognised: nothing started twice.
     assert (stats["received"], stats["duplicates"], stats["started"]) == (total, total, 0)
-    async with Runtime(Settings(event_log_url=database, retention_interval=0)) as runtime:
+    async with Runtime(Settings(auth=False, event_log_url=database, retention_interval=0)) as runtime:
         got = await inputs(runtime, "crash_orders", total)
         keys = sorted(s.dedup_key or "" for s in await executions(runtime, "crash_orders"))
     assert got == sorted(({"order": i} for i in range(total)), key=json.dumps)

@@ -78,7 +78,7 @@ async def test_poison_commands_are_parked_and_the_partition_moves_on(
     await cassandra_keyspace.empty_once(tmp_path)
     commands = f"{prefix}.commands"
     transport = f"{kafka_url}?commands={commands}&tasks={prefix}.tasks&group={prefix}&partitions=1&command_concurrency=1"
-    settings = Settings(event_log_url=cassandra_keyspace.url, transport_url=transport, command_attempts=3)
+    settings = Settings(auth=False, event_log_url=cassandra_keyspace.url, transport_url=transport, command_attempts=3)
     producer = AIOKafkaProducer(bootstrap_servers=servers(kafka_url))
     async with Runtime(settings) as runtime:
         await runtime.register(work().build())

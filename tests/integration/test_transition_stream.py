@@ -91,7 +91,7 @@ def servers(kafka_url: str) -> list[str]:
 
 
 def runtime_for(tmp_path: Path, kafka_url: str, topic: str) -> Runtime:
-    settings = Settings(
+    settings = Settings(auth=False,
         event_log_url=f"sqlite:///{tmp_path}/events.db",
         transitions_url=f"{kafka_url}?topic={topic}&partitions=3",
         retention_interval=0,
@@ -216,7 +216,7 @@ async def test_with_cassandra_the_stream_follows_the_settled_feed(
 ) -> None:
     """Distributed storage: the exporter publishes from the Cassandra feed, feed_delay later."""
     await cassandra_keyspace.empty_once(tmp_path)
-    settings = Settings(
+    settings = Settings(auth=False,
         event_log_url=f"{cassandra_keyspace.url}?feed_delay=1",
         transitions_url=f"{kafka_url}?topic={topic}&partitions=3",
         retention_interval=0,

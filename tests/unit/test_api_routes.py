@@ -65,7 +65,7 @@ def route(
 
 @pytest.fixture
 def app() -> web.Application:
-    settings = Settings(event_log_url="memory://")
+    settings = Settings(auth=False, event_log_url="memory://")
     return build_app(Runtime(settings), settings)
 
 

@@ -96,6 +96,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "orchestrator.audit",
         "orchestrator.runtime",
         "orchestrator.api",
+        "orchestrator.auth",
         "orchestrator.history",
         "triggers",
         "connectors",

@@ -269,6 +269,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             " key_id text, created_at text, updated_at text, PRIMARY KEY ((tenant), name))",
         ),
     ),
+    Migration(
+        14,
+        "access: API keys by id (the record and its last-used time), the list of key ids, and"
+        " custom roles by tenant",
+        (
+            "CREATE TABLE IF NOT EXISTS {ks}.api_keys (key_id text PRIMARY KEY, tenant text,"
+            " body text, last_used_at double)",
+            "CREATE TABLE IF NOT EXISTS {ks}.api_key_ids (scope text, key_id text,"
+            " PRIMARY KEY ((scope), key_id))",
+            "CREATE TABLE IF NOT EXISTS {ks}.custom_roles (tenant text, name text, grants text,"
+            " PRIMARY KEY ((tenant), name))",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
