@@ -726,6 +726,40 @@ class SecretStore(Protocol):
     """Secret values by (tenant, name), read only by the worker that runs a step
     (``orchestrator/secrets/``). A store may be read-only (``put``/``delete``: SecretsUnavailable)."""
 
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def get(self, tenant: str, name: str) -> str | None:
+        """The value, None when this store has no such secret for that tenant."""
+
+    async def put(self, tenant: str, name: str, value: str) -> SecretInfo:
+        """Create or replace a secret."""
+
+    async def delete(self, tenant: str, name: str) -> bool:
+        """Remove a secret; False when there was none."""
+
+    async def list(self, tenant: str) -> builtins.list[SecretInfo]:
+        """The tenant's secrets by name, without values."""
+
+
+class SecretRecords(Protocol):
+    """Sealed secret values stored beside the event log (memory, SQLite, Cassandra); opaque
+    bytes to the backend. ``orchestrator.secrets.sealed.SealedSecrets`` seals and opens them."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def put_sealed(self, tenant: str, name: str, sealed: bytes, key_id: str, now: str) -> SecretInfo:
+        """Create or replace (keeping ``created_at``)."""
+
+    async def get_sealed(self, tenant: str, name: str) -> bytes | None: ...
+
+    async def delete(self, tenant: str, name: str) -> bool: ...
+
+    async def list(self, tenant: str) -> builtins.list[SecretInfo]: ...
+
 
 # -- access: API keys and custom roles (orchestrator/auth) ------------------------------------
 
@@ -813,35 +847,3 @@ class AccessStore(KeyStore, RoleStore, Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
-
-    async def get(self, tenant: str, name: str) -> str | None:
-        """The value, None when this store has no such secret for that tenant."""
-
-    async def put(self, tenant: str, name: str, value: str) -> SecretInfo:
-        """Create or replace a secret."""
-
-    async def delete(self, tenant: str, name: str) -> bool:
-        """Remove a secret; False when there was none."""
-
-    async def list(self, tenant: str) -> builtins.list[SecretInfo]:
-        """The tenant's secrets by name, without values."""
-
-
-class SecretRecords(Protocol):
-    """Sealed secret values stored beside the event log (memory, SQLite, Cassandra); opaque
-    bytes to the backend. ``orchestrator.secrets.sealed.SealedSecrets`` seals and opens them."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def put_sealed(self, tenant: str, name: str, sealed: bytes, key_id: str, now: str) -> SecretInfo:
-        """Create or replace (keeping ``created_at``)."""
-
-    async def get_sealed(self, tenant: str, name: str) -> bytes | None: ...
-
-    async def delete(self, tenant: str, name: str) -> bool: ...
-
-    async def list(self, tenant: str) -> builtins.list[SecretInfo]: ...
-
-
