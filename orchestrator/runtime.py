@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectors.base import Connectors
 from connectors.defaults import default_connectors
+from orchestrator.access_ports import AccessStore
 from orchestrator.analytics.projection import NAME as ANALYTICS
 from orchestrator.analytics.projection import AnalyticsProjection
 from orchestrator.analytics.reader import AnalyticsReader
@@ -56,7 +57,7 @@ from orchestrator.engine.parking import CommandParking, RetryPolicy
 from orchestrator.engine.recovery import RecoverySweeper, ScannedIdle
 from orchestrator.engine.registration import check_registration
 from orchestrator.engine.retrying import Redo
-from orchestrator.engine.throttle import Throttles, parse_rate_limits
+from orchestrator.engine.throttle import configured_throttles
 from orchestrator.engine.worker import Worker
 from orchestrator.history import pager
 from orchestrator.history import redrive as redrives
@@ -67,9 +68,9 @@ from orchestrator.history.timeline import Timeline, moment_of
 from orchestrator.history.timeline import build as build_timeline
 from orchestrator.instrumentation import Instruments, attach, guarded
 from orchestrator.lifecycle import Lifecycle, Supervised
+from orchestrator.limits.capacity import check_capacity, count_running
 from orchestrator.limits.quotas import QuotaFileError, Quotas, load_quotas
 from orchestrator.ports import (
-    AccessStore,
     AuditLog,
     BackendUnavailable,
     DeadLetters,
@@ -83,7 +84,6 @@ from orchestrator.ports import (
     Link,
     NodeDirectory,
     NodeRecord,
-    Overloaded,
     ParksCommands,
     Registry,
     SecretStore,
@@ -232,11 +232,7 @@ class Runtime(Lifecycle):
             self.projections.add(self.transitions)
             if not self.transport.durable and not self.feed.delay:  # one process: wait for the ack
                 self.engine.observers.append(self.transitions.on_committed)
-        try:
-            rate_limits = parse_rate_limits(s.connector_rate_limits)
-        except ValueError as exc:
-            raise SettingsError(f"ORCHESTRATOR_CONNECTOR_RATE_LIMITS: {exc}") from None
-        throttles = Throttles(rate_limits, time.monotonic) if rate_limits else None
+        throttles = configured_throttles(s.connector_rate_limits, time.monotonic)
         # Stored secrets live beside the event log (in memory beside an injected one), sealed.
         self.secrets: SecretStore = secrets or open_secret_store(s, "memory://" if event_log is not None else None)
         lookup = lookup_chain(s, self.secrets)  # stored, directory, environment, file
@@ -312,27 +308,12 @@ class Runtime(Lifecycle):
         self._stack = stack
 
     async def count_running(self, tenant: str, at_most: int) -> int:
-        """The tenant's running executions, counted up to ``at_most`` (for the quotas)."""
-        count, cursor = 0, None
-        while count < at_most:
-            query = ExecutionQuery(status="running", tenant=tenant, limit=min(at_most - count, 1000), cursor=cursor)
-            page = await self.log.list_executions(query)
-            count += len(page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        return count
+        return await count_running(self.log, tenant, at_most)
 
     def check_capacity(self) -> None:
-        """Overloaded when this process already holds ``max_in_flight`` step tasks (queued or
-        running): a new start would only lengthen the queue. Kafka API processes hold none; their
-        backlog is the topic's, and the workers pause fetching when theirs is full."""
-        limit = self.settings.max_in_flight
-        if limit <= 0 or not isinstance(self.transport, ReportsLoad):
-            return
-        held = self.transport.in_flight()
-        if held >= limit:
-            raise Overloaded(f"this process holds {held} step tasks (at most {limit}); try again shortly", 1.0)
+        """Overloaded past ``max_in_flight`` step tasks here (``orchestrator.limits.capacity``)."""
+        held = self.transport.in_flight() if isinstance(self.transport, ReportsLoad) else None
+        check_capacity(self.transport, held, self.settings.max_in_flight)
 
     def describe_node(self) -> NodeRecord:
         """This process's node record now (what the heartbeat publishes)."""

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from orchestrator.access_ports import ApiKeyRecord, KeyStore
 from orchestrator.auth.keys import PREFIX, Hasher, KeyMalformed, new_key, parse_key
 from orchestrator.auth.principal import AuthenticationFailed, Principal
-from orchestrator.ports import ApiKeyRecord, KeyStore
 
 log = logging.getLogger(__name__)
 DEFAULT_OVERLAP = 86_400.0  # seconds a rotated key keeps working

@@ -9,12 +9,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from orchestrator.access_ports import AccessStore
 from orchestrator.auth.apikeys import ApiKeyAuthenticator, KeyService
 from orchestrator.auth.keys import Hasher
 from orchestrator.auth.policy import RoleCatalog
 from orchestrator.auth.principal import Authenticator
 from orchestrator.auth.roles import load_roles_file
-from orchestrator.ports import AccessStore
 from orchestrator.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)

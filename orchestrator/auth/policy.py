@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from orchestrator.access_ports import RoleStore
 from orchestrator.auth.roles import BUILTIN_ROLES, Grant, RoleInvalid, check_role
-from orchestrator.ports import RoleStore
 
 PAYLOADS_READ = "payloads:read"
 ROLES_TTL = 5.0  # seconds a tenant's custom roles are trusted without asking the store

@@ -21,7 +21,7 @@ import yaml
 # checks they agree), so a custom role naming anything else is refused.
 RESOURCES = frozenset({
     "definitions", "executions", "payloads", "events", "triggers", "replay", "deadletters",
-    "keys", "roles", "audit", "secrets", "templates", "cluster", "quotas", "analytics",
+    "keys", "roles", "audit", "secrets", "templates", "cluster", "quotas", "analytics", "schedules",
 })  # fmt: skip
 ACTIONS = frozenset({
     "read", "write", "start", "cancel", "signal", "redrive", "publish", "verify", "enable",
@@ -73,11 +73,14 @@ def grants(texts: Iterable[str]) -> tuple[Grant, ...]:
     return tuple(Grant.parse(text) for text in texts)
 
 
-VIEWER = ("definitions:read", "executions:read", "triggers:read", "templates:read", "quotas:read", "analytics:read")
+VIEWER = (
+    "definitions:read", "executions:read", "triggers:read", "templates:read", "quotas:read", "analytics:read",
+    "schedules:read",
+)  # fmt: skip
 OPERATOR = (
     *VIEWER, "payloads:read", "executions:start", "executions:cancel", "executions:signal",
     "executions:redrive", "events:publish", "triggers:write", "deadletters:read",
-    "deadletters:redrive", "replay:verify", "cluster:read",
+    "deadletters:redrive", "replay:verify", "cluster:read", "schedules:write",
 )  # fmt: skip
 DEVELOPER = (*OPERATOR, "definitions:write", "templates:write", "secrets:write")
 AUDITOR = (

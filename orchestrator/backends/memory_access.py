@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from dataclasses import replace
 
-from orchestrator.ports import ApiKeyRecord, KeyExists
+from orchestrator.access_ports import ApiKeyRecord, KeyExists
 
 
 class MemoryAccessStore:

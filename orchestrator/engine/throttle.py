@@ -18,6 +18,8 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from orchestrator.settings import SettingsError
+
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
@@ -47,6 +49,15 @@ def parse_rate_limits(text: str | None) -> dict[str, RateLimit]:
         if not key.strip():
             raise ValueError(f"{part!r} names no connector or rate-limit key")
     return limits
+
+
+def configured_throttles(text: str | None, clock: Callable[[], float]) -> Throttles | None:
+    """The throttles ``ORCHESTRATOR_CONNECTOR_RATE_LIMITS`` asks for (None: none); SettingsError."""
+    try:
+        limits = parse_rate_limits(text)
+    except ValueError as exc:
+        raise SettingsError(f"ORCHESTRATOR_CONNECTOR_RATE_LIMITS: {exc}") from None
+    return Throttles(limits, clock) if limits else None
 
 
 class Cell:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.ports import AccessStore, ApiKeyRecord, KeyExists
+from orchestrator.access_ports import AccessStore, ApiKeyRecord, KeyExists
 
 
 def key(key_id: str = "AAAAAAAAAAAA", tenant: str = "default", created_at: float = 100.0) -> ApiKeyRecord:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.access_ports import AccessStore
 from orchestrator.backends.cassandra.access import CassandraAccessStore
 from orchestrator.backends.urls import ACCESS_STORES, open_backend
-from orchestrator.ports import AccessStore
 from tests.contracts.access import AccessStoreContract, key
 from tests.integration.conftest import TestKeyspace
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator.access_ports import AccessStore
 from orchestrator.backends.memory_access import MemoryAccessStore
 from orchestrator.backends.sqlite.access import SQLiteAccessStore
-from orchestrator.ports import AccessStore
 from tests.contracts.access import AccessStoreContract, key
 
 

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from orchestrator.access_ports import ApiKeyRecord
 from orchestrator.auth.apikeys import (
     ApiKeyAuthenticator,
     KeyService,
@@ -18,7 +19,6 @@ from orchestrator.auth.apikeys import (
 from orchestrator.auth.keys import KEY_PATTERN, Hasher, KeyMalformed, format_key, new_key, parse_key
 from orchestrator.auth.principal import AuthenticationFailed
 from orchestrator.backends.memory_access import MemoryAccessStore
-from orchestrator.ports import ApiKeyRecord
 
 
 class Clock:

@@ -19,6 +19,7 @@ CORE = ("orchestrator.core", "schemas")
 # The small shared seams every layer may use: ports, settings, lifecycle, instrumentation.
 SEAMS = (
     "orchestrator.ports",
+    "orchestrator.access_ports",
     "orchestrator.settings",
     "orchestrator.lifecycle",
     "orchestrator.instrumentation",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import json
 
+from orchestrator.access_ports import ApiKeyRecord, KeyExists
 from orchestrator.backends.cassandra.schema import (
     RETRY_ATTEMPTS,
     CassandraBackend,
@@ -18,7 +19,7 @@ from orchestrator.backends.cassandra.schema import (
     backoff,
     describe,
 )
-from orchestrator.ports import ApiKeyRecord, BackendUnavailable, KeyExists
+from orchestrator.ports import BackendUnavailable
 
 _CQL = {
     "get": "SELECT body, last_used_at FROM {ks}.api_keys WHERE key_id = ?",

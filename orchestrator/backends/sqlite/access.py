@@ -10,9 +10,9 @@ import builtins
 import json
 import sqlite3
 
+from orchestrator.access_ports import ApiKeyRecord, KeyExists
 from orchestrator.backends.sqlite import SQLiteSettings, _Database
 from orchestrator.lifecycle import Lifecycle
-from orchestrator.ports import ApiKeyRecord, KeyExists
 
 _DDL = (
     "CREATE TABLE IF NOT EXISTS api_keys (key_id TEXT PRIMARY KEY, tenant TEXT NOT NULL,"
