@@ -56,7 +56,7 @@ class AuditApi:
             tenant=request_tenant(request),
             since=_time(params.since),
             until=_time(params.until),
-            after=int(params.cursor or 0),
+            after=min(int(params.cursor or 0), 2**63 - 1),  # past the last record: an empty page
             limit=params.limit,
         )
         page = await search(self.trail.log, query)

@@ -19,11 +19,14 @@ from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 
 Client = TestClient[web.Request, web.Application]
-VIEWER = {"definitions:read", "executions:read", "triggers:read", "templates:read", "quotas:read", "analytics:read"}
+VIEWER = {
+    "definitions:read", "executions:read", "triggers:read", "templates:read", "quotas:read", "analytics:read",
+    "schedules:read",
+}  # fmt: skip
 OPERATOR = VIEWER | {
     "payloads:read", "executions:start", "executions:cancel", "executions:signal", "executions:redrive",
     "events:publish", "triggers:write", "deadletters:read", "deadletters:redrive", "replay:verify",
-    "cluster:read",
+    "cluster:read", "schedules:write",
 }  # fmt: skip
 DEVELOPER = OPERATOR | {"definitions:write", "templates:write", "secrets:write"}
 AUDITOR = {
@@ -34,7 +37,7 @@ EVERYTHING = {
     "events:publish", "payloads:read", "definitions:read", "definitions:write", "triggers:read",
     "triggers:write", "replay:verify", "deadletters:read", "deadletters:redrive", "keys:read", "keys:write",
     "roles:read", "roles:write", "audit:read", "secrets:read", "secrets:write", "templates:read",
-    "templates:write", "cluster:read", "quotas:read", "analytics:read",
+    "templates:write", "cluster:read", "quotas:read", "analytics:read", "schedules:read", "schedules:write",
 }  # fmt: skip
 EXPECTED = {"viewer": VIEWER, "operator": OPERATOR, "developer": DEVELOPER, "admin": EVERYTHING, "auditor": AUDITOR}
 # Routes answering without payloads to whoever may read executions (docs/security.md).

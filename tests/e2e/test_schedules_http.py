@@ -29,7 +29,7 @@ HELD = {
 
 @pytest.fixture
 async def runtime() -> AsyncIterator[Runtime]:
-    async with Runtime(Settings(event_log_url="memory://", retention_interval=0), clock=lambda: T0) as runtime:
+    async with Runtime(Settings(auth=False, event_log_url="memory://", retention_interval=0), clock=lambda: T0) as runtime:
         await runtime.register(WorkflowDefinition.model_validate(HELD))
         yield runtime
 

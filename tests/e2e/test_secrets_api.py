@@ -41,7 +41,7 @@ async def client_for(settings: Settings) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[Client]:
-    async for c in client_for(Settings(event_log_url="memory://", retention_interval=0, secrets_key=new_key())):
+    async for c in client_for(Settings(auth=False, event_log_url="memory://", retention_interval=0, secrets_key=new_key())):
         yield c
 
 
@@ -66,7 +66,7 @@ async def test_bad_requests_are_clear_errors(client: Client) -> None:
 
 
 async def test_without_a_key_writes_are_refused() -> None:
-    async for client in client_for(Settings(event_log_url="memory://", retention_interval=0)):
+    async for client in client_for(Settings(auth=False, event_log_url="memory://", retention_interval=0)):
         response = await client.put("/api/v1/secrets/TOKEN", json={"value": VALUE})
         assert response.status == 409
         error = (await response.json())["error"]
