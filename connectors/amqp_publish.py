@@ -59,6 +59,7 @@ from connectors.publishing import (
     timeout_of,
 )
 from connectors.tracing import HEADER, has_header, outbound_traceparent
+from orchestrator.tls import amqp_client
 from schemas import cloudevents
 
 if TYPE_CHECKING:
@@ -165,8 +166,10 @@ class AmqpPublishConnector(PooledConnector["_Client"]):
             raise config_error(PREFIX, f"connection {connection!r} is not an amqp:// or amqps:// URL")
         import aio_pika
 
+        url, ssl_context = amqp_client(url)  # our ssl_* options become a context (orchestrator/tls.py)
         robust = await aio_pika.connect_robust(
             url,
+            ssl_context=ssl_context,
             timeout=CONNECT_TIMEOUT,
             client_properties={"connection_name": f"orchestrator.publish.{connection}"},
         )

@@ -124,6 +124,7 @@ class KafkaPublishConnector(PooledConnector["AIOKafkaProducer"]):
             f"orchestrator.publish.{connection}",
             linger_ms=options.linger_ms,
             send_timeout=options.send_timeout,
+            security=options.security,
         )
         try:
             await producer.start()

@@ -759,3 +759,39 @@ class SecretRecords(Protocol):
     async def delete(self, tenant: str, name: str) -> bool: ...
 
     async def list(self, tenant: str) -> builtins.list[SecretInfo]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """A browser session as stored: never its secret, only ``secret_hash`` (SHA-256 of it).
+
+    ``principal`` is the JSON of the principal it acts as (``orchestrator.auth.sessions``
+    encodes it); times are seconds since the epoch; ``revoked_at`` is None until revoked."""
+
+    session_id: str
+    secret_hash: bytes
+    principal: str
+    tenant: str
+    created_at: float
+    expires_at: float
+    revoked_at: float | None = None
+
+
+class SessionStore(Protocol):
+    """Where sessions live, shared by every server process over the same backend.
+
+    A session may be dropped once expired (``get`` may then answer None); a revoked one is kept
+    until it expires, so ``get`` reports the revocation."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def put(self, session: StoredSession) -> None:
+        """Store a new session (ids are random: never reused)."""
+
+    async def get(self, session_id: str) -> StoredSession | None:
+        """The session, or None when unknown (or dropped after expiry)."""
+
+    async def revoke(self, session_id: str, at: float) -> StoredSession | None:
+        """Mark it revoked at ``at`` (an earlier revocation is kept); the session, None if unknown."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+import ssl
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -20,13 +21,19 @@ from orchestrator.api.schedules import SchedulesApi
 from orchestrator.api.targets import RequestTargets
 from orchestrator.auth.control import AccessControl, access_control, check_exposure
 from orchestrator.auth.middleware import auth_middleware
+from orchestrator.api.sessions import AUTHENTICATORS, SessionsApi, csrf_middleware
+from orchestrator.auth.principal import Authenticator
+from orchestrator.auth.sessions import SessionAuthenticator, Sessions
+from orchestrator.auth.tokens import token_authenticators
+from orchestrator.backends.urls import SESSION_STORES, open_backend, sessions_url
 from orchestrator.logcontext import bound
 from orchestrator.observability.exposition import MetricsApi, MetricsListener, metrics_middleware
 from orchestrator.observability.prometheus import PrometheusInstruments
 from orchestrator.observability.sampler import RunningSampler
 from orchestrator.ports import HookTaken, VersionConflict
 from orchestrator.runtime import Runtime
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, SettingsError
+from orchestrator.tls import server_context
 from schemas.definition import WorkflowDefinition
 from schemas.dependencies import dependency_order
 from schemas.loader import load_definition
@@ -48,8 +55,10 @@ def build_app(
     schedules: Schedules | None = None,
     *,
     control: AccessControl | None = None,
+    authenticators: Sequence[Authenticator] = (),
 ) -> web.Application:
-    """Every route over one runtime: REST API, OpenAPI, health, triggers, schedules and webhooks.
+    """Every route over one runtime: REST API, OpenAPI, health, triggers, schedules, webhooks,
+    sessions.
 
     ``triggers``: the process's trigger manager, started and stopped by the caller. Without one,
     the app starts its own that runs no sources (it lists triggers and keeps their overrides).
@@ -58,30 +67,43 @@ def build_app(
     schedule states for its routes).
 
     With ``settings.auth`` (the default) every API route needs a principal allowed its
-    permission (``orchestrator.auth``); ``control`` holds the authenticators, keys and roles."""
+    permission (``orchestrator.auth``); ``control`` holds the key authenticator, keys and roles.
+    ``authenticators``: more bearer authenticators to try before OIDC tokens; a session is opened
+    with any of them. ``app[AUTHENTICATORS]`` is the whole chain, the session cookie last. The
+    session store opens and closes with the app."""
     manager = triggers or TriggerManager(runtime, settings, run_sources=False)
     timetable = schedules or Schedules(runtime, settings)
     webhooks = WebhookEndpoint(runtime, overrides=lambda: manager.overrides)
     control = control or access_control(runtime.access, settings, runtime.clock)
+    store = open_backend(
+        SESSION_STORES, settings.sessions_url or sessions_url(settings.event_log_url), "session store"
+    )
+    sessions = Sessions(store, settings.session_ttl)
+    bearer = [*control.authenticators, *authenticators, *token_authenticators(settings)]
     providers: list[RouteProvider] = [
-        *api_providers(runtime, manager), SchedulesApi(timetable), AccessApi(control), webhooks
+        *api_providers(runtime, manager), SchedulesApi(timetable), AccessApi(control), webhooks,
+        SessionsApi(sessions, bearer),
     ]
     if metrics is not None:
         providers.append(MetricsApi(metrics))
     outer = [metrics_middleware(metrics)] if metrics is not None else []
-    # The audit middleware goes first: outside authentication, so it records what auth refused.
-    middlewares = [audit_middleware(runtime.audit)]
+    # The audit middleware goes first: outside authentication, so it records what auth refused
+    # (and what the CSRF check refused).
+    middlewares = [audit_middleware(runtime.audit), csrf_middleware(settings.allowed_origins)]
     if settings.auth:
         targets = RequestTargets(runtime)
-        middlewares.append(auth_middleware(control.authenticators, control.catalog, route_permission, targets))
+        chain = [*bearer, SessionAuthenticator(sessions)]
+        middlewares.append(auth_middleware(chain, control.catalog, route_permission, targets))
     app = create_app(
         providers,
         max_body_bytes=settings.max_body_bytes,
         middlewares=middlewares,
         outer=outer,
     )
+    app[AUTHENTICATORS] = (*bearer, SessionAuthenticator(sessions))
 
     async def webhook_lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await store.start()
         if schedules is None:
             await timetable.start()
         if triggers is None:
@@ -93,6 +115,7 @@ def build_app(
             await manager.stop()
         if schedules is None:
             await timetable.stop()
+        await store.stop()
 
     app.cleanup_ctx.append(webhook_lifecycle)
     return app
@@ -150,13 +173,22 @@ async def register_definitions(runtime: Runtime, definitions: list[tuple[Path, W
         raise DefinitionError(problems)
 
 
-def bound_url(runner: web.AppRunner, settings: Settings) -> str:
+def server_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The API server's TLS context (ORCHESTRATOR_TLS_CERT and _KEY), None for plain HTTP."""
+    if settings.tls_cert is None and settings.tls_key is None:
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise SettingsError("ORCHESTRATOR_TLS_CERT and ORCHESTRATOR_TLS_KEY must be set together")
+    return server_context(settings.tls_cert, settings.tls_key)
+
+
+def bound_url(runner: web.AppRunner, settings: Settings, scheme: str = "http") -> str:
     """The URL actually listened on (the real port when settings.port is 0)."""
     for address in runner.addresses:
         if isinstance(address, tuple):
             host, port = str(address[0]), int(address[1])
-            return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    return f"http://{settings.host}:{settings.port}"
+            return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+    return f"{scheme}://{settings.host}:{settings.port}"
 
 
 def process_metrics(settings: Settings) -> PrometheusInstruments | None:
@@ -193,10 +225,12 @@ async def run_server(settings: Settings, *, ready: Callable[[str], None] | None 
     """Serve until SIGINT/SIGTERM (or cancellation), then close everything in reverse order.
 
     Invalid definition files fail startup with a DefinitionError naming each file's problems;
-    authentication off on a non-loopback address fails it with Unprotected.
+    authentication off on a non-loopback address fails it with Unprotected; with
+    ORCHESTRATOR_TLS_CERT and ORCHESTRATOR_TLS_KEY it serves HTTPS only.
     """
     check_exposure(settings)
     definitions = load_definitions(settings.definitions)  # before anything opens
+    tls = server_tls(settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     async with AsyncExitStack() as stack:
@@ -211,12 +245,12 @@ async def run_server(settings: Settings, *, ready: Callable[[str], None] | None 
         runner = web.AppRunner(app, handle_signals=False, access_log=access_log)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls)
         await site.start()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
             stack.callback(loop.remove_signal_handler, signum)
-        url = bound_url(runner, settings)
+        url = bound_url(runner, settings, "https" if tls is not None else "http")
         log.info("serving on %s", url)
         if ready is not None:
             ready(url)

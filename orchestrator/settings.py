@@ -62,6 +62,17 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_KEY_PEPPER": "(none: keys hashed without a pepper)",
     "ORCHESTRATOR_ROLES_FILE": "(none)",
     "ORCHESTRATOR_API_KEY": "(none; read by the remote CLI)",
+    "ORCHESTRATOR_TLS_CERT": "(none: plain HTTP)",
+    "ORCHESTRATOR_TLS_KEY": "(none)",
+    "ORCHESTRATOR_OIDC_JWKS": "(none: tokens off)",
+    "ORCHESTRATOR_OIDC_ISSUER": "(none)",
+    "ORCHESTRATOR_OIDC_AUDIENCE": "(none)",
+    "ORCHESTRATOR_OIDC_ALGORITHMS": "RS256,ES256",
+    "ORCHESTRATOR_OIDC_LEEWAY": "30",
+    "ORCHESTRATOR_OIDC_CLAIMS_FILE": "(none: sub, tenant and roles claims)",
+    "ORCHESTRATOR_SESSIONS_URL": "(beside a shared event log, else memory://)",
+    "ORCHESTRATOR_SESSION_TTL": "3600",
+    "ORCHESTRATOR_ALLOWED_ORIGINS": "(none: the server's own origin)",
     "ORCHESTRATOR_SECRET_<NAME>": "(none)",
     "ORCHESTRATOR_SECRETS_DIR": "(none)",
     "ORCHESTRATOR_SECRETS_KEY": "(none: storing secrets is refused)",
@@ -115,6 +126,18 @@ class Settings:
     auth: bool = True  # API requests need a key (docs/security.md); off only on a loopback address
     key_pepper: str | None = field(default=None, repr=False)  # HMAC key of stored API key hashes
     roles_file: str | None = None  # custom roles for every tenant (orchestrator/auth/roles.py)
+    # Transport security, bearer tokens and browser sessions (docs/security.md).
+    tls_cert: str | None = None  # PEM certificate chain: serve HTTPS
+    tls_key: str | None = None  # PEM private key of tls_cert
+    oidc_jwks: str | None = None  # JWKS file or http(s) URL: accept OIDC/JWT bearer tokens
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_algorithms: tuple[str, ...] = ("RS256", "ES256")
+    oidc_leeway: float = 30.0  # seconds of clock skew allowed on exp and nbf
+    oidc_claims_file: str | None = None  # how claims map to tenant and roles (auth/claims.py)
+    sessions_url: str | None = None
+    session_ttl: float = 3600.0  # seconds a browser session lives
+    allowed_origins: tuple[str, ...] = ()  # origins besides the server's own for cookie requests
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets_dir: str | None = None  # one file per secret (orchestrator.secrets.stores)
     secrets_key: str | None = field(default=None, repr=False)  # base64 AES-256 key sealing stored secrets
@@ -199,6 +222,17 @@ class Settings:
             auth=_flag("AUTH", get, cls.auth),
             key_pepper=get("KEY_PEPPER"),
             roles_file=get("ROLES_FILE"),
+            tls_cert=get("TLS_CERT"),
+            tls_key=get("TLS_KEY"),
+            oidc_jwks=get("OIDC_JWKS"),
+            oidc_issuer=get("OIDC_ISSUER"),
+            oidc_audience=get("OIDC_AUDIENCE"),
+            oidc_algorithms=_list(get("OIDC_ALGORITHMS")) or cls.oidc_algorithms,
+            oidc_leeway=_seconds("OIDC_LEEWAY", get, cls.oidc_leeway, zero=True),
+            oidc_claims_file=get("OIDC_CLAIMS_FILE"),
+            sessions_url=get("SESSIONS_URL"),
+            session_ttl=_seconds("SESSION_TTL", get, cls.session_ttl),
+            allowed_origins=_list(get("ALLOWED_ORIGINS")),
             secrets=secrets,
             secrets_dir=get("SECRETS_DIR"),
             secrets_key=get("SECRETS_KEY"),

@@ -47,6 +47,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from orchestrator.tls import amqp_client
 from schemas.cloudevents import from_amqp
 from schemas.definition import AmqpTrigger
 from triggers.inbound import BadMessage, InboundMessage, Outcome, Router, content_identity
@@ -103,7 +104,10 @@ class AmqpTriggerSource:
         """Connect, declare the topology, subscribe; returns once the consumer is registered."""
         url = self.spec.settings.connection(self.trigger.connection)
         name = f"orchestrator trigger {self.spec.workflow}/{self.trigger.name}"
-        self._connection = await aio_pika.connect_robust(url, client_properties={"connection_name": name})
+        url, ssl_context = amqp_client(url)  # our ssl_* options become a context (orchestrator/tls.py)
+        self._connection = await aio_pika.connect_robust(
+            url, ssl_context=ssl_context, client_properties={"connection_name": name}
+        )
         try:
             await self._subscribe(self._connection)
         except BaseException:

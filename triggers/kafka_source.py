@@ -132,6 +132,7 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
                 stage = "start the consumer"
                 self._consumer = AIOKafkaConsumer(
                     bootstrap_servers=list(opts.bootstrap),
+                    **opts.security.client_args(),
                     group_id=self.group,
                     client_id=self.group,
                     enable_auto_commit=False,
@@ -179,14 +180,18 @@ class KafkaTriggerSource(ConsumerRebalanceListener):  # type: ignore[misc]
     def _new_producer(self) -> Any:
         opts = self.options
         return idempotent_producer(
-            opts.bootstrap, f"{self.group}.dlq", linger_ms=opts.linger_ms, send_timeout=opts.send_timeout
+            opts.bootstrap,
+            f"{self.group}.dlq",
+            linger_ms=opts.linger_ms,
+            send_timeout=opts.send_timeout,
+            security=opts.security,
         )
 
     async def _ensure_topics(self, failures: list[Exception]) -> None:
         """Create the trigger topics and the dead-letter topic unless they exist; wait for leaders."""
         opts = self.options
         names = [*self.trigger.topics, self.dead_letter_topic]
-        await ensure_topics(opts.bootstrap, names, opts.partitions, opts.replication, failures)
+        await ensure_topics(opts.bootstrap, names, opts.partitions, opts.replication, failures, security=opts.security)
 
     # -- rebalances (aiokafka calls these from its coordinator) -------------------------------
 

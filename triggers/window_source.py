@@ -168,6 +168,7 @@ class WindowTriggerSource:
         app = faust.App(
             self.app_id,
             broker=[f"kafka://{host}" for host in opts.bootstrap],
+            broker_credentials=opts.security.faust_credentials(),
             store="memory://",
             datadir=str(self.data_dir),
             web_enabled=False,
@@ -361,7 +362,9 @@ class WindowTriggerSource:
         Returns the trigger topics' partitions. (faust creates its own: hits and changelogs.)"""
         opts = self.options
         names = [*self.trigger.topics, self.dead_letter_topic]
-        described = await ensure_topics(opts.bootstrap, names, opts.partitions, opts.replication, failures)
+        described = await ensure_topics(
+            opts.bootstrap, names, opts.partitions, opts.replication, failures, security=opts.security
+        )
         return [
             TopicPartition(topic["topic"], partition["partition"])
             for topic in described
@@ -374,7 +377,10 @@ class WindowTriggerSource:
         faust must read its own topics from the start: so faust resets to ``earliest`` and, for
         a group that never committed on the trigger topics, we commit their end offsets first."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=list(self.options.bootstrap), group_id=self.app_id, enable_auto_commit=False
+            bootstrap_servers=list(self.options.bootstrap),
+            group_id=self.app_id,
+            enable_auto_commit=False,
+            **self.options.security.client_args(),
         )
         await consumer.start()
         try:

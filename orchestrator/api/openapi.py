@@ -56,6 +56,18 @@ SCHEMAS: dict[str, Schema] = {
         {"error": _obj({"code": STR, "message": STR, "details": _array(PROBLEM)}, "code message")},
         "error",
     ),
+    "Session": _obj(
+        {
+            "session_id": STR,
+            "subject": STR,
+            "tenant": STR,
+            "roles": {"type": "object", "description": "Role names by tenant ('*': every tenant)."},
+            "logged_in_with": {"enum": ["key", "token"]},
+            "expires_at": TIME,
+            "csrf_token": {**STR, "description": "Send as X-CSRF-Token on state-changing requests."},
+        },
+        "session_id subject tenant roles expires_at csrf_token",
+    ),
     "DefinitionBrief": _obj({"name": STR, "version": INT, "description": STR, "triggers": _array(OBJ)}),
     "DefinitionList": _obj({"items": _array(ref("DefinitionBrief"))}, "items"),
     "DefinitionVersions": _obj({"name": STR, "versions": _array(INT)}, "name versions"),
@@ -455,6 +467,7 @@ def operation(route: Route) -> Schema:
         "operationId": route.operation_id,
         "summary": route.summary,
         "x-permission": None if route.permission is None else route.permission.value,
+        **({"x-authenticates": True} if route.authenticates else {}),
         "responses": _responses(route.responses),
         "security": [] if route.permission is None else [{BEARER: []}],
     }
@@ -503,9 +516,10 @@ def document(routes: Iterable[Route]) -> Schema:
             "title": "Workflow orchestrator",
             "version": "1",
             "description": "Errors have one shape: {error: {code, message, details?}}. "
-            "x-permission names what each operation needs (null: public); an operation with "
+            "x-permission names what each operation needs (null: public; with x-authenticates "
+            "the operation checks the credential itself); an operation with "
             "x-permission payloads:read answers with payloads redacted to a caller allowed only "
-            "executions:read. Authenticate with Authorization: Bearer <API key>.",
+            "executions:read. Authenticate with Authorization: Bearer <API key or token>.",
         },
         "paths": paths,
         "security": [{BEARER: []}],

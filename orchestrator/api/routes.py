@@ -65,6 +65,7 @@ class Permission(StrEnum):
     SECRETS_WRITE = "secrets:write"
     TEMPLATES_READ = "templates:read"
     TEMPLATES_WRITE = "templates:write"
+    SESSIONS_REVOKE = "sessions:revoke"
 
     @property
     def resource(self) -> str:
@@ -101,7 +102,10 @@ class Route:
     OpenAPI document). ``responses`` is compact: ``"202:StartResult 200:StartResult 400 404"``,
     a status with a component name, or a bare status answered with an Error. ``params`` are
     parameter objects (documented path parameters, headers); ``query`` is the model the handler
-    validates the query with. ``in_openapi=False`` keeps a non-API route out of the document."""
+    validates the query with. ``in_openapi=False`` keeps a non-API route out of the document.
+    ``authenticates=True`` (with no permission) marks a route whose handler checks the credential
+    itself: the session login and logout, reachable before a principal exists, answering 401
+    for a missing or wrong credential; it is not public data."""
 
     method: str
     path: str
@@ -114,12 +118,15 @@ class Route:
     query: type[BaseModel] | None = None
     body: Body | None = None
     in_openapi: bool = True
+    authenticates: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"{self.operation_id}: unknown method {self.method!r}")
         if not self.path.startswith("/"):
             raise ValueError(f"{self.operation_id}: the path {self.path!r} must start with '/'")
+        if self.authenticates and self.permission is not None:
+            raise ValueError(f"{self.operation_id}: a route that authenticates itself declares no permission")
 
     @property
     def public(self) -> bool:
@@ -133,12 +140,14 @@ class RouteProvider(Protocol):
 
 
 def unguarded(routes: Iterable[Route]) -> list[Route]:
-    """The ``/api/`` routes that declare no permission, other than the known public ones."""
+    """The ``/api/`` routes that declare no permission, other than the known public ones and
+    those that authenticate the request themselves."""
     return [
         route
         for route in routes
         if route.path.startswith(API_PREFIX)
         and route.permission is None
+        and not route.authenticates
         and (route.method, route.path) not in PUBLIC_API
     ]
 

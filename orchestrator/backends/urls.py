@@ -6,6 +6,8 @@ import importlib
 from typing import Any
 from urllib.parse import urlsplit
 
+from orchestrator.tls import redact_url
+
 EVENT_LOGS = {
     "sqlite": "orchestrator.backends.sqlite:SQLiteEventLog",
     "memory": "orchestrator.backends.memory:MemoryEventLog",
@@ -57,6 +59,11 @@ SECRET_RECORDS = {
     "sqlite": "orchestrator.backends.sqlite.secrets:SQLiteSecretRecords",
     "cassandra": "orchestrator.backends.cassandra.secrets:CassandraSecretRecords",
 }
+SESSION_STORES = {
+    "memory": "orchestrator.backends.memory_sessions:MemorySessionStore",
+    "sqlite": "orchestrator.backends.sqlite.sessions:SQLiteSessionStore",
+    "cassandra": "orchestrator.backends.cassandra.sessions:CassandraSessionStore",
+}
 # Where timers and the wait index live when not configured: next to the event log when it is
 # shared by many processes, else in memory (rebuilt from the log when the process starts).
 PROJECTIONS_BESIDE_LOG = {"cassandra"}
@@ -66,6 +73,16 @@ def nodes_url(event_log_url: str) -> str:
     """The default URL of the node directory: beside an event log that processes share (a SQLite
     file two servers open, a Cassandra keyspace), else in memory."""
     return event_log_url if urlsplit(event_log_url).scheme in ("sqlite", "cassandra") else "memory://"
+
+
+# Sessions live beside an event log every server process can open (the same SQLite file, the same
+# keyspace), so any of them accepts a session another issued; else in memory.
+SESSIONS_BESIDE_LOG = {"sqlite", "cassandra"}
+
+
+def sessions_url(event_log_url: str) -> str:
+    """The default URL of the session store for an event log."""
+    return event_log_url if urlsplit(event_log_url).scheme in SESSIONS_BESIDE_LOG else "memory://"
 
 
 def projection_url(event_log_url: str) -> str:
@@ -82,7 +99,7 @@ def backend_class(table: dict[str, str], url: str, kind: str) -> Any:
     target = table.get(scheme)
     if target is None:
         known = ", ".join(f"{s}://" for s in sorted(table))
-        raise UnknownBackend(f"no {kind} backend for {url!r}; known: {known}")
+        raise UnknownBackend(f"no {kind} backend for {redact_url(url)!r}; known: {known}")
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
 

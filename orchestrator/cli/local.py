@@ -26,6 +26,7 @@ from orchestrator.cli.output import Output
 from orchestrator.cli.results import exit_code, result_json, show_result
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from orchestrator.tls import redact_url
 from schemas.definition import WorkflowDefinition
 from schemas.dependencies import connector_problems, dependency_order
 from schemas.loader import load_definition
@@ -188,7 +189,7 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
         secrets={**settings.secrets, DEMO_SECRET_NAME: secret},
         python_allow=settings.python_allow or ("examples",),  # the example functions, nothing else
     )
-    out.line(f"1. starting the orchestrator (event log {settings.event_log_url})")
+    out.line(f"1. starting the orchestrator (event log {redact_url(settings.event_log_url)})")
     return asyncio.run(_demo_with_key(settings, examples, secret, out))
 
 

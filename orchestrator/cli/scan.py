@@ -123,6 +123,7 @@ def deployment_facts(settings: Settings) -> DeploymentFacts:
     return DeploymentFacts(
         host=settings.host,
         now=time.time(),
+        tls=settings.tls_cert is not None and settings.tls_key is not None,  # what serve would use
         encryption=keyring_of(settings) is not None,  # a malformed keyring is a settings error
         secrets=dict(settings.secrets),
         auth_required=settings.auth,

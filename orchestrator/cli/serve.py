@@ -10,6 +10,7 @@ from orchestrator.cli.args import Parents
 from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Output
 from orchestrator.settings import Settings
+from orchestrator.tls import redact_url
 
 if TYPE_CHECKING:
     from orchestrator.backends.cassandra.schema import Migration
@@ -85,7 +86,7 @@ def cmd_migrate(args: argparse.Namespace, out: Output) -> int:
         out.value(
             [
                 {
-                    "url": url,
+                    "url": redact_url(url),
                     "applied": [{"version": m.version, "description": m.description} for m in applied],
                 }
                 for url, applied in results.items()
@@ -94,7 +95,7 @@ def cmd_migrate(args: argparse.Namespace, out: Output) -> int:
         return 0
     for url, applied in results.items():
         for migration in applied:
-            out.line(f"{url}: applied {migration.version}: {migration.description}")
+            out.line(f"{redact_url(url)}: applied {migration.version}: {migration.description}")
         if not applied:
-            out.line(f"{url}: schema is up to date")
+            out.line(f"{redact_url(url)}: schema is up to date")
     return 0

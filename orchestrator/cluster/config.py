@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from orchestrator.settings import Settings
+from orchestrator.tls import MASK, redact_url
 
-REDACTED = "***"
-_SECRET_PARAM = re.compile(r"(?i)((?:password|passwd|secret|token|sasl_plain_password|key)[^=&]*=)[^&]*")
+__all__ = ["REDACTED", "effective_config", "redact_url"]
 
-
-def redact_url(url: str) -> str:
-    """``url`` without the password of its user part and the values of secret-looking query
-    parameters (``?sasl_plain_password=...``)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return REDACTED
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        netloc = f"{user}:{REDACTED}@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
-    query = _SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, parts.query)
-    if netloc == parts.netloc and query == parts.query:
-        return url  # as written (urlunsplit would turn sqlite:///x into sqlite:/x)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+REDACTED = MASK
 
 
 def effective_config(settings: Settings) -> dict[str, Any]:

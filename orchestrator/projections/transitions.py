@@ -34,9 +34,16 @@ from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
-from orchestrator.backends.kafka.client import ensure_topics, idempotent_producer, options_from_url
+from orchestrator.backends.kafka.client import (
+    PLAINTEXT,
+    KafkaSecurity,
+    ensure_topics,
+    idempotent_producer,
+    options_from_url,
+)
 from orchestrator.engine.engine import Committed
 from orchestrator.ports import BackendUnavailable, EventCodec, EventLog
+from orchestrator.tls import redact_url
 from schemas.envelope import Envelope
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,7 @@ class TransitionOptions:
     send_timeout: float = 30.0  # BackendUnavailable when a batch is not acknowledged within this
     start_timeout: float = 10.0
     client_id: str = "orchestrator.transitions"
+    security: KafkaSecurity = PLAINTEXT  # TLS and SASL options (backends/kafka/security.py)
 
     @classmethod
     def from_url(cls, url: str) -> TransitionOptions:
@@ -66,7 +74,7 @@ class TransitionOptions:
         except ValueError as exc:
             raise ValueError(f"ORCHESTRATOR_TRANSITIONS_URL: {exc}") from None
         if not options.topic or min(options.partitions, options.replication) < 1:
-            raise ValueError(f"topic must be set and partitions, replication >= 1 in {url!r}")
+            raise ValueError(f"topic must be set and partitions, replication >= 1 in {redact_url(url)!r}")
         return options
 
 
@@ -120,7 +128,11 @@ class TransitionExporter:
         """Create the topic when missing and start the producer; BackendUnavailable if unreachable."""
         opts = self.options
         producer = idempotent_producer(
-            opts.bootstrap, opts.client_id, linger_ms=opts.linger_ms, send_timeout=opts.send_timeout
+            opts.bootstrap,
+            opts.client_id,
+            linger_ms=opts.linger_ms,
+            send_timeout=opts.send_timeout,
+            security=opts.security,
         )
         try:
             async with asyncio.timeout(opts.start_timeout):
@@ -150,7 +162,7 @@ class TransitionExporter:
 
     async def _create_topic(self) -> None:
         opts = self.options
-        await ensure_topics(opts.bootstrap, [opts.topic], opts.partitions, opts.replication)
+        await ensure_topics(opts.bootstrap, [opts.topic], opts.partitions, opts.replication, security=opts.security)
 
     # -- the projection -------------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from orchestrator.cli.main import main
+from orchestrator.cli.scan import deployment_facts
 from orchestrator.runtime import open_stores
+from orchestrator.scan.deployment import scan_deployment
 from orchestrator.settings import Settings
 from schemas.definition import WorkflowDefinition
 from tests.encryption_kit import key_text
@@ -74,6 +76,15 @@ def test_weak_deployment_secrets_are_found_without_showing_them(
     assert code == 1
     [finding] = json.loads(out)["findings"]
     assert finding["rule"] == "weak-secret" and "changeme" not in out
+
+
+def test_tls_off_on_a_public_address_is_found_and_tls_on_clears_it() -> None:
+    def rules(settings: Settings) -> set[str]:
+        return {finding.rule for finding in scan_deployment(deployment_facts(settings))}
+
+    assert "tls-off-public" not in rules(Settings())  # loopback
+    assert "tls-off-public" in rules(Settings(host="0.0.0.0"))
+    assert "tls-off-public" not in rules(Settings(host="0.0.0.0", tls_cert="/c.pem", tls_key="/k.pem"))
 
 
 def test_registered_definitions_are_scanned(

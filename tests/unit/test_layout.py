@@ -16,7 +16,8 @@ from tests.unit.import_graph import ROOT, cycles, import_graph
 from triggers import manager
 
 CORE = ("orchestrator.core", "schemas")
-# The small shared seams every layer may use: ports, settings, lifecycle, instrumentation.
+# The small shared seams every layer may use: ports, settings, lifecycle, instrumentation, log
+# context, TLS.
 SEAMS = (
     "orchestrator.ports",
     "orchestrator.access_ports",
@@ -24,6 +25,7 @@ SEAMS = (
     "orchestrator.lifecycle",
     "orchestrator.instrumentation",
     "orchestrator.logcontext",
+    "orchestrator.tls",
 )
 BASE = (*CORE, *SEAMS)
 
@@ -98,6 +100,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "orchestrator.runtime",
         "orchestrator.api",
         "orchestrator.auth",
+        "orchestrator.backends.urls",
         "orchestrator.history",
         "triggers",
         "connectors",

@@ -64,6 +64,7 @@ from cassandra.query import (
 
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import BackendUnavailable
+from orchestrator.tls import TLS_PARAMETERS, TlsOptions, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )  # fmt: skip
 _PARAMETERS = (
     "consistency", "serial_consistency", "replication", "dc", "local_dc", "migrate",
-    "connect_timeout", "request_timeout", "protocol_version", "feed_delay",
+    "connect_timeout", "request_timeout", "protocol_version", "feed_delay", *TLS_PARAMETERS,
 )  # fmt: skip
 
 Execute = Callable[[str, Sequence[object]], Awaitable[list[tuple[Any, ...]]]]
@@ -282,6 +283,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             " PRIMARY KEY ((tenant), name))",
         ),
     ),
+    Migration(
+        15,
+        "sessions: browser sessions by id (the SHA-256 of the secret, never the secret), each"
+        " row written with a TTL that ends it when the session expires",
+        (
+            "CREATE TABLE IF NOT EXISTS {ks}.sessions (session_id text PRIMARY KEY,"
+            " secret_hash blob, principal text, tenant text, created_at double,"
+            " expires_at double, revoked_at double) WITH gc_grace_seconds = 10800",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -358,6 +369,7 @@ class CassandraSettings:
     feed_delay: float = 5.0  # seconds before the feed serves a commit (cassandra/feed.py)
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    tls: TlsOptions | None = None  # ssl_ca, ssl_cert, ssl_key, ssl_verify: connect with TLS
 
     @classmethod
     def from_url(cls, url: str) -> CassandraSettings:
@@ -368,13 +380,15 @@ class CassandraSettings:
         takes ``replication``), ``local_dc`` (the first ``dc``), ``migrate=auto`` (create or
         upgrade the schema at start), ``connect_timeout`` (5) and ``request_timeout`` (12) seconds,
         ``protocol_version`` (5: Cassandra 4.0 and later), ``feed_delay`` (5 seconds before the
-        global feed serves an append; see ``cassandra/feed.py`` for the rule it must satisfy).
+        global feed serves an append; see ``cassandra/feed.py`` for the rule it must satisfy),
+        ``ssl_ca``, ``ssl_cert``, ``ssl_key``, ``ssl_verify`` (TLS: ``orchestrator/tls.py``; any
+        of them turns TLS on, the system CAs verify the nodes unless ``ssl_ca`` names others).
         """
         parts = urlsplit(url)
         if parts.scheme != "cassandra":
-            raise ValueError(f"{url!r} is not a cassandra://host[:port]/keyspace URL")
+            raise ValueError(f"{redact_url(url)!r} is not a cassandra://host[:port]/keyspace URL")
         userinfo, _, netloc = parts.netloc.rpartition("@")
-        shown = url.replace(userinfo, userinfo.partition(":")[0] + ":***") if ":" in userinfo else url
+        shown = redact_url(url)
         hosts, port = _hosts(netloc, shown)
         keyspace = parts.path.strip("/")
         if not KEYSPACE_NAME.fullmatch(keyspace):
@@ -382,6 +396,7 @@ class CassandraSettings:
         params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         if unknown := sorted(set(params) - set(_PARAMETERS)):
             raise ValueError(f"{shown!r}: unknown parameters {unknown}; known: {', '.join(_PARAMETERS)}")
+        tls = TlsOptions.take(params, shown)
         consistency = params.get("consistency", "LOCAL_QUORUM").upper()
         serial = params.get("serial_consistency", "LOCAL_SERIAL").upper()
         if consistency not in ConsistencyLevel.name_to_value or "SERIAL" in consistency:
@@ -411,6 +426,7 @@ class CassandraSettings:
             feed_delay=_number(params, "feed_delay", "5", float, shown),
             username=unquote(user) or None,
             password=unquote(password) if userinfo else None,
+            tls=tls,
         )
 
     @property
@@ -542,6 +558,10 @@ class Database:
         if settings.username is not None:
             auth = PlainTextAuthProvider(settings.username, settings.password or "")
         try:
+            ssl_context = settings.tls.context() if settings.tls is not None else None
+        except ValueError as exc:
+            raise BackendUnavailable(f"cannot connect to {settings.url}: {exc}") from exc
+        try:
             cluster = Cluster(
                 contact_points=list(settings.hosts),
                 port=settings.port,
@@ -551,6 +571,7 @@ class Database:
                 control_connection_timeout=settings.connect_timeout,
                 connection_class=_connection_class(),
                 auth_provider=auth,
+                ssl_context=ssl_context,
                 protocol_version=settings.protocol_version,
                 # The driver writes requests in 4 KiB chunks; with Nagle's algorithm on, any
                 # request over 4 KiB (a batch of ten events) waits ~40 ms for a delayed ACK.

@@ -5,7 +5,9 @@ lag reports (``LagReporter``: highwater - position per assigned partition, about
 
 ``kafka://host:port[,host2:port]?name=value&...``: a host without a port gets 9092; each query
 option names a field of the options dataclass it is read into (``KafkaOptions`` for connections,
-the transition stream has its own) and unknown or malformed options are refused.
+the transition stream has its own) and unknown or malformed options are refused. The TLS and
+SASL options (``security_protocol``, ``sasl_*``, ``ssl_*``: ``kafka/security.py``) become the
+``security`` field; every client built here takes its arguments. Errors show the URL redacted.
 """
 
 from __future__ import annotations
@@ -29,12 +31,17 @@ from aiokafka.errors import (
     UnknownProducerId,
 )
 
+from orchestrator.backends.kafka.security import PARAMETERS as SECURITY_PARAMETERS
+from orchestrator.backends.kafka.security import PLAINTEXT, KafkaSecurity
 from orchestrator.instrumentation import Instruments
+from orchestrator.tls import redact_url
 
 __all__ = [
+    "PLAINTEXT",
     "PRODUCER_STATE_LOST",
     "STOP_TIMEOUT",
     "KafkaOptions",
+    "KafkaSecurity",
     "LagReporter",
     "describe",
     "ensure_topics",
@@ -74,6 +81,7 @@ class KafkaOptions:
     start_timeout: float = 10.0  # BackendUnavailable if the brokers do not answer within this
     grace: float = 5.0  # on stop or revoke, running records get this long to finish
     dead_letters: str = ""  # the commands dead-letter topic; empty: ``<commands>.dead``
+    security: KafkaSecurity = PLAINTEXT  # TLS and SASL (kafka/security.py)
 
     @classmethod
     def from_url(cls, url: str, defaults: dict[str, Any] | None = None) -> KafkaOptions:
@@ -82,7 +90,7 @@ class KafkaOptions:
         if options.role not in ("all", "api"):
             raise ValueError(f"role must be all or api, not {options.role!r}")
         if min(options.partitions, options.replication, options.concurrency, options.command_concurrency) < 1:
-            raise ValueError(f"partitions, replication and concurrencies must be >= 1 in {url!r}")
+            raise ValueError(f"partitions, replication and concurrencies must be >= 1 in {redact_url(url)!r}")
         return options
 
 
@@ -92,28 +100,40 @@ Options = TypeVar("Options")
 def options_from_url(cls: type[Options], url: str, defaults: dict[str, Any] | None = None) -> Options:
     """``cls(bootstrap=hosts, **defaults, **query options)`` from ``kafka://host:port[,host:port]?name=value``.
 
-    ``cls`` is a dataclass with a ``bootstrap`` field; each query option must name one of its other
-    fields and is converted to that field's type (int, float or str)."""
+    ``cls`` is a dataclass with ``bootstrap`` and ``security`` fields; each other query option must
+    name one of its other fields and is converted to that field's type (int, float or str)."""
     parts = urlsplit(url)
+    shown = redact_url(url)
     hosts = tuple(h if ":" in h else f"{h}:9092" for h in parts.netloc.split(",") if h)
     if parts.scheme != "kafka" or not hosts:
-        raise ValueError(f"not a kafka://host:port URL: {url!r}")
-    known = {f.name: f for f in fields(cls) if f.name != "bootstrap"}  # type: ignore[arg-type]
+        raise ValueError(f"not a kafka://host:port URL: {shown!r}")
+    known = {f.name: f for f in fields(cls) if f.name not in ("bootstrap", "security")}  # type: ignore[arg-type]
     values: dict[str, Any] = dict(defaults or {})
-    for name, raw in parse_qsl(parts.query, keep_blank_values=True):
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    security = {name: raw for name, raw in pairs if name in SECURITY_PARAMETERS}
+    values["security"] = KafkaSecurity.take(security, shown)
+    for name, raw in pairs:
+        if name in SECURITY_PARAMETERS:
+            continue
         option = known.get(name)
         if option is None:
-            raise ValueError(f"unknown option {name!r} in {url!r}; known: {', '.join(sorted(known))}")
+            known_names = ", ".join(sorted((*known, *SECURITY_PARAMETERS)))
+            raise ValueError(f"unknown option {name!r} in {shown!r}; known: {known_names}")
         kind = {"int": int, "float": float}.get(str(option.type), str)
         try:
             values[name] = kind(raw)
         except ValueError:
-            raise ValueError(f"option {name}={raw!r} in {url!r} is not a {kind.__name__}") from None
+            raise ValueError(f"option {name}={raw!r} in {shown!r} is not a {kind.__name__}") from None
     return cls(bootstrap=hosts, **values)  # type: ignore[call-arg]
 
 
 def idempotent_producer(
-    bootstrap: Iterable[str], client_id: str, *, linger_ms: int, send_timeout: float
+    bootstrap: Iterable[str],
+    client_id: str,
+    *,
+    linger_ms: int,
+    send_timeout: float,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> AIOKafkaProducer:
     """An unstarted producer whose sends return once every in-sync replica has the record
     (``acks=all``, idempotent); one request may take ``send_timeout`` (at most 30 s)."""
@@ -124,6 +144,7 @@ def idempotent_producer(
         acks="all",
         linger_ms=linger_ms,
         request_timeout_ms=int(min(send_timeout, MAX_REQUEST_TIMEOUT) * 1000),
+        **security.client_args(),
     )
 
 
@@ -134,13 +155,16 @@ async def ensure_topics(
     replication: int,
     failures: list[Exception] | None = None,
     connected: Callable[[], None] = lambda: None,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[dict[str, Any]]:
     """Create the topics that do not exist and wait until every partition has a leader (a consumer
     that joins before that is assigned nothing); their descriptions. The caller's timeout bounds
     it; with ``failures``, connection failures are retried (and recorded) until then. ``connected``
     is called once the brokers answered (callers name the stage an error happened in)."""
     wanted = list(dict.fromkeys(names))
-    admin = AIOKafkaAdminClient(bootstrap_servers=list(bootstrap), request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=list(bootstrap), request_timeout_ms=5000, **security.client_args()
+    )
     if failures is None:
         await admin.start()
     else:

@@ -123,6 +123,7 @@ class KafkaDeadLetters:
         tp = TopicPartition(self.topic, 0)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=list(self.options.bootstrap),
+            **self.options.security.client_args(),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             client_id=f"{self.options.group}.dead-letters",

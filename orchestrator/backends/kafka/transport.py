@@ -61,6 +61,7 @@ from orchestrator.core.commands import Command
 from orchestrator.crypto.identity import PLAIN_RECORDS
 from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.ports import BackendUnavailable, CommandHandler, RecordSealer, StepTask, TaskHandler
+from orchestrator.tls import redact_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,7 +80,7 @@ class KafkaTransport:
 
     def __init__(self, options: KafkaOptions, url: str = "") -> None:
         self.options = options
-        self.url = url or "kafka://" + ",".join(options.bootstrap)
+        self.url = redact_url(url) if url else "kafka://" + ",".join(options.bootstrap)  # as shown
         self._producer: Any = None
         self._groups: list[_Group[Any]] = []
         self.failures: list[Exception] = []  # connection attempts that failed during start
@@ -171,7 +172,11 @@ class KafkaTransport:
         """An unstarted producer as the transport builds its own (``client.idempotent_producer``)."""
         opts = self.options
         return idempotent_producer(
-            opts.bootstrap, f"{opts.group}.producer", linger_ms=opts.linger_ms, send_timeout=opts.send_timeout
+            opts.bootstrap,
+            f"{opts.group}.producer",
+            linger_ms=opts.linger_ms,
+            send_timeout=opts.send_timeout,
+            security=opts.security,
         )
 
     async def _park_bad(self, tp: TopicPartition, record: Any, error: CodecError) -> None:
@@ -233,12 +238,20 @@ class KafkaTransport:
             self._stage = "create the topics"
 
         described = await ensure_topics(
-            opts.bootstrap, (opts.commands, opts.tasks), opts.partitions, opts.replication, self.failures, connected
+            opts.bootstrap,
+            (opts.commands, opts.tasks),
+            opts.partitions,
+            opts.replication,
+            self.failures,
+            connected,
+            security=opts.security,
         )
         commands = next(t for t in described if t["topic"] == opts.commands)
         self._command_partitions = len(commands["partitions"])
         # One partition: dead letters are few, and their ids are offsets in one order.
-        await ensure_topics(opts.bootstrap, (dead_letter_topic(opts),), 1, opts.replication, self.failures)
+        await ensure_topics(
+            opts.bootstrap, (dead_letter_topic(opts),), 1, opts.replication, self.failures, security=opts.security
+        )
 
     async def _close(self, grace: float) -> None:
         groups, self._groups = self._groups, []
@@ -259,6 +272,7 @@ def group_consumer(options: KafkaOptions, topic: str) -> AIOKafkaConsumer:
     are committed by the lanes, never automatically."""
     return AIOKafkaConsumer(
         bootstrap_servers=list(options.bootstrap),
+        **options.security.client_args(),
         group_id=group_id(options, topic),
         client_id=f"{options.group}.{topic}",
         enable_auto_commit=False,
