@@ -18,10 +18,10 @@ from orchestrator.api.app import api_providers, create_app
 from orchestrator.api.auditing import audit_middleware
 from orchestrator.api.routes import RouteProvider, route_permission
 from orchestrator.api.schedules import SchedulesApi
+from orchestrator.api.sessions import AUTHENTICATORS, SessionsApi, csrf_middleware
 from orchestrator.api.targets import RequestTargets
 from orchestrator.auth.control import AccessControl, access_control, check_exposure
 from orchestrator.auth.middleware import auth_middleware
-from orchestrator.api.sessions import AUTHENTICATORS, SessionsApi, csrf_middleware
 from orchestrator.auth.principal import Authenticator
 from orchestrator.auth.sessions import SessionAuthenticator, Sessions
 from orchestrator.auth.tokens import token_authenticators

@@ -38,6 +38,7 @@ EVERYTHING = {
     "triggers:write", "replay:verify", "deadletters:read", "deadletters:redrive", "keys:read", "keys:write",
     "roles:read", "roles:write", "audit:read", "secrets:read", "secrets:write", "templates:read",
     "templates:write", "cluster:read", "quotas:read", "analytics:read", "schedules:read", "schedules:write",
+    "sessions:revoke",
 }  # fmt: skip
 EXPECTED = {"viewer": VIEWER, "operator": OPERATOR, "developer": DEVELOPER, "admin": EVERYTHING, "auditor": AUDITOR}
 # Routes answering without payloads to whoever may read executions (docs/security.md).
@@ -79,6 +80,12 @@ async def test_every_role_on_every_route(served: tuple[Client, dict[str, str], l
     client, keys, routes = served
     problems = []
     for route in routes:
+        if route.permission is None and route.authenticates:  # sessions: the handler checks the credential
+            status, _ = await call(client, route, None)
+            idempotent_logout = (route.method, route.path) == ("DELETE", "/api/v1/sessions/current") and status == 204
+            if status not in (401, 403) and not idempotent_logout:
+                problems.append(f"no credential: {route.method} {route.path} -> {status}, expected 401/403")
+            continue
         if route.permission is None:
             assert (route.method, route.path) in PUBLIC, f"{route.method} {route.path} is public: declare a permission"
             continue
