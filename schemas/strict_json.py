@@ -30,6 +30,17 @@ class StrictJSONError(ValueError):
     """A text or value that is not strict JSON; the message names the problem."""
 
 
+def encoded_size(value: Any) -> int:
+    """How many bytes ``value`` takes as compact UTF-8 JSON; 0 for None (nothing) and for a value
+    JSON cannot hold (the checks above report those)."""
+    if value is None:
+        return 0
+    try:
+        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    except (TypeError, ValueError, RecursionError):
+        return 0
+
+
 def loads(raw: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse strict JSON (see the module docstring); StrictJSONError with a short reason."""
     if isinstance(raw, bytes | bytearray):

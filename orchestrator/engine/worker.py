@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import random
 import time
@@ -166,23 +165,13 @@ class Worker:
         await until_done(submit, what, self.backoff, self._rng, permanent=(CommandRejected,))
 
 
-def json_bytes(value: Any) -> int:
-    """About how many bytes ``value`` takes as compact JSON (0 for None: nothing moved)."""
-    if value is None:
-        return 0
-    try:
-        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-    except (TypeError, ValueError):
-        return 0
-
-
 def resources(call: StepCall, began: float, output: Any) -> dict[str, Any]:
     """What one attempt used: wall seconds, bytes in (arguments) and out (result), and CPU
     seconds and peak memory when its connector measured them (isolated steps)."""
     used: dict[str, Any] = {
         "wall_seconds": round(time.perf_counter() - began, 6),
-        "bytes_in": json_bytes(call.args),
-        "bytes_out": json_bytes(output),
+        "bytes_in": strict_json.encoded_size(call.args),
+        "bytes_out": strict_json.encoded_size(output),
     }
     usage = call.usage
     if usage is not None:

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from orchestrator.ports import Overloaded
+from schemas import strict_json
 
 KINDS = ("running", "starts_per_minute", "payload_bytes")
 EVERY_TENANT = "*"
@@ -92,10 +93,6 @@ def load_quotas(path: str | None) -> dict[str, TenantQuotas]:
     return parse_quotas(data, path)
 
 
-def json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-
-
 @dataclass(slots=True)
 class _Running:
     count: int = 0
@@ -127,7 +124,7 @@ class Quotas:
     def check_payload(self, tenant: str, value: Any) -> None:
         limit = self.of(tenant).payload_bytes
         if limit is not None and value is not None:
-            size = json_size(value)
+            size = strict_json.encoded_size(value)
             if size > limit:
                 raise QuotaExceeded("payload_bytes", tenant, limit, size, permanent=True)
 

@@ -12,10 +12,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from connectors.base import Connectors, StepCall
+from connectors.base import Connectors
 from orchestrator.process import build_app
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from tests.e2e.gate import Gate
 
 Client = TestClient[web.Request, web.Application]
 LIMIT = 3
@@ -25,24 +26,6 @@ HELD: dict[str, Any] = {
     "steps": [{"name": "wait", "type": "task", "connector": "gate"}],
 }
 
-
-class Gate:
-    """A connector whose calls wait until the test opens the gate."""
-
-    name = "gate"
-
-    def __init__(self) -> None:
-        self.open = asyncio.Event()
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        self.open.set()
-
-    async def invoke(self, call: StepCall) -> Any:
-        await self.open.wait()
-        return {"ok": True}
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ Retry-After, each visible with its usage at GET /api/v1/quotas; other tenants ar
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,31 +12,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from connectors.base import Connectors, StepCall
+from connectors.base import Connectors
 from orchestrator.process import build_app
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings, SettingsError
+from tests.e2e.gate import Gate
 
 Client = TestClient[web.Request, web.Application]
 HELD: dict[str, Any] = {"name": "held", "steps": [{"name": "wait", "type": "task", "connector": "gate"}]}
 ACME = {"X-Orchestrator-Tenant": "acme"}
 
-
-class Gate:
-    name = "gate"
-
-    def __init__(self) -> None:
-        self.open = asyncio.Event()
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        self.open.set()
-
-    async def invoke(self, call: StepCall) -> Any:
-        await self.open.wait()
-        return None
 
 
 @pytest.fixture
