@@ -51,6 +51,7 @@ from orchestrator.core.machine import ExecutionExists
 from orchestrator.core.state import ExecutionState
 from orchestrator.crypto import setup as encryption
 from orchestrator.engine import snapshots
+from orchestrator.engine.admission import LocalAdmission
 from orchestrator.engine.effects import Effects
 from orchestrator.engine.engine import Engine
 from orchestrator.engine.parking import CommandParking, RetryPolicy
@@ -201,6 +202,8 @@ class Runtime(Lifecycle):
             others_commit=self.transport.durable,
         )
         self.engine.observers.append(self.effects.on_committed)
+        self.admission = LocalAdmission(self.transport.submit, self.engine.load, self.log, clock, self.transport.durable)
+        self.engine.observers.append(self.admission.on_committed)
         source: object = self.log
         if not isinstance(source, FeedSource):
             raise TypeError(f"{type(source).__name__} serves no event feed (feed(), checkpoints())")
@@ -366,8 +369,7 @@ class Runtime(Lifecycle):
         return owned is None or 0 in owned
 
     async def recover(self) -> int:
-        """Resume every running execution from its log; returns how many. An execution whose
-        resume fails is retried in the background (a failing listing raises)."""
+        """Resume every running execution from its log; returns how many (a failing resume is retried)."""
         count = 0
         async for summary in pager.executions(self.log, ExecutionQuery(status="running")):
             try:
@@ -382,6 +384,7 @@ class Runtime(Lifecycle):
                 self.redo.add(("recover", summary.execution_id), job, f"recovery of {summary.execution_id}", exc)
         if count:
             log.info("resumed %d running executions", count)
+        await self.admission.rebuild()  # who holds and waits for concurrency slots, from the log
         return count
 
     # -- definitions ------------------------------------------------------------------
@@ -763,8 +766,7 @@ async def open_access_store(settings: Settings) -> AsyncIterator[AccessStore]:
 @contextlib.asynccontextmanager
 async def open_stores(settings: Settings) -> AsyncIterator[tuple[EventLog, Registry]]:
     """The started event log and registry of ``settings``, stopped on exit: all that maintenance
-    commands (export, import, verify, replay verify, retention sweeps) need, without the engine,
-    transport, timers or workers of a :class:`Runtime`."""
+    commands (export, import, verify, retention) need, without the rest of a :class:`Runtime`."""
     log_: EventLog = open_backend(EVENT_LOGS, settings.event_log_url, "event log")
     encryption.attach(log_, encryption.keyring_of(settings))
     registry: Registry = open_backend(REGISTRIES, settings.effective_registry_url, "registry")
@@ -781,8 +783,8 @@ async def open_stores(settings: Settings) -> AsyncIterator[tuple[EventLog, Regis
 
 @contextlib.asynccontextmanager
 async def open_audit_trail(settings: Settings) -> AsyncIterator[AuditTrail]:
-    """The started audit trail beside the event log of ``settings`` (``orchestrator.audit``),
-    stopped on exit: for commands that act on the stores and record what they did."""
+    """The started audit trail beside the event log of ``settings``, stopped on exit: for
+    commands that act on the stores and record what they did (``orchestrator.audit``)."""
     trail = AuditTrail(open_backend(AUDIT_LOGS, settings.event_log_url, "audit log"))
     async with trail:
         yield trail

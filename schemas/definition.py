@@ -322,6 +322,31 @@ class Retention(_Model):
     )
 
 
+MAX_CONCURRENCY_LIMITS = 10  # limits per definition
+MAX_SLOT_LIMIT = 1_000_000
+
+
+class ConcurrencyLimit(_Model):
+    """At most ``limit`` executions hold a slot of one key at once (docs/resources.md).
+
+    ``key`` is evaluated over ``{"input": ...}`` at the start: a constant (``'all'``) caps the
+    workflow, ``input.customer`` gives one pool per customer. ``scope`` says who shares a key's
+    slots: this workflow's executions in the tenant, every workflow of the tenant naming the same
+    key value, or every tenant."""
+
+    key: Expression = Field("'all'", description="JMESPath over {input}: the pool an execution takes a slot of.")
+    limit: int = Field(ge=1, le=MAX_SLOT_LIMIT, description="Executions holding a slot of one key at once.")
+    scope: Literal["workflow", "tenant", "global"] = Field(
+        "workflow", description="Who shares a key: this workflow (per tenant), the tenant's workflows, or all."
+    )
+    on_limit: Literal["queue", "cancel_running", "cancel_new", "fail"] = Field(
+        "queue", description="A start while the key is full: wait, cancel the oldest holder, cancel or fail the new one."
+    )
+    release_while_waiting: bool = Field(
+        False, description="Give the slot back while the execution only waits (timer, event) and queue again after."
+    )
+
+
 class WorkflowDefinition(_Model):
     """A named, versioned workflow."""
 
@@ -335,6 +360,12 @@ class WorkflowDefinition(_Model):
     retention: Retention | None = Field(None, description="Keep finished histories forever when omitted.")
     sla: Sla | None = Field(None, description="Seconds an execution should take at most (analytics).")
     kpis: list[Kpi] = Field(default_factory=list, max_length=50, description="Numbers tracked over outputs.")
+    concurrency: list[ConcurrencyLimit] = Field(
+        default_factory=list, max_length=MAX_CONCURRENCY_LIMITS, description="Slots an execution needs to run."
+    )
+    priority: Expression | None = Field(
+        None, description="JMESPath over {input} giving a number: queued executions with a higher one go first."
+    )
     steps: list[Step] = Field(min_length=1)
 
     def with_version(self, version: int) -> WorkflowDefinition:

@@ -55,6 +55,8 @@ WORKFLOW_FIELDS: dict[str, tuple[str, str]] = {
     "retention": (SAFE, "applies after an execution finished"),
     "output": (BREAKING, "ExecutionSucceeded records the workflow output"),
     "start": (BREAKING, "the first step every execution enters"),
+    "concurrency": (BREAKING, "ExecutionQueued records the slots every start asks for"),
+    "priority": (BREAKING, "ExecutionQueued records the priority"),
 }
 _REASONS = {
     "type": "the step kind decides every event of the step",

@@ -78,12 +78,27 @@ def validate(definition: WorkflowDefinition) -> list[Problem]:
     problems += _spinning_loops(located)
     problems += _input_schema(definition.input_schema)
     problems += _triggers(definition)
+    problems += _concurrency(definition)
     kpi_names = Counter(kpi.name for kpi in definition.kpis)
     problems += [
         Problem(f"kpis[{i}].name", f"duplicate KPI name {kpi.name!r}")
         for i, kpi in enumerate(definition.kpis)
         if kpi_names[kpi.name] > 1
     ]
+    return problems
+
+
+def _concurrency(definition: WorkflowDefinition) -> list[Problem]:
+    """Two limits of one scope over the same key expression would be one pool with two sizes."""
+    seen: dict[tuple[str, str], int] = {}
+    problems = []
+    for index, limit in enumerate(definition.concurrency):
+        first = seen.setdefault((limit.scope, limit.key), index)
+        if first != index:
+            message = f"the same key {limit.key!r} in scope {limit.scope!r} as concurrency[{first}]"
+            problems.append(Problem(f"concurrency[{index}].key", message))
+    if definition.priority is not None and not definition.concurrency:
+        problems.append(Problem("priority", "orders queued executions: it needs a concurrency limit"))
     return problems
 
 
@@ -188,6 +203,8 @@ def _step_expressions(step: Step) -> list[tuple[str, str]]:
 def _expressions(definition: WorkflowDefinition, located: list[Located]) -> list[Problem]:
     candidates = [("output", definition.output)] if definition.output else []
     candidates += [(f"kpis[{index}].value", kpi.value) for index, kpi in enumerate(definition.kpis)]
+    candidates += [(f"concurrency[{index}].key", limit.key) for index, limit in enumerate(definition.concurrency)]
+    candidates += [("priority", definition.priority)] if definition.priority else []
     for index, trigger in enumerate(definition.triggers):
         candidates += [(f"triggers[{index}].{loc}", expr) for loc, expr in _trigger_expressions(trigger)]
     secrets_allowed: set[str] = set()  # task inputs: where secret('NAME') may stand

@@ -28,6 +28,7 @@ from orchestrator.api.errors import error_middleware
 from orchestrator.api.executions import ExecutionsApi
 from orchestrator.api.health import HealthApi
 from orchestrator.api.jobs import JobsApi
+from orchestrator.api.limits import LimitsApi
 from orchestrator.api.openapi import OpenApi
 from orchestrator.api.quotas import QuotasApi
 from orchestrator.api.replay import ReplayApi
@@ -80,6 +81,7 @@ def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvi
         ClusterApi(runtime),
         AuditApi(runtime.audit),
         QuotasApi(runtime),
+        LimitsApi(runtime),
         AnalyticsApi(runtime),
         SecretsApi(runtime),
     ]

@@ -300,8 +300,16 @@ class ExecutionsApi:
             ),
             tenant=request_tenant(request),
         )
-        items = [summary.to_dict() for summary in page.items]
+        items = [self._queued(summary.to_dict()) for summary in page.items]
         return web.json_response({"items": items, "next_cursor": page.next_cursor})
+
+    def _queued(self, view: dict[str, Any]) -> dict[str, Any]:
+        """A running execution that waits for concurrency slots shows as ``queued``, with its
+        place in the queue (``docs/resources.md``)."""
+        position = self.runtime.admission.position(view["execution_id"])
+        if position is not None and view.get("status") in ("running", "queued"):
+            view.update(status="queued", queue_position=position)
+        return view
 
     async def get(self, request: web.Request) -> web.Response:
         """The summary row plus the current state."""
@@ -309,7 +317,7 @@ class ExecutionsApi:
         summary = await self.runtime.summary(execution_id, tenant=tenant)
         state = await self.runtime.state(execution_id, tenant=tenant)
         links = [link_to_dict(link) for link in await self.runtime.links(execution_id, tenant=tenant)]
-        view = {**summary.to_dict(), **state.to_dict(), "links": links}
+        view = self._queued({**summary.to_dict(), **state.to_dict(), "links": links})
         return web.json_response(view if redaction.payloads_visible(request) else redaction.state(view))
 
     async def history(self, request: web.Request) -> web.Response:

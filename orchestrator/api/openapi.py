@@ -51,6 +51,7 @@ IDENTITY = "execution_id workflow version tenant"
 _IDENTITY = {"execution_id": STR, "workflow": STR, "version": INT, "tenant": STR}
 PROBLEM = _obj({"location": STR, "message": STR})
 STATUS = {"enum": ["running", "succeeded", "failed", "cancelled"]}
+SHOWN_STATUS = {"enum": ["queued", "running", "succeeded", "failed", "cancelled"], "description": "queued: waits for concurrency slots."}
 SCHEMAS: dict[str, Schema] = {
     "Error": _obj(
         {"error": _obj({"code": STR, "message": STR, "details": _array(PROBLEM)}, "code message")},
@@ -74,7 +75,7 @@ SCHEMAS: dict[str, Schema] = {
     "ExecutionState": _obj(
         {
             **_IDENTITY,
-            "status": STATUS,
+            "status": SHOWN_STATUS,
             "sequence": {"type": "integer", "description": "Events folded into this state."},
             "input": ANY,
             "output": ANY,
@@ -84,6 +85,8 @@ SCHEMAS: dict[str, Schema] = {
             "timers": OBJ,
             "parent": _nullable(OBJ),
             "started_by": {**_nullable(STR), "description": "The actor that started the execution."},
+            "slots": {**OBJ, "description": "Under concurrency limits: keys, held, queued, queued_at, priority."},
+            "queue_position": {**_nullable(INT), "description": "1: admitted next among its key's waiters."},
         },
         f"{IDENTITY} status sequence",
     ),
@@ -306,6 +309,24 @@ SCHEMAS: dict[str, Schema] = {
             },
         },
         "tenant quotas",
+    ),
+    "Limits": _obj(
+        {
+            "tenant": STR,
+            "limits": _array(
+                _obj(
+                    {
+                        **dict.fromkeys(("key", "value", "on_limit"), STR),
+                        "scope": {"enum": ["workflow", "tenant", "global"]},
+                        **dict.fromkeys(("tenant", "workflow"), _nullable(STR)),
+                        **dict.fromkeys(("limit", "held", "queued"), INT),
+                        "oldest_wait_seconds": {**_nullable(NUM), "description": "How long the oldest waiter waits."},
+                    },
+                    "key value scope limit held queued",
+                )
+            ),
+        },
+        "tenant limits",
     ),
     "ClusterNode": _obj(
         {

@@ -55,6 +55,7 @@ class Permission(StrEnum):
     DEADLETTERS_REDRIVE = "deadletters:redrive"
     CLUSTER_READ = "cluster:read"
     QUOTAS_READ = "quotas:read"
+    LIMITS_READ = "limits:read"
     KEYS_READ = "keys:read"
     KEYS_WRITE = "keys:write"
     ROLES_READ = "roles:read"

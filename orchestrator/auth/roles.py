@@ -22,7 +22,7 @@ import yaml
 RESOURCES = frozenset({
     "definitions", "executions", "payloads", "events", "triggers", "replay", "deadletters",
     "keys", "roles", "audit", "secrets", "templates", "cluster", "quotas", "analytics", "schedules",
-    "sessions",
+    "sessions", "limits",
 })  # fmt: skip
 ACTIONS = frozenset({
     "read", "write", "start", "cancel", "signal", "redrive", "publish", "verify", "enable", "revoke",
@@ -76,7 +76,7 @@ def grants(texts: Iterable[str]) -> tuple[Grant, ...]:
 
 VIEWER = (
     "definitions:read", "executions:read", "triggers:read", "templates:read", "quotas:read", "analytics:read",
-    "schedules:read",
+    "schedules:read", "limits:read",
 )  # fmt: skip
 OPERATOR = (
     *VIEWER, "payloads:read", "executions:start", "executions:cancel", "executions:signal",

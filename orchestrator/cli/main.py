@@ -26,6 +26,7 @@ from orchestrator.cli import (
     definitions,
     executions,
     keys,
+    limits,
     local,
     quotas,
     redrive,
@@ -49,7 +50,7 @@ from schemas.validation import DefinitionError
 
 GROUPS = (
     local, serve, keys, retention, replay, data, audit, definitions, executions, redrive, triggers, schedules,
-    dead_letters, scan, cluster, quotas, analytics, report, secrets,
+    dead_letters, scan, cluster, quotas, limits, analytics, report, secrets,
 )  # fmt: skip
 
 

@@ -101,5 +101,17 @@ class CancelExecution(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AdmitExecution(Command):
+    """The admission grants a queued execution the slots it waits for (docs/resources.md)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefuseAdmission(Command):
+    """A queued execution's limit is full and says ``on_limit: fail``: the execution fails."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ResumeExecution(Command):
     """Not for the machine: asks the owner of an execution to re-derive its effects."""

@@ -18,6 +18,9 @@ EVENT_AWAITED: Final = "EventAwaited"
 EVENT_RECEIVED: Final = "EventReceived"
 SIGNAL_RECEIVED: Final = "SignalReceived"
 CHILD_STARTED: Final = "ChildStarted"
+EXECUTION_QUEUED: Final = "ExecutionQueued"  # waits for concurrency slots (docs/resources.md)
+EXECUTION_ADMITTED: Final = "ExecutionAdmitted"  # was granted the slots it waited for
+SLOTS_RELEASED: Final = "SlotsReleased"  # gave slots back while it only waits
 EXECUTION_SUCCEEDED: Final = "ExecutionSucceeded"
 EXECUTION_FAILED: Final = "ExecutionFailed"
 EXECUTION_CANCELLED: Final = "ExecutionCancelled"
@@ -38,6 +41,9 @@ ALL_TYPES: Final = frozenset(
         EVENT_RECEIVED,
         SIGNAL_RECEIVED,
         CHILD_STARTED,
+        EXECUTION_QUEUED,
+        EXECUTION_ADMITTED,
+        SLOTS_RELEASED,
         *TERMINAL_TYPES,
     }
 )

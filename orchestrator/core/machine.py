@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrator.core import events as ev
 from orchestrator.core.commands import (
+    AdmitExecution,
     CancelExecution,
     ChildFinished,
     Command,
@@ -22,9 +23,11 @@ from orchestrator.core.commands import (
     ErrorInfo,
     FailStep,
     FireTimer,
+    RefuseAdmission,
     StartExecution,
 )
 from orchestrator.core.events import Event
+from orchestrator.core.slots import priority_of, slots_for
 from orchestrator.core.state import MAX_BUFFERED_SIGNALS, MISSING, ExecutionState, evolve
 from schemas import strict_json
 from schemas.definition import (
@@ -89,6 +92,7 @@ def decide_and_evolve(
         return [], state
     decision = _Decision(graph, state, command.now)
     decision.handle(command)
+    decision.release_if_waiting()
     return decision.events, decision.state
 
 
@@ -153,8 +157,64 @@ class _Decision:
         started = Event(ev.EXECUTION_STARTED, data)
         decision = cls(graph, evolve(None, started), command.now)
         decision.events.append(started)
-        decision.enter(graph.start)
+        if graph.definition.concurrency:
+            decision.queue_first(graph.start)
+        else:
+            decision.enter(graph.start)
         return decision.events, decision.state
+
+    # -- concurrency slots (docs/resources.md) ---------------------------------------------
+
+    def queue_first(self, start: str) -> None:
+        """A start under concurrency limits waits for its slots before its first step."""
+        definition, state = self.graph.definition, self.state
+        try:
+            slots = slots_for(definition.concurrency, state.context(), state.tenant, state.workflow)
+            priority = priority_of(definition.priority, state.context())
+        except ExpressionError as exc:
+            self.fail_scope(None, {"type": "expression", "message": str(exc), "retryable": False}, None)
+            return
+        data = {"slots": slots, "priority": priority, "queued_at": self.now, "step": start}
+        self.emit(ev.EXECUTION_QUEUED, data)
+
+    def wait_for_slots(self, name: str) -> bool:
+        """Entering ``name`` needs slots given back while waiting (or still waited for): queue."""
+        state = self.state
+        if not state.slots or state.terminal:
+            return False
+        if state.queued:
+            self.emit(ev.EXECUTION_QUEUED, {"slots": [], "step": name})
+            return True
+        released = [slot for slot in state.slots if slot["key"] not in state.held]
+        if not released:
+            return False
+        self.emit(ev.EXECUTION_QUEUED, {"slots": released, "queued_at": self.now, "step": name})
+        return True
+
+    def admit(self) -> None:
+        if not self.state.queued or self.state.terminal:
+            return
+        steps = self.state.deferred
+        self.emit(ev.EXECUTION_ADMITTED, {"keys": list(self.state.queued), "admitted_at": self.now})
+        for step in steps:
+            self.enter(step)
+
+    def refuse(self, reason: str) -> None:
+        if not self.state.queued or self.state.terminal:
+            return
+        error = {"type": "concurrency.limit", "message": reason, "retryable": False}
+        self.emit(ev.EXECUTION_FAILED, {"error": error, "step": None})
+
+    def release_if_waiting(self) -> None:
+        """Only waiting (timers, events): give back the slots that say release_while_waiting."""
+        state = self.state
+        if state.terminal or not state.held or state.queued or not state.active:
+            return
+        if any(active.kind not in ("wait", "wait_for_event") for active in state.active.values()):
+            return
+        keys = [s["key"] for s in state.slots if s["release_while_waiting"] and s["key"] in state.held]
+        if keys:
+            self.emit(ev.SLOTS_RELEASED, {"keys": keys, "reason": "waiting"})
 
     # -- emitting -----------------------------------------------------------------------
 
@@ -178,6 +238,10 @@ class _Decision:
             self.deliver(command)
         elif isinstance(command, ChildFinished):
             self.child_finished(command)
+        elif isinstance(command, AdmitExecution):
+            self.admit()
+        elif isinstance(command, RefuseAdmission):
+            self.refuse(command.reason)
         elif isinstance(command, CancelExecution):
             self.emit(
                 ev.EXECUTION_CANCELLED,
@@ -393,7 +457,7 @@ class _Decision:
         return sorted(found)
 
     def enter(self, name: str) -> None:
-        if self._reuse(name):
+        if self.wait_for_slots(name) or self._reuse(name):
             return
         self.entered += 1
         if self.entered > MAX_STEPS_ENTERED_PER_DECISION:

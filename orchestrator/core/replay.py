@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from orchestrator.core import events as ev
 from orchestrator.core.commands import (
+    AdmitExecution,
     CancelExecution,
     ChildFinished,
     Command,
@@ -29,6 +30,7 @@ from orchestrator.core.commands import (
     FailStep,
     FireTimer,
     ParentRef,
+    RefuseAdmission,
     StartExecution,
 )
 from orchestrator.core.events import Event
@@ -38,7 +40,7 @@ from orchestrator.core.timefmt import parse_rfc3339
 from schemas.definition import TaskStep
 from schemas.graph import WorkflowGraph
 
-TIME_KEYS = frozenset({"due", "deadline"})
+TIME_KEYS = frozenset({"due", "deadline", "queued_at", "admitted_at"})
 TIME_TOLERANCE = 1e-6  # the envelope's time has microsecond precision
 
 
@@ -191,6 +193,11 @@ def _command_for(state: ExecutionState | None, envelope: Stamped) -> Command:
         )
     if kind == ev.EXECUTION_CANCELLED:
         return CancelExecution(**base, reason=data.get("reason", ""))
+    if kind == ev.EXECUTION_ADMITTED:
+        return AdmitExecution(**base)
+    failure = data.get("error")
+    if kind == ev.EXECUTION_FAILED and isinstance(failure, dict) and failure.get("type") == "concurrency.limit":
+        return RefuseAdmission(**base, reason=str(failure.get("message", "")))
     raise _NoCommand(f"the machine decides no more events here, the history holds {kind}")
 
 

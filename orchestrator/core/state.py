@@ -71,10 +71,25 @@ class ExecutionState:
     reuse: dict[str, Any] = field(default_factory=dict)  # redrive: step -> recorded output
     started_by: str | None = None  # the actor of the start; step tasks run on its behalf
     traceparent: str | None = None  # W3C trace context the execution was started with, if any
+    # Concurrency slots (docs/resources.md): what the definition's limits asked for at the start
+    # (one dict per limit: key, limit, scope, on_limit, release_while_waiting), the keys held and
+    # the keys waited for, and the steps entered once the wait ends. Empty without limits.
+    slots: tuple[dict[str, Any], ...] = ()
+    held: tuple[str, ...] = ()
+    queued: tuple[str, ...] = ()
+    deferred: tuple[str, ...] = ()
+    priority: float = 0
+    queued_at: float | None = None  # when the current wait for slots began
+    admitted_at: float | None = None  # when the slots were last granted
 
     @property
     def terminal(self) -> bool:
         return self.status != "running"
+
+    @property
+    def shown_status(self) -> str:
+        """The status as shown: ``queued`` while a running execution waits for slots."""
+        return "queued" if self.queued and not self.terminal else self.status
 
     def context(self) -> dict[str, Any]:
         """What expressions see."""
@@ -94,7 +109,7 @@ class ExecutionState:
             "workflow": self.workflow,
             "version": self.version,
             "tenant": self.tenant,
-            "status": self.status,
+            "status": self.shown_status,
             "sequence": self.sequence,
             "input": self.input,
             "output": self.output,
@@ -109,6 +124,16 @@ class ExecutionState:
             },
             "parent": self.parent,
             "started_by": self.started_by,
+            **({"slots": self.slots_view()} if self.slots else {}),
+        }
+
+    def slots_view(self) -> dict[str, Any]:
+        return {
+            "keys": [slot["key"] for slot in self.slots],
+            "held": list(self.held),
+            "queued": list(self.queued),
+            "queued_at": self.queued_at if self.queued else None,
+            "priority": self.priority,
         }
 
 
@@ -298,6 +323,32 @@ def _child_started(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     return dict(active={**s.active, step: active}, visits={**s.visits, step: d["visit"]})
 
 
+def _execution_queued(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
+    known = {slot["key"] for slot in s.slots}
+    asked = [slot for slot in d.get("slots", ()) if slot["key"] not in known]
+    keys = [slot["key"] for slot in d.get("slots", ())]
+    changes: dict[str, Any] = dict(
+        queued=(*s.queued, *(k for k in keys if k not in s.queued)),
+        deferred=(*s.deferred, d["step"]),
+    )
+    if asked:
+        changes["slots"] = (*s.slots, *asked)
+    if "priority" in d:
+        changes["priority"] = d["priority"]
+    if not s.queued:
+        changes["queued_at"] = d.get("queued_at")
+    return changes
+
+
+def _execution_admitted(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
+    held = (*s.held, *(k for k in d["keys"] if k not in s.held))
+    return dict(held=held, queued=(), deferred=(), queued_at=None, admitted_at=d.get("admitted_at"))
+
+
+def _slots_released(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
+    return dict(held=tuple(k for k in s.held if k not in d["keys"]))
+
+
 def _terminal(status: str) -> _Handler:
     def apply(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
         return dict(
@@ -307,6 +358,9 @@ def _terminal(status: str) -> _Handler:
             joins={},
             output=d.get("output"),
             error=d.get("error"),
+            held=(),  # the end of an execution gives back every slot it held or waited for
+            queued=(),
+            deferred=(),
         )
 
     return apply
@@ -325,6 +379,9 @@ _HANDLERS: dict[str, _Handler] = {
     ev.EVENT_RECEIVED: _event_received,
     ev.SIGNAL_RECEIVED: _signal_received,
     ev.CHILD_STARTED: _child_started,
+    ev.EXECUTION_QUEUED: _execution_queued,
+    ev.EXECUTION_ADMITTED: _execution_admitted,
+    ev.SLOTS_RELEASED: _slots_released,
     ev.EXECUTION_SUCCEEDED: _terminal("succeeded"),
     ev.EXECUTION_FAILED: _terminal("failed"),
     ev.EXECUTION_CANCELLED: _terminal("cancelled"),

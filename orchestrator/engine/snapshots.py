@@ -74,6 +74,8 @@ def decode(body: bytes) -> tuple[ExecutionState, str | None, str]:
         }
         plain["signals"] = tuple((name, payload) for name, payload in plain["signals"])
         plain["event_ids"] = tuple(plain.get("event_ids", ()))
+        for name in ("slots", "held", "queued", "deferred"):  # JSON lists; absent before limits
+            plain[name] = tuple(plain.get(name, ()))
         known = {f.name for f in dataclasses.fields(ExecutionState)}
         state = ExecutionState(**{k: v for k, v in plain.items() if k in known})
         return state, doc.get("last_command_id"), str(doc.get("chainhash") or "")

@@ -21,7 +21,7 @@ from orchestrator.settings import Settings
 Client = TestClient[web.Request, web.Application]
 VIEWER = {
     "definitions:read", "executions:read", "triggers:read", "templates:read", "quotas:read", "analytics:read",
-    "schedules:read",
+    "schedules:read", "limits:read",
 }  # fmt: skip
 OPERATOR = VIEWER | {
     "payloads:read", "executions:start", "executions:cancel", "executions:signal", "executions:redrive",
@@ -38,7 +38,7 @@ EVERYTHING = {
     "triggers:write", "replay:verify", "deadletters:read", "deadletters:redrive", "keys:read", "keys:write",
     "roles:read", "roles:write", "audit:read", "secrets:read", "secrets:write", "templates:read",
     "templates:write", "cluster:read", "quotas:read", "analytics:read", "schedules:read", "schedules:write",
-    "sessions:revoke",
+    "sessions:revoke", "limits:read",
 }  # fmt: skip
 EXPECTED = {"viewer": VIEWER, "operator": OPERATOR, "developer": DEVELOPER, "admin": EVERYTHING, "auditor": AUDITOR}
 # Routes answering without payloads to whoever may read executions (docs/security.md).

@@ -18,6 +18,7 @@ from orchestrator.backends.kafka.codec import (
 )
 from orchestrator.core import commands
 from orchestrator.core.commands import (
+    AdmitExecution,
     CancelExecution,
     ChildFinished,
     Command,
@@ -27,6 +28,7 @@ from orchestrator.core.commands import (
     FailStep,
     FireTimer,
     ParentRef,
+    RefuseAdmission,
     ResumeExecution,
     StartExecution,
 )
@@ -56,6 +58,8 @@ COMMANDS: list[Command] = [
     ChildFinished(**BASE, child_id="c-1", status="failed", output=None, error={"type": "x", "message": "y"}),
     CancelExecution(**BASE, reason="operator"),
     ResumeExecution(**BASE),
+    AdmitExecution(**BASE),
+    RefuseAdmission(**BASE, reason="concurrency limit workflow key 'all' is full (1 held)"),
 ]
 
 

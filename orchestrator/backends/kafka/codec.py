@@ -23,6 +23,7 @@ import uuid
 from typing import Any, TypeVar
 
 from orchestrator.core.commands import (
+    AdmitExecution,
     CancelExecution,
     ChildFinished,
     Command,
@@ -30,6 +31,7 @@ from orchestrator.core.commands import (
     DeliverEvent,
     FailStep,
     FireTimer,
+    RefuseAdmission,
     ResumeExecution,
     StartExecution,
 )
@@ -54,6 +56,8 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         ChildFinished,
         CancelExecution,
         ResumeExecution,
+        AdmitExecution,
+        RefuseAdmission,
     )
 }
 # Our own records nest step outputs and arguments (each at most RESULT_DEPTH levels) a few levels

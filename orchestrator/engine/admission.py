@@ -1,0 +1,114 @@
+"""The admission: grants concurrency slots by sending commands, never by writing state itself.
+
+An execution under limits records ``ExecutionQueued`` and waits. The admission follows commits
+(an engine observer), keeps a ``SlotTable`` of who holds and waits for each key, and sends
+``AdmitExecution`` (or ``RefuseAdmission``, or a cancel) as ``on_limit`` says. The machine
+records the grant (``ExecutionAdmitted``) with the log's conditional append, so a grant happens
+once whatever is sent twice, and slots are given back by recorded events (``SlotsReleased``, the
+end of the execution). The table is derived: ``rebuild`` folds it again from the log's running
+executions after a restart, and a grant decided but never recorded is simply decided again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from orchestrator.core.commands import AdmitExecution, CancelExecution, Command, RefuseAdmission
+from orchestrator.core.state import ExecutionState
+from orchestrator.engine.engine import Committed
+from orchestrator.engine.slot_table import Action, SlotTable
+from orchestrator.history import pager
+from orchestrator.ports import EventLog, ExecutionQuery
+
+log = logging.getLogger(__name__)
+ADMISSION_ACTOR = "admission"  # the actor of the grants, refusals and cancels it sends
+Submit = Callable[[Command], Awaitable[None]]
+Load = Callable[[str], Awaitable[ExecutionState | None]]
+
+
+class Admission(Protocol):
+    """The port: what the runtime and the API ask of whoever admits executions."""
+
+    async def on_committed(self, committed: Committed) -> None: ...
+
+    async def rebuild(self) -> int: ...
+
+    def position(self, execution_id: str) -> int | None: ...
+
+    def limits(self, tenant: str) -> list[dict[str, Any]]: ...
+
+
+class LocalAdmission:
+    """Admission in this process, over the commits this process makes (embedded mode, and in
+    Kafka mode the commits of the executions this worker owns; see docs/resources.md)."""
+
+    def __init__(
+        self, submit: Submit, load: Load, log_: EventLog, clock: Callable[[], float], durable: bool = False
+    ) -> None:
+        self.submit = submit
+        self.load = load
+        self.log = log_
+        self.clock = clock
+        self.table = SlotTable()
+        self.settles_on_submit = not durable  # in-process: a submitted command is applied when it returns
+
+    async def on_committed(self, committed: Committed) -> None:
+        if not committed.after.slots:
+            return
+        state = await self.load(committed.after.execution_id)  # a retried observer: the state now
+        if state is not None:
+            self.table.sync(state, self.clock())
+        await self.act()
+
+    async def rebuild(self) -> int:
+        """Fold the table again from every running execution in the log; returns how many hold
+        or wait for slots."""
+        self.table = SlotTable()
+        count = 0
+        async for summary in pager.executions(self.log, ExecutionQuery(status="running")):
+            state = await self.load(summary.execution_id)
+            if state is not None and state.slots and not state.terminal:
+                self.table.sync(state, self.clock())
+                count += 1
+        await self.act()
+        return count
+
+    async def act(self) -> None:
+        """Send what the table decides; an action whose command fails is undone and raised
+        (the engine's retry of this observer decides again)."""
+        for action in self.table.decide(self.clock()):
+            try:
+                await self.submit(self.command(action))
+            except Exception:
+                self.table.undo(action)
+                raise
+            if self.settles_on_submit and action.kind == "admit":
+                await self._check_granted(action.execution_id)
+
+    async def _check_granted(self, execution_id: str) -> None:
+        """An admit applied in-process that left the execution waiting was not taken (say, it
+        was parked as a poison command): free the slot it was counted in."""
+        state = await self.load(execution_id)
+        if state is None or state.terminal:
+            self.table.forget(execution_id)
+        elif execution_id in self.table.pending:
+            log.warning("execution %s: the grant of its slots was not applied", execution_id)
+            self.table.undo(Action("admit", execution_id))
+
+    def command(self, action: Action) -> Command:
+        base: dict[str, Any] = {"execution_id": action.execution_id, "now": self.clock(), "actor": ADMISSION_ACTOR}
+        if action.kind == "admit":
+            return AdmitExecution(**base)
+        if action.kind == "refuse":
+            return RefuseAdmission(**base, reason=action.reason)
+        return CancelExecution(**base, reason=action.reason)
+
+    def position(self, execution_id: str) -> int | None:
+        return self.table.position(execution_id)
+
+    def limits(self, tenant: str) -> list[dict[str, Any]]:
+        """The keys the tenant's executions hold or wait for (and the global ones)."""
+        rows = self.table.view(self.clock())
+        return [row for row in rows if row["tenant"] in (None, tenant)]

@@ -1,0 +1,213 @@
+"""Who holds and who waits for each concurrency key: the admission's bookkeeping, no I/O.
+
+The table is a projection of execution states (``sync``), so it can be rebuilt from the log at
+any time. ``decide`` says what to do next: admit waiters into free slots (higher priority first;
+among equal priorities round-robin across the groups of keys waiters ask for, FIFO within a
+group), refuse or cancel a new execution whose full key says so, cancel the oldest holder for
+``cancel_running``. A grant counts as held from the moment it is decided (``pending``) until the
+execution's state shows it, so two grants never share one slot while a command is in flight.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from orchestrator.core.state import ExecutionState
+
+ActionKind = Literal["admit", "refuse", "cancel"]
+STRICTNESS = {"queue": 0, "cancel_running": 1, "cancel_new": 2, "fail": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    kind: ActionKind
+    execution_id: str
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class Waiter:
+    execution_id: str
+    keys: tuple[str, ...]
+    priority: float
+    queued_at: float
+    arrival: int
+    first: bool  # never admitted yet: on_limit applies (a wake after a wait only queues)
+
+    def order(self) -> tuple[float, float, int]:
+        return (-self.priority, self.queued_at, self.arrival)
+
+
+@dataclass(slots=True)
+class KeyInfo:
+    slot: dict[str, Any]
+    tenant: str
+    workflow: str
+    holders: dict[str, float] = field(default_factory=dict)  # execution id -> admitted at
+
+
+class SlotTable:
+    """Holders and waiters per key, and the decisions they lead to."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, KeyInfo] = {}
+        self.waiting: dict[str, Waiter] = {}
+        self.pending: dict[str, Waiter] = {}  # decided grants not yet in the state
+        self.cancelling: set[str] = set()  # holders a cancel_running has asked to cancel
+        self.judged: set[str] = set()  # new waiters whose on_limit was applied
+        self._served: dict[tuple[str, ...], int] = {}  # group -> the tick it was last served
+        self._ticks = itertools.count(1)
+        self._arrivals = itertools.count()
+
+    def sync(self, state: ExecutionState, now: float) -> None:
+        """Take what ``state`` holds and waits for (a terminal one holds nothing)."""
+        eid = state.execution_id
+        if state.terminal:
+            self.forget(eid)
+            return
+        for slot in state.slots:
+            info = self.keys.get(slot["key"])
+            if info is None:
+                self.keys[slot["key"]] = KeyInfo(dict(slot), state.tenant, state.workflow)
+            else:
+                info.slot = dict(slot)  # the newest start's size of a shared key counts
+        granted = self.pending.get(eid)
+        if granted is not None and (not state.queued or (state.admitted_at or -1.0) >= granted.queued_at):
+            del self.pending[eid]  # the grant landed (it may have been given back since)
+            granted = None
+        pending = granted.keys if granted is not None else ()
+        held = set(state.held) | set(pending)
+        for key, info in self.keys.items():
+            if key in held:
+                info.holders.setdefault(eid, state.admitted_at if state.admitted_at is not None else now)
+            else:
+                info.holders.pop(eid, None)
+        if state.queued and not pending:
+            waiter = self.waiting.get(eid)
+            if waiter is None or waiter.keys != state.queued:
+                self.waiting[eid] = Waiter(
+                    eid,
+                    state.queued,
+                    state.priority,
+                    state.queued_at if state.queued_at is not None else now,
+                    next(self._arrivals),
+                    first=state.admitted_at is None,
+                )
+        else:
+            self.waiting.pop(eid, None)
+
+    def forget(self, execution_id: str) -> None:
+        for info in self.keys.values():
+            info.holders.pop(execution_id, None)
+        self.waiting.pop(execution_id, None)
+        self.pending.pop(execution_id, None)
+        self.cancelling.discard(execution_id)
+        self.judged.discard(execution_id)
+        for key in [k for k, info in self.keys.items() if not info.holders and not self._waited(k)]:
+            del self.keys[key]
+
+    def undo(self, action: Action) -> None:
+        """A decided action whose command could not be sent: decide it again later."""
+        if action.kind == "admit" and action.execution_id in self.pending:
+            waiter = self.pending.pop(action.execution_id)
+            for key in waiter.keys:
+                self.keys[key].holders.pop(action.execution_id, None)
+            self.waiting[waiter.execution_id] = waiter
+        elif action.kind == "cancel":
+            self.cancelling.discard(action.execution_id)
+            self.judged.clear()  # a cancel_new or cancel_running is judged again
+
+    def free(self, key: str) -> bool:
+        info = self.keys[key]
+        return len(info.holders) < int(info.slot["limit"])
+
+    def decide(self, now: float) -> list[Action]:
+        actions = self._judge_new()
+        while True:
+            eligible = [w for w in self.waiting.values() if all(self.free(k) for k in w.keys)]
+            if not eligible:
+                return actions
+            top = max(w.priority for w in eligible)
+            best = [w for w in eligible if w.priority == top]
+            chosen = min(best, key=lambda w: (self._served.get(w.keys, 0), w.order()))
+            self._served[chosen.keys] = next(self._ticks)
+            del self.waiting[chosen.execution_id]
+            self.pending[chosen.execution_id] = chosen
+            for key in chosen.keys:
+                self.keys[key].holders[chosen.execution_id] = now
+            actions.append(Action("admit", chosen.execution_id))
+
+    def _judge_new(self) -> list[Action]:
+        """Apply ``on_limit`` to new waiters that find a key full."""
+        actions: list[Action] = []
+        for waiter in sorted(self.waiting.values(), key=Waiter.order):
+            if not waiter.first or waiter.execution_id in self.judged:
+                continue
+            self.judged.add(waiter.execution_id)
+            full = [k for k in waiter.keys if not self.free(k)]
+            if not full:
+                continue
+            strictest = max(full, key=lambda k: STRICTNESS[self.keys[k].slot["on_limit"]])
+            mode = self.keys[strictest].slot["on_limit"]
+            reason = f"concurrency limit {self.describe(strictest)} is full ({self.keys[strictest].slot['limit']} held)"
+            if mode == "fail":
+                del self.waiting[waiter.execution_id]
+                actions.append(Action("refuse", waiter.execution_id, reason))
+            elif mode == "cancel_new":
+                del self.waiting[waiter.execution_id]
+                actions.append(Action("cancel", waiter.execution_id, reason))
+            elif mode == "cancel_running":
+                for key in full:
+                    if self.keys[key].slot["on_limit"] == "cancel_running":
+                        actions += self._cancel_oldest(key, waiter.execution_id)
+        return actions
+
+    def _cancel_oldest(self, key: str, newcomer: str) -> list[Action]:
+        holders = self.keys[key].holders
+        candidates = [e for e in holders if e not in self.cancelling and e not in self.pending]
+        if not candidates:
+            return []
+        oldest = min(candidates, key=lambda e: (holders[e], e))
+        self.cancelling.add(oldest)
+        reason = f"concurrency limit {self.describe(key)} is full: cancelled for the newer execution {newcomer}"
+        return [Action("cancel", oldest, reason)]
+
+    def _waited(self, key: str) -> bool:
+        return any(key in w.keys for w in self.waiting.values())
+
+    def describe(self, key: str) -> str:
+        slot = self.keys[key].slot
+        return f"{slot['scope']} key {slot['value']!r}"
+
+    def position(self, execution_id: str) -> int | None:
+        """1 for the next waiter of its first key, 2 for the one after, ...; None: not waiting."""
+        waiter = self.waiting.get(execution_id)
+        if waiter is None:
+            return None
+        first = waiter.keys[0]
+        ahead = [w for w in self.waiting.values() if first in w.keys and w.order() < waiter.order()]
+        return len(ahead) + 1
+
+    def view(self, now: float) -> list[dict[str, Any]]:
+        """Each key: its limit, holders, waiters and how long the oldest has waited."""
+        rows = []
+        for key, info in sorted(self.keys.items()):
+            waits = [w.queued_at for w in self.waiting.values() if key in w.keys]
+            slot = info.slot
+            rows.append(
+                {
+                    "key": key,
+                    "value": slot["value"],
+                    "scope": slot["scope"],
+                    "tenant": None if slot["scope"] == "global" else info.tenant,
+                    "workflow": info.workflow if slot["scope"] == "workflow" else None,
+                    "limit": slot["limit"],
+                    "on_limit": slot["on_limit"],
+                    "held": len(info.holders),
+                    "queued": len(waits),
+                    "oldest_wait_seconds": max(now - min(waits), 0.0) if waits else None,
+                }
+            )
+        return rows

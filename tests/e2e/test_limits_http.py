@@ -1,0 +1,92 @@
+"""Concurrency limits against a real ``serve`` process on SQLite: queued executions show as such
+with their place in the queue, GET /api/v1/limits and ``orchestrator limits`` show each key, and
+a definition with bad limits is refused naming every problem."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.serverproc import Port0Server, cli_env, http_json
+from tests.e2e.test_cli import cli, ok
+
+HELD: dict[str, Any] = {
+    "name": "held",
+    "concurrency": [{"key": "input.customer", "limit": 1}],
+    "steps": [{"name": "nap", "type": "wait", "seconds": 600}],
+}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], str]]:
+    tmp = tmp_path_factory.mktemp("limits")
+    env = cli_env(f"sqlite:///{tmp}/limits.db")
+    server = Port0Server(env, [], tmp / "server.log")
+    try:
+        url = server.start()
+        yield {**env, "ORCHESTRATOR_URL": url}, url
+    finally:
+        server.stop()
+        print(server.output())  # shown when a test fails
+
+
+def start(url: str, customer: str) -> str:
+    status, body = http_json("POST", url + "/api/v1/executions", {"workflow": "held", "input": {"customer": customer}})
+    assert status == 202, body
+    return str(body["execution_id"])
+
+
+def until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("not reached in time")
+        time.sleep(0.05)
+
+
+def test_queued_executions_and_the_limits_view(served: tuple[dict[str, str], str]) -> None:
+    env, url = served
+    assert http_json("POST", url + "/api/v1/definitions", HELD)[0] == 201
+    ids = [start(url, customer) for customer in ("acme", "acme", "acme", "beta")]
+
+    def status(execution_id: str) -> Any:
+        return http_json("GET", f"{url}/api/v1/executions/{execution_id}")[1]
+
+    until(lambda: [status(i)["status"] for i in ids] == ["running", "queued", "queued", "running"])
+    assert [status(i).get("queue_position") for i in ids] == [None, 1, 2, None]
+    assert status(ids[1])["slots"]["queued"] == status(ids[0])["slots"]["held"]
+    _, page = http_json("GET", url + "/api/v1/executions?workflow=held")
+    listed = {item["execution_id"]: (item["status"], item.get("queue_position")) for item in page["items"]}
+    assert listed[ids[2]] == ("queued", 2) and listed[ids[3]] == ("running", None)
+
+    _, limits = http_json("GET", url + "/api/v1/limits")
+    rows = {row["value"]: row for row in limits["limits"]}
+    assert limits["tenant"] == "default" and set(rows) == {"acme", "beta"}
+    assert {k: rows["acme"][k] for k in ("workflow", "scope", "limit", "held", "queued", "on_limit")} == {
+        "workflow": "held", "scope": "workflow", "limit": 1, "held": 1, "queued": 2, "on_limit": "queue",
+    }  # fmt: skip
+    assert rows["acme"]["oldest_wait_seconds"] >= 0 and rows["beta"]["oldest_wait_seconds"] is None
+
+    table = ok(cli(env, "limits"))
+    assert "WORKFLOW" in table and "OLDEST WAIT" in table and "acme" in table and "beta" in table
+    answered = json.loads(ok(cli(env, "limits", "--json")))["limits"]
+    assert [(row["key"], row["held"], row["queued"]) for row in answered] == [
+        (row["key"], row["held"], row["queued"]) for row in limits["limits"]
+    ]
+
+    assert http_json("POST", f"{url}/api/v1/executions/{ids[0]}/cancel", {"reason": "done"})[0] == 200
+    until(lambda: status(ids[1])["status"] == "running")  # the next one of the key is admitted
+    assert status(ids[2])["queue_position"] == 1
+
+
+def test_bad_limits_are_refused_with_every_location(served: tuple[dict[str, str], str]) -> None:
+    _, url = served
+    bad = {**HELD, "name": "bad", "concurrency": [{"limit": 0, "on_limit": "drop"}], "priority": "input.("}
+    status, body = http_json("POST", url + "/api/v1/definitions", bad)
+    assert status == 400 and body["error"]["code"] == "invalid_definition"
+    locations = {problem["location"] for problem in body["error"]["details"]}
+    assert {"concurrency[0].limit", "concurrency[0].on_limit"} <= locations
