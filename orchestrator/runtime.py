@@ -51,7 +51,7 @@ from orchestrator.core.machine import ExecutionExists
 from orchestrator.core.state import ExecutionState
 from orchestrator.crypto import setup as encryption
 from orchestrator.engine import snapshots
-from orchestrator.engine.admission import LocalAdmission
+from orchestrator.engine.admission_feed import admission_for
 from orchestrator.engine.effects import Effects
 from orchestrator.engine.engine import Engine
 from orchestrator.engine.parking import CommandParking, RetryPolicy
@@ -202,14 +202,13 @@ class Runtime(Lifecycle):
             others_commit=self.transport.durable,
         )
         self.engine.observers.append(self.effects.on_committed)
-        self.admission = LocalAdmission(self.transport.submit, self.engine.load, self.log, clock, self.transport.durable)
-        self.engine.observers.append(self.admission.on_committed)
         source: object = self.log
         if not isinstance(source, FeedSource):
             raise TypeError(f"{type(source).__name__} serves no event feed (feed(), checkpoints())")
         self.feed = source.feed()  # projections follow it; in Kafka mode in the owner of shard 0
         self.projections = ProjectionRunner(self.feed, source.checkpoints(), active=self._owns_first_shard)
         self.engine.observers.append(self.projections.on_committed)  # wakes them after each commit
+        self.admission = admission_for(self.engine, self.transport, self.projections, clock)  # docs/resources.md
         self.analytics: AnalyticsReader | None = None  # docs/analytics.md; None: the log keeps none
         if s.analytics and isinstance(source, AnalyticsSource):  # ORCHESTRATOR_ANALYTICS=false: none
             self.analytics = AnalyticsReader(source.analytics(), clock)

@@ -24,4 +24,4 @@ class LimitsApi:
 
     async def limits(self, request: web.Request) -> web.Response:
         tenant = request_tenant(request)
-        return web.json_response({"tenant": tenant, "limits": self.runtime.admission.limits(tenant)})
+        return web.json_response({"tenant": tenant, "limits": await self.runtime.admission.limits(tenant)})

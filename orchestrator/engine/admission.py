@@ -37,7 +37,12 @@ class Admission(Protocol):
 
     def position(self, execution_id: str) -> int | None: ...
 
-    def limits(self, tenant: str) -> list[dict[str, Any]]: ...
+    async def limits(self, tenant: str) -> list[dict[str, Any]]: ...
+
+
+class Current(Protocol):
+    @property
+    def current(self) -> bool: ...
 
 
 class LocalAdmission:
@@ -53,6 +58,7 @@ class LocalAdmission:
         self.clock = clock
         self.table = SlotTable()
         self.settles_on_submit = not durable  # in-process: a submitted command is applied when it returns
+        self.feed: Current | None = None  # Kafka mode: the feed projection that runs it (admission_feed)
 
     async def on_committed(self, committed: Committed) -> None:
         if not committed.after.slots:
@@ -108,7 +114,15 @@ class LocalAdmission:
     def position(self, execution_id: str) -> int | None:
         return self.table.position(execution_id)
 
-    def limits(self, tenant: str) -> list[dict[str, Any]]:
-        """The keys the tenant's executions hold or wait for (and the global ones)."""
-        rows = self.table.view(self.clock())
+    async def limits(self, tenant: str) -> list[dict[str, Any]]:
+        """The keys the tenant's executions hold or wait for (and the global ones). A process
+        that does not admit (Kafka mode, not the owner of shard 0) folds them from the log."""
+        table = self.table
+        if self.feed is not None and not self.feed.current:
+            table = SlotTable()
+            async for summary in pager.executions(self.log, ExecutionQuery(status="running", tenant=tenant)):
+                state = await self.load(summary.execution_id)
+                if state is not None and state.slots:
+                    table.sync(state, self.clock())
+        rows = table.view(self.clock())
         return [row for row in rows if row["tenant"] in (None, tenant)]

@@ -98,6 +98,12 @@ class SlotTable:
         else:
             self.waiting.pop(eid, None)
 
+    def knows(self, execution_id: str) -> bool:
+        """Whether the execution holds, waits for or was just granted a slot here."""
+        return execution_id in self.waiting or execution_id in self.pending or any(
+            execution_id in info.holders for info in self.keys.values()
+        )
+
     def forget(self, execution_id: str) -> None:
         for info in self.keys.values():
             info.holders.pop(execution_id, None)

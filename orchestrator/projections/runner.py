@@ -10,7 +10,8 @@ read that much after the nudge. A failing projection never stops the runner: the
 the task backs off (doubling up to ``MAX_BACKOFF``) and retries from the same position; other
 projections go on. ``active()`` says whether this process should run projections now (in Kafka
 mode, the owner of shard 0); a process that becomes active reloads the checkpoints first.
-``rebuild(name)`` resets a projection and replays the feed from position 0.
+``rebuild(name)`` resets a projection and replays the feed from position 0. A projection with an
+``idle()`` method (``Ticking``) is called there after a read that found nothing new.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import Checkpoints, EventFeed
@@ -52,6 +53,13 @@ class Projection(Protocol):
 
     async def reset(self) -> None:
         """Forget all derived state: a replay from position 0 follows."""
+
+
+@runtime_checkable
+class Ticking(Protocol):
+    """A projection that also acts when the feed has nothing new (once per poll while active)."""
+
+    async def idle(self) -> None: ...
 
 
 class ProjectionRunner(Lifecycle):
@@ -164,6 +172,8 @@ class ProjectionRunner(Lifecycle):
                     await projection.apply(at, envelope)
                 if page.items:
                     await projection.flush()
+                elif isinstance(projection, Ticking):
+                    await projection.idle()
                 if page.last != position:
                     await self.checkpoints.save(name, page.last)
                     position = self.positions[name] = page.last

@@ -99,7 +99,7 @@ async def test_n_executions_with_limit_k_never_hold_more_than_k_slots(runtime: R
     events = await feed(runtime)
     assert most_held(events) == 3
     assert [e.type for e in events].count(ev.EXECUTION_ADMITTED) == 8
-    assert runtime.admission.limits("default") == []  # nothing held, nothing waits
+    assert await runtime.admission.limits("default") == []  # nothing held, nothing waits
 
 
 async def test_a_key_per_customer_and_a_cap_overall_combine(runtime: Runtime, gate: Gate) -> None:
@@ -110,7 +110,7 @@ async def test_a_key_per_customer_and_a_cap_overall_combine(runtime: Runtime, ga
     ]
     await eventually(lambda: len(gate.entered) == 2)
     assert await statuses(runtime, ids) == ["running", "queued", "running", "queued"]
-    rows = {(row["scope"], row["value"]): row for row in runtime.admission.limits("default")}
+    rows = {(row["scope"], row["value"]): row for row in await runtime.admission.limits("default")}
     assert rows[("workflow", "all")]["held"] == 2 and rows[("workflow", "all")]["queued"] == 2
     assert rows[("workflow", "a")]["held"] == 1 and rows[("workflow", "a")]["queued"] == 1
     assert rows[("workflow", "a")]["workflow"] == "orders"
@@ -225,7 +225,7 @@ async def test_holders_and_waiters_are_rebuilt_from_the_log_after_a_restart(tmp_
         await eventually(lambda: len(first_gate.entered) == 1)
     gate = Gate()
     async with Runtime(settings(tmp_path), connectors=Connectors([gate])) as again:
-        [row] = again.admission.limits("default")
+        [row] = await again.admission.limits("default")
         assert (row["held"], row["queued"]) == (1, 2)
         assert await statuses(again, ids) == ["running", "queued", "queued"]
         gate.open.set()

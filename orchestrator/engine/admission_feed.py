@@ -1,0 +1,108 @@
+"""The admission in Kafka mode: one process (the owner of commands shard 0) follows the event
+feed, so it sees the commits of every worker, and grants slots by sending commands through the
+transport to each execution's owner, whose conditional append records the grant once.
+
+It is a projection of the feed with no stored output: on its first call after a pause (a start,
+or shard 0 coming back to this process) it folds its table again from the log's running
+executions; after that each batch of feed events re-reads the states the batch touched. States
+are read from the log, never from this process's engine cache (other workers commit them).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Final, Protocol
+
+from orchestrator.core import events as ev
+from orchestrator.core.state import ExecutionState
+from orchestrator.engine import snapshots
+from orchestrator.engine.admission import Load, LocalAdmission
+from orchestrator.engine.engine import Engine
+from orchestrator.ports import EventLog, Transport
+from schemas.envelope import Envelope
+
+NAME: Final = "admission"
+WATCHED: Final = frozenset({ev.EXECUTION_QUEUED, ev.EXECUTION_ADMITTED, ev.SLOTS_RELEASED})
+PAUSE_SECONDS = 5.0  # no call for this long: this process was not the admitter, rebuild
+
+
+def log_loader(log_: EventLog) -> Load:
+    """Read an execution's current state from the log (snapshot and tail)."""
+
+    async def load(execution_id: str) -> ExecutionState | None:
+        loaded = await snapshots.load(log_, execution_id)
+        return loaded.state if loaded is not None else None
+
+    return load
+
+
+class AdmissionFeed:
+    """The projection running ``LocalAdmission`` over the feed (see the module docstring)."""
+
+    name = NAME
+
+    def __init__(self, admission: LocalAdmission, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.admission = admission
+        self.monotonic = monotonic
+        self._touched: set[str] = set()
+        self._last_call: float | None = None
+
+    async def apply(self, position: int, envelope: Envelope) -> None:
+        if envelope.type in WATCHED or (
+            envelope.type in ev.TERMINAL_TYPES and self.admission.table.knows(envelope.subject)
+        ):
+            self._touched.add(envelope.subject)
+
+    async def flush(self) -> None:
+        if await self._rebuilt():
+            return
+        touched, self._touched = self._touched, set()
+        for execution_id in sorted(touched):
+            state = await self.admission.load(execution_id)
+            if state is None:
+                self.admission.table.forget(execution_id)
+            else:
+                self.admission.table.sync(state, self.admission.clock())
+        await self.admission.act()
+
+    async def idle(self) -> None:
+        if not await self._rebuilt():
+            await self.admission.act()
+
+    async def reset(self) -> None:
+        self._last_call = None
+        self._touched.clear()
+
+    async def _rebuilt(self) -> bool:
+        """Rebuild the table when this is the first call after a pause; True if it did."""
+        now, last = self.monotonic(), self._last_call
+        if last is not None and now - last < PAUSE_SECONDS:
+            self._last_call = now
+            return False
+        await self.admission.rebuild()  # acts too
+        self._touched.clear()
+        self._last_call = self.monotonic()
+        return True
+
+    @property
+    def current(self) -> bool:
+        """Whether this process admits now (it was called lately)."""
+        return self._last_call is not None and self.monotonic() - self._last_call < PAUSE_SECONDS
+
+
+class Runner(Protocol):
+    def add(self, projection: AdmissionFeed) -> None: ...
+
+
+def admission_for(engine: Engine, transport: Transport, runner: Runner, clock: Callable[[], float]) -> LocalAdmission:
+    """The admission of a runtime: over this process's commits with the in-process transport
+    (one process commits everything), over the feed in the owner of shard 0 with a durable one."""
+    if not transport.durable:
+        admission = LocalAdmission(transport.submit, engine.load, engine.log, clock)
+        engine.observers.append(admission.on_committed)
+        return admission
+    admission = LocalAdmission(transport.submit, log_loader(engine.log), engine.log, clock, durable=True)
+    admission.feed = AdmissionFeed(admission)
+    runner.add(admission.feed)
+    return admission

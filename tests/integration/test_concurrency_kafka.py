@@ -1,0 +1,102 @@
+"""Concurrency limits on Kafka + Cassandra: the owner of commands shard 0 admits from the event
+feed, for the executions of every worker; the recorded slot events never show more than the
+limit held at once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.base import Connectors, StepCall
+from orchestrator.core import events as ev
+from orchestrator.runtime import Runtime
+from orchestrator.settings import Settings
+from schemas.builder import Workflow
+from tests.integration.conftest import TestKeyspace
+
+pytestmark = pytest.mark.integration
+
+
+class Gate:
+    name = "gate"
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.entered = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self.open.set()
+
+    async def invoke(self, call: StepCall) -> Any:
+        self.entered += 1
+        await self.open.wait()
+        return {"ok": True}
+
+
+def settings(kafka_url: str, keyspace: TestKeyspace) -> Settings:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    transport = f"{kafka_url}?commands={prefix}.commands&tasks={prefix}.tasks&group={prefix}&partitions=4"
+    return Settings(event_log_url=f"{keyspace.url}?feed_delay=0.3", transport_url=transport, retention_interval=0)
+
+
+async def until(check: Any, timeout: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("not reached in time")
+        await asyncio.sleep(0.1)
+
+
+async def test_two_workers_never_hold_more_than_the_limit(
+    kafka_url: str, cassandra_keyspace: TestKeyspace, tmp_path: Path
+) -> None:
+    await cassandra_keyspace.empty_once(tmp_path)
+    s = settings(kafka_url, cassandra_keyspace)
+    gates = [Gate(), Gate()]
+    async with AsyncExitStack() as stack:
+        runtimes = [await stack.enter_async_context(Runtime(s, connectors=Connectors([g]))) for g in gates]
+        first = runtimes[0]
+        await first.register(Workflow("capped", concurrency=[{"limit": 2}]).task("work", "gate").build())
+
+        async def spread() -> bool:  # both workers own commands partitions
+            return all(r.transport.owned_shards() for r in runtimes)
+
+        await until(spread)
+        ids = [(await first.start_execution("capped", {"n": n})).execution_id for n in range(6)]
+
+        async def two_running() -> bool:
+            return sum(g.entered for g in gates) == 2
+
+        await until(two_running)
+        await asyncio.sleep(2)  # long enough for a wrong admission to show
+        assert sum(g.entered for g in gates) == 2
+        states = [await first.state(i) for i in ids]
+        assert sorted(state.to_dict()["status"] for state in states) == ["queued"] * 4 + ["running"] * 2
+        [row] = await first.admission.limits("default")
+        assert (row["held"], row["queued"]) == (2, 4)
+        for gate in gates:
+            gate.open.set()
+        for execution_id in ids:
+            assert (await first.wait(execution_id, timeout=60)).status == "succeeded"
+        histories = [await first.history(i) for i in ids]
+
+    moments = []  # (time, +1 admitted / -1 ended) from every execution's recorded events
+    for history in histories:
+        for envelope in history:
+            if envelope.type == ev.EXECUTION_ADMITTED:
+                moments.append((envelope.time, 1))
+            elif envelope.type in ev.TERMINAL_TYPES:
+                moments.append((envelope.time, -1))
+    held = most = 0
+    for _, change in sorted(moments, key=lambda m: (m[0], m[1])):  # an end before a grant at one instant
+        held += change
+        most = max(most, held)
+    assert most <= 2 and len([m for m in moments if m[1] == 1]) == 6
