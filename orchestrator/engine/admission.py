@@ -71,15 +71,21 @@ class LocalAdmission:
     async def rebuild(self) -> int:
         """Fold the table again from every running execution in the log; returns how many hold
         or wait for slots."""
-        self.table = SlotTable()
-        count = 0
-        async for summary in pager.executions(self.log, ExecutionQuery(status="running")):
+        self.table = await self._folded(ExecutionQuery(status="running"))
+        await self.act()
+        return len(self.table.waiting) + len({e for info in self.table.keys.values() for e in info.holders})
+
+    async def _folded(self, query: ExecutionQuery) -> SlotTable:
+        """A table of the executions ``query`` lists, taken in the order they queued."""
+        states = []
+        async for summary in pager.executions(self.log, query):
             state = await self.load(summary.execution_id)
             if state is not None and state.slots and not state.terminal:
-                self.table.sync(state, self.clock())
-                count += 1
-        await self.act()
-        return count
+                states.append(state)
+        table = SlotTable()
+        for state in sorted(states, key=lambda s: (s.queued_at or 0.0, s.execution_id)):
+            table.sync(state, self.clock())
+        return table
 
     async def act(self) -> None:
         """Send what the table decides; an action whose command fails is undone and raised
@@ -119,10 +125,6 @@ class LocalAdmission:
         that does not admit (Kafka mode, not the owner of shard 0) folds them from the log."""
         table = self.table
         if self.feed is not None and not self.feed.current:
-            table = SlotTable()
-            async for summary in pager.executions(self.log, ExecutionQuery(status="running", tenant=tenant)):
-                state = await self.load(summary.execution_id)
-                if state is not None and state.slots:
-                    table.sync(state, self.clock())
+            table = await self._folded(ExecutionQuery(status="running", tenant=tenant))
         rows = table.view(self.clock())
         return [row for row in rows if row["tenant"] in (None, tenant)]

@@ -1,0 +1,86 @@
+"""The admission over the event feed (Kafka mode's) on memory backends: a second engine stands
+for the other workers, whose commits this process sees only through the feed and the log."""
+
+from __future__ import annotations
+
+from orchestrator.backends.memory import MemoryEventLog, MemoryRegistry
+from orchestrator.core import events as ev
+from orchestrator.core.commands import CancelExecution, Command, StartExecution
+from orchestrator.engine.admission import LocalAdmission
+from orchestrator.engine.admission_feed import PAUSE_SECONDS, AdmissionFeed, log_loader
+from orchestrator.engine.engine import Engine
+from schemas.builder import Workflow
+
+NOW = 1_700_000_000.0
+
+
+class World:
+    def __init__(self) -> None:
+        self.log = MemoryEventLog()
+        self.registry = MemoryRegistry()
+        self.workers = Engine(self.log, self.registry, clock=lambda: NOW)  # the other processes
+        self.sent: list[Command] = []
+        self.now = 0.0
+        admission = LocalAdmission(self.submit, log_loader(self.log), self.log, lambda: NOW, durable=True)
+        self.feed = AdmissionFeed(admission, monotonic=lambda: self.now)
+        admission.feed = self.feed
+        self.admission = admission
+        self.position = 0
+
+    async def submit(self, command: Command) -> None:  # through the commands topic to the owner
+        self.sent.append(command)
+        await self.workers.handle(command)
+
+    async def start(self, n: int) -> str:
+        execution_id = f"ex-{n}"
+        command = StartExecution(execution_id=execution_id, now=NOW + n, workflow="capped", version=1, input={"n": n})
+        await self.workers.handle(command)
+        return execution_id
+
+    async def follow(self) -> None:
+        """One read of the feed, as the projection runner does it."""
+        self.now += 1
+        page = await self.log.feed().read_after(self.position, 1000)
+        for at, envelope in page.items:
+            await self.feed.apply(at, envelope)
+        if page.items:
+            await self.feed.flush()
+        else:
+            await self.feed.idle()
+        self.position = page.last
+
+    async def admitted(self) -> list[str]:
+        page = await self.log.feed().read_after(0, 10_000)
+        return [e.subject for _, e in page.items if e.type == ev.EXECUTION_ADMITTED]
+
+
+async def test_the_feed_admission_grants_what_other_workers_queue_and_release() -> None:
+    world = World()
+    await world.registry.register(Workflow("capped", concurrency=[{"limit": 2}]).task("work", "noop").build())
+    ids = [await world.start(n) for n in range(4)]
+    await world.follow()  # the first call rebuilds from the log and admits two
+    assert await world.admitted() == ids[:2]
+    await world.follow()
+    await world.follow()  # the grants' own events come back through the feed: nothing more
+    assert await world.admitted() == ids[:2]
+    assert [(row["held"], row["queued"]) for row in await world.admission.limits("default")] == [(2, 2)]
+    await world.workers.handle(CancelExecution(execution_id=ids[0], now=NOW))  # another worker's commit
+    await world.follow()
+    assert await world.admitted() == ids[:3]
+
+
+async def test_after_a_pause_the_table_is_rebuilt_from_the_log() -> None:
+    world = World()
+    await world.registry.register(Workflow("capped", concurrency=[{"limit": 1}]).task("work", "noop").build())
+    ids = [await world.start(n) for n in range(2)]
+    await world.follow()
+    assert await world.admitted() == ids[:1]
+    world.admission.table.forget(ids[0])  # a table gone stale while another process admitted
+    world.now += PAUSE_SECONDS
+    await world.follow()  # a pause: rebuilt, so the holder counts and nothing more is admitted
+    assert await world.admitted() == ids[:1]
+    assert world.feed.current
+    world.now += PAUSE_SECONDS + 1
+    assert not world.feed.current  # another process admits: the limits view reads the log
+    [row] = await world.admission.limits("default")
+    assert (row["held"], row["queued"]) == (1, 1)
