@@ -35,6 +35,7 @@ STYLES = {  # cells drawn in colour on a terminal
     "succeeded": "green",
     "ok": "green",
     "running": "cyan",
+    "queued": "magenta",
     "failed": "red",
     "diverged": "red",
     "cancelled": "yellow",

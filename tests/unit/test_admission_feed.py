@@ -3,6 +3,8 @@ for the other workers, whose commits this process sees only through the feed and
 
 from __future__ import annotations
 
+import pytest
+
 from orchestrator.backends.memory import MemoryEventLog, MemoryRegistry
 from orchestrator.core import events as ev
 from orchestrator.core.commands import CancelExecution, Command, StartExecution
@@ -84,3 +86,36 @@ async def test_after_a_pause_the_table_is_rebuilt_from_the_log() -> None:
     assert not world.feed.current  # another process admits: the limits view reads the log
     [row] = await world.admission.limits("default")
     assert (row["held"], row["queued"]) == (1, 1)
+
+
+async def test_in_one_process_a_grant_that_was_not_applied_frees_its_slot() -> None:
+    log, registry = MemoryEventLog(), MemoryRegistry()
+    await registry.register(Workflow("capped", concurrency=[{"limit": 1}]).task("work", "noop").build())
+    engine = Engine(log, registry, clock=lambda: NOW)
+    dropped: list[Command] = []
+
+    async def parked(command: Command) -> None:  # the command never reaches the engine
+        dropped.append(command)
+
+    admission = LocalAdmission(parked, engine.load, log, lambda: NOW)
+    engine.observers.append(admission.on_committed)
+    await engine.handle(StartExecution(execution_id="ex-0", now=NOW, workflow="capped", version=1))
+    assert [type(c).__name__ for c in dropped] == ["AdmitExecution"]
+    assert "ex-0" in admission.table.waiting and not admission.table.pending
+    assert [(row["held"], row["queued"]) for row in await admission.limits("default")] == [(0, 1)]
+
+
+async def test_a_grant_that_cannot_be_sent_is_undone_and_raised() -> None:
+    log, registry = MemoryEventLog(), MemoryRegistry()
+    await registry.register(Workflow("capped", concurrency=[{"limit": 1}]).task("work", "noop").build())
+    engine = Engine(log, registry, clock=lambda: NOW)
+
+    async def down(command: Command) -> None:
+        raise ConnectionError("the commands topic is unreachable")
+
+    admission = LocalAdmission(down, engine.load, log, lambda: NOW)
+    committed = await engine.handle(StartExecution(execution_id="ex-0", now=NOW, workflow="capped", version=1))
+    assert committed is not None
+    with pytest.raises(ConnectionError):
+        await admission.on_committed(committed)  # the engine's retry of the observer decides again
+    assert "ex-0" in admission.table.waiting and not admission.table.pending
