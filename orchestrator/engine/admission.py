@@ -58,15 +58,16 @@ class LocalAdmission:
         self.clock = clock
         self.table = SlotTable()
         self.settles_on_submit = not durable  # in-process: a submitted command is applied when it returns
+        self.unsent = False  # an action could not be sent: decide again at the next chance
         self.feed: Current | None = None  # Kafka mode: the feed projection that runs it (admission_feed)
 
     async def on_committed(self, committed: Committed) -> None:
         if not committed.after.slots:
             return
         state = await self.load(committed.after.execution_id)  # a retried observer: the state now
-        if state is not None:
-            self.table.sync(state, self.clock())
-        await self.act()
+        changed = state is not None and self.table.sync(state, self.clock())
+        if changed or self.unsent:  # nothing changed: the table decided all it could already
+            await self.act()
 
     async def rebuild(self) -> int:
         """Fold the table again from every running execution in the log; returns how many hold
@@ -90,11 +91,13 @@ class LocalAdmission:
     async def act(self) -> None:
         """Send what the table decides; an action whose command fails is undone and raised
         (the engine's retry of this observer decides again)."""
+        self.unsent = False
         for action in self.table.decide(self.clock()):
             try:
                 await self.submit(self.command(action))
             except Exception:
                 self.table.undo(action)
+                self.unsent = True
                 raise
             if self.settles_on_submit and action.kind == "admit":
                 await self._check_granted(action.execution_id)

@@ -46,6 +46,7 @@ class KeyInfo:
     tenant: str
     workflow: str
     holders: dict[str, float] = field(default_factory=dict)  # execution id -> admitted at
+    waiters: set[str] = field(default_factory=set)
 
 
 class SlotTable:
@@ -53,20 +54,24 @@ class SlotTable:
 
     def __init__(self) -> None:
         self.keys: dict[str, KeyInfo] = {}
-        self.waiting: dict[str, Waiter] = {}
+        self.waiting: dict[str, Waiter] = {}  # change it through _wait and _unwait only
         self.pending: dict[str, Waiter] = {}  # decided grants not yet in the state
         self.cancelling: set[str] = set()  # holders a cancel_running has asked to cancel
         self.judged: set[str] = set()  # new waiters whose on_limit was applied
+        self._unjudged: set[str] = set()
+        self._held_by: dict[str, set[str]] = {}  # execution id -> the keys it holds here
         self._served: dict[tuple[str, ...], int] = {}  # group -> the tick it was last served
         self._ticks = itertools.count(1)
         self._arrivals = itertools.count()
 
-    def sync(self, state: ExecutionState, now: float) -> None:
-        """Take what ``state`` holds and waits for (a terminal one holds nothing)."""
+    def sync(self, state: ExecutionState, now: float) -> bool:
+        """Take what ``state`` holds and waits for (a terminal one holds nothing); True if that
+        changed anything here."""
         eid = state.execution_id
         if state.terminal:
+            known = self.knows(eid)
             self.forget(eid)
-            return
+            return known
         for slot in state.slots:
             info = self.keys.get(slot["key"])
             if info is None:
@@ -77,53 +82,78 @@ class SlotTable:
         if granted is not None and (not state.queued or (state.admitted_at or -1.0) >= granted.queued_at):
             del self.pending[eid]  # the grant landed (it may have been given back since)
             granted = None
-        pending = granted.keys if granted is not None else ()
-        held = set(state.held) | set(pending)
-        for key, info in self.keys.items():
-            if key in held:
-                info.holders.setdefault(eid, state.admitted_at if state.admitted_at is not None else now)
-            else:
-                info.holders.pop(eid, None)
-        if state.queued and not pending:
-            waiter = self.waiting.get(eid)
+        held = set(state.held) | set(granted.keys if granted is not None else ())
+        changed = self._hold(eid, held, state.admitted_at if state.admitted_at is not None else now)
+        waiter = self.waiting.get(eid)
+        if state.queued and granted is None:
             if waiter is None or waiter.keys != state.queued:
-                self.waiting[eid] = Waiter(
-                    eid,
-                    state.queued,
-                    state.priority,
-                    state.queued_at if state.queued_at is not None else now,
-                    next(self._arrivals),
-                    first=state.admitted_at is None,
-                )
+                at = state.queued_at if state.queued_at is not None else now
+                first = state.admitted_at is None
+                self._wait(Waiter(eid, state.queued, state.priority, at, next(self._arrivals), first))
+                changed = True
+        elif waiter is not None:
+            self._unwait(eid)
+            changed = True
+        return changed
+
+    def _hold(self, eid: str, keys: set[str], since: float) -> bool:
+        before = self._held_by.get(eid, set())
+        for key in before - keys:
+            if key in self.keys:
+                self.keys[key].holders.pop(eid, None)
+        for key in keys - before:
+            self.keys[key].holders.setdefault(eid, since)
+        if keys:
+            self._held_by[eid] = keys
         else:
-            self.waiting.pop(eid, None)
+            self._held_by.pop(eid, None)
+        return keys != before
+
+    def _wait(self, waiter: Waiter) -> None:
+        self._unwait(waiter.execution_id)
+        self.waiting[waiter.execution_id] = waiter
+        for key in waiter.keys:
+            self.keys[key].waiters.add(waiter.execution_id)
+        if waiter.first and waiter.execution_id not in self.judged:
+            self._unjudged.add(waiter.execution_id)
+
+    def _unwait(self, eid: str) -> Waiter | None:
+        waiter = self.waiting.pop(eid, None)
+        if waiter is not None:
+            for key in waiter.keys:
+                if key in self.keys:
+                    self.keys[key].waiters.discard(eid)
+        self._unjudged.discard(eid)
+        return waiter
 
     def knows(self, execution_id: str) -> bool:
         """Whether the execution holds, waits for or was just granted a slot here."""
-        return execution_id in self.waiting or execution_id in self.pending or any(
-            execution_id in info.holders for info in self.keys.values()
-        )
+        return execution_id in self.waiting or execution_id in self.pending or execution_id in self._held_by
 
     def forget(self, execution_id: str) -> None:
-        for info in self.keys.values():
-            info.holders.pop(execution_id, None)
-        self.waiting.pop(execution_id, None)
+        keys = set(self._held_by.get(execution_id, ()))
+        waiter = self._unwait(execution_id) or self.pending.get(execution_id)
+        keys |= set(waiter.keys) if waiter is not None else set()
+        self._hold(execution_id, set(), 0.0)
         self.pending.pop(execution_id, None)
         self.cancelling.discard(execution_id)
         self.judged.discard(execution_id)
-        for key in [k for k, info in self.keys.items() if not info.holders and not self._waited(k)]:
-            del self.keys[key]
+        for key in keys:
+            info = self.keys.get(key)
+            if info is not None and not info.holders and not info.waiters:
+                del self.keys[key]
 
     def undo(self, action: Action) -> None:
         """A decided action whose command could not be sent: decide it again later."""
         if action.kind == "admit" and action.execution_id in self.pending:
             waiter = self.pending.pop(action.execution_id)
-            for key in waiter.keys:
-                self.keys[key].holders.pop(action.execution_id, None)
-            self.waiting[waiter.execution_id] = waiter
+            held = self._held_by.get(action.execution_id, set()) - set(waiter.keys)
+            self._hold(action.execution_id, held, 0.0)
+            self._wait(waiter)
         elif action.kind == "cancel":
             self.cancelling.discard(action.execution_id)
             self.judged.clear()  # a cancel_new or cancel_running is judged again
+            self._unjudged |= {eid for eid, w in self.waiting.items() if w.first}
 
     def free(self, key: str) -> bool:
         info = self.keys[key]
@@ -139,18 +169,17 @@ class SlotTable:
             best = [w for w in eligible if w.priority == top]
             chosen = min(best, key=lambda w: (self._served.get(w.keys, 0), w.order()))
             self._served[chosen.keys] = next(self._ticks)
-            del self.waiting[chosen.execution_id]
+            self._unwait(chosen.execution_id)
             self.pending[chosen.execution_id] = chosen
-            for key in chosen.keys:
-                self.keys[key].holders[chosen.execution_id] = now
+            self._hold(chosen.execution_id, self._held_by.get(chosen.execution_id, set()) | set(chosen.keys), now)
             actions.append(Action("admit", chosen.execution_id))
 
     def _judge_new(self) -> list[Action]:
         """Apply ``on_limit`` to new waiters that find a key full."""
         actions: list[Action] = []
-        for waiter in sorted(self.waiting.values(), key=Waiter.order):
-            if not waiter.first or waiter.execution_id in self.judged:
-                continue
+        fresh = sorted((self.waiting[eid] for eid in self._unjudged), key=Waiter.order)
+        self._unjudged.clear()
+        for waiter in fresh:
             self.judged.add(waiter.execution_id)
             full = [k for k in waiter.keys if not self.free(k)]
             if not full:
@@ -159,10 +188,10 @@ class SlotTable:
             mode = self.keys[strictest].slot["on_limit"]
             reason = f"concurrency limit {self.describe(strictest)} is full ({self.keys[strictest].slot['limit']} held)"
             if mode == "fail":
-                del self.waiting[waiter.execution_id]
+                self._unwait(waiter.execution_id)
                 actions.append(Action("refuse", waiter.execution_id, reason))
             elif mode == "cancel_new":
-                del self.waiting[waiter.execution_id]
+                self._unwait(waiter.execution_id)
                 actions.append(Action("cancel", waiter.execution_id, reason))
             elif mode == "cancel_running":
                 for key in full:
@@ -180,9 +209,6 @@ class SlotTable:
         reason = f"concurrency limit {self.describe(key)} is full: cancelled for the newer execution {newcomer}"
         return [Action("cancel", oldest, reason)]
 
-    def _waited(self, key: str) -> bool:
-        return any(key in w.keys for w in self.waiting.values())
-
     def describe(self, key: str) -> str:
         slot = self.keys[key].slot
         return f"{slot['scope']} key {slot['value']!r}"
@@ -192,15 +218,14 @@ class SlotTable:
         waiter = self.waiting.get(execution_id)
         if waiter is None:
             return None
-        first = waiter.keys[0]
-        ahead = [w for w in self.waiting.values() if first in w.keys and w.order() < waiter.order()]
-        return len(ahead) + 1
+        order = waiter.order()
+        return 1 + sum(1 for e in self.keys[waiter.keys[0]].waiters if self.waiting[e].order() < order)
 
     def view(self, now: float) -> list[dict[str, Any]]:
         """Each key: its limit, holders, waiters and how long the oldest has waited."""
         rows = []
         for key, info in sorted(self.keys.items()):
-            waits = [w.queued_at for w in self.waiting.values() if key in w.keys]
+            waits = [self.waiting[e].queued_at for e in info.waiters]
             slot = info.slot
             rows.append(
                 {
