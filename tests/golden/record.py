@@ -21,6 +21,7 @@ from typing import Any
 
 from orchestrator.backends.memory import MemoryEventLog, MemoryRegistry
 from orchestrator.core.commands import (
+    AdmitExecution,
     CancelExecution,
     ChildFinished,
     Command,
@@ -517,6 +518,37 @@ async def hold(r: Recorder) -> str:
     return ex
 
 
+LIMITED: dict[str, Any] = {
+    "name": "limited",
+    "description": "One sync per customer at once; the slot is given back while waiting for approval.",
+    "concurrency": [
+        {"key": "input.customer", "limit": 1, "release_while_waiting": True},
+        {"limit": 20, "on_limit": "fail"},
+    ],
+    "priority": "input.tier",
+    "steps": [
+        {"name": "approve", "type": "wait_for_event", "event": "approved", "next": "sync"},
+        {"name": "sync", "type": "task", "connector": "http", "config": {"url": "https://crm.example/sync"}},
+    ],
+}
+
+
+async def limited(r: Recorder) -> str:
+    await r.register(LIMITED)
+    ex = "limited-L-1"
+    await r.send(StartExecution(**r.base(ex), workflow="limited", version=1, input={"customer": "acme", "tier": 2}))
+    r.tick(5)
+    await r.send(AdmitExecution(**r.base(ex), actor="admission"))
+    await r.send(AdmitExecution(**r.base(ex), actor="admission"), stale=True)  # sent twice: once
+    r.tick(60)
+    await r.send(DeliverEvent(**r.base(ex), name="approved", payload={"by": "dana"}))
+    r.tick(2)
+    await r.send(AdmitExecution(**r.base(ex), actor="admission"))
+    r.tick(1)
+    await r.complete(ex, "sync", {"synced": 3})
+    return ex
+
+
 # -- output -----------------------------------------------------------------------------------
 
 
@@ -596,6 +628,14 @@ async def record() -> dict[str, dict[str, Any]]:
         "A wait with 'until' (a naive ISO time, read as UTC), cancelled while waiting.",
         HOLD,
         await r.events(await hold(r)),
+    )
+    r = Recorder()
+    files["limited_release_while_waiting"] = golden(
+        "Concurrency limits: queued at the start, admitted (a second grant ignored), the "
+        "customer's slot given back while waiting for approval, queued again and admitted "
+        "before the next step.",
+        LIMITED,
+        await r.events(await limited(r)),
     )
     return files
 

@@ -294,3 +294,13 @@ def test_a_history_the_current_definition_cannot_take_is_reported_not_raised() -
     divergence = verify_history(other, history())
     assert divergence is not None and divergence.sequence == 2
     assert divergence.expected is not None and divergence.expected.data["step"] == "z"
+
+
+def test_limited_history_records_each_grant_once_and_the_release_while_waiting() -> None:
+    _, _, envelopes = load(GOLDEN / "limited_release_while_waiting.json")
+    types = [e.type for e in envelopes]
+    assert types.count(ev.EXECUTION_QUEUED) == 2 and types.count(ev.EXECUTION_ADMITTED) == 2
+    assert types.index(ev.SLOTS_RELEASED) == types.index(ev.EVENT_AWAITED) + 1
+    state = replay_state(envelopes, at_sequence=types.index(ev.SLOTS_RELEASED) + 1)
+    overall = json.dumps(["workflow", "default", "limited", "'all'", "all"], separators=(",", ":"))
+    assert state.held == (overall,) and state.priority == 2  # the customer's slot was given back
