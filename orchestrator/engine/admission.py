@@ -128,6 +128,5 @@ class LocalAdmission:
         that does not admit (Kafka mode, not the owner of shard 0) folds them from the log."""
         table = self.table
         if self.feed is not None and not self.feed.current:
-            table = await self._folded(ExecutionQuery(status="running", tenant=tenant))
-        rows = table.view(self.clock())
-        return [row for row in rows if row["tenant"] in (None, tenant)]
+            table = await self._folded(ExecutionQuery(status="running"))
+        return table.view(self.clock(), tenant)

@@ -60,6 +60,7 @@ class SlotTable:
         self.judged: set[str] = set()  # new waiters whose on_limit was applied
         self._unjudged: set[str] = set()
         self._held_by: dict[str, set[str]] = {}  # execution id -> the keys it holds here
+        self._tenant_of: dict[str, str] = {}  # execution id -> its tenant
         self._served: dict[tuple[str, ...], int] = {}  # group -> the tick it was last served
         self._ticks = itertools.count(1)
         self._arrivals = itertools.count()
@@ -72,6 +73,7 @@ class SlotTable:
             known = self.knows(eid)
             self.forget(eid)
             return known
+        self._tenant_of[eid] = state.tenant
         for slot in state.slots:
             info = self.keys.get(slot["key"])
             if info is None:
@@ -138,6 +140,7 @@ class SlotTable:
         self.pending.pop(execution_id, None)
         self.cancelling.discard(execution_id)
         self.judged.discard(execution_id)
+        self._tenant_of.pop(execution_id, None)
         for key in keys:
             info = self.keys.get(key)
             if info is not None and not info.holders and not info.waiters:
@@ -221,12 +224,20 @@ class SlotTable:
         order = waiter.order()
         return 1 + sum(1 for e in self.keys[waiter.keys[0]].waiters if self.waiting[e].order() < order)
 
-    def view(self, now: float) -> list[dict[str, Any]]:
-        """Each key: its limit, holders, waiters and how long the oldest has waited."""
+    def view(self, now: float, tenant: str) -> list[dict[str, Any]]:
+        """Each key the tenant uses: its limit, holders, waiters and how long the oldest has
+        waited. A global key is listed to the tenants whose executions hold or wait for it (its
+        counts are every tenant's); another tenant's keys are never listed."""
         rows = []
         for key, info in sorted(self.keys.items()):
-            waits = [self.waiting[e].queued_at for e in info.waiters]
             slot = info.slot
+            if slot["scope"] == "global":
+                users = {self._tenant_of.get(e) for e in (*info.holders, *info.waiters)}
+                if tenant not in users:
+                    continue
+            elif info.tenant != tenant:
+                continue
+            waits = [self.waiting[e].queued_at for e in info.waiters]
             rows.append(
                 {
                     "key": key,

@@ -247,3 +247,25 @@ async def test_a_redrive_goes_through_the_same_admission(runtime: Runtime, gate:
     gate.open.set()
     assert (await runtime.wait(redriven.execution_id, timeout=5)).status == "succeeded"
     assert most_held(await feed(runtime)) == 1
+
+
+async def test_tenant_and_global_keys_are_shared_across_workflows_and_tenants(runtime: Runtime, gate: Gate) -> None:
+    erp = {"key": "'erp'", "limit": 1, "scope": "tenant"}
+    shared = {"key": "'bank'", "limit": 1, "scope": "global"}
+    for name in ("invoices", "refunds"):
+        await runtime.register(limited(name, erp).task("work", "gate").build())
+    await runtime.register(limited("payouts", shared).task("work", "gate").build())
+    invoice = (await runtime.start_execution("invoices")).execution_id
+    refund = (await runtime.start_execution("refunds")).execution_id  # the tenant's one ERP slot
+    acme = (await runtime.start_execution("payouts", tenant="acme")).execution_id
+    beta = (await runtime.start_execution("payouts", tenant="beta")).execution_id  # the one bank slot
+    await eventually(lambda: len(gate.entered) == 2)
+    assert runtime.admission.position(refund) == 1 and runtime.admission.position(beta) == 1
+    assert [(r["scope"], r["value"], r["held"], r["queued"]) for r in await runtime.admission.limits("default")] == [
+        ("tenant", "erp", 1, 1)
+    ]
+    assert [(r["value"], r["held"], r["queued"]) for r in await runtime.admission.limits("beta")] == [("bank", 1, 1)]
+    assert await runtime.admission.limits("gamma") == []  # no execution of its own: nothing listed
+    gate.open.set()
+    for execution_id, tenant in [(invoice, "default"), (refund, "default"), (acme, "acme"), (beta, "beta")]:
+        assert (await runtime.wait(execution_id, timeout=5, tenant=tenant)).status == "succeeded"
