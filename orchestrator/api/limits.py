@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from orchestrator.api import redaction
 from orchestrator.api.requests import request_tenant
 from orchestrator.api.routes import Permission, Route
 from orchestrator.runtime import Runtime
@@ -24,4 +25,6 @@ class LimitsApi:
 
     async def limits(self, request: web.Request) -> web.Response:
         tenant = request_tenant(request)
-        return web.json_response({"tenant": tenant, "limits": await self.runtime.admission.limits(tenant)})
+        rows = await self.runtime.admission.limits(tenant)
+        shown = rows if redaction.payloads_visible(request) else redaction.limits(rows)
+        return web.json_response({"tenant": tenant, "limits": shown})

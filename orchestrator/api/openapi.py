@@ -317,6 +317,7 @@ SCHEMAS: dict[str, Schema] = {
                 _obj(
                     {
                         **dict.fromkeys(("key", "value", "on_limit"), STR),
+                        "expression": {**STR, "description": "The definition's key expression."},
                         "scope": {"enum": ["workflow", "tenant", "global"]},
                         **dict.fromkeys(("tenant", "workflow"), _nullable(STR)),
                         **dict.fromkeys(("limit", "held", "queued"), INT),

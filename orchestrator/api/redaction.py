@@ -5,6 +5,7 @@ without it (authentication off) everything is shown."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +24,23 @@ def state(view: dict[str, Any]) -> dict[str, Any]:
     hidden: dict[str, Any] = {name: REDACTED for name in ("input", "output") if name in view}
     if isinstance(view.get("steps"), dict):
         hidden["steps"] = dict.fromkeys(view["steps"], REDACTED)
+    if isinstance(view.get("slots"), dict):  # concurrency keys and priority come from the input
+        hidden["slots"] = {**view["slots"], **dict.fromkeys(("keys", "held", "queued", "priority"), REDACTED)}
     return {**view, **hidden}
+
+
+def limits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Concurrency keys whose value comes from an execution's input, hidden (a constant key,
+    a raw string in the definition, stays); a hidden key keeps a stable digest to tell rows apart."""
+    shown = []
+    for row in rows:
+        expression = str(row.get("expression", ""))
+        if len(expression) >= 2 and expression[0] == expression[-1] == "'":
+            shown.append(row)
+            continue
+        digest = hashlib.sha256(str(row["key"]).encode()).hexdigest()[:16]
+        shown.append({**row, "key": f"sha256:{digest}", "value": REDACTED})
+    return shown
 
 
 def event(cloudevent: dict[str, Any]) -> dict[str, Any]:

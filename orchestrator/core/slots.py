@@ -46,6 +46,7 @@ def slots_for(
         slots.append(
             {
                 "key": slot_key(limit.scope, tenant, workflow, limit.key, value),
+                "expression": limit.key,
                 "value": value,
                 "scope": limit.scope,
                 "limit": limit.limit,

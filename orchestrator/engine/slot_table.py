@@ -242,6 +242,7 @@ class SlotTable:
                 {
                     "key": key,
                     "value": slot["value"],
+                    "expression": slot.get("expression"),
                     "scope": slot["scope"],
                     "tenant": None if slot["scope"] == "global" else info.tenant,
                     "workflow": info.workflow if slot["scope"] == "workflow" else None,

@@ -10,7 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from orchestrator.auth.control import access_control
+from orchestrator.process import build_app
+from orchestrator.runtime import Runtime
+from orchestrator.settings import Settings
+from schemas.validation import parse_definition
 from tests.e2e.serverproc import Port0Server, cli_env, http_json
 from tests.e2e.test_cli import cli, ok
 
@@ -90,3 +96,30 @@ def test_bad_limits_are_refused_with_every_location(served: tuple[dict[str, str]
     assert status == 400 and body["error"]["code"] == "invalid_definition"
     locations = {problem["location"] for problem in body["error"]["details"]}
     assert {"concurrency[0].limit", "concurrency[0].on_limit"} <= locations
+
+
+async def test_without_payloads_read_input_derived_keys_are_hidden() -> None:
+    settings = Settings(event_log_url="memory://", retention_interval=0)
+    definition = {**HELD, "concurrency": [{"key": "input.customer", "limit": 1}, {"limit": 5}]}
+    async with Runtime(settings) as runtime:
+        await runtime.register(parse_definition(definition))
+        ids = [(await runtime.start_execution("held", {"customer": "acme"})).execution_id for _ in range(2)]
+        control = access_control(runtime.access, settings)
+        keys = {role: (await control.keys.create(role, "default", {"default": [role]})).key for role in ("viewer", "operator")}
+        async with TestClient(TestServer(build_app(runtime, settings, control=control))) as client:
+
+            async def get(path: str, role: str) -> Any:
+                response = await client.get(path, headers={"Authorization": f"Bearer {keys[role]}"})
+                assert response.status == 200, await response.text()
+                return await response.json()
+
+            seen = {row["expression"]: row for row in (await get("/api/v1/limits", "operator"))["limits"]}
+            assert seen["input.customer"]["value"] == "acme" and seen["'all'"]["value"] == "all"
+            hidden = {row["expression"]: row for row in (await get("/api/v1/limits", "viewer"))["limits"]}
+            assert hidden["input.customer"]["value"].startswith("[redacted")
+            assert "acme" not in hidden["input.customer"]["key"] and hidden["'all'"]["value"] == "all"
+            assert hidden["input.customer"]["held"] == 1 and hidden["input.customer"]["queued"] == 1
+            execution = await get(f"/api/v1/executions/{ids[1]}", "viewer")
+            assert execution["status"] == "queued" and execution["queue_position"] == 1
+            assert "acme" not in json.dumps(execution["slots"])
+            assert "acme" in json.dumps((await get(f"/api/v1/executions/{ids[1]}", "operator"))["slots"])
