@@ -194,3 +194,34 @@ def test_a_decided_grant_counts_until_the_state_shows_it_and_can_be_undone() -> 
     assert table.decide(T0) == []
     table.undo(Action("admit", "x1"))  # its command could not be sent: it waits again
     assert "x1" in table.waiting and len(table.decide(T0)) == 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_starts_and_ends_never_pass_a_limit_and_everyone_gets_in(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    g = graph({"key": "input.c", "limit": 2}, {"limit": 5}, priority="input.p")
+    table, running, states = SlotTable(), set[str](), {}
+    started = 0
+    for step in range(400):
+        if started < 120 and rng.random() < 0.6:
+            eid = f"x{started}"
+            input = {"c": f"c{rng.randrange(6)}", "p": rng.choice([0, 0, 1, 3])}
+            _, state = decide_and_evolve(g, None, start(eid, input, T0 + step))
+            assert state is not None
+            states[eid] = state
+            table.sync(state, T0 + step)
+            started += 1
+        elif running:
+            table.forget(rng.choice(sorted(running)))  # a holder ends
+        for action in table.decide(T0 + step):
+            assert action.kind == "admit"
+            running.add(action.execution_id)
+        running &= {e for info in table.keys.values() for e in info.holders}
+        for key, info in table.keys.items():
+            assert len(info.holders) <= int(info.slot["limit"]), key
+    while running:
+        table.forget(running.pop())
+        running |= {a.execution_id for a in table.decide(T0 + 1000)}
+    assert not table.waiting and started == 120
