@@ -33,7 +33,7 @@ class Admission(Protocol):
 
     async def on_committed(self, committed: Committed) -> None: ...
 
-    async def rebuild(self) -> int: ...
+    async def rebuild(self, *, act: bool = True) -> int: ...
 
     def position(self, execution_id: str) -> int | None: ...
 
@@ -69,11 +69,12 @@ class LocalAdmission:
         if changed or self.unsent:  # nothing changed: the table decided all it could already
             await self.act()
 
-    async def rebuild(self) -> int:
-        """Fold the table again from every running execution in the log; returns how many hold
-        or wait for slots."""
+    async def rebuild(self, *, act: bool = True) -> int:
+        """Fold the table again from every running execution in the log (then grant, unless
+        ``act`` is false); returns how many hold or wait for slots."""
         self.table = await self._folded(ExecutionQuery(status="running"))
-        await self.act()
+        if act:
+            await self.act()
         return len(self.table.waiting) + len({e for info in self.table.keys.values() for e in info.holders})
 
     async def _folded(self, query: ExecutionQuery) -> SlotTable:

@@ -6,6 +6,8 @@ It is a projection of the feed with no stored output: on its first call after a 
 or shard 0 coming back to this process) it folds its table again from the log's running
 executions; after that each batch of feed events re-reads the states the batch touched. States
 are read from the log, never from this process's engine cache (other workers commit them).
+After taking over it grants nothing for SETTLE_SECONDS, then folds the table once more: grants
+the previous admitter sent before it stopped have landed by then and are counted.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from schemas.envelope import Envelope
 NAME: Final = "admission"
 WATCHED: Final = frozenset({ev.EXECUTION_QUEUED, ev.EXECUTION_ADMITTED, ev.SLOTS_RELEASED})
 PAUSE_SECONDS = 5.0  # no call for this long: this process was not the admitter, rebuild
+SETTLE_SECONDS = 10.0  # after taking over, grants wait this long (those of the previous admitter land)
 
 
 def log_loader(log_: EventLog) -> Load:
@@ -47,6 +50,7 @@ class AdmissionFeed:
         self.monotonic = monotonic
         self._touched: set[str] = set()
         self._last_call: float | None = None
+        self._settled_at: float | None = None  # when grants may start after a takeover
 
     async def apply(self, position: int, envelope: Envelope) -> None:
         if envelope.type in WATCHED or (
@@ -55,7 +59,7 @@ class AdmissionFeed:
             self._touched.add(envelope.subject)
 
     async def flush(self) -> None:
-        if await self._rebuilt():
+        if await self._rebuilt() or await self._settling():
             return
         touched, self._touched = self._touched, set()
         for execution_id in sorted(touched):
@@ -67,22 +71,35 @@ class AdmissionFeed:
         await self.admission.act()
 
     async def idle(self) -> None:
-        if not await self._rebuilt():
+        if not await self._rebuilt() and not await self._settling():
             await self.admission.act()
 
     async def reset(self) -> None:
-        self._last_call = None
+        self._last_call = self._settled_at = None
         self._touched.clear()
 
     async def _rebuilt(self) -> bool:
-        """Rebuild the table when this is the first call after a pause; True if it did."""
+        """Fold the table when this is the first call after a pause; True if it did."""
         now, last = self.monotonic(), self._last_call
         if last is not None and now - last < PAUSE_SECONDS:
             self._last_call = now
             return False
-        await self.admission.rebuild()  # acts too
+        await self.admission.rebuild(act=False)
         self._touched.clear()
         self._last_call = self.monotonic()
+        self._settled_at = self._last_call + SETTLE_SECONDS
+        return True
+
+    async def _settling(self) -> bool:
+        """True while a takeover settles; at its end, fold the table again and grant."""
+        if self._settled_at is None:
+            return False
+        if self.monotonic() < self._settled_at:
+            self._touched.clear()  # the fold at the end reads every state anyway
+            return True
+        self._settled_at = None
+        await self.admission.rebuild()  # acts too
+        self._touched.clear()
         return True
 
     @property

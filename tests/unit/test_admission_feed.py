@@ -7,9 +7,9 @@ import pytest
 
 from orchestrator.backends.memory import MemoryEventLog, MemoryRegistry
 from orchestrator.core import events as ev
-from orchestrator.core.commands import CancelExecution, Command, StartExecution
+from orchestrator.core.commands import AdmitExecution, CancelExecution, Command, StartExecution
 from orchestrator.engine.admission import LocalAdmission
-from orchestrator.engine.admission_feed import PAUSE_SECONDS, AdmissionFeed, log_loader
+from orchestrator.engine.admission_feed import PAUSE_SECONDS, SETTLE_SECONDS, AdmissionFeed, log_loader
 from orchestrator.engine.engine import Engine
 from schemas.builder import Workflow
 
@@ -51,6 +51,11 @@ class World:
             await self.feed.idle()
         self.position = page.last
 
+    async def settle(self) -> None:
+        """Reads once a second, as the runner polls, until a takeover has settled."""
+        for _ in range(int(SETTLE_SECONDS) + 1):
+            await self.follow()
+
     async def admitted(self) -> list[str]:
         page = await self.log.feed().read_after(0, 10_000)
         return [e.subject for _, e in page.items if e.type == ev.EXECUTION_ADMITTED]
@@ -60,7 +65,9 @@ async def test_the_feed_admission_grants_what_other_workers_queue_and_release() 
     world = World()
     await world.registry.register(Workflow("capped", concurrency=[{"limit": 2}]).task("work", "noop").build())
     ids = [await world.start(n) for n in range(4)]
-    await world.follow()  # the first call rebuilds from the log and admits two
+    await world.follow()  # the first call folds the table from the log, and grants nothing yet
+    assert await world.admitted() == []
+    await world.settle()  # what a previous admitter sent has landed: fold again and grant
     assert await world.admitted() == ids[:2]
     await world.follow()
     await world.follow()  # the grants' own events come back through the feed: nothing more
@@ -75,11 +82,11 @@ async def test_after_a_pause_the_table_is_rebuilt_from_the_log() -> None:
     world = World()
     await world.registry.register(Workflow("capped", concurrency=[{"limit": 1}]).task("work", "noop").build())
     ids = [await world.start(n) for n in range(2)]
-    await world.follow()
+    await world.settle()
     assert await world.admitted() == ids[:1]
     world.admission.table.forget(ids[0])  # a table gone stale while another process admitted
     world.now += PAUSE_SECONDS
-    await world.follow()  # a pause: rebuilt, so the holder counts and nothing more is admitted
+    await world.settle()  # a pause: rebuilt, so the holder counts and nothing more is admitted
     assert await world.admitted() == ids[:1]
     assert world.feed.current
     world.now += PAUSE_SECONDS + 1
@@ -119,3 +126,16 @@ async def test_a_grant_that_cannot_be_sent_is_undone_and_raised() -> None:
     with pytest.raises(ConnectionError):
         await admission.on_committed(committed)  # the engine's retry of the observer decides again
     assert "ex-0" in admission.table.waiting and not admission.table.pending
+
+
+async def test_a_grant_the_previous_admitter_sent_lands_while_the_takeover_settles() -> None:
+    world = World()
+    await world.registry.register(Workflow("capped", concurrency=[{"limit": 1}]).task("work", "noop").build())
+    ids = [await world.start(n) for n in range(2)]
+    await world.follow()  # this process takes over; the previous admitter's grant is in flight
+    await world.workers.handle(AdmitExecution(execution_id=ids[1], now=NOW, actor="admission"))
+    await world.settle()
+    assert await world.admitted() == [ids[1]]  # counted: the oldest waiter is not granted too
+    await world.workers.handle(CancelExecution(execution_id=ids[1], now=NOW))
+    await world.follow()
+    assert await world.admitted() == [ids[1], ids[0]]
