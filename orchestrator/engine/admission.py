@@ -72,7 +72,9 @@ class LocalAdmission:
     async def rebuild(self, *, act: bool = True) -> int:
         """Fold the table again from every running execution in the log (then grant, unless
         ``act`` is false); returns how many hold or wait for slots."""
-        self.table = await self._folded(ExecutionQuery(status="running"))
+        folded = await self._folded(ExecutionQuery(status="running"))
+        folded.carry(self.table, self.clock())
+        self.table = folded
         if act:
             await self.act()
         return len(self.table.waiting) + len({e for info in self.table.keys.values() for e in info.holders})

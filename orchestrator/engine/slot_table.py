@@ -18,6 +18,7 @@ from orchestrator.core.state import ExecutionState
 
 ActionKind = Literal["admit", "refuse", "cancel"]
 STRICTNESS = {"queue": 0, "cancel_running": 1, "cancel_new": 2, "fail": 3}
+CARRY_SECONDS = 60.0  # a grant not recorded after this long is taken as lost when the table is folded again
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class SlotTable:
         self.keys: dict[str, KeyInfo] = {}
         self.waiting: dict[str, Waiter] = {}  # change it through _wait and _unwait only
         self.pending: dict[str, Waiter] = {}  # decided grants not yet in the state
+        self.granted_at: dict[str, float] = {}  # when each pending grant was decided
         self.cancelling: set[str] = set()  # holders a cancel_running has asked to cancel
         self.judged: set[str] = set()  # new waiters whose on_limit was applied
         self._unjudged: set[str] = set()
@@ -83,6 +85,7 @@ class SlotTable:
         granted = self.pending.get(eid)
         if granted is not None and (not state.queued or (state.admitted_at or -1.0) >= granted.queued_at):
             del self.pending[eid]  # the grant landed (it may have been given back since)
+            self.granted_at.pop(eid, None)
             granted = None
         held = set(state.held) | set(granted.keys if granted is not None else ())
         changed = self._hold(eid, held, state.admitted_at if state.admitted_at is not None else now)
@@ -138,6 +141,7 @@ class SlotTable:
         keys |= set(waiter.keys) if waiter is not None else set()
         self._hold(execution_id, set(), 0.0)
         self.pending.pop(execution_id, None)
+        self.granted_at.pop(execution_id, None)
         self.cancelling.discard(execution_id)
         self.judged.discard(execution_id)
         self._tenant_of.pop(execution_id, None)
@@ -146,10 +150,22 @@ class SlotTable:
             if info is not None and not info.holders and not info.waiters:
                 del self.keys[key]
 
+    def carry(self, older: SlotTable, now: float) -> None:
+        """Keep counting the grants ``older`` decided that the states do not show yet (a table
+        folded again while a grant is in flight must not give its slot to someone else)."""
+        for eid, waiter in older.pending.items():
+            fresh = now - older.granted_at.get(eid, now) < CARRY_SECONDS
+            if fresh and eid in self.waiting and self.waiting[eid].keys == waiter.keys:
+                self.granted_at[eid] = older.granted_at.get(eid, now)
+                self._unwait(eid)
+                self.pending[eid] = waiter
+                self._hold(eid, self._held_by.get(eid, set()) | set(waiter.keys), now)
+
     def undo(self, action: Action) -> None:
         """A decided action whose command could not be sent: decide it again later."""
         if action.kind == "admit" and action.execution_id in self.pending:
             waiter = self.pending.pop(action.execution_id)
+            self.granted_at.pop(action.execution_id, None)
             held = self._held_by.get(action.execution_id, set()) - set(waiter.keys)
             self._hold(action.execution_id, held, 0.0)
             self._wait(waiter)
@@ -174,6 +190,7 @@ class SlotTable:
             self._served[chosen.keys] = next(self._ticks)
             self._unwait(chosen.execution_id)
             self.pending[chosen.execution_id] = chosen
+            self.granted_at[chosen.execution_id] = now
             self._hold(chosen.execution_id, self._held_by.get(chosen.execution_id, set()) | set(chosen.keys), now)
             actions.append(Action("admit", chosen.execution_id))
 

@@ -225,3 +225,23 @@ def test_random_starts_and_ends_never_pass_a_limit_and_everyone_gets_in(seed: in
         table.forget(running.pop())
         running |= {a.execution_id for a in table.decide(T0 + 1000)}
     assert not table.waiting and started == 120
+
+
+def test_a_table_folded_again_keeps_counting_a_grant_in_flight() -> None:
+    old = SlotTable()
+    states = [queued_state(f"x{i}", "c", T0 + i) for i in range(2)]
+    for state in states:
+        old.sync(state, T0)
+    assert [a.execution_id for a in old.decide(T0)] == ["x0"]  # sent, not recorded yet
+    again = SlotTable()
+    for state in states:  # the log still shows both waiting
+        again.sync(state, T0)
+    again.carry(old, T0)
+    assert again.decide(T0) == [] and "x0" in again.pending
+    again.sync(states[0], T0)  # still queued in the log: the grant stays counted
+    assert again.decide(T0) == []
+    later = SlotTable()
+    for state in states:
+        later.sync(state, T0)
+    later.carry(again, T0 + 61)  # never recorded in a minute: taken as lost, decided again
+    assert [a.execution_id for a in later.decide(T0 + 61)] == ["x0"]
