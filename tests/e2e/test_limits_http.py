@@ -4,15 +4,18 @@ a definition with bad limits is refused naming every problem."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.auth.control import access_control
+from orchestrator.core.timefmt import parse_rfc3339
 from orchestrator.process import build_app
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
@@ -123,3 +126,40 @@ async def test_without_payloads_read_input_derived_keys_are_hidden() -> None:
             assert execution["status"] == "queued" and execution["queue_position"] == 1
             assert "acme" not in json.dumps(execution["slots"])
             assert "acme" in json.dumps((await get(f"/api/v1/executions/{ids[1]}", "operator"))["slots"])
+
+
+def test_a_killed_server_neither_leaks_nor_doubles_a_slot(tmp_path: Path) -> None:
+    """SIGKILL while one execution holds the only slot and three wait; after the restart all
+    four run, one at a time, as the recorded grants and ends show."""
+    env = cli_env(f"sqlite:///{tmp_path}/crash.db")
+    definition = {"name": "serial", "concurrency": [{"limit": 1}], "steps": [{"name": "nap", "type": "wait", "seconds": 1}]}
+    server = Port0Server(env, [], tmp_path / "server.log")
+    try:
+        url = server.start()
+        assert http_json("POST", url + "/api/v1/definitions", definition)[0] == 201
+        ids = []
+        for n in range(4):
+            status, body = http_json("POST", url + "/api/v1/executions", {"workflow": "serial", "input": {"n": n}})
+            assert status == 202, body
+            ids.append(body["execution_id"])
+        server.kill()
+        url = server.start()
+
+        def finished() -> bool:
+            return all(http_json("GET", f"{url}/api/v1/executions/{i}")[1]["status"] == "succeeded" for i in ids)
+
+        until(finished, timeout=30)
+        spans = []
+        for execution_id in ids:
+            _, page = http_json("GET", f"{url}/api/v1/executions/{execution_id}/history?limit=100")
+            events = page["events"] if isinstance(page, dict) else page
+            kinds = [e["type"].rsplit(".", 1)[-1] for e in events]
+            assert kinds.count("ExecutionAdmitted") == 1, kinds
+            admitted = next(parse_rfc3339(e["time"]) for e in events if e["type"].endswith("ExecutionAdmitted"))
+            ended = next(parse_rfc3339(e["time"]) for e in events if e["type"].endswith("ExecutionSucceeded"))
+            spans.append((admitted, ended))
+        spans.sort()
+        assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans)), spans
+    finally:
+        server.stop()
+        print(server.output())
