@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from orchestrator.core.commands import Command
@@ -22,7 +22,7 @@ class ConcurrencyError(Exception):
 
 
 class UnknownWorkflow(LookupError):
-    """No definition with that name (and version)."""
+    """No definition with that name (and version) in the caller's tenant."""
 
 
 class VersionConflict(ValueError):
@@ -31,6 +31,10 @@ class VersionConflict(ValueError):
 
 class HookTaken(ValueError):
     """A webhook name that the latest version of another workflow declares (409 ``hook_taken``)."""
+
+
+class NameTaken(ValueError):
+    """A workflow name that another tenant owns (409 ``workflow_name_taken``)."""
 
 
 class BackendUnavailable(ConnectionError):
@@ -289,7 +293,8 @@ class FeedSource(Protocol):
 
 
 class Registry(Protocol):
-    """Workflow definitions by (name, version). Versions are immutable."""
+    """Workflow definitions by (name, version). Versions are immutable. A name belongs to the
+    tenant of its first version: registering it for another tenant raises NameTaken."""
 
     async def start(self) -> None: ...
 
@@ -307,8 +312,7 @@ class Registry(Protocol):
     async def versions(self, name: str) -> builtins.list[int]: ...
 
     async def trigger_states(self) -> dict[tuple[str, str], bool]:
-        """Operator overrides of triggers' ``enabled`` flags: (workflow, trigger name) -> enabled.
-        They hold for every version of the workflow, in every process sharing the registry."""
+        """Operator overrides of ``enabled``: (workflow, trigger) -> enabled, for every version."""
 
     async def set_trigger_enabled(self, workflow: str, trigger: str, enabled: bool) -> None:
         """Override the definition's ``enabled`` flag of one trigger (the last call wins)."""
@@ -518,19 +522,10 @@ class DeadLetter:
     attempts: int
     parked_at: str  # RFC 3339
     origin: str = ""  # where it was read from (a Kafka ``topic/partition/offset``), if known
+    tenant: str = "default"  # the command's tenant: listings and redrives stay within it
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "execution_id": self.execution_id,
-            "command_type": self.command_type,
-            "command_id": self.command_id,
-            "error_type": self.error_type,
-            "error_message": self.error_message,
-            "attempts": self.attempts,
-            "parked_at": self.parked_at,
-            "origin": self.origin,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,11 +540,11 @@ class DeadLetters(Protocol):
     async def park(self, command: Command, error: BaseException, attempts: int) -> DeadLetter:
         """Store a command that failed ``attempts`` times; returns once it is durable."""
 
-    async def list(self, limit: int = 100, cursor: str | None = None) -> DeadLetterPage:
-        """Parked commands, oldest first, from ``cursor`` (a ``next_cursor`` given before)."""
+    async def list(self, limit: int = 100, cursor: str | None = None, tenant: str | None = None) -> DeadLetterPage:
+        """Parked commands (of ``tenant``; None: all), oldest first, from ``cursor`` (a ``next_cursor``)."""
 
-    async def redrive(self, letter_id: str) -> DeadLetter:
-        """Submit the parked command again (it stays listed); UnknownDeadLetter."""
+    async def redrive(self, letter_id: str, tenant: str | None = None) -> DeadLetter:
+        """Submit the parked command again (it stays listed); UnknownDeadLetter, also for another tenant's."""
 
 
 @runtime_checkable

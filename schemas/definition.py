@@ -352,6 +352,9 @@ class WorkflowDefinition(_Model):
 
     name: StepName
     version: int | None = Field(None, ge=1, le=MAX_VERSION, description="Assigned by the registry when omitted.")
+    tenant: TenantName = Field(
+        "default", description="The tenant that owns it (set from the request's tenant when registered over HTTP)."
+    )
     description: str = ""
     input_schema: Mapping = Field(default_factory=dict, description="JSON Schema of the input.")
     start: StepName | None = Field(None, description="First step; defaults to the first listed.")

@@ -155,6 +155,7 @@ SCHEMAS: dict[str, Schema] = {
             "attempts": INT,
             "parked_at": TIME,
             "origin": {**STR, "description": "Where it was read from (Kafka: topic/partition/offset)."},
+            "tenant": {**STR, "description": "The tenant of the parked command."},
         },
         "id execution_id command_type error_type error_message attempts parked_at",
     ),

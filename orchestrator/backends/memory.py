@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from orchestrator.backends.paging import page_summaries
 from orchestrator.backends.summary import check_sequences, summarize
-from orchestrator.backends.versions import same_content
+from orchestrator.backends.versions import check_owner, same_content
 from orchestrator.crypto.identity import IDENTITY
 from orchestrator.ports import (
     Checkpoints,
@@ -222,6 +222,7 @@ class MemoryRegistry:
 
     async def register(self, definition: WorkflowDefinition) -> WorkflowDefinition:
         versions = self._versions.setdefault(definition.name, {})
+        check_owner(next(iter(versions.values()), None), definition)
         if definition.version is None:
             latest = versions[max(versions)] if versions else None
             if latest is not None and same_content(latest, definition):

@@ -52,6 +52,7 @@ class MemoryDeadLetters:
             error_message=str(error)[:1000],
             attempts=attempts,
             parked_at=rfc3339(self._clock()),
+            tenant=command.tenant,
         )
         self._letters[self._next] = (letter, command)
         self._next += 1
@@ -59,16 +60,20 @@ class MemoryDeadLetters:
             self._letters.popitem(last=False)
         return letter
 
-    async def list(self, limit: int = 100, cursor: str | None = None) -> DeadLetterPage:
+    async def list(self, limit: int = 100, cursor: str | None = None, tenant: str | None = None) -> DeadLetterPage:
         first = parse_cursor(cursor)
-        found = [letter for position, (letter, _) in self._letters.items() if position >= first]
+        found = [
+            letter
+            for position, (letter, _) in self._letters.items()
+            if position >= first and tenant in (None, letter.tenant)
+        ]
         more = len(found) > limit
         items = found[:limit]
         return DeadLetterPage(items, str(int(items[-1].id) + 1) if more else None)
 
-    async def redrive(self, letter_id: str) -> DeadLetter:
+    async def redrive(self, letter_id: str, tenant: str | None = None) -> DeadLetter:
         parked = self._letters.get(int(letter_id)) if _position(letter_id) else None
-        if parked is None:
+        if parked is None or tenant not in (None, parked[0].tenant):
             raise UnknownDeadLetter(f"no dead letter {letter_id!r}")
         letter, command = parked
         await self._submit(command)

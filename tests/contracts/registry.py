@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.ports import Registry, UnknownWorkflow, VersionConflict
+from orchestrator.ports import NameTaken, Registry, UnknownWorkflow, VersionConflict
 from schemas.definition import (
     ChoiceRule,
     ChoiceStep,
@@ -160,6 +160,28 @@ class RegistryContract(ABC):
         assert await registry.get("rich", 1) == stored
         assert await registry.list() == [stored]
         assert await registry.register(rich_definition()) == stored
+
+    async def test_a_definition_keeps_its_tenant_and_defaults_to_the_default_one(self, registry: Registry) -> None:
+        plain = await registry.register(definition("plain"))
+        owned = await registry.register(definition("owned").model_copy(update={"tenant": "acme"}))
+
+        assert (plain.tenant, owned.tenant) == ("default", "acme")
+        assert (await registry.get("owned")).tenant == "acme"
+        assert (await registry.get("owned", 1)).tenant == "acme"
+        assert {d.name: d.tenant for d in await registry.list()} == {"owned": "acme", "plain": "default"}
+
+    async def test_a_name_belongs_to_the_tenant_that_registered_it_first(self, registry: Registry) -> None:
+        mine = definition(url="https://a").model_copy(update={"tenant": "acme"})
+        await registry.register(mine)
+        theirs = definition(url="https://b").model_copy(update={"tenant": "globex"})
+
+        for attempt in (theirs, theirs.with_version(2), theirs.with_version(1), mine.model_copy(update={"tenant": "default"})):
+            with pytest.raises(NameTaken) as refused:
+                await registry.register(attempt)
+            assert "acme" not in str(refused.value)  # the owner is not revealed
+        assert await registry.versions("orders") == [1]
+        assert (await registry.register(definition(url="https://b").model_copy(update={"tenant": "acme"}))).version == 2
+        assert {d.tenant for d in [await registry.get("orders", v) for v in (1, 2)]} == {"acme"}
 
     async def test_no_trigger_overrides_at_first(self, registry: Registry) -> None:
         await registry.register(rich_definition())

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.backends.cassandra.event_log import CassandraEventLog, CassandraRegistry
 from orchestrator.backends.urls import REGISTRIES, open_backend
-from orchestrator.ports import Registry, VersionConflict
+from orchestrator.ports import NameTaken, Registry, VersionConflict
 from tests.contracts.factories import definition, started
 from tests.contracts.registry import RegistryContract, rich_definition
 from tests.integration.conftest import TestKeyspace
@@ -104,6 +104,37 @@ async def test_racing_explicit_versions_with_different_content_one_wins(
     assert len(winners) == 1
     assert all(isinstance(o, VersionConflict) for o in outcomes if isinstance(o, BaseException))
     assert await registries[0].get("orders") == winners[0]
+
+
+async def test_racing_tenants_for_a_new_name_one_owns_it(registries: list[CassandraRegistry]) -> None:
+    tenants = ("acme", "globex", "initech")
+    outcomes = await asyncio.gather(
+        *(
+            registries[n].register(definition(url=f"https://{n}").model_copy(update={"tenant": tenant}))
+            for n, tenant in enumerate(tenants)
+        ),
+        return_exceptions=True,
+    )
+
+    winners = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(winners) == 1
+    assert all(isinstance(o, NameTaken) for o in outcomes if isinstance(o, BaseException))
+    assert await registries[0].versions("orders") == [1]
+    assert (await registries[1].get("orders")).tenant == winners[0].tenant
+
+
+async def test_definitions_stored_before_tenants_read_as_the_default_tenant(
+    registries: list[CassandraRegistry],
+) -> None:
+    """A row written without a tenant field (as before definitions had owners) is the default tenant's."""
+    old = definition(url="https://old", version=1)
+    body = old.model_dump_json(exclude={"tenant"})
+    assert '"tenant"' not in body.split('"steps"')[0]
+    insert = registries[0].statements["insert"].bind(("orders", 1, body))
+    await registries[0].database.run(insert, idempotent=False)
+    assert (await registries[1].get("orders", 1)).tenant == "default"
+    with pytest.raises(NameTaken):
+        await registries[2].register(definition(url="https://new").model_copy(update={"tenant": "acme"}))
 
 
 async def test_trigger_overrides_are_shared_between_processes(

@@ -84,7 +84,7 @@ from orchestrator.backends.cassandra.schema import (
 )
 from orchestrator.backends.paging import cursor_of, matches
 from orchestrator.backends.summary import check_sequences, summarize
-from orchestrator.backends.versions import same_content
+from orchestrator.backends.versions import check_owner, same_content
 from orchestrator.crypto.identity import IDENTITY
 from orchestrator.ports import (
     BackendUnavailable,
@@ -624,6 +624,7 @@ class CassandraRegistry(CassandraBackend):
 
     async def register(self, definition: WorkflowDefinition) -> WorkflowDefinition:
         """Store a definition; assign the next version if it has none. Same content: no-op."""
+        check_owner(await self._get(definition.name, None), definition)
         await self._db.rows(self._cql["add_name"], definition.name)  # first: list() sees it
         if definition.version is not None:
             existing = await self._get(definition.name, definition.version)
@@ -631,6 +632,7 @@ class CassandraRegistry(CassandraBackend):
                 existing = await self._claim(definition)
             if existing is None:
                 return definition
+            check_owner(existing, definition)
             if not same_content(existing, definition):
                 raise VersionConflict(f"{definition.name} v{definition.version} exists with other content")
             return existing
@@ -642,6 +644,7 @@ class CassandraRegistry(CassandraBackend):
             existing = await self._claim(candidate)
             if existing is None:
                 return candidate
+            check_owner(existing, definition)  # another tenant claimed the name first
             if same_content(existing, definition):
                 return existing
 

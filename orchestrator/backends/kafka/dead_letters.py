@@ -68,6 +68,7 @@ class KafkaDeadLetters:
             attempts,
             command_type=type(command).__name__,
             command_id=command.command_id or "",
+            tenant=command.tenant,
         )
 
     async def park_record(
@@ -80,8 +81,10 @@ class KafkaDeadLetters:
         command_type: str = "",
         command_id: str = "",
         origin: str = "",
+        tenant: str = "default",
     ) -> DeadLetter:
-        """Park raw record bytes (a record that cannot be decoded keeps its bytes as they were)."""
+        """Park raw record bytes (a record that cannot be decoded keeps its bytes as they were, and
+        is listed in the ``default`` tenant: its own is not known)."""
         attributes = {
             "specversion": "1.0",
             "id": str(uuid.uuid4()),
@@ -95,26 +98,33 @@ class KafkaDeadLetters:
             "commandtype": command_type,
             "commandid": command_id,
             "origin": origin,
+            "tenant": tenant,
         }
         headers = [(f"ce_{name}", text.encode()) for name, text in attributes.items()]
         headers.append(("content-type", b"application/json"))
         metadata = await self._send(self.topic, key, value, headers)
         return _letter(int(metadata.offset), attributes)
 
-    async def list(self, limit: int = 100, cursor: str | None = None) -> DeadLetterPage:
+    async def list(self, limit: int = 100, cursor: str | None = None, tenant: str | None = None) -> DeadLetterPage:
         first = _offset(cursor) if cursor is not None else 0
-        records = await self._read(first, limit + 1)
-        items = [_from_record(r) for r in records[:limit]]
-        more = len(records) > limit
+        found: builtins.list[DeadLetter] = []
+        while len(found) <= limit:  # another tenant's letters are read past, page by page
+            records = await self._read(first, limit + 1)
+            if not records:
+                break
+            found += [letter for letter in map(_from_record, records) if tenant in (None, letter.tenant)]
+            first = int(records[-1].offset) + 1
+        items = found[:limit]
+        more = len(found) > limit
         return DeadLetterPage(items, str(int(items[-1].id) + 1) if more else None)
 
-    async def redrive(self, letter_id: str) -> DeadLetter:
+    async def redrive(self, letter_id: str, tenant: str | None = None) -> DeadLetter:
         offset = _offset(letter_id, UnknownDeadLetter)
         records = await self._read(offset, 1)
-        if not records or records[0].offset != offset:
+        letter = _from_record(records[0]) if records and records[0].offset == offset else None
+        if letter is None or tenant not in (None, letter.tenant):
             raise UnknownDeadLetter(f"no dead letter {letter_id!r} on {self.topic}")
         record = records[0]
-        letter = _from_record(record)
         await self._send(self.options.commands, letter.execution_id, record.value or b"", None)
         return letter
 
@@ -179,4 +189,5 @@ def _letter(offset: int, attributes: dict[str, str]) -> DeadLetter:
         attempts=int(attempts) if attempts.isascii() and attempts.isdigit() and len(attempts) <= 9 else 0,
         parked_at=attributes.get("time", ""),
         origin=attributes.get("origin", ""),
+        tenant=attributes.get("tenant") or "default",
     )

@@ -31,7 +31,7 @@ from orchestrator.backends.sqlite.feed import (
     last_position,
 )
 from orchestrator.backends.summary import check_sequences, summarize
-from orchestrator.backends.versions import same_content
+from orchestrator.backends.versions import check_owner, same_content
 from orchestrator.crypto.identity import IDENTITY
 from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.lifecycle import Lifecycle
@@ -693,6 +693,7 @@ class SQLiteRegistry(Lifecycle):
         return stored
 
     def _store(self, definition: WorkflowDefinition) -> WorkflowDefinition:
+        check_owner(self._get(definition.name, None), definition)
         if definition.version is None:
             latest = self._get(definition.name, None)
             if latest is not None and same_content(latest, definition):
