@@ -537,8 +537,8 @@ class DeadLetterPage:
 class DeadLetters(Protocol):
     """Where poison commands are parked, listed and redriven (memory in-process; a Kafka topic)."""
 
-    async def park(self, command: Command, error: BaseException, attempts: int) -> DeadLetter:
-        """Store a command that failed ``attempts`` times; returns once it is durable."""
+    async def park(self, command: Command, error: BaseException, attempts: int, tenant: str = "default") -> DeadLetter:
+        """Store a command of ``tenant`` that failed ``attempts`` times; returns once it is durable."""
 
     async def list(self, limit: int = 100, cursor: str | None = None, tenant: str | None = None) -> DeadLetterPage:
         """Parked commands (of ``tenant``; None: all), oldest first, from ``cursor`` (a ``next_cursor``)."""

@@ -221,9 +221,8 @@ class Runtime(Lifecycle):
             if isinstance(self.transport, ParksCommands)
             else MemoryDeadLetters(self.transport.submit, clock)
         )
-        self.commands = CommandParking(
-            self.engine.handle_quietly, self.dead_letters, RetryPolicy(attempts=s.command_attempts)
-        )
+        policy = RetryPolicy(attempts=s.command_attempts)
+        self.commands = CommandParking(self.engine.handle_quietly, self.dead_letters, policy, index=self.log)
         self.recovery = self._recovery_sweeper()
         self.transitions: TransitionExporter | None = None  # ORCHESTRATOR_TRANSITIONS_URL
         if s.transitions_url:
@@ -392,9 +391,10 @@ class Runtime(Lifecycle):
         """Store a definition (immutable per version) and tell observers such as the webhook index.
 
         Refused first (``orchestrator.engine.registration``): DefinitionError for a connector this
-        process lacks or an unregistered child workflow or version; HookTaken for a webhook
-        name another workflow serves."""
-        await check_registration(definition, self.registry, self.connectors.names(), self.connectors.step_problems)
+        process lacks, a trigger of another tenant or an unregistered child workflow or version;
+        HookTaken for a webhook name another workflow of the tenant serves; NameTaken."""
+        checks = self.connectors.names(), self.connectors.step_problems
+        definition = await check_registration(definition, self.registry, *checks)
         stored = await self.registry.register(definition)
         self._latest.pop(stored.name, None)
         for observer in self.definition_observers:

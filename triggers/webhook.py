@@ -1,4 +1,6 @@
-"""Webhooks: ``POST /hooks/{name}`` starts the workflow whose definition declares that hook.
+"""Webhooks: ``POST /hooks/{name}`` (the ``default`` tenant's hooks) and
+``POST /hooks/{tenant}/{name}`` (any tenant's) start the workflow whose definition declares that
+hook. Hook names are unique within a tenant: two tenants may each have a hook named ``github``.
 
 Checks run in a fixed order (unknown hook, size, media type, signature, JSON, input) and each
 failure is a JSON error. The 202 goes out only after the start event is durable; a repeated
@@ -32,6 +34,7 @@ from orchestrator.runtime import Runtime, execution_id_for
 from schemas import cloudevents, traceparent
 from schemas.cloudevents import BadMessage
 from schemas.definition import WebhookTrigger, WorkflowDefinition
+from schemas.tenant import DEFAULT_TENANT, TenantInvalid, check_tenant
 from triggers.delivery_keys import Delivery, DeliveryKey, delivery_key
 from triggers.signatures import SignatureError, header_name, verify
 
@@ -50,16 +53,17 @@ class Hook:
 
 
 class HookIndex:
-    """Hook name -> Hook from definitions; a newer version of a workflow replaces its hooks."""
+    """(tenant, hook name) -> Hook from definitions; a newer version of a workflow replaces its
+    hooks. A hook's tenant is its trigger's, which registration makes the definition's."""
 
     def __init__(self) -> None:
-        self._hooks: dict[str, Hook] = {}
+        self._hooks: dict[tuple[str, str], Hook] = {}
         self._versions: dict[str, int] = {}
 
-    def get(self, name: str) -> Hook | None:
-        return self._hooks.get(name)
+    def get(self, tenant: str, name: str) -> Hook | None:
+        return self._hooks.get((tenant, name))
 
-    def items(self) -> list[tuple[str, Hook]]:
+    def items(self) -> list[tuple[tuple[str, str], Hook]]:
         return sorted(self._hooks.items())
 
     def apply(self, definition: WorkflowDefinition) -> None:
@@ -68,12 +72,13 @@ class HookIndex:
         if version < self._versions.get(definition.name, 0):
             return
         self._versions[definition.name] = version
-        for name in [n for n, h in self._hooks.items() if h.workflow == definition.name]:
-            del self._hooks[name]
+        for key in [k for k, h in self._hooks.items() if h.workflow == definition.name]:
+            del self._hooks[key]
         for trigger in definition.triggers:
             if not isinstance(trigger, WebhookTrigger):
                 continue
-            taken = self._hooks.get(trigger.name)
+            key = (trigger.tenant, trigger.name)
+            taken = self._hooks.get(key)
             if taken is not None:
                 log.warning(
                     "hook %r moves from workflow %r to %r",
@@ -81,7 +86,7 @@ class HookIndex:
                     taken.workflow,
                     definition.name,
                 )
-            self._hooks[trigger.name] = Hook(definition.name, version, trigger)
+            self._hooks[key] = Hook(definition.name, version, trigger)
 
 
 class WebhookEndpoint(Lifecycle):
@@ -128,6 +133,13 @@ class WebhookEndpoint(Lifecycle):
 
     def routes(self) -> list[Route]:
         """Public routes: a hook authenticates its deliveries with its own signature."""
+        summary = (
+            "Start the workflow that declares this webhook (signature checked when configured). "
+            "A CloudEvent (binary ce-* headers or structured application/cloudevents+json) starts "
+            "it with its data; its source + id is the dedup key unless an idempotency key is given."
+        )
+        responses = "202:StartResult 200:StartResult 400 401 404 408 413 415"
+        name = path_param("name", "Webhook name.")
         return [
             Route(
                 "GET", "/hooks", self.list_hooks, Permission.TRIGGERS_READ, "listWebhooks",
@@ -136,11 +148,13 @@ class WebhookEndpoint(Lifecycle):
             ),
             Route(
                 "POST", "/hooks/{name}", self.deliver, None, "deliverWebhook",
-                "Start the workflow that declares this webhook (signature checked when configured). "
-                "A CloudEvent (binary ce-* headers or structured application/cloudevents+json) starts "
-                "it with its data; its source + id is the dedup key unless an idempotency key is given.",
-                "202:StartResult 200:StartResult 400 401 404 408 413 415",
-                (path_param("name", "Webhook name."),),
+                summary + " A hook of the default tenant.", responses, (name,),
+                body=Body(((JSON, {}),), required=False),
+            ),
+            Route(
+                "POST", "/hooks/{tenant}/{name}", self.deliver, None, "deliverTenantWebhook",
+                summary + " A hook of the tenant named in the path.", responses,
+                (path_param("tenant", "The tenant whose hook it is."), name),
                 body=Body(((JSON, {}),), required=False),
             ),
         ]
@@ -156,8 +170,8 @@ class WebhookEndpoint(Lifecycle):
                 "preset": hook.config.signature.preset if hook.config.signature else None,
                 "enabled": self.enabled(hook),
             }
-            for name, hook in self.index.items()
-            if hook.config.tenant == tenant
+            for (owner, name), hook in self.index.items()
+            if owner == tenant
         ]
         return web.json_response({"hooks": hooks})
 
@@ -166,22 +180,24 @@ class WebhookEndpoint(Lifecycle):
         states = self.overrides() if self.overrides is not None else {}
         return states.get((hook.workflow, hook.config.name), hook.config.enabled)
 
-    async def _lookup(self, name: str) -> Hook | None:
-        hook = self.index.get(name)
+    async def _lookup(self, tenant: str, name: str) -> Hook | None:
+        hook = self.index.get(tenant, name)
         if hook is None or not self.enabled(hook):
             await self.refresh()
-            hook = self.index.get(name)
+            hook = self.index.get(tenant, name)
         return hook if hook is not None and self.enabled(hook) else None
 
     async def deliver(self, request: web.Request) -> web.StreamResponse:
-        """``POST /hooks/{name}``: verify the delivery and start (or find) its execution.
+        """``POST /hooks/[{tenant}/]{name}``: verify the delivery and start (or find) its execution.
 
         The outcome of a known hook's delivery goes to the runtime's instruments: ``started``
         (202), ``duplicate`` (200), ``rejected`` (4xx), ``retried`` (5xx: the sender retries)."""
         name = request.match_info["name"]
-        hook = await self._lookup(name)
+        tenant = request.match_info.get("tenant", DEFAULT_TENANT)
+        hook = await self._lookup(tenant, name) if _valid(tenant) else None
         if hook is None:  # not reported: the name is the sender's, not a bounded label
-            return error_response(404, "unknown_hook", f"no enabled webhook named {name!r}")
+            where = "" if tenant == DEFAULT_TENANT else f" in tenant {tenant[:63]!r}"
+            return error_response(404, "unknown_hook", f"no enabled webhook named {name!r}{where}")
         status = 500
         try:
             response = await self._accept(request, name, hook)
@@ -308,6 +324,14 @@ class WebhookEndpoint(Lifecycle):
         if summary is None or parse_rfc3339(summary.started_at) < key.since:
             return None
         return execution_id
+
+
+def _valid(tenant: str) -> bool:
+    try:
+        check_tenant(tenant)
+    except TenantInvalid:
+        return False
+    return True
 
 
 async def read_bounded(request: web.Request, limit: int) -> bytes | None:

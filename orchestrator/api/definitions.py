@@ -1,4 +1,8 @@
-"""Definition routes: register (JSON or YAML), list the latest, get one version, list versions."""
+"""Definition routes: register (JSON or YAML), list the latest, get one version, list versions.
+
+Every route works in the request's tenant: a definition registered here belongs to it, and
+another tenant's definition is 404 ``unknown_workflow`` on every route; registering a name that
+another tenant owns is 409 ``workflow_name_taken`` (names are global, owned by one tenant)."""
 
 from __future__ import annotations
 
@@ -9,15 +13,15 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api.auditing import note
-from orchestrator.api.requests import MAX_VERSION, parse_json, query_params
+from orchestrator.api.requests import MAX_VERSION, TENANT_PARAM, parse_json, query_params, request_tenant
 from orchestrator.api.routes import Permission, Route, body, path_param
-from orchestrator.ports import UnknownWorkflow
+from orchestrator.api.visibility import tenant_definition, tenant_versions, visible
 from orchestrator.runtime import Runtime
 from schemas import strict_json
 from schemas.definition import WorkflowDefinition
 from schemas.definition_diff import diff_definitions
 from schemas.loader import UniqueKeyLoader, parse_json_text
-from schemas.validation import parse_definition
+from schemas.validation import DefinitionError, Problem, parse_definition
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 DEFINITIONS = "/api/v1/definitions"
@@ -113,33 +117,35 @@ class DefinitionsApi:
         return [
             Route(
                 "POST", base, self.register, Permission.DEFINITIONS_WRITE, "registerDefinition",
-                "Register a definition (JSON or YAML); a name and version is immutable.",
-                f"201:{definition} 200:{definition} 400 409 413",
+                "Register a definition (JSON or YAML) in the request's tenant; a name and version is "
+                "immutable, and a name belongs to one tenant (409 workflow_name_taken).",
+                f"201:{definition} 200:{definition} 400 409 413", (TENANT_PARAM,),
                 body=body(WorkflowDefinition, "application/yaml", "text/yaml"),
             ),
             Route(
                 "GET", base, self.list_latest, read, "listDefinitions",
-                "The latest version of every workflow.", "200:DefinitionList",
+                "The latest version of every workflow of the request's tenant that the caller's grants select.",
+                "200:DefinitionList", (TENANT_PARAM,), filtered=True,
             ),
             Route(
                 "GET", base + "/{name}", self.get, read, "getDefinition",
-                "The latest or ?version=N.", f"200:{definition} 400 404", (NAME, VERSION),
+                "The latest or ?version=N.", f"200:{definition} 400 404", (NAME, VERSION, TENANT_PARAM),
             ),
             Route(
                 "GET", base + "/{name}/versions", self.versions, read, "listDefinitionVersions",
-                "Every version.", "200:DefinitionVersions 404", (NAME,),
+                "Every version.", "200:DefinitionVersions 404", (NAME, TENANT_PARAM),
             ),
             Route(
                 "GET", base + "/{name}/diff", self.diff, read, "diffDefinitionVersions",
                 "What changed between ?from=V1 and ?to=V2 (default: the latest and the one before), "
                 "each change with its impact on recorded executions (safe, conditional, breaking).",
-                "200:DefinitionDiff 400 404", (NAME,), query=DiffParams,
+                "200:DefinitionDiff 400 404", (NAME, TENANT_PARAM), query=DiffParams,
             ),
         ]
 
     async def register(self, request: web.Request) -> web.Response:
         """201 with the stored definition; 200 when that content was already registered."""
-        definition = parse_definition(await read_definition_data(request))
+        definition = in_tenant(parse_definition(await read_definition_data(request)), request_tenant(request))
         note(request, resource_id=definition.name)
         before = set(await self.runtime.registry.versions(definition.name))
         stored = await self.runtime.register(definition)
@@ -148,21 +154,21 @@ class DefinitionsApi:
         return web.json_response(definition_json(stored), status=status)
 
     async def list_latest(self, request: web.Request) -> web.Response:
-        definitions = await self.runtime.registry.list()
+        tenant, shown = request_tenant(request), visible(request, Permission.DEFINITIONS_READ)
+        definitions = [d for d in await self.runtime.registry.list() if d.tenant == tenant and shown(d.name)]
         return web.json_response({"items": [definition_brief(d) for d in definitions]})
 
     async def get(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        definition = await self.runtime.registry.get(name, version_param(request))
+        name, tenant = request.match_info["name"], request_tenant(request)
+        definition = await tenant_definition(self.runtime.registry, name, tenant, version_param(request))
         return web.json_response(definition_json(definition))
 
     async def diff(self, request: web.Request) -> web.Response:
         """What changed between two versions, each change with its compatibility impact."""
         name = request.match_info["name"]
         params = query_params(request, DiffParams)
-        versions = await self.runtime.registry.versions(name)
-        if not versions:
-            raise UnknownWorkflow(f"unknown workflow {name!r}")
+        registry, tenant = self.runtime.registry, request_tenant(request)
+        versions = await tenant_versions(registry, name, tenant)
         to = params.to if params.to is not None else versions[-1]
         before = [v for v in versions if v < to]
         if params.from_ is None and not before:
@@ -170,13 +176,19 @@ class DefinitionsApi:
                 reason="Invalid Parameter", text=f"from: {name} has no version before {to}; give from="
             )
         start = params.from_ if params.from_ is not None else before[-1]
-        a = await self.runtime.registry.get(name, start)
-        b = await self.runtime.registry.get(name, to)
+        a = await tenant_definition(registry, name, tenant, start)
+        b = await tenant_definition(registry, name, tenant, to)
         return web.json_response(diff_definitions(a, b).to_dict())
 
     async def versions(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        versions = await self.runtime.registry.versions(name)
-        if not versions:
-            raise UnknownWorkflow(f"unknown workflow {name!r}")
+        versions = await tenant_versions(self.runtime.registry, name, request_tenant(request))
         return web.json_response({"name": name, "versions": versions})
+
+
+def in_tenant(definition: WorkflowDefinition, tenant: str) -> WorkflowDefinition:
+    """The definition owned by the request's tenant; a body naming another tenant is refused."""
+    if "tenant" in definition.model_fields_set and definition.tenant != tenant:
+        message = f"the request works in tenant {tenant!r}; register it there (X-Orchestrator-Tenant)"
+        raise DefinitionError([Problem("tenant", message)])
+    return definition.model_copy(update={"tenant": tenant})

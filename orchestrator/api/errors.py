@@ -14,6 +14,7 @@ from orchestrator.ports import (
     BackendUnavailable,
     ConcurrencyError,
     HookTaken,
+    NameTaken,
     Overloaded,
     UnknownExecution,
     UnknownTrigger,
@@ -76,6 +77,8 @@ def response_for(exc: Exception) -> web.Response | None:
         return error_response(409, "version_conflict", str(exc))
     if isinstance(exc, HookTaken):
         return error_response(409, "hook_taken", str(exc))
+    if isinstance(exc, NameTaken):
+        return error_response(409, "workflow_name_taken", str(exc))
     if isinstance(exc, SignalBufferFull):
         return error_response(409, "signal_buffer_full", str(exc))
     if isinstance(exc, CommandRejected):

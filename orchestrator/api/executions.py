@@ -31,6 +31,7 @@ from orchestrator.api.requests import (
     request_tenant,
 )
 from orchestrator.api.routes import JSON, Body, Permission, Route, body, path_param
+from orchestrator.api.visibility import tenant_definition, visible
 from orchestrator.core.events import ALL_TYPES
 from orchestrator.core.timefmt import rfc3339
 from orchestrator.history.jobs import JobsBusy
@@ -191,7 +192,9 @@ class ExecutionsApi:
             ),
             Route(
                 "GET", base, self.list_executions, P.EXECUTIONS_READ, "listExecutions",
-                "Newest first, paged by next_cursor.", "200:ExecutionPage 400", query=ListParams,
+                "Newest first, paged by next_cursor; only the workflows the caller's grants select "
+                "(a page may then hold fewer than limit items).",
+                "200:ExecutionPage 400", query=ListParams, filtered=True,
             ),
             Route(
                 "GET", base + "/{id}", self.get, P.PAYLOADS_READ, "getExecution",
@@ -266,13 +269,15 @@ class ExecutionsApi:
     async def start(self, request: web.Request) -> web.Response:
         """202 once the start is durable; 200 with the existing id for a repeated key."""
         body = await json_body(request, StartBody)
+        tenant = request_tenant(request)
+        await tenant_definition(self.runtime.registry, body.workflow, tenant, body.version)  # else 404
         result = await self.runtime.start_execution(
             body.workflow,
             body.input,
             version=body.version,
             dedup_key=_idempotency_key(request),
             actor=request_actor(request),
-            tenant=request_tenant(request),
+            tenant=tenant,
             metadata=traceparent.start_metadata(request.headers.get(traceparent.HEADER)),
         )
         note(request, resource_id=result.execution_id, details={"workflow": body.workflow, "created": result.created})
@@ -300,7 +305,8 @@ class ExecutionsApi:
             ),
             tenant=request_tenant(request),
         )
-        items = [self._queued(summary.to_dict()) for summary in page.items]
+        shown = visible(request, Permission.EXECUTIONS_READ)
+        items = [self._queued(summary.to_dict()) for summary in page.items if shown(summary.workflow)]
         return web.json_response({"items": items, "next_cursor": page.next_cursor})
 
     def _queued(self, view: dict[str, Any]) -> dict[str, Any]:

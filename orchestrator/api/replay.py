@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api.requests import MAX_VERSION, TENANT_PARAM, json_body, request_tenant
 from orchestrator.api.routes import Permission, Route, body
+from orchestrator.api.visibility import tenant_definition
 from orchestrator.history.verify import DEFAULT_SAMPLE, MAX_SAMPLE, verify_recorded
 from orchestrator.runtime import Runtime
 
@@ -47,6 +48,8 @@ class ReplayApi:
         """200 with the report on the request tenant's executions (``ok`` false when any diverged);
         404 unknown workflow or version."""
         body = await json_body(request, VerifyBody)
+        tenant = request_tenant(request)
+        await tenant_definition(self.runtime.registry, body.workflow, tenant, body.version)
         report = await verify_recorded(
             self.runtime.log,
             self.runtime.registry,
@@ -55,6 +58,6 @@ class ReplayApi:
             body.sample,
             statuses=body.statuses,
             recorded_version=body.recorded_version,
-            tenant=request_tenant(request),
+            tenant=tenant,
         )
         return web.json_response(report.to_dict())

@@ -106,7 +106,9 @@ class Route:
     validates the query with. ``in_openapi=False`` keeps a non-API route out of the document.
     ``authenticates=True`` (with no permission) marks a route whose handler checks the credential
     itself: the session login and logout, reachable before a principal exists, answering 401
-    for a missing or wrong credential; it is not public data."""
+    for a missing or wrong credential; it is not public data. ``filtered=True`` marks a listing
+    that shows only the workflows the caller's grants select (:mod:`orchestrator.api.visibility`),
+    so a grant restricted to some workflows (``executions:read:orders-*``) may call it."""
 
     method: str
     path: str
@@ -120,6 +122,7 @@ class Route:
     body: Body | None = None
     in_openapi: bool = True
     authenticates: bool = False
+    filtered: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

@@ -1,7 +1,9 @@
 """The workflows a request acts on, for grants restricted to some workflows (``executions:start:
 deploy-*``): from the path (a definition's name, a trigger's workflow, an execution's, looked up
 in the request's tenant) or the body (a start, a registration, a replay). None when the request
-names no workflow (a listing): only an unrestricted grant allows it then."""
+names no workflow: only an unrestricted grant allows it then. A listing that filters its items
+(``Route.filtered``) names the workflow of its ``?workflow=`` query, else none that it could be
+refused for (an empty list): it shows the workflows the grants select."""
 
 from __future__ import annotations
 
@@ -30,6 +32,9 @@ class RequestTargets:
         if route is None:
             return None
         info = request.match_info
+        if route.filtered:
+            workflow = request.query.get("workflow")
+            return [workflow] if workflow else []
         if route.path.startswith("/api/v1/definitions/{name}"):
             return [info["name"]]
         if "workflow" in info:

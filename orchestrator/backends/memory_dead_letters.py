@@ -42,7 +42,9 @@ class MemoryDeadLetters:
         self._letters: OrderedDict[int, tuple[DeadLetter, Command]] = OrderedDict()
         self._next = 0
 
-    async def park(self, command: Command, error: BaseException, attempts: int) -> DeadLetter:
+    async def park(
+        self, command: Command, error: BaseException, attempts: int, tenant: str = "default"
+    ) -> DeadLetter:
         letter = DeadLetter(
             id=str(self._next),
             execution_id=command.execution_id,
@@ -52,7 +54,7 @@ class MemoryDeadLetters:
             error_message=str(error)[:1000],
             attempts=attempts,
             parked_at=rfc3339(self._clock()),
-            tenant=command.tenant,
+            tenant=tenant,
         )
         self._letters[self._next] = (letter, command)
         self._next += 1

@@ -10,7 +10,8 @@ definition that cannot be loaded, a record that does not make sense, a bug) is d
 far as we can tell: the command is tried again up to ``RetryPolicy.attempts`` times, then parked
 in the :class:`~orchestrator.ports.DeadLetters` store with its reason, and the handler returns,
 so the transport moves on (Kafka commits past it). Parked commands are listed and redriven
-through the API and the CLI.
+through the API and the CLI, each within the tenant of its execution (a start's own tenant, else
+the execution's as the executions index knows it; ``default`` when neither is known).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
-from orchestrator.core.commands import Command
-from orchestrator.ports import BackendUnavailable, ConcurrencyError, DeadLetters
+from orchestrator.core.commands import Command, StartExecution
+from orchestrator.ports import BackendUnavailable, ConcurrencyError, DeadLetters, ExecutionSummary
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Command], Awaitable[None]]
@@ -62,6 +63,22 @@ class RetryPolicy:
         return min(self.first_delay * 2.0 ** (attempt - 1), self.max_delay)
 
 
+class SummaryIndex(Protocol):
+    async def summary(self, execution_id: str) -> ExecutionSummary | None: ...
+
+
+async def tenant_of(command: Command, index: SummaryIndex | None) -> str:
+    """The tenant of the execution a command is for (``default`` when it is not known)."""
+    if isinstance(command, StartExecution):
+        return command.tenant
+    try:
+        summary = None if index is None else await index.summary(command.execution_id)
+    except Exception:  # parking must not fail on a lookup; the letter is still kept
+        log.warning("no tenant for the parked command of %s", command.execution_id, exc_info=True)
+        summary = None
+    return "default" if summary is None else summary.tenant
+
+
 class CommandParking:
     """A command handler that retries deterministic failures a bounded number of times, then parks."""
 
@@ -72,9 +89,11 @@ class CommandParking:
         policy: RetryPolicy | None = None,
         *,
         sleep: Sleep = asyncio.sleep,
+        index: SummaryIndex | None = None,
     ) -> None:
         self._handler = handler
         self.dead_letters = dead_letters
+        self.index = index  # where a parked command's tenant is looked up
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
 
@@ -91,7 +110,7 @@ class CommandParking:
                     raise
                 kind = type(command).__name__
                 if verdict == "park":
-                    letter = await self.dead_letters.park(command, exc, attempt)
+                    letter = await self.dead_letters.park(command, exc, attempt, await tenant_of(command, self.index))
                     log.error(
                         "%s for %s failed %d times (%s: %s); parked as dead letter %s",
                         kind, command.execution_id, attempt, type(exc).__name__, exc, letter.id,

@@ -56,7 +56,9 @@ class KafkaDeadLetters:
         self._clock = clock
         self._seal = seal  # the commands topic's record cipher: a parked command is stored as sent
 
-    async def park(self, command: Command, error: BaseException, attempts: int) -> DeadLetter:
+    async def park(
+        self, command: Command, error: BaseException, attempts: int, tenant: str = "default"
+    ) -> DeadLetter:
         try:
             value = self._seal(encode_command(command))
         except CodecError:
@@ -68,7 +70,7 @@ class KafkaDeadLetters:
             attempts,
             command_type=type(command).__name__,
             command_id=command.command_id or "",
-            tenant=command.tenant,
+            tenant=tenant,
         )
 
     async def park_record(
