@@ -27,6 +27,7 @@ from aiohttp import web
 from orchestrator.api.errors import error_response, response_for
 from orchestrator.api.requests import TENANT_PARAM, is_json_type, read_payload, request_tenant
 from orchestrator.api.routes import JSON, Body, Permission, Route, path_param
+from orchestrator.api.visibility import visible
 from orchestrator.core.timefmt import parse_rfc3339
 from orchestrator.instrumentation import TriggerOutcome
 from orchestrator.lifecycle import Lifecycle
@@ -143,8 +144,8 @@ class WebhookEndpoint(Lifecycle):
         return [
             Route(
                 "GET", "/hooks", self.list_hooks, Permission.TRIGGERS_READ, "listWebhooks",
-                "Webhooks of the latest definitions that start executions in the request's tenant.",
-                "200:HookList", (TENANT_PARAM,),
+                "Webhooks of the latest definitions of the request's tenant that the caller's grants select.",
+                "200:HookList", (TENANT_PARAM,), filtered=True,
             ),
             Route(
                 "POST", "/hooks/{name}", self.deliver, None, "deliverWebhook",
@@ -160,7 +161,7 @@ class WebhookEndpoint(Lifecycle):
         ]
 
     async def list_hooks(self, request: web.Request) -> web.Response:
-        tenant = request_tenant(request)
+        tenant, shown = request_tenant(request), visible(request, Permission.TRIGGERS_READ)
         hooks = [
             {
                 "name": name,
@@ -171,7 +172,7 @@ class WebhookEndpoint(Lifecycle):
                 "enabled": self.enabled(hook),
             }
             for (owner, name), hook in self.index.items()
-            if owner == tenant
+            if owner == tenant and shown(hook.workflow)
         ]
         return web.json_response({"hooks": hooks})
 

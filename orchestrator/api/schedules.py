@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from orchestrator.api.requests import json_body, query_params, request_actor, request_tenant
 from orchestrator.api.routes import Permission, Route, body, path_param
+from orchestrator.api.visibility import visible
 
 SCHEDULES = "/api/v1/schedules"
 ONE = SCHEDULES + "/{workflow}/{name}"
@@ -79,8 +80,9 @@ class SchedulesApi:
         return [
             Route(
                 "GET", SCHEDULES, self.list_schedules, read, "listSchedules",
-                "Every schedule trigger of the latest definitions: paused, last fire, next fire, counts.",
-                "200:ScheduleList",
+                "Every schedule trigger of the latest definitions that the caller's grants select: "
+                "paused, last fire, next fire, counts.",
+                "200:ScheduleList", filtered=True,
             ),
             Route(
                 "GET", ONE, self.describe, read, "describeSchedule",
@@ -110,7 +112,9 @@ class SchedulesApi:
         ]  # fmt: skip
 
     async def list_schedules(self, request: web.Request) -> web.Response:
-        return web.json_response({"schedules": await self.control.list(request_tenant(request))})
+        shown = visible(request, Permission.SCHEDULES_READ)
+        schedules = [s for s in await self.control.list(request_tenant(request)) if shown(str(s.get("workflow")))]
+        return web.json_response({"schedules": schedules})
 
     async def describe(self, request: web.Request) -> web.Response:
         query = query_params(request, DescribeQuery)

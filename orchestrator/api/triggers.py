@@ -13,6 +13,7 @@ from aiohttp import web
 
 from orchestrator.api.requests import TENANT_PARAM, request_tenant
 from orchestrator.api.routes import Permission, Route, path_param
+from orchestrator.api.visibility import visible
 from orchestrator.ports import UnknownTrigger
 
 TRIGGERS = "/api/v1/triggers"
@@ -59,8 +60,9 @@ class TriggersApi:
         return [
             Route(
                 "GET", TRIGGERS, self.list_triggers, Permission.TRIGGERS_READ, "listTriggers",
-                "Every trigger of every workflow's latest version: enabled, running here, stats, errors.",
-                "200:TriggerList", (TENANT_PARAM,),
+                "Every trigger of the latest definitions of the request's tenant that the caller's grants "
+                "select: enabled, running here, stats, errors.",
+                "200:TriggerList", (TENANT_PARAM,), filtered=True,
             ),
             Route(
                 "POST", TRIGGERS + "/{workflow}/{name}/enable", self.enable, Permission.TRIGGERS_WRITE,
@@ -77,8 +79,8 @@ class TriggersApi:
 
     async def list_triggers(self, request: web.Request) -> web.Response:
         """The triggers that start executions in the request's tenant."""
-        tenant = request_tenant(request)
-        views = [view.to_dict() for view in await self.control.views() if view.tenant == tenant]
+        tenant, shown = request_tenant(request), visible(request, Permission.TRIGGERS_READ)
+        views = [v.to_dict() for v in await self.control.views() if v.tenant == tenant and shown(v.workflow)]
         return web.json_response({"triggers": views, "runs_sources": self.control.run_sources})
 
     async def enable(self, request: web.Request) -> web.Response:

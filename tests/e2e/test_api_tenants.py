@@ -1,5 +1,7 @@
 """Tenant and actor at the HTTP edge: the X-Orchestrator-Tenant header (or what authentication
-puts on the request), webhooks' tenant from their trigger, and the CLI's --tenant."""
+puts on the request), definitions owned by a tenant, webhooks named per tenant, dead letters of
+a tenant, and the CLI's --tenant. A workflow name belongs to one tenant: each tenant here has its
+own ``<tenant>-parked``."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.cli.main import main
+from orchestrator.core.commands import CancelExecution
 from orchestrator.ports import ExecutionQuery
 from orchestrator.process import build_app
 from orchestrator.runtime import Runtime
@@ -38,12 +41,23 @@ PARKED = {
 }
 HOOKED = {
     "name": "hooked",
-    "triggers": [
-        {"type": "webhook", "name": "acme-orders", "tenant": "acme"},
-        {"type": "webhook", "name": "plain-orders"},
-    ],
+    "triggers": [{"type": "webhook", "name": "orders"}, {"type": "webhook", "name": "plain-orders"}],
     "steps": [{"name": "done", "type": "succeed", "output": "input"}],
 }
+ACME_HOOKED = {**HOOKED, "name": "acme-hooked", "triggers": [{"type": "webhook", "name": "orders"}]}
+OWNED = [  # (tenant, definition)
+    ("default", PARKED),
+    ("acme", {**PARKED, "name": "acme-parked"}),
+    ("globex", {**PARKED, "name": "globex-parked"}),
+    ("default", HOOKED),
+    ("acme", ACME_HOOKED),
+]
+
+
+def parked(headers: dict[str, str] | None) -> str:
+    """The parked workflow of the tenant the headers name."""
+    tenant = (headers or {}).get(TENANT, "default")
+    return "parked" if tenant == "default" else f"{tenant}-parked"
 
 
 @pytest.fixture
@@ -55,8 +69,10 @@ async def runtime() -> AsyncIterator[Runtime]:
 async def serve(runtime: Runtime, app: web.Application | None = None) -> Client:
     client = TestClient(TestServer(app or build_app(runtime, runtime.settings)))
     await client.start_server()
-    for definition in (PARKED, HOOKED):
-        response = await client.post("/api/v1/definitions", json=definition)
+    if app is not None:  # registered by the client fixture
+        return client
+    for tenant, definition in OWNED:
+        response = await client.post("/api/v1/definitions", json=definition, headers={TENANT: tenant})
         assert response.status == 201, await response.text()
     return client
 
@@ -77,8 +93,10 @@ async def answer(response: Any, status: int) -> Any:
     return json.loads(text)
 
 
-async def start(client: Client, key: str, headers: dict[str, str] | None = None) -> str:
-    body = {"workflow": "parked", "input": {"key": key}}
+async def start(
+    client: Client, key: str, headers: dict[str, str] | None = None, workflow: str | None = None
+) -> str:
+    body = {"workflow": workflow or parked(headers), "input": {"key": key}}
     started = await answer(await client.post("/api/v1/executions", json=body, headers=headers), 202)
     return str(started["execution_id"])
 
@@ -150,7 +168,7 @@ async def test_an_invalid_tenant_header_is_400(client: Client, runtime: Runtime,
 
 
 @pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")  # the keys are plain strings
-async def test_what_authentication_sets_on_the_request_comes_first(runtime: Runtime) -> None:
+async def test_what_authentication_sets_on_the_request_comes_first(runtime: Runtime, client: Client) -> None:
     @web.middleware
     async def authenticated(request: web.Request, handler: Any) -> web.StreamResponse:
         request["tenant"], request["actor"] = "globex", "user:ada"
@@ -159,23 +177,31 @@ async def test_what_authentication_sets_on_the_request_comes_first(runtime: Runt
 
     app = build_app(runtime, runtime.settings)
     app.middlewares.append(authenticated)
-    client = await serve(runtime, app)
+    authed = await serve(runtime, app)
     try:
-        execution_id = await start(client, "k", ACME)  # the header loses to the principal's tenant
+        execution_id = await start(
+            authed, "k", ACME, "globex-parked"
+        )  # the header loses to the principal's tenant
         events = await runtime.history(execution_id, tenant="globex")
         assert {(e.tenant, e.actor) for e in events} == {("globex", "user:ada")}
     finally:
-        await client.close()
+        await authed.close()
 
 
 async def test_replay_verify_reads_only_the_tenants_executions(client: Client) -> None:
     await start(client, "k", ACME)
     await start(client, "k")
     await start(client, "k")
-    body = {"workflow": "parked"}
-    acme = await answer(await client.post("/api/v1/replay/verify", json=body, headers=ACME), 200)
-    default = await answer(await client.post("/api/v1/replay/verify", json=body), 200)
+    acme = await answer(
+        await client.post("/api/v1/replay/verify", json={"workflow": "acme-parked"}, headers=ACME), 200
+    )
+    default = await answer(await client.post("/api/v1/replay/verify", json={"workflow": "parked"}), 200)
     assert (len(acme["executions"]), len(default["executions"])) == (1, 2)
+    for workflow, headers in (("parked", ACME), ("acme-parked", None)):  # the other tenant's: not found
+        got = await answer(
+            await client.post("/api/v1/replay/verify", json={"workflow": workflow}, headers=headers), 404
+        )
+        assert got["error"]["code"] == "unknown_workflow"
 
 
 async def test_the_openapi_document_names_the_header(client: Client) -> None:
@@ -187,19 +213,142 @@ async def test_the_openapi_document_names_the_header(client: Client) -> None:
     }
     assert TENANT in names["/api/v1/executions"] and TENANT in names["/api/v1/events"]
     assert TENANT in names["/api/v1/executions/{id}/history"]
-    assert TENANT not in names["/api/v1/definitions"] and TENANT not in names["/hooks/{name}"]
+    assert TENANT in names["/api/v1/definitions"] and TENANT in names["/api/v1/definitions/{name}"]
+    assert TENANT in names["/api/v1/dead-letters/commands"]
+    assert TENANT not in names["/hooks/{name}"] and "tenant" in names["/hooks/{tenant}/{name}"]
 
 
 # -- webhooks ----------------------------------------------------------------------------------
 
 
-async def test_a_webhook_starts_in_its_triggers_tenant_as_the_hook(client: Client, runtime: Runtime) -> None:
-    started = await answer(await client.post("/hooks/acme-orders", json={"n": 1}), 202)
+async def test_a_webhook_starts_in_its_definitions_tenant_as_the_hook(
+    client: Client, runtime: Runtime
+) -> None:
+    started = await answer(await client.post("/hooks/acme/orders", json={"n": 1}), 202)
     events = await runtime.history(started["execution_id"], tenant="acme")
-    assert {(e.tenant, e.actor) for e in events} == {("acme", "webhook:acme-orders")}
+    assert {(e.tenant, e.actor, e.workflow) for e in events} == {("acme", "webhook:orders", "acme-hooked")}
     plain = await answer(await client.post("/hooks/plain-orders", json={"n": 2}, headers=ACME), 202)
     events = await runtime.history(plain["execution_id"])  # the header is not a webhook's to set
     assert {(e.tenant, e.actor) for e in events} == {("default", "webhook:plain-orders")}
+
+
+async def test_two_tenants_each_have_a_hook_of_the_same_name(client: Client, runtime: Runtime) -> None:
+    mine = await answer(await client.post("/hooks/orders", json={"n": 1}), 202)
+    also_mine = await answer(await client.post("/hooks/default/orders", json={"n": 2}), 202)
+    theirs = await answer(await client.post("/hooks/acme/orders", json={"n": 3}), 202)
+    for execution_id, tenant, workflow in (
+        (mine["execution_id"], "default", "hooked"),
+        (also_mine["execution_id"], "default", "hooked"),
+        (theirs["execution_id"], "acme", "acme-hooked"),
+    ):
+        assert (await runtime.summary(execution_id, tenant=tenant)).workflow == workflow
+    for path in ("/hooks/acme/plain-orders", "/hooks/globex/orders", "/hooks/Bad%20Tenant/orders"):
+        got = await answer(await client.post(path, json={}), 404)
+        assert got["error"]["code"] == "unknown_hook", path
+    listed = await answer(await client.get("/hooks", headers=ACME), 200)
+    assert [(h["name"], h["workflow"]) for h in listed["hooks"]] == [("orders", "acme-hooked")]
+    listed = await answer(await client.get("/hooks"), 200)
+    assert [(h["name"], h["workflow"]) for h in listed["hooks"]] == [
+        ("orders", "hooked"),
+        ("plain-orders", "hooked"),
+    ]
+
+
+async def test_a_hook_name_is_taken_only_within_its_tenant(client: Client) -> None:
+    again = {**ACME_HOOKED, "name": "acme-other"}
+    got = await answer(await client.post("/api/v1/definitions", json=again, headers=ACME), 409)
+    assert got["error"]["code"] == "hook_taken"
+    globex = {**ACME_HOOKED, "name": "globex-hooked"}
+    await answer(await client.post("/api/v1/definitions", json=globex, headers={TENANT: "globex"}), 201)
+
+
+# -- definitions -------------------------------------------------------------------------------
+
+
+async def test_definitions_are_seen_only_in_their_tenant(client: Client) -> None:
+    for headers, mine, theirs in (
+        (None, ["hooked", "parked"], "acme-parked"),
+        (ACME, ["acme-hooked", "acme-parked"], "parked"),
+    ):
+        listed = await answer(await client.get("/api/v1/definitions", headers=headers), 200)
+        assert [d["name"] for d in listed["items"]] == mine
+        base = f"/api/v1/definitions/{theirs}"
+        for path in ("", "?version=1", "/versions", "/diff?from=1&to=1"):
+            got = await answer(await client.get(base + path, headers=headers), 404)
+            assert got["error"]["code"] == "unknown_workflow", path
+        body = {"workflow": theirs, "input": {"key": "k"}}
+        got = await answer(await client.post("/api/v1/executions", json=body, headers=headers), 404)
+        assert got["error"]["code"] == "unknown_workflow"
+        got = await answer(
+            await client.post("/api/v1/executions", json={**body, "version": 1}, headers=headers), 404
+        )
+        assert got["error"]["code"] == "unknown_workflow"
+        own = await answer(await client.get(f"/api/v1/definitions/{mine[1]}", headers=headers), 200)
+        assert own["tenant"] == ("acme" if headers else "default")
+    # the same message for a name that is not registered at all: nothing tells the two apart
+    missing = await answer(await client.get("/api/v1/definitions/nothing-here"), 404)
+    other = await answer(await client.get("/api/v1/definitions/acme-parked"), 404)
+    assert missing["error"]["message"].replace("nothing-here", "X") == other["error"]["message"].replace(
+        "acme-parked", "X"
+    )
+
+
+async def test_a_name_another_tenant_owns_is_409_without_saying_whose(client: Client) -> None:
+    got = await answer(await client.post("/api/v1/definitions", json={**PARKED, "name": "acme-parked"}), 409)
+    assert got["error"]["code"] == "workflow_name_taken" and "acme" not in got["error"]["message"].replace(
+        "acme-parked", ""
+    )
+    got = await answer(await client.post("/api/v1/definitions", json={**PARKED, "tenant": "acme"}), 400)
+    assert got["error"]["details"][0]["location"] == "tenant"  # the body cannot pick another tenant
+    same = await answer(
+        await client.post(
+            "/api/v1/definitions", json={**PARKED, "name": "acme-parked", "tenant": "acme"}, headers=ACME
+        ),
+        200,
+    )
+    assert same["version"] == 1 and same["tenant"] == "acme"
+
+
+async def test_a_trigger_belongs_to_its_definitions_tenant(client: Client) -> None:
+    foreign = {
+        **HOOKED,
+        "name": "foreign",
+        "triggers": [{"type": "webhook", "name": "f", "tenant": "globex"}],
+    }
+    got = await answer(await client.post("/api/v1/definitions", json=foreign, headers=ACME), 400)
+    assert got["error"]["details"][0]["location"] == "triggers[0].tenant"
+    stored = await answer(await client.get("/api/v1/definitions/acme-hooked", headers=ACME), 200)
+    assert [t["tenant"] for t in stored["triggers"]] == ["acme"]  # the default took the definition's
+
+
+async def test_a_child_workflow_of_another_tenant_is_unknown(client: Client) -> None:
+    parent = {
+        "name": "acme-parent",
+        "steps": [{"name": "child", "type": "subworkflow", "workflow": "parked"}],
+    }
+    got = await answer(await client.post("/api/v1/definitions", json=parent, headers=ACME), 400)
+    assert got["error"]["code"] == "invalid_definition" and "parked" in json.dumps(got["error"]["details"])
+
+
+# -- dead letters ------------------------------------------------------------------------------
+
+
+async def test_dead_letters_are_listed_and_redriven_in_their_tenant(client: Client, runtime: Runtime) -> None:
+    acme = await start(client, "k", ACME)
+    for execution_id in (acme, "nowhere"):
+        command = CancelExecution(execution_id=execution_id, now=0.0)
+        tenant = "acme" if execution_id == acme else "default"
+        await runtime.dead_letters.park(command, RuntimeError("poison"), 1, tenant)
+    for headers, mine, theirs in ((ACME, acme, "nowhere"), (None, "nowhere", acme)):
+        listed = await answer(await client.get("/api/v1/dead-letters/commands", headers=headers), 200)
+        assert [(d["execution_id"], d["tenant"]) for d in listed["items"]] == [
+            (mine, (headers or {}).get(TENANT, "default"))
+        ]
+        other = "0" if theirs == acme else "1"
+        got = await answer(
+            await client.post(f"/api/v1/dead-letters/commands/{other}/redrive", headers=headers), 404
+        )
+        assert got["error"]["code"] == "unknown_dead_letter"
 
 
 # -- the CLI -----------------------------------------------------------------------------------
@@ -218,7 +367,7 @@ async def test_the_cli_tenant_option_is_sent_as_the_header(
 ) -> None:
     url = str(client.make_url("")).rstrip("/")
     code, out, _ = await cli(
-        capsys, "start", "parked", "--input", '{"key": "c"}', "--url", url, "--tenant", "acme", "--json"
+        capsys, "start", "acme-parked", "--input", '{"key": "c"}', "--url", url, "--tenant", "acme", "--json"
     )
     assert code == 0
     execution_id = json.loads(out)["execution_id"]

@@ -43,7 +43,8 @@ EVERYTHING = {
 EXPECTED = {"viewer": VIEWER, "operator": OPERATOR, "developer": DEVELOPER, "admin": EVERYTHING, "auditor": AUDITOR}
 # Routes answering without payloads to whoever may read executions (docs/security.md).
 ENTRY = {"payloads:read": "executions:read"}
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/v1/openapi.json"), ("POST", "/hooks/{name}")}
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/v1/openapi.json"), ("POST", "/hooks/{name}"),
+          ("POST", "/hooks/{tenant}/{name}")}
 
 
 @pytest.fixture
