@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import pytest
 
 from orchestrator.backends.memory_dead_letters import MemoryDeadLetters
-from orchestrator.core.commands import Command, FireTimer
+from orchestrator.core.commands import Command, FireTimer, StartExecution
 from orchestrator.engine.parking import CommandParking, RetryPolicy
-from orchestrator.ports import BackendUnavailable, ConcurrencyError, UnknownDeadLetter, UnknownWorkflow
+from orchestrator.ports import (
+    BackendUnavailable,
+    ConcurrencyError,
+    ExecutionSummary,
+    UnknownDeadLetter,
+    UnknownWorkflow,
+)
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -116,7 +123,36 @@ async def test_a_poison_command_is_parked_with_its_reason_after_the_last_attempt
         "attempts": 3,
         "parked_at": "2023-11-14T22:13:20.000000Z",
         "origin": "",
+        "tenant": "default",  # no index to ask: the default tenant
     }
+
+
+class Index:
+    """The executions index, as far as parking asks it: e7 is acme's; asking about e9 fails."""
+
+    async def summary(self, execution_id: str) -> ExecutionSummary | None:
+        if execution_id == "e9":
+            raise RuntimeError("index down")
+        if execution_id != "e7":
+            return None
+        return ExecutionSummary("e7", "w", 1, "acme", "running", "t", "t", 3)
+
+
+async def test_a_parked_command_keeps_its_executions_tenant() -> None:
+    letters = MemoryDeadLetters(submit=lambda command: asyncio.sleep(0), clock=lambda: T0)
+    guard = CommandParking(
+        Flaky(*[ValueError("poison")] * 9), letters, RetryPolicy(attempts=1), index=Index()
+    )
+    await guard(fire("e7", "t1"))
+    await guard(fire("e8", "t1"))  # not indexed
+    await guard(fire("e9", "t1"))  # the lookup fails: still parked
+    await guard(StartExecution(execution_id="e10", now=T0, workflow="w", version=1, tenant="globex"))
+    tenants = [(d.execution_id, d.tenant) for d in (await letters.list()).items]
+    assert tenants == [("e7", "acme"), ("e8", "default"), ("e9", "default"), ("e10", "globex")]
+    assert [d.execution_id for d in (await letters.list(tenant="acme")).items] == ["e7"]
+    with pytest.raises(UnknownDeadLetter):
+        await letters.redrive("0", tenant="globex")  # acme's letter is not found from globex
+    assert (await letters.redrive("0", tenant="acme")).execution_id == "e7"
 
 
 async def test_an_outage_is_raised_at_once_and_nothing_is_parked() -> None:
