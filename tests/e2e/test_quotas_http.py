@@ -33,11 +33,13 @@ async def client(tmp_path: Path) -> AsyncIterator[Client]:
     runtime = Runtime(settings, connectors=Connectors([gate]))
     async with runtime, TestClient(TestServer(build_app(runtime, runtime.settings))) as client:
         assert (await client.post("/api/v1/definitions", json=HELD)).status == 201
+        assert (await client.post("/api/v1/definitions", json={**HELD, "name": "acme-held"}, headers=ACME)).status == 201
         yield client
 
 
 async def start(client: Client, headers: dict[str, str], data: Any = None) -> Any:
-    return await client.post("/api/v1/executions", json={"workflow": "held", "input": data}, headers=headers)
+    workflow = "acme-held" if headers else "held"  # a workflow name belongs to one tenant
+    return await client.post("/api/v1/executions", json={"workflow": workflow, "input": data}, headers=headers)
 
 
 async def test_running_and_rate_quotas_refuse_with_their_names(client: Client) -> None:
