@@ -73,7 +73,12 @@ def trigger_details(workflow: str, trigger: Any) -> dict[str, Any]:
     """Where a trigger listens: hook path, or connection and topics/queue/group."""
     if isinstance(trigger, WebhookTrigger):
         preset = trigger.signature.preset if trigger.signature else None
-        return {"path": f"/hooks/{trigger.name}", "signed": preset is not None, "preset": preset}
+        path = (
+            f"/hooks/{trigger.name}"
+            if trigger.tenant == "default"
+            else f"/hooks/{trigger.tenant}/{trigger.name}"
+        )
+        return {"path": path, "signed": preset is not None, "preset": preset}
     if isinstance(trigger, ScheduleTrigger):
         every = {"every": trigger.every} if trigger.every is not None else {"cron": trigger.cron}
         return {**every, "timezone": trigger.timezone, "catchup": trigger.catchup, "overlap": trigger.overlap}

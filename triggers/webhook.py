@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.api.errors import error_response, response_for
-from orchestrator.api.requests import TENANT_PARAM, is_json_type, read_payload, request_tenant
+from orchestrator.api.requests import TENANT_KEY, TENANT_PARAM, is_json_type, read_payload, request_tenant
 from orchestrator.api.routes import JSON, Body, Permission, Route, path_param
 from orchestrator.api.visibility import visible
 from orchestrator.core.timefmt import parse_rfc3339
@@ -196,6 +196,8 @@ class WebhookEndpoint(Lifecycle):
         name = request.match_info["name"]
         tenant = request.match_info.get("tenant", DEFAULT_TENANT)
         hook = await self._lookup(tenant, name) if _valid(tenant) else None
+        if hook is not None:
+            request[TENANT_KEY] = tenant  # the audit record's tenant is the hook's, never a header's
         if hook is None:  # not reported: the name is the sender's, not a bounded label
             where = "" if tenant == DEFAULT_TENANT else f" in tenant {tenant[:63]!r}"
             return error_response(404, "unknown_hook", f"no enabled webhook named {name!r}{where}")

@@ -44,7 +44,10 @@ async def definitions(client: Client, args: argparse.Namespace, out: Output) -> 
     if out.json:
         out.value(items)
         return 0
-    hooks = [", ".join(f"/hooks/{t.get('name')}" for t in d.get("triggers") or []) or None for d in items]
+    hooks = [
+        ", ".join(hook_path(t) for t in d.get("triggers") or [] if t.get("type") == "webhook") or None
+        for d in items
+    ]
     rows = [
         (d.get("name"), d.get("version"), h, d.get("description") or None)
         for d, h in zip(items, hooks, strict=True)
@@ -63,3 +66,9 @@ async def definitions_diff(client: Client, args: argparse.Namespace, out: Output
     else:
         out.lines(render(answer))
     return 0
+
+
+def hook_path(trigger: dict[str, Any]) -> str:
+    """Where a webhook trigger is served: ``/hooks/{name}``, or ``/hooks/{tenant}/{name}``."""
+    tenant, name = trigger.get("tenant") or "default", trigger.get("name")
+    return f"/hooks/{name}" if tenant == "default" else f"/hooks/{tenant}/{name}"

@@ -176,6 +176,9 @@ async def test_triggers_and_hooks_are_listed_and_switched_per_tenant(world: Worl
         assert status == 200 and [(h["workflow"], h["name"]) for h in hooks["hooks"]] == [
             (f"{who}-parked", "hook")
         ]
+    for who in ("acme", "globex"):
+        status, listed = await world.call(who, "GET", "/api/v1/triggers")
+        assert listed["triggers"][0]["details"]["path"] == f"/hooks/{who}/hook"
     status, body = await world.call("acme", "POST", "/api/v1/triggers/globex-parked/hook/disable")
     assert (status, body["error"]["code"]) == (404, "unknown_trigger")
     status, view = await world.call("acme", "POST", "/api/v1/triggers/acme-parked/hook/disable")
@@ -241,3 +244,11 @@ async def test_a_restricted_grant_still_needs_to_cover_the_listings_permission(w
     assert (status, body["error"]["code"]) == (403, "forbidden")
     status, body = await world.call("orders", "GET", "/api/v1/dead-letters/commands")
     assert (status, body["error"]["code"]) == (403, "forbidden")  # not a filtered listing
+
+
+async def test_a_tenants_hook_is_delivered_in_that_tenant(world: World) -> None:
+    response = await world.client.post("/hooks/acme/hook", json={"key": "k"}, headers={TENANT: "globex"})
+    assert response.status == 202, await response.text()
+    execution_id = (await response.json())["execution_id"]
+    assert (await world.runtime.summary(execution_id, tenant="acme")).workflow == "acme-parked"
+    assert (await world.client.post("/hooks/hook", json={})).status == 404  # the default tenant has no hook
