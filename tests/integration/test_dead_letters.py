@@ -91,6 +91,9 @@ async def test_poison_commands_are_parked_and_the_partition_moves_on(
         poison_id = str(uuid.uuid4())
         start = StartExecution(execution_id=poison_id, now=runtime.clock(), workflow="work", version=9)
         await runtime.transport.submit(start)  # a record on the commands topic, like a child's start
+        acme_id = str(uuid.uuid4())
+        acme = StartExecution(execution_id=acme_id, now=runtime.clock(), workflow="work", version=9, tenant="acme")
+        await runtime.transport.submit(acme)  # parked in its own tenant
         good_id = (await runtime.start_execution("good")).execution_id
         assert await until_finished(runtime, good_id) == "succeeded"  # its answers passed both poisons
 
@@ -101,7 +104,17 @@ async def test_poison_commands_are_parked_and_the_partition_moves_on(
                 if len(page["items"]) == 2:
                     break
                 await asyncio.sleep(0.1)
+            theirs: dict[str, Any] = {}
+            for _ in range(int(WAIT * 10)):
+                theirs = await answer(await client.get(LETTERS, headers={"X-Orchestrator-Tenant": "acme"}), 200)
+                if theirs["items"]:
+                    break
+                await asyncio.sleep(0.1)
+            assert [(x["execution_id"], x["tenant"]) for x in theirs["items"]] == [(acme_id, "acme")]
+            other = await answer(await client.post(f"{LETTERS}/{theirs['items'][0]['id']}/redrive"), 404)
+            assert other["error"]["code"] == "unknown_dead_letter"  # not the default tenant's to redrive
             junk, start = sorted(page["items"], key=lambda x: x["command_type"])
+            assert (junk["tenant"], start["tenant"]) == ("default", "default")
             assert (junk["command_type"], junk["error_type"], junk["attempts"], junk["execution_id"]) == (
                 "", "CodecError", 1, "junk",
             )  # fmt: skip
@@ -156,6 +169,7 @@ async def assert_dead_letter_record(kafka_url: str, topic: str, offset: str) -> 
         "1",
     )
     assert headers["ce_errormessage"].startswith("not JSON")
+    assert headers["ce_tenant"] == "default"  # an undecodable record's tenant is not known
 
 
 async def assert_all_committed(kafka_url: str, topic: str, group: str) -> None:
