@@ -47,6 +47,7 @@ def definition_brief(definition: WorkflowDefinition) -> dict[str, Any]:
     return {
         "name": definition.name,
         "version": definition.version,
+        "tenant": definition.tenant,
         "description": definition.description,
         "triggers": [trigger.model_dump(mode="json") for trigger in definition.triggers],
     }

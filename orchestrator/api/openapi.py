@@ -69,7 +69,9 @@ SCHEMAS: dict[str, Schema] = {
         },
         "session_id subject tenant roles expires_at csrf_token",
     ),
-    "DefinitionBrief": _obj({"name": STR, "version": INT, "description": STR, "triggers": _array(OBJ)}),
+    "DefinitionBrief": _obj(
+        {"name": STR, "version": INT, "tenant": STR, "description": STR, "triggers": _array(OBJ)}
+    ),
     "DefinitionList": _obj({"items": _array(ref("DefinitionBrief"))}, "items"),
     "DefinitionVersions": _obj({"name": STR, "versions": _array(INT)}, "name versions"),
     "ExecutionState": _obj(

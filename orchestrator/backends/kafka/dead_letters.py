@@ -116,6 +116,8 @@ class KafkaDeadLetters:
                 break
             found += [letter for letter in map(_from_record, records) if tenant in (None, letter.tenant)]
             first = int(records[-1].offset) + 1
+            if len(records) <= limit:  # fewer than asked for: the end of the topic
+                break
         items = found[:limit]
         more = len(found) > limit
         return DeadLetterPage(items, str(int(items[-1].id) + 1) if more else None)
