@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from orchestrator.backends.sqlite import SQLiteEventLog, SQLiteRegistry
-from orchestrator.ports import BackendUnavailable, Registry, VersionConflict
+from orchestrator.ports import BackendUnavailable, NameTaken, Registry, VersionConflict
 from tests.contracts.factories import definition, started
 from tests.contracts.registry import RegistryContract, rich_definition
 
@@ -35,6 +36,20 @@ class TestSQLiteRegistry(RegistryContract):
             with pytest.raises(VersionConflict):
                 await reopened.register(definition(version=1, url="https://b"))
             assert (await reopened.register(definition(url="https://b"))).version == 2
+        finally:
+            await reopened.stop()
+
+    async def test_definitions_stored_before_tenants_read_as_the_default_tenant(self, tmp_path: Path) -> None:
+        registry = await self.make_registry(tmp_path)
+        await registry.stop()
+        body = definition(url="https://old", version=1).model_dump_json(exclude={"tenant"})
+        with sqlite3.connect(tmp_path / "orchestrator.db") as db:  # a row as written before definitions had owners
+            db.execute("INSERT INTO definitions VALUES (?, ?, ?)", ("orders", 1, body))
+        reopened = await self.make_registry(tmp_path)
+        try:
+            assert (await reopened.get("orders")).tenant == "default"
+            with pytest.raises(NameTaken):
+                await reopened.register(definition(url="https://new").model_copy(update={"tenant": "acme"}))
         finally:
             await reopened.stop()
 
