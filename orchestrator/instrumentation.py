@@ -101,6 +101,30 @@ class Instruments(Protocol):
         """A Kafka transport partition: records taken and not finished (``in_flight``) and
         records taken past the last committed offset (``uncommitted``); reported with the lag."""
 
+    def execution_traced(
+        self, execution_id: str, workflow: str, tenant: str, traceparent: str | None,
+        status: str, started_at: float | None, ended_at: float,
+    ) -> None:
+        """An execution ended (epoch seconds; ``started_at`` None when this engine does not know
+        it). For traces: ``execution_id`` and ``traceparent`` are span data, never labels."""
+
+    def step_traced(
+        self, execution_id: str, workflow: str, step: str, connector: str, attempt: int,
+        traceparent: str | None, outcome: StepOutcome, error: str | None, started_at: float, ended_at: float,
+    ) -> None:
+        """One attempt of a task step ran from ``started_at`` to ``ended_at`` (epoch seconds);
+        ``error``: the failure's type. For traces, like :meth:`execution_traced`."""
+
+    def sla_breached(self, scope: str, workflow: str) -> None:
+        """An execution (``scope`` ``execution``) or a step (``step``) took longer than its SLA;
+        reported once, by the analytics projection, as it counts the breach."""
+
+    def quota_usage(self, tenant: str, quota: str, usage: int) -> None:
+        """A tenant's usage of one quota (``running``, ``starts_per_minute``) as a start checked it."""
+
+    def quota_refused(self, tenant: str, quota: str, status: int) -> None:
+        """A start refused by a quota: ``status`` 429 (start rate) or 403 (running, payload_bytes)."""
+
 
 class NoInstruments:
     """Reports to nobody: the default. Each call is an empty method."""
@@ -152,6 +176,27 @@ class NoInstruments:
         pass
 
     def transport_lane(self, group: str, topic: str, partition: int, in_flight: int, uncommitted: int) -> None:
+        pass
+
+    def execution_traced(
+        self, execution_id: str, workflow: str, tenant: str, traceparent: str | None,
+        status: str, started_at: float | None, ended_at: float,
+    ) -> None:
+        pass
+
+    def step_traced(
+        self, execution_id: str, workflow: str, step: str, connector: str, attempt: int,
+        traceparent: str | None, outcome: StepOutcome, error: str | None, started_at: float, ended_at: float,
+    ) -> None:
+        pass
+
+    def sla_breached(self, scope: str, workflow: str) -> None:
+        pass
+
+    def quota_usage(self, tenant: str, quota: str, usage: int) -> None:
+        pass
+
+    def quota_refused(self, tenant: str, quota: str, status: int) -> None:
         pass
 
 
@@ -265,6 +310,44 @@ class Guarded:
         except Exception as exc:
             self._failed("transport_lane", exc)
 
+    def execution_traced(
+        self, execution_id: str, workflow: str, tenant: str, traceparent: str | None,
+        status: str, started_at: float | None, ended_at: float,
+    ) -> None:
+        try:
+            self.inner.execution_traced(execution_id, workflow, tenant, traceparent, status, started_at, ended_at)
+        except Exception as exc:
+            self._failed("execution_traced", exc)
+
+    def step_traced(
+        self, execution_id: str, workflow: str, step: str, connector: str, attempt: int,
+        traceparent: str | None, outcome: StepOutcome, error: str | None, started_at: float, ended_at: float,
+    ) -> None:
+        try:
+            self.inner.step_traced(
+                execution_id, workflow, step, connector, attempt, traceparent, outcome, error, started_at, ended_at
+            )
+        except Exception as exc:
+            self._failed("step_traced", exc)
+
+    def sla_breached(self, scope: str, workflow: str) -> None:
+        try:
+            self.inner.sla_breached(scope, workflow)
+        except Exception as exc:
+            self._failed("sla_breached", exc)
+
+    def quota_usage(self, tenant: str, quota: str, usage: int) -> None:
+        try:
+            self.inner.quota_usage(tenant, quota, usage)
+        except Exception as exc:
+            self._failed("quota_usage", exc)
+
+    def quota_refused(self, tenant: str, quota: str, status: int) -> None:
+        try:
+            self.inner.quota_refused(tenant, quota, status)
+        except Exception as exc:
+            self._failed("quota_refused", exc)
+
     def _failed(self, call: str, exc: Exception) -> None:
         now = self._clock()
         last = self._logged_at.get(call)
@@ -283,9 +366,106 @@ def guarded(instruments: Instruments | None) -> Instruments:
     """``instruments`` made safe to call from anywhere (see the module docstring); None: none."""
     if instruments is None:
         return NO_INSTRUMENTS
-    if isinstance(instruments, NoInstruments | Guarded):
+    if isinstance(instruments, NoInstruments | Guarded | Tee):
         return instruments
     return Guarded(instruments)
+
+
+class Tee:
+    """Forwards every call to each of ``parts`` in turn (metrics and traces of one process)."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, *parts: Instruments) -> None:
+        self.parts = tuple(guarded(part) for part in parts)
+
+    def command_handled(self, kind: str, outcome: CommandOutcome, seconds: float) -> None:
+        for part in self.parts:
+            part.command_handled(kind, outcome, seconds)
+
+    def events_appended(self, backend: str, outcome: AppendOutcome, events: int, seconds: float) -> None:
+        for part in self.parts:
+            part.events_appended(backend, outcome, events, seconds)
+
+    def step_started(self, workflow: str, step: str, connector: str, attempt: int) -> None:
+        for part in self.parts:
+            part.step_started(workflow, step, connector, attempt)
+
+    def step_finished(
+        self, workflow: str, step: str, connector: str, attempt: int, outcome: StepOutcome, seconds: float
+    ) -> None:
+        for part in self.parts:
+            part.step_finished(workflow, step, connector, attempt, outcome, seconds)
+
+    def trigger_outcome(self, kind: str, workflow: str, trigger: str, outcome: TriggerOutcome) -> None:
+        for part in self.parts:
+            part.trigger_outcome(kind, workflow, trigger, outcome)
+
+    def timer_fired(self, backend: str, lateness: float) -> None:
+        for part in self.parts:
+            part.timer_fired(backend, lateness)
+
+    def consumer_lag(self, group: str, topic: str, partition: int, lag: int) -> None:
+        for part in self.parts:
+            part.consumer_lag(group, topic, partition, lag)
+
+    def queue_depth(self, queue: str, depth: int) -> None:
+        for part in self.parts:
+            part.queue_depth(queue, depth)
+
+    def execution_started(self, workflow: str) -> None:
+        for part in self.parts:
+            part.execution_started(workflow)
+
+    def execution_finished(self, workflow: str, status: str, seconds: float | None) -> None:
+        for part in self.parts:
+            part.execution_finished(workflow, status, seconds)
+
+    def step_queued(self, workflow: str, step: str, connector: str, seconds: float) -> None:
+        for part in self.parts:
+            part.step_queued(workflow, step, connector, seconds)
+
+    def appends_grouped(self, backend: str, appends: int) -> None:
+        for part in self.parts:
+            part.appends_grouped(backend, appends)
+
+    def timers_pending(self, backend: str, count: int) -> None:
+        for part in self.parts:
+            part.timers_pending(backend, count)
+
+    def waits_parked(self, backend: str, count: int) -> None:
+        for part in self.parts:
+            part.waits_parked(backend, count)
+
+    def transport_lane(self, group: str, topic: str, partition: int, in_flight: int, uncommitted: int) -> None:
+        for part in self.parts:
+            part.transport_lane(group, topic, partition, in_flight, uncommitted)
+
+    def execution_traced(
+        self, execution_id: str, workflow: str, tenant: str, traceparent: str | None,
+        status: str, started_at: float | None, ended_at: float,
+    ) -> None:
+        for part in self.parts:
+            part.execution_traced(execution_id, workflow, tenant, traceparent, status, started_at, ended_at)
+
+    def step_traced(
+        self, execution_id: str, workflow: str, step: str, connector: str, attempt: int,
+        traceparent: str | None, outcome: StepOutcome, error: str | None, started_at: float, ended_at: float,
+    ) -> None:
+        for part in self.parts:
+            part.step_traced(execution_id, workflow, step, connector, attempt, traceparent, outcome, error, started_at, ended_at)
+
+    def sla_breached(self, scope: str, workflow: str) -> None:
+        for part in self.parts:
+            part.sla_breached(scope, workflow)
+
+    def quota_usage(self, tenant: str, quota: str, usage: int) -> None:
+        for part in self.parts:
+            part.quota_usage(tenant, quota, usage)
+
+    def quota_refused(self, tenant: str, quota: str, status: int) -> None:
+        for part in self.parts:
+            part.quota_refused(tenant, quota, status)
 
 
 @runtime_checkable

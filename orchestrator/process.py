@@ -26,6 +26,7 @@ from orchestrator.auth.principal import Authenticator
 from orchestrator.auth.sessions import SessionAuthenticator, Sessions
 from orchestrator.auth.tokens import token_authenticators
 from orchestrator.backends.urls import SESSION_STORES, open_backend, sessions_url
+from orchestrator.instrumentation import Instruments, Tee
 from orchestrator.logcontext import bound
 from orchestrator.observability.exposition import MetricsApi, MetricsListener, metrics_middleware
 from orchestrator.observability.prometheus import PrometheusInstruments
@@ -201,7 +202,14 @@ async def open_runtime(
 ) -> Runtime:
     """The started runtime of this process. From here on its log lines name its node
     (``orchestrator.logcontext``), and the running-executions gauge is sampled."""
-    runtime = Runtime(settings, role=role, instruments=metrics)
+    instruments: Instruments | None = metrics
+    if settings.otel:  # the optional extra: imported only when asked for
+        from orchestrator.observability.otel import OtelInstruments
+
+        spans = OtelInstruments()
+        stack.callback(spans.stop)  # flushes the spans of the last commits, after the runtime stopped
+        instruments = spans if metrics is None else Tee(metrics, spans)
+    runtime = Runtime(settings, role=role, instruments=instruments)
     stack.enter_context(bound(node=runtime.node.node_id))
     await stack.enter_async_context(runtime)
     if metrics is not None:

@@ -243,7 +243,7 @@ class Runtime(Lifecycle):
             quota_limits = load_quotas(s.quotas_file)
         except QuotaFileError as exc:
             raise SettingsError(str(exc)) from None
-        self.quotas = Quotas(quota_limits, clock, self.count_running)  # ORCHESTRATOR_QUOTAS_FILE
+        self.quotas = Quotas(quota_limits, clock, self.count_running, self.instruments)  # ORCHESTRATOR_QUOTAS_FILE
         self.jobs = Jobs(clock)  # background work such as bulk redrives (orchestrator.history.jobs)
         # The cluster view: this process's heartbeat in the node directory (orchestrator.cluster).
         # Beside the event log it opened by URL; an event log passed in by hand: in memory.
@@ -271,7 +271,7 @@ class Runtime(Lifecycle):
                 await self.transitions.start()
                 stack.push_async_callback(self.transitions.stop)
             if self.analytics is not None and ANALYTICS not in self.projections.names:
-                projection = AnalyticsProjection(self.analytics.store, self.registry.get)
+                projection = AnalyticsProjection(self.analytics.store, self.registry.get, self.instruments)
                 self.projections.add(projection)  # after the caller's own
             await self.projections.start()
             stack.push_async_callback(self.projections.stop)

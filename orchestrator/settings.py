@@ -41,6 +41,7 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_METRICS": "true",
     "ORCHESTRATOR_METRICS_PORT": "(none: workers serve no metrics)",
     "ORCHESTRATOR_METRICS_WORKFLOWS": "100",
+    "ORCHESTRATOR_OTEL": "false",
     "ORCHESTRATOR_SNAPSHOT_EVERY": "1000",
     "ORCHESTRATOR_RETENTION_INTERVAL": "3600",
     "ORCHESTRATOR_TRIGGER_POLL_INTERVAL": "5",
@@ -111,6 +112,7 @@ class Settings:
     metrics: bool = True  # Prometheus metrics: GET /metrics on serve, the listener on workers
     metrics_port: int | None = None  # a worker's metrics listener (on ``host``); 0: any port
     metrics_workflows: int = 100  # workflows with their own metrics label; later ones: _other
+    otel: bool = False  # export spans per execution and step to OpenTelemetry (the otel extra)
     snapshot_every: int = 1000  # events between state snapshots; 0 disables them
     retention_interval: int = 3600  # seconds between retention sweeps; 0 disables them
     trigger_poll_interval: float = 5.0  # seconds between the trigger manager's registry reads
@@ -205,6 +207,7 @@ class Settings:
             access_log=_flag("ACCESS_LOG", get, cls.access_log),
             log_format=_choice("LOG_FORMAT", get, ("text", "json"), cls.log_format),
             metrics=_flag("METRICS", get, cls.metrics),
+            otel=_flag("OTEL", get, cls.otel),
             metrics_port=_port("METRICS_PORT", get),
             metrics_workflows=_at_least_zero("METRICS_WORKFLOWS", number("METRICS_WORKFLOWS", cls.metrics_workflows)),
             snapshot_every=number("SNAPSHOT_EVERY", cls.snapshot_every),

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,3 +71,24 @@ def trace_id_of(value: str | None) -> str | None:
     """The trace id of a ``traceparent`` value (None when absent or invalid)."""
     parsed = parse(value)
     return parsed.trace_id if parsed is not None else None
+
+
+def derived_id(digits: int, *parts: str | int) -> str:
+    """``digits`` hex digits derived from ``parts`` (never all zero): the span id of an execution
+    or of a step attempt, the same in every process, so a step's span names its execution's span
+    as parent and a call the step makes names the step's span, with no state shared."""
+    digest = hashlib.sha256("\x1f".join(str(part) for part in parts).encode()).hexdigest()[:digits]
+    return digest if digest.strip("0") else "1".rjust(digits, "0")
+
+
+def execution_span_id(execution_id: str) -> str:
+    return derived_id(16, "execution", execution_id)
+
+
+def attempt_span_id(execution_id: str, step: str, attempt: int) -> str:
+    return derived_id(16, "attempt", execution_id, step, attempt)
+
+
+def execution_trace_id(execution_id: str) -> str:
+    """The trace of an execution started without a trace context."""
+    return derived_id(32, "trace", execution_id)

@@ -67,3 +67,41 @@ class RecordingInstruments:
 
     def transport_lane(self, group: str, topic: str, partition: int, in_flight: int, uncommitted: int) -> None:
         self.calls.append(("transport_lane", (group, topic, partition, in_flight, uncommitted)))
+
+    def execution_traced(
+        self,
+        execution_id: str,
+        workflow: str,
+        tenant: str,
+        traceparent: str | None,
+        status: str,
+        started_at: float | None,
+        ended_at: float,
+    ) -> None:
+        args = (execution_id, workflow, tenant, traceparent, status, started_at, ended_at)
+        self.calls.append(("execution_traced", args))
+
+    def step_traced(
+        self,
+        execution_id: str,
+        workflow: str,
+        step: str,
+        connector: str,
+        attempt: int,
+        traceparent: str | None,
+        outcome: str,
+        error: str | None,
+        started_at: float,
+        ended_at: float,
+    ) -> None:
+        args = (execution_id, workflow, step, connector, attempt, traceparent, outcome, error, started_at, ended_at)
+        self.calls.append(("step_traced", args))
+
+    def sla_breached(self, scope: str, workflow: str) -> None:
+        self.calls.append(("sla_breached", (scope, workflow)))
+
+    def quota_usage(self, tenant: str, quota: str, usage: int) -> None:
+        self.calls.append(("quota_usage", (tenant, quota, usage)))
+
+    def quota_refused(self, tenant: str, quota: str, status: int) -> None:
+        self.calls.append(("quota_refused", (tenant, quota, status)))

@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from orchestrator.analytics.cells import from_row, to_row
 from orchestrator.analytics.fold import NO_SLAS, Aggregates, Breach, Slas, Track
 from orchestrator.analytics.store import AnalyticsStore, BreachRow
+from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.ports import UnknownWorkflow
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
@@ -27,6 +29,7 @@ from schemas.expressions import ExpressionError, compile_expression, evaluate
 NAME = "analytics"
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 Definitions = Callable[[str, int], Awaitable[WorkflowDefinition]]
+FRESH_BREACH = 3600.0  # seconds: a breach that ended longer ago is history replayed, not reported
 
 
 def kpi_of(expression: str) -> Callable[[Any], float | None]:
@@ -69,8 +72,16 @@ class AnalyticsProjection:
     name = NAME
     page = 5000  # events per read and flush: a hot cell is written once per page
 
-    def __init__(self, store: AnalyticsStore, definitions: Definitions | None = None) -> None:
+    def __init__(
+        self,
+        store: AnalyticsStore,
+        definitions: Definitions | None = None,
+        instruments: Instruments = NO_INSTRUMENTS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
+        self.instruments = instruments
+        self.clock = clock
         self._definitions = definitions
         self._slas: dict[tuple[str, int], Slas] = {}
         self.aggregates = self._fresh()
@@ -122,6 +133,15 @@ class AnalyticsProjection:
             # events are counted again exactly where the failed save did not land.
             self._loaded = False
             raise
+        self._report(breaches)
+
+    def _report(self, breaches: list[Breach]) -> None:
+        """Count the breaches saved (``orchestrator_sla_breaches_total``), the recent ones only:
+        a rebuild or a catch-up replays old breaches, which must not fire alerts now."""
+        fresh = self.clock() - FRESH_BREACH
+        for breach in breaches:
+            if breach.at >= fresh:
+                self.instruments.sla_breached("step" if breach.step else "execution", breach.workflow)
 
     async def reset(self) -> None:
         await self.store.clear()

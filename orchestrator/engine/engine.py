@@ -310,6 +310,9 @@ class Engine:
         if after.terminal and (before is None or not before.terminal):
             seconds = None if started_at is None else max(now - started_at, 0.0)
             self.instruments.execution_finished(after.workflow, after.status, seconds)
+            self.instruments.execution_traced(
+                after.execution_id, after.workflow, after.tenant, after.traceparent, after.status, started_at, now
+            )
 
     async def _append(self, execution_id: str, expected: int, envelopes: list[Envelope]) -> None:
         """``log.append``, timed and reported with its outcome."""

@@ -116,7 +116,7 @@ class Worker:
                 log.exception("connector %s failed on %s", task.connector, task.attempt_id)
             await self._fail(task, ErrorInfo(type(exc).__name__, str(exc)[:1000], True), began, call, secrets)
         else:
-            self._finished(task, "succeeded", began)
+            self._finished(task, "succeeded", began, None)
             await self._answer(
                 CompleteStep(
                     execution_id=task.execution_id,
@@ -128,10 +128,15 @@ class Worker:
                 )
             )
 
-    def _finished(self, task: StepTask, outcome: StepOutcome, began: float) -> None:
+    def _finished(self, task: StepTask, outcome: StepOutcome, began: float, error: str | None) -> None:
         seconds = time.perf_counter() - began
         workflow, step, connector = task.workflow, task.step, task.connector
         self.instruments.step_finished(workflow, step, connector, task.attempt, outcome, seconds)
+        ended_at = self._clock()
+        self.instruments.step_traced(
+            task.execution_id, workflow, step, connector, task.attempt, task.traceparent, outcome, error,
+            ended_at - seconds, ended_at,
+        )  # fmt: skip
 
     async def _fail(
         self, task: StepTask, error: ErrorInfo, began: float, call: StepCall, secrets: list[str] | None = None
@@ -139,7 +144,7 @@ class Worker:
         if secrets:
             error = ErrorInfo(redact_text(error.type, secrets), redact_text(error.message, secrets), error.retryable)
         outcome: StepOutcome = "retryable" if error.retryable else "failed"
-        self._finished(task, "timeout" if error.type == "timeout" else outcome, began)
+        self._finished(task, "timeout" if error.type == "timeout" else outcome, began, error.type)
         await self._answer(
             FailStep(
                 execution_id=task.execution_id,

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.ports import Overloaded
 from schemas import strict_json
 
@@ -107,6 +108,7 @@ class Quotas:
     limits: dict[str, TenantQuotas]
     clock: Callable[[], float]
     count_running: Callable[[str, int], Awaitable[int]]
+    instruments: Instruments = NO_INSTRUMENTS  # usage and refusals (docs/observability.md)
     _starts: dict[str, deque[float]] = field(default_factory=dict)
     _running: dict[str, _Running] = field(default_factory=dict)
 
@@ -129,18 +131,32 @@ class Quotas:
                 raise QuotaExceeded("payload_bytes", tenant, limit, size, permanent=True)
 
     async def check_start(self, tenant: str, value: Any) -> None:
-        """Every quota a new start must pass; the start is counted in the rate when it passes."""
+        """Every quota a new start must pass; the start is counted in the rate when it passes.
+        Each refusal, and the usage each check saw, is reported to the instruments."""
+        try:
+            await self._check_start(tenant, value)
+        except StartRateExceeded:
+            self.instruments.quota_refused(tenant, "starts_per_minute", 429)
+            raise
+        except QuotaExceeded as exc:
+            self.instruments.quota_refused(tenant, exc.quota, 403)
+            raise
+
+    async def _check_start(self, tenant: str, value: Any) -> None:
         quotas = self.of(tenant)
         self.check_payload(tenant, value)
         now = self.clock()
         starts = self._starts.setdefault(tenant, deque())
         while starts and starts[0] <= now - WINDOW_SECONDS:
             starts.popleft()
-        if quotas.starts_per_minute is not None and len(starts) >= quotas.starts_per_minute:
-            retry = starts[0] + WINDOW_SECONDS - now
-            raise StartRateExceeded(tenant, quotas.starts_per_minute, max(retry, 0.0))
+        if quotas.starts_per_minute is not None:
+            self.instruments.quota_usage(tenant, "starts_per_minute", len(starts))
+            if len(starts) >= quotas.starts_per_minute:
+                retry = starts[0] + WINDOW_SECONDS - now
+                raise StartRateExceeded(tenant, quotas.starts_per_minute, max(retry, 0.0))
         if quotas.running is not None:
             running = await self.running(tenant, quotas.running)
+            self.instruments.quota_usage(tenant, "running", running)
             if running >= quotas.running:
                 raise QuotaExceeded("running", tenant, quotas.running, running, permanent=False)
             self._running[tenant].count += 1  # this start, until the next count

@@ -152,6 +152,18 @@ class PrometheusInstruments:
             expire_after=LAG_EXPIRES,
             clock=clock,
         )
+        self.sla_breaches = Counter(
+            "orchestrator_sla_breaches",
+            "Executions and steps that took longer than their SLA, as the analytics projection counts them.",
+            ("scope", "workflow"),
+        )
+        self.quota_used = Gauge(
+            "orchestrator_quota_usage", "A tenant's usage of a quota, as the last start checked it.", ("tenant", "quota")
+        )
+        self.quota_refusals = Counter(
+            "orchestrator_quota_refusals", "Starts refused by a quota (429: start rate, 403: hard quota).",
+            ("tenant", "quota", "status"),
+        )
         self.http_requests = Counter(
             "orchestrator_http_requests", "HTTP requests by route template and status.", ("method", "route", "status")
         )
@@ -224,6 +236,27 @@ class PrometheusInstruments:
         labels = (group, topic, str(partition))
         self.in_flight.set(labels, in_flight)
         self.uncommitted.set(labels, uncommitted)
+
+    def execution_traced(
+        self, execution_id: str, workflow: str, tenant: str, traceparent: str | None,
+        status: str, started_at: float | None, ended_at: float,
+    ) -> None:
+        pass  # spans: observability/otel.py
+
+    def step_traced(
+        self, execution_id: str, workflow: str, step: str, connector: str, attempt: int,
+        traceparent: str | None, outcome: StepOutcome, error: str | None, started_at: float, ended_at: float,
+    ) -> None:
+        pass
+
+    def sla_breached(self, scope: str, workflow: str) -> None:
+        self.sla_breaches.inc((scope, self.workflow(workflow)))
+
+    def quota_usage(self, tenant: str, quota: str, usage: int) -> None:
+        self.quota_used.set((tenant, quota), usage)
+
+    def quota_refused(self, tenant: str, quota: str, status: int) -> None:
+        self.quota_refusals.inc((tenant, quota, str(status)))
 
     # -- the HTTP edge and the sampler (not hooks: the process root calls them) -----------
 

@@ -21,9 +21,12 @@ from orchestrator.instrumentation import (
     Guarded,
     Instruments,
     NoInstruments,
+    Tee,
     attach,
     guarded,
 )
+from orchestrator.observability.otel import OtelInstruments
+from orchestrator.observability.prometheus import PrometheusInstruments
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.builder import Workflow, retry
@@ -135,8 +138,10 @@ async def test_a_run_reports_commands_appends_steps_timers_and_queue_depth() -> 
     depths = recorded.of("queue_depth")
     assert depths and {queue for queue, _ in depths} == {"inprocess.tasks"}
     assert recorded.of("queue_depth")[-1] == ("inprocess.tasks", 0)
-    labels = [arg for _, args in recorded for arg in args if isinstance(arg, str)]
+    traced = {"execution_traced", "step_traced"}  # span data, not labels
+    labels = [arg for call, args in recorded if call not in traced for arg in args if isinstance(arg, str)]
     assert execution_id not in labels  # bounded labels: never an execution id
+    assert execution_id in {args[0] for args in recorded.of("execution_traced")}
 
 
 async def test_failed_and_timed_out_steps_and_a_stale_answer_are_reported() -> None:
@@ -228,11 +233,12 @@ def test_attach_sets_the_attribute_of_instrumented_parts_only() -> None:
 def test_every_implementation_has_every_call_with_the_protocol_signature() -> None:
     assert CALLS == [
         "appends_grouped", "command_handled", "consumer_lag", "events_appended",
-        "execution_finished", "execution_started", "queue_depth", "step_finished",
-        "step_queued", "step_started", "timer_fired", "timers_pending",
+        "execution_finished", "execution_started", "execution_traced", "queue_depth",
+        "quota_refused", "quota_usage", "sla_breached", "step_finished",
+        "step_queued", "step_started", "step_traced", "timer_fired", "timers_pending",
         "transport_lane", "trigger_outcome", "waits_parked",
     ]  # fmt: skip
-    for implementation in (NoInstruments, Guarded, RecordingInstruments):
+    for implementation in (NoInstruments, Guarded, Tee, RecordingInstruments, PrometheusInstruments, OtelInstruments):
         for name in CALLS:
             wanted = list(inspect.signature(getattr(Instruments, name)).parameters)
             assert list(inspect.signature(getattr(implementation, name)).parameters) == wanted, (

@@ -77,6 +77,8 @@ def test_every_dashboard_query_uses_exported_metrics_and_parses(tmp_path: Path) 
     checked = promtool_rules(as_rules(expressions, tmp_path / "dashboard.yml"))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert [p["title"] for p in dashboard["panels"] if p["type"] == "row"] == ROWS
+    used = {name for e in expressions for name in referenced(e)}
+    assert {"orchestrator_sla_breaches_total", "orchestrator_quota_refusals_total", "orchestrator_quota_usage"} <= used
 
 
 def test_the_alerting_rules_pass_promtool_and_use_exported_metrics() -> None:
@@ -86,6 +88,7 @@ def test_the_alerting_rules_pass_promtool_and_use_exported_metrics() -> None:
     assert unknown(alert_expressions(rules)) == set()
     names = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
     assert {"OrchestratorExecutionsFailing", "OrchestratorBacklogGrowing", "OrchestratorConsumerLag", "OrchestratorNodeDown"} <= names
+    assert {"OrchestratorSlaBreaches", "OrchestratorQuotaRefusals"} <= names
 
 
 def test_the_checks_can_fail(tmp_path: Path) -> None:

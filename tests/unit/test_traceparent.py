@@ -47,11 +47,13 @@ def test_an_invalid_value_is_ignored(value: str | None) -> None:
     assert traceparent.start_metadata(value) == {}
 
 
-def test_an_outbound_call_continues_the_trace_with_a_new_span() -> None:
+def test_an_outbound_call_continues_the_trace_with_the_attempts_span() -> None:
     call = StepCall(execution_id="e", workflow="w", step="s", attempt=1, idempotency_key="k", traceparent=VALID)
-    first, second = outbound_traceparent(call), outbound_traceparent(call)
-    assert first is not None and second is not None
+    retry = StepCall(execution_id="e", workflow="w", step="s", attempt=2, idempotency_key="k", traceparent=VALID)
+    first, again, second = outbound_traceparent(call), outbound_traceparent(call), outbound_traceparent(retry)
+    assert first is not None and second is not None and again == first
     assert traceparent.trace_id_of(first) == traceparent.trace_id_of(VALID)
+    assert first.split("-")[2] == traceparent.attempt_span_id("e", "s", 1)
     assert len({first.split("-")[2], second.split("-")[2], VALID.split("-")[2]}) == 3
     untraced = StepCall(execution_id="e", workflow="w", step="s", attempt=1, idempotency_key="k")
     assert outbound_traceparent(untraced) is None
