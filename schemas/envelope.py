@@ -16,9 +16,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 SCHEMA_VERSION = 1
 SPEC_VERSION = "1.0"
 TYPE_PREFIX = "io.orchestrator."
+# A run of 19 digits or more may be an integer past 64 bits, which orjson turns into a float: such
+# bodies go to the standard parser. Found by mapping digits to "0" and the rest to " " (C speed).
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGITS = b"0" * 19
 DEFAULT_SOURCE = "/orchestrator"
 # Canonical JSON: compact, UTF-8, keys sorted. Strict: a value JSON cannot hold (NaN, infinity,
 # an object that is not JSON) is an error, so every stored and emitted byte is strict JSON.
@@ -156,9 +162,14 @@ class Envelope:
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
         try:
-            event = json.loads(raw)
-        except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON, too long an integer
-            raise EnvelopeError(f"envelope is not JSON: {exc}") from None
+            if _LONG_DIGITS in raw.translate(_DIGITS_ONLY):
+                raise orjson.JSONDecodeError("long digits", "", 0)
+            event = orjson.loads(raw)  # about 4 times the standard parser's speed
+        except orjson.JSONDecodeError:  # long integers, NaN, lone surrogates: the standard parser decides
+            try:
+                event = json.loads(raw)
+            except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON, too long an integer
+                raise EnvelopeError(f"envelope is not JSON: {exc}") from None
         if not isinstance(event, dict):
             raise EnvelopeError("envelope is not a JSON object")
         return cls.from_cloudevent(event)

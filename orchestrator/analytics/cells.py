@@ -9,15 +9,15 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import orjson
+
 from orchestrator.analytics.sketch import Histogram
 
 BUCKET_SECONDS = 3600
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
 EXECUTION = ""  # the step name of an execution-level cell
 
 
@@ -81,11 +81,11 @@ class Cell:
             body["s"] = self.sums
         if self.histograms:
             body["h"] = {name: h.to_json() for name, h in self.histograms.items()}
-        return _dumps(body)
+        return orjson.dumps(body).decode()  # compact JSON; several times the standard encoder's speed
 
     @classmethod
     def from_json(cls, text: str) -> Cell:
-        body = json.loads(text)
+        body = orjson.loads(text)
         return cls(
             {k: int(v) for k, v in body.get("c", {}).items()},
             {k: float(v) for k, v in body.get("s", {}).items()},

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from orchestrator.analytics.cells import EXECUTION, Cell, CellKey, bucket_of
+from orchestrator.analytics.cells import BUCKET_SECONDS, EXECUTION, Cell, CellKey
 from orchestrator.analytics.critical import WAIT, critical_path
 from orchestrator.core import events as ev
 from orchestrator.core.timefmt import parse_rfc3339
@@ -42,6 +42,7 @@ from schemas.envelope import Envelope
 # Events that open a step's span (besides StepScheduled), and so let its duration be measured.
 _OPENING = frozenset({ev.CHILD_STARTED, ev.EVENT_AWAITED, ev.PARALLEL_STARTED})
 CONTAINER = -1.0  # the attempt number of an open parallel step: its branches' steps are the spans
+_new_key = tuple.__new__  # a CellKey without NamedTuple's Python-level __new__ (hot path)
 CLOCK_SLACK = 0.05  # seconds a worker's measure may exceed the events' times (clocks of two processes)
 
 
@@ -140,7 +141,7 @@ class Aggregates:
 
     def _cell(self, track: Track, step: str, at: float) -> Cell | None:
         """The cell to count in; None when it already counts this event (see ``through``)."""
-        key = CellKey(track.tenant, track.workflow, track.version, step, bucket_of(at))
+        key = _new_key(CellKey, (track.tenant, track.workflow, track.version, step, int(at // BUCKET_SECONDS) * BUCKET_SECONDS))
         cell = self.cells.get(key)
         if cell is None:
             cell = self.cells[key] = Cell()
@@ -160,7 +161,8 @@ class Aggregates:
             )
         self._position = position
         self._execution_id = execution_id
-        self.high = max(self.high, position)
+        if position > self.high:
+            self.high = position
         track.last_sequence = envelope.sequence
         self._dirty_tracks.add(execution_id)
         if track.done:

@@ -11,11 +11,12 @@ again. The SLAs of each definition version are read once from the registry (``de
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+import orjson
 
 from orchestrator.analytics.cells import from_row, to_row
 from orchestrator.analytics.fold import NO_SLAS, Aggregates, Breach, Slas, Track
@@ -27,7 +28,12 @@ from schemas.envelope import Envelope
 from schemas.expressions import ExpressionError, compile_expression, evaluate
 
 NAME = "analytics"
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _dumps(body: Any) -> str:
+    return orjson.dumps(body).decode()
+
+
 Definitions = Callable[[str, int], Awaitable[WorkflowDefinition]]
 FRESH_BREACH = 3600.0  # seconds: a breach that ended longer ago is history replayed, not reported
 
@@ -95,7 +101,7 @@ class AnalyticsProjection:
         self.aggregates = self._fresh()
         self.aggregates.load(
             dict(from_row(row) for row in cells),
-            {execution_id: Track.from_json(json.loads(body)) for execution_id, body in tracks},
+            {execution_id: Track.from_json(orjson.loads(body)) for execution_id, body in tracks},
         )
         self._loaded = True
 
@@ -115,6 +121,20 @@ class AnalyticsProjection:
             self.aggregates.apply(position, envelope)
         except BaseException:
             self._loaded = False  # start again from what the store holds
+            raise
+
+    async def apply_page(self, items: Sequence[tuple[int, Envelope]]) -> None:
+        """``apply`` for each event of a page, the definitions of new versions read first."""
+        if not self._loaded:
+            await self._load()
+        for version in {(envelope.workflow, envelope.workflowversion) for _, envelope in items} - self._slas.keys():
+            await self._lookup(*version)
+        apply = self.aggregates.apply
+        try:
+            for position, envelope in items:
+                apply(position, envelope)
+        except BaseException:
+            self._loaded = False
             raise
 
     async def flush(self) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from orchestrator.lifecycle import Lifecycle
-from orchestrator.ports import Checkpoints, EventFeed
+from orchestrator.ports import Checkpoints, EventFeed, FeedPage
 from schemas.envelope import Envelope
 
 if TYPE_CHECKING:
@@ -41,7 +41,8 @@ STOP_SECONDS = 10.0  # how long stop() lets each projection catch up before canc
 class Projection(Protocol):
     """Derived state built from the feed. ``name`` keys its checkpoint: keep it stable. A
     projection may also have an int ``page``: read that many events at once (one flush each),
-    when it is more than the runner's page."""
+    when it is more than the runner's page; and an ``apply_page(items)`` coroutine taking a
+    page's (position, envelope) pairs at once, used instead of ``apply`` per event."""
 
     name: str
 
@@ -150,8 +151,19 @@ class ProjectionRunner(Lifecycle):
         self._tasks[name] = asyncio.create_task(self._follow(projection), name=f"projection-{name}")
 
     async def _follow(self, projection: Projection) -> None:
+        """Follow the feed into ``projection``. While a full page is applied, the next one is
+        already being read: a catch-up overlaps the log's reads with the projection's work."""
+        ahead: list[asyncio.Task[FeedPage]] = []  # the next page's read, started early
+        try:
+            await self._follow_pages(projection, ahead)
+        finally:
+            for task in ahead:
+                task.cancel()
+
+    async def _follow_pages(self, projection: Projection, ahead: list[asyncio.Task[FeedPage]]) -> None:
         name, wake = projection.name, self._wake[projection.name]
         size = max(self._page, getattr(projection, "page", 0))  # a projection may read more at once
+        apply_page = getattr(projection, "apply_page", None)
         position: int | None = None  # None: (re)load the checkpoint
         backoff = FIRST_BACKOFF
         while True:
@@ -165,11 +177,21 @@ class ProjectionRunner(Lifecycle):
             wake.clear()  # a nudge from now on wakes the wait below
             try:
                 if position is None:
+                    for task in ahead:  # read from a position that may have moved meanwhile
+                        task.cancel()
+                    ahead.clear()
                     position = await self.checkpoints.load(name)
                     self.positions[name] = position
-                page = await self.feed.read_after(position, size)
-                for at, envelope in page.items:
-                    await projection.apply(at, envelope)
+                page = await (ahead.pop() if ahead else self.feed.read_after(position, size))
+                if len(page.items) >= size:  # more is waiting: read it while this page is applied
+                    task = asyncio.ensure_future(self.feed.read_after(page.last, size))
+                    task.add_done_callback(_retrieved)  # a read dropped after a failure is not an error
+                    ahead.append(task)
+                if apply_page is not None:
+                    await apply_page(page.items)
+                else:
+                    for at, envelope in page.items:
+                        await projection.apply(at, envelope)
                 if page.items:
                     await projection.flush()
                 elif isinstance(projection, Ticking):
@@ -178,6 +200,9 @@ class ProjectionRunner(Lifecycle):
                     await self.checkpoints.save(name, page.last)
                     position = self.positions[name] = page.last
             except Exception as exc:
+                for task in ahead:  # read after a position that is not saved: read again
+                    task.cancel()
+                ahead.clear()
                 self.failures[name] = f"{type(exc).__name__}: {exc}"
                 log.warning(
                     "projection %s failed after position %s (%s); retrying in %.1fs",
@@ -196,6 +221,11 @@ class ProjectionRunner(Lifecycle):
                 return
             if await _wait(wake, self._poll) and self.feed.delay:
                 await asyncio.sleep(self.feed.delay)  # let the commit that woke us settle
+
+
+def _retrieved(task: asyncio.Task[FeedPage]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _wait(wake: asyncio.Event, timeout: float) -> bool:
