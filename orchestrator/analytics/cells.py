@@ -18,6 +18,11 @@ import orjson
 from orchestrator.analytics.sketch import Histogram
 
 BUCKET_SECONDS = 3600
+DAY_SECONDS = 86400
+# Daily roll-ups: one cell per (tenant, workflow, version, step, day) holding the sum of that day's
+# hourly cells, stored beside them under bucket DAILY_BASE + the day's number (days since the
+# epoch), far below any hour a window can name, so a query of hours never reads one.
+DAILY_BASE = -(2**62)
 EXECUTION = ""  # the step name of an execution-level cell
 
 
@@ -35,6 +40,22 @@ CellRow = tuple[str, str, int, str, int, str]
 
 def bucket_of(timestamp: float) -> int:
     return int(timestamp // BUCKET_SECONDS) * BUCKET_SECONDS
+
+
+def daily_bucket(day: int) -> int:
+    """The bucket of the roll-up of the day starting at ``day`` (seconds since the epoch)."""
+    return DAILY_BASE + day // DAY_SECONDS
+
+
+def is_daily(bucket: int) -> bool:
+    return bucket < DAILY_BASE // 2
+
+
+def day_of(bucket: int) -> int:
+    """The start of the day a bucket (hourly or a roll-up) belongs to."""
+    if is_daily(bucket):
+        return (bucket - DAILY_BASE) * DAY_SECONDS
+    return bucket - bucket % DAY_SECONDS
 
 
 @dataclass(slots=True)

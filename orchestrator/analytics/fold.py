@@ -33,7 +33,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from orchestrator.analytics.cells import BUCKET_SECONDS, EXECUTION, Cell, CellKey
+from orchestrator.analytics.cells import (
+    BUCKET_SECONDS,
+    DAY_SECONDS,
+    EXECUTION,
+    Cell,
+    CellKey,
+    daily_bucket,
+    day_of,
+    is_daily,
+)
 from orchestrator.analytics.critical import WAIT, critical_path
 from orchestrator.core import events as ev
 from orchestrator.core.timefmt import parse_rfc3339
@@ -121,30 +130,68 @@ class Aggregates:
         self.tracks: dict[str, Track] = {}
         self._dirty_cells: set[CellKey] = set()
         self._dirty_tracks: set[str] = set()
+        self._dirty_days: set[CellKey] = set()  # roll-ups to write once their day is over
+        self.today = 0  # the start of the newest hourly cell's day
         self._position = 0  # the feed position of the event being applied
         self.high = 0  # the highest position applied
 
     def load(self, cells: dict[CellKey, Cell], tracks: dict[str, Track]) -> None:
-        self.cells, self.tracks = cells, tracks
+        """Start from stored cells and tracks. A day whose roll-up is missing or older than one
+        of its hours (a save that did not land whole) is rolled up again at the next drain."""
+        self.cells, self.tracks = {}, tracks
+        rolled: dict[CellKey, int] = {}
+        newest: dict[CellKey, int] = {}  # the day's key -> the highest ``through`` of its hours
+        for key, cell in cells.items():
+            if is_daily(key.bucket):
+                rolled[key] = cell.through
+                continue
+            self.cells[key] = cell
+            self.today = max(self.today, key.bucket - key.bucket % DAY_SECONDS)
+            day = key._replace(bucket=daily_bucket(day_of(key.bucket)))
+            newest[day] = max(newest.get(day, 0), cell.through)
+        for day, through in newest.items():
+            if rolled.get(day, -1) < through:
+                self._dirty_days.add(day)
 
     def drain(self) -> tuple[list[tuple[CellKey, Cell]], list[tuple[str, Track]]]:
         """The cells and tracks changed since the last drain; changed cells get ``through``.
+        Plus the roll-ups of the days before the newest event's day that changed: the current
+        day stays hourly until a later day begins (the reader merges its hours).
         (``breaches`` holds the breaches found meanwhile: the caller takes and empties it.)"""
         cells = []
+        days = self._dirty_days
         for key in self._dirty_cells:
             cell = self.cells[key]
             cell.through = self.high
             cells.append((key, cell))
+            days.add(_new_key(CellKey, (*key[:4], daily_bucket(key.bucket - key.bucket % DAY_SECONDS))))
+        closed = daily_bucket(self.today)
+        for day in [day for day in days if day.bucket < closed]:
+            days.discard(day)
+            cells.append((day, self._rolled_up(day)))
         tracks = [(execution_id, self.tracks[execution_id]) for execution_id in self._dirty_tracks]
         self._dirty_cells, self._dirty_tracks = set(), set()
         return cells, tracks
 
+    def _rolled_up(self, day: CellKey) -> Cell:
+        start = day_of(day.bucket)
+        total = Cell()
+        for hour in range(start, start + DAY_SECONDS, BUCKET_SECONDS):
+            cell = self.cells.get(_new_key(CellKey, (*day[:4], hour)))
+            if cell is not None:
+                total.merge(cell)
+        total.through = self.high
+        return total
+
     def _cell(self, track: Track, step: str, at: float) -> Cell | None:
         """The cell to count in; None when it already counts this event (see ``through``)."""
-        key = _new_key(CellKey, (track.tenant, track.workflow, track.version, step, int(at // BUCKET_SECONDS) * BUCKET_SECONDS))
+        bucket = int(at // BUCKET_SECONDS) * BUCKET_SECONDS
+        key = _new_key(CellKey, (track.tenant, track.workflow, track.version, step, bucket))
         cell = self.cells.get(key)
         if cell is None:
             cell = self.cells[key] = Cell()
+            if bucket - self.today >= DAY_SECONDS:
+                self.today = bucket - bucket % DAY_SECONDS
         elif self._position <= cell.through:
             return None
         self._dirty_cells.add(key)

@@ -13,7 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from orchestrator.analytics.cells import BUCKET_SECONDS, EXECUTION, Cell, CellKey, merged
+from orchestrator.analytics.cells import (
+    BUCKET_SECONDS,
+    EXECUTION,
+    Cell,
+    CellKey,
+    CellRow,
+    daily_bucket,
+    day_of,
+    merged,
+)
 from orchestrator.analytics.store import AnalyticsStore
 from orchestrator.core.timefmt import parse_rfc3339, rfc3339
 
@@ -95,8 +104,24 @@ class AnalyticsReader:
     ) -> list[tuple[CellKey, Cell]]:
         """The cells of the window; ``level``: ``executions`` or ``steps`` only, or ``all``.
         ``daily``: merged per day (of the hours inside the window), for figures that need no
-        hourly resolution: a day's merge is kept until one of its cells changes."""
-        rows = await self.store.cells(tenant, workflow, window.since, window.until)
+        hourly resolution. The whole days of the window are read from the projection's daily
+        roll-ups where it has written them (every day before its newest one); the other hours
+        are read hourly and merged here (a day's merge is kept until one of its cells changes)."""
+        if not daily:
+            return self._parse(await self.store.cells(tenant, workflow, window.since, window.until), version, level)
+        first = -(-window.since // DAY) * DAY  # the whole days inside the window
+        last = window.until - window.until % DAY
+        rolled: list[tuple[CellKey, Cell]] = []
+        if last > first:
+            rows = await self.store.cells(tenant, workflow, daily_bucket(first), daily_bucket(last))
+            rolled = [(key._replace(bucket=day_of(key.bucket)), cell) for key, cell in self._parse(rows, version, level)]
+        covered = sorted({key.bucket for key, _ in rolled})
+        hourly: list[tuple[CellKey, Cell]] = []
+        for since, until in _gaps(window.since, window.until, covered):
+            hourly += self._parse(await self.store.cells(tenant, workflow, since, until), version, level)
+        return rolled + self._by_day(hourly)
+
+    def _parse(self, rows: list[CellRow], version: int | None, level: Level) -> list[tuple[CellKey, Cell]]:
         if len(self._parsed) > CACHE_CELLS:
             self._parsed, self._days = {}, {}
         out = []
@@ -110,7 +135,7 @@ class AnalyticsReader:
             if cached is None or cached[0] != body:
                 cached = parsed[key] = (body, Cell.from_json(body))
             out.append((CellKey(*key), cached[1]))
-        return self._by_day(out) if daily else out
+        return out
 
     def _by_day(self, hourly: list[tuple[CellKey, Cell]]) -> list[tuple[CellKey, Cell]]:
         groups: dict[tuple[str, str, int, str, int], list[Cell]] = {}
@@ -137,3 +162,15 @@ class AnalyticsReader:
                         "step": step or None, "ended_at": rfc3339(at), "seconds": round(data["seconds"], 6),
                         "limit": data["limit"]})  # fmt: skip
         return out
+
+
+def _gaps(since: int, until: int, days: list[int]) -> list[tuple[int, int]]:
+    """The ranges of [since, until) outside the (sorted) whole days given."""
+    out, start = [], since
+    for day in days:
+        if day > start:
+            out.append((start, day))
+        start = max(start, day + DAY)
+    if until > start:
+        out.append((start, until))
+    return out

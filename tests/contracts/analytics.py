@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.analytics import queries
+from orchestrator.analytics.cells import DAY_SECONDS, CellRow, is_daily
 from orchestrator.analytics.fold import Aggregates
 from orchestrator.analytics.projection import NAME, AnalyticsProjection
 from orchestrator.analytics.reader import AnalyticsReader, Window
@@ -78,6 +79,30 @@ async def caught_up(log: EventLog, runner: ProjectionRunner, timeout: float = 30
             raise AssertionError(f"the projection stands at {runner.positions.get(NAME)}, not {head}")
         runner.nudge()
         await asyncio.sleep(0.05)
+
+
+def days_workload() -> list[list[Envelope]]:
+    """16 executions over four days (two failing), so three days close and are rolled up."""
+    out = []
+    for i in range(16):
+        steps = [StepPlan("check", run=0.3 + i / 20), StepPlan("pay", run=1.0, fails="card.declined" if i % 8 == 7 else None)]
+        out.append(history(f"d-{i}", "order" if i % 2 else "refund", T0 + 21_600 * i + 60, steps))
+    return out
+
+
+class Counting:
+    """A store whose ``cells`` reads are counted (rows read), forwarding everything."""
+
+    def __init__(self, store: AnalyticsStore) -> None:
+        self.store, self.rows = store, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def cells(self, tenant: str, workflow: str | None, since: int, until: int) -> list[CellRow]:
+        rows = await self.store.cells(tenant, workflow, since, until)
+        self.rows += len(rows)
+        return rows
 
 
 class AnalyticsContract(ABC):
@@ -173,3 +198,32 @@ class AnalyticsContract(ABC):
         await runner.stop()
         assert queries.steps(await reader.cells("default", EVERYTHING)) == queries.steps(want)
         assert queries.overview(await reader.cells("default", EVERYTHING)) == queries.overview(want)
+
+    async def test_closed_days_are_rolled_up_and_answer_as_their_hours(self, log: EventLog) -> None:
+        histories = days_workload()
+        await append_all(log, histories)
+        assert isinstance(log, FeedSource)
+        store = store_of(log)
+        runner = ProjectionRunner(log.feed(), log.checkpoints(), poll_interval=0.05, page=9)
+        runner.add(AnalyticsProjection(store))
+        await runner.start()
+        try:
+            await caught_up(log, runner)
+        finally:
+            await runner.stop()
+        stored, _ = await store.load()
+        days = sorted({(bucket - (-(2**62))) * DAY_SECONDS for *_, bucket, _ in stored if is_daily(bucket)})
+        assert days == [int(T0), int(T0) + DAY_SECONDS, int(T0) + 2 * DAY_SECONDS]  # the fourth is open
+        want = list(expected(histories).cells.items())
+        window = Window(int(T0) - 7200, int(T0) + 5 * DAY_SECONDS)
+        counting = Counting(store)
+        daily = await AnalyticsReader(counting).cells("default", window, daily=True)  # type: ignore[arg-type]
+        hourly = await AnalyticsReader(store).cells("default", window)
+        for figure in (queries.overview, queries.steps, queries.failures, queries.retries, queries.bottlenecks):
+            assert figure(daily) == figure(want) == figure(hourly)
+        assert queries.rates(daily, 86400) == queries.rates(want, 86400)
+        hours_read = len([r for r in stored if not is_daily(r[4])])
+        assert counting.rows < hours_read  # the closed days came as one row per cell and day
+        partial = Window(int(T0) + 3600 * 5, int(T0) + DAY_SECONDS * 2 + 3600 * 7)  # ends mid-day
+        in_hours = [(k, c) for k, c in want if partial.since <= k.bucket < partial.until]
+        assert queries.overview(await AnalyticsReader(store).cells("default", partial, daily=True)) == queries.overview(in_hours)
