@@ -77,6 +77,7 @@ def breach_row(breach: Breach) -> BreachRow:
 class AnalyticsProjection:
     name = NAME
     page = 5000  # events per read and flush: a hot cell is written once per page
+    interval = 1.0  # seconds between reads once caught up: one flush a second under load, not one per commit
 
     def __init__(
         self,

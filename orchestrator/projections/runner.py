@@ -41,8 +41,10 @@ STOP_SECONDS = 10.0  # how long stop() lets each projection catch up before canc
 class Projection(Protocol):
     """Derived state built from the feed. ``name`` keys its checkpoint: keep it stable. A
     projection may also have an int ``page``: read that many events at once (one flush each),
-    when it is more than the runner's page; and an ``apply_page(items)`` coroutine taking a
-    page's (position, envelope) pairs at once, used instead of ``apply`` per event."""
+    when it is more than the runner's page; an ``apply_page(items)`` coroutine taking a
+    page's (position, envelope) pairs at once, used instead of ``apply`` per event; and a float
+    ``interval``: once caught up, read the feed again only that many seconds later, however
+    often commits nudge it (fewer, larger pages off the commit path: one flush per interval)."""
 
     name: str
 
@@ -150,6 +152,17 @@ class ProjectionRunner(Lifecycle):
         name = projection.name
         self._tasks[name] = asyncio.create_task(self._follow(projection), name=f"projection-{name}")
 
+    async def _pause(self, wake: asyncio.Event, seconds: float) -> None:
+        """Wait ``seconds``; only a stop ends the wait early (nudges do not)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self._stopping:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            await _wait(wake, left)
+            if not self._stopping:
+                wake.clear()
+
     async def _follow(self, projection: Projection) -> None:
         """Follow the feed into ``projection``. While a full page is applied, the next one is
         already being read: a catch-up overlaps the log's reads with the projection's work."""
@@ -164,6 +177,7 @@ class ProjectionRunner(Lifecycle):
         name, wake = projection.name, self._wake[projection.name]
         size = max(self._page, getattr(projection, "page", 0))  # a projection may read more at once
         apply_page = getattr(projection, "apply_page", None)
+        interval = float(getattr(projection, "interval", 0.0))
         position: int | None = None  # None: (re)load the checkpoint
         backoff = FIRST_BACKOFF
         while True:
@@ -188,7 +202,8 @@ class ProjectionRunner(Lifecycle):
                     task.add_done_callback(_retrieved)  # a read dropped after a failure is not an error
                     ahead.append(task)
                 if apply_page is not None:
-                    await apply_page(page.items)
+                    if page.items:
+                        await apply_page(page.items)
                 else:
                     for at, envelope in page.items:
                         await projection.apply(at, envelope)
@@ -219,6 +234,9 @@ class ProjectionRunner(Lifecycle):
                 continue  # more is waiting
             if self._stopping:
                 return
+            if interval > 0:
+                await self._pause(wake, interval)
+                continue
             if await _wait(wake, self._poll) and self.feed.delay:
                 await asyncio.sleep(self.feed.delay)  # let the commit that woke us settle
 

@@ -213,3 +213,38 @@ def test_projection_names_are_unique(log: MemoryEventLog) -> None:
     runner.add(Recorder("same"))
     with pytest.raises(ValueError, match="already added"):
         runner.add(Recorder("same"))
+
+
+class Paced(Recorder):
+    """A projection that asks to be read at most every ``interval`` seconds, a page at a time."""
+
+    interval = 0.4
+
+    def __init__(self) -> None:
+        super().__init__("paced")
+        self.pages: list[int] = []
+
+    async def apply_page(self, items: list[tuple[int, Envelope]]) -> None:
+        self.pages.append(len(items))
+        for position, envelope in items:
+            await self.apply(position, envelope)
+
+
+async def test_a_paced_projection_takes_commits_in_pages_however_often_it_is_nudged(log: MemoryEventLog) -> None:
+    feed = CountingFeed(log.feed())
+    runner = ProjectionRunner(feed, log.checkpoints(), poll_interval=0.05, page=500)
+    paced, eager = Paced(), Recorder("eager")
+    runner.add(paced)
+    runner.add(eager)
+    async with runner:
+        await eventually(lambda: paced.pages == [] and feed.reads >= 2, timeout=2.0)
+        reads = feed.reads
+        for n in range(20):  # a commit and a nudge every 10 ms, for 200 ms
+            await log.append(f"e{n}", 0, [started(f"e{n}")])
+            runner.nudge()
+            await asyncio.sleep(0.01)
+        await eventually(lambda: len(paced.applied) == 20, timeout=3.0)
+        assert len(paced.pages) <= 2 and sum(paced.pages) == 20  # one read per interval, not per nudge
+        assert len(eager.applied) == 20 and feed.reads - reads > len(paced.pages) + 5  # the eager one followed each
+        began = asyncio.get_running_loop().time()
+    assert asyncio.get_running_loop().time() - began < 0.3  # a stop ends the pause at once
