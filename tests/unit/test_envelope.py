@@ -121,6 +121,7 @@ json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(2**53), 2**53)
+    | st.integers()  # beyond 64 bits too: the standard parser takes those
     | st.text(max_size=20)
     | st.floats(allow_nan=False, allow_infinity=False),
     lambda inner: (
@@ -218,3 +219,18 @@ def test_garbage_bytes_raise_envelope_error(garbage: bytes) -> None:
 def test_a_non_string_type_raises_envelope_error(value: Any) -> None:
     with pytest.raises(EnvelopeError):
         Envelope.from_bytes(raw(cloudevent(type=value)))
+
+
+@pytest.mark.parametrize(
+    "number", [2**63 - 1, 2**64, -(2**63) - 1, 10**30, 1234567890123456789, 10**4000, 0.1234567890123456789]
+)
+def test_numbers_of_many_digits_round_trip_exactly(number: int | float) -> None:
+    value = envelope(data={"n": number, "inner": [number, {"m": number}]})
+    decoded = Envelope.from_bytes(value.to_bytes())
+    assert decoded == value and type(decoded.data["n"]) is type(number)
+
+
+def test_without_the_long_digits_check_orjson_would_turn_a_long_integer_into_a_float() -> None:
+    import orjson
+
+    assert isinstance(orjson.loads(envelope(data={"n": 10**30}).to_bytes())["data"]["n"], float)
