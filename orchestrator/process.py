@@ -204,9 +204,14 @@ async def open_runtime(
     (``orchestrator.logcontext``), and the running-executions gauge is sampled."""
     instruments: Instruments | None = metrics
     if settings.otel:  # the optional extra: imported only when asked for
-        from orchestrator.observability.otel import OtelInstruments
+        try:
+            from orchestrator.observability.otel import OtelInstruments
 
-        spans = OtelInstruments()
+            spans = OtelInstruments()
+        except ImportError as exc:
+            raise SettingsError(f"ORCHESTRATOR_OTEL needs the otel extra (pip install 'orchestrator[otel]'): {exc}") from None
+        except ValueError as exc:  # an OTEL_TRACES_EXPORTER it cannot build
+            raise SettingsError(str(exc)) from None
         stack.callback(spans.stop)  # flushes the spans of the last commits, after the runtime stopped
         instruments = spans if metrics is None else Tee(metrics, spans)
     runtime = Runtime(settings, role=role, instruments=instruments)

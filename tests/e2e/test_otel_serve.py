@@ -71,3 +71,13 @@ async def test_without_the_setting_nothing_is_exported(
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     await run_one(tmp_path, otel=False)
     assert spans(capsys.readouterr().out) == []
+
+
+async def test_an_unknown_exporter_fails_startup_with_a_settings_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.settings import SettingsError
+
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "carrier-pigeon")
+    with pytest.raises(SettingsError, match="carrier-pigeon"):
+        await serve(Settings(auth=False, event_log_url="memory://", port=0, otel=True))
