@@ -15,6 +15,7 @@ from schemas.definition import (
     WaitStep,
     WorkflowDefinition,
 )
+from schemas.secrets import secret_paths
 
 # A scope is the parallel step and branch index that enclose a step; None is the top level.
 Scope = tuple[str, int] | None
@@ -60,6 +61,9 @@ class WorkflowGraph:
     steps: dict[str, Step] = field(default_factory=dict)
     scopes: dict[str, Scope] = field(default_factory=dict)
     start: str = ""
+    # task step -> where its input puts secret references (``schemas.secrets.secret_paths``),
+    # worked out once here rather than at every schedule; absent: none
+    secret_args: dict[str, tuple[tuple[str | int, ...], ...]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, definition: WorkflowDefinition) -> WorkflowGraph:
@@ -67,6 +71,8 @@ class WorkflowGraph:
         for located in iter_steps(definition.steps):
             graph.steps.setdefault(located.step.name, located.step)
             graph.scopes.setdefault(located.step.name, located.scope)
+            if isinstance(located.step, TaskStep) and (paths := secret_paths(located.step.input)):
+                graph.secret_args.setdefault(located.step.name, tuple(paths))
         return graph
 
     def step(self, name: str) -> Step:

@@ -30,13 +30,17 @@ class StrictJSONError(ValueError):
     """A text or value that is not strict JSON; the message names the problem."""
 
 
+# One encoder made once: ``json.dumps`` with keywords builds a new one on every call.
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def encoded_size(value: Any) -> int:
     """How many bytes ``value`` takes as compact UTF-8 JSON; 0 for None (nothing) and for a value
     JSON cannot hold (the checks above report those)."""
     if value is None:
         return 0
     try:
-        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        return len(_compact(value).encode())
     except (TypeError, ValueError, RecursionError):
         return 0
 

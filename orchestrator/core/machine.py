@@ -45,7 +45,7 @@ from schemas.definition import (
 )
 from schemas.expressions import RESULT_DEPTH, ExpressionError, evaluate, evaluate_mapping, truthy
 from schemas.graph import Scope, WorkflowGraph
-from schemas.secrets import evaluate_input, secret_paths
+from schemas.secrets import evaluate_input
 
 CHILD_NAMESPACE = uuid.UUID("6f1c1f3e-6b8a-4c55-9d0e-2b7c3c1b9a10")
 MAX_TRANSITIONS_PER_DECISION = 1000
@@ -585,7 +585,7 @@ class _Decision:
         }
         if task.timeout_seconds is not None:
             data["deadline"] = self.now + task.timeout_seconds
-        if paths := secret_paths(task.input):  # where the worker puts secrets (schemas.secrets)
+        if paths := self.graph.secret_args.get(task.name):  # where the worker puts secrets
             data["secret_args"] = [list(path) for path in paths]
         self.emit(ev.STEP_SCHEDULED, data)
 

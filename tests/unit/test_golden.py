@@ -26,7 +26,7 @@ from orchestrator.core.commands import (
 )
 from orchestrator.core.machine import decide_and_evolve
 from orchestrator.core.replay import replay_state, verify_history
-from orchestrator.core.state import ExecutionState, fold
+from orchestrator.core.state import ExecutionState, evolve, fold, replaced
 from orchestrator.core.timefmt import parse_rfc3339, rfc3339
 from schemas.envelope import Envelope
 from schemas.graph import WorkflowGraph
@@ -304,3 +304,23 @@ def test_limited_history_records_each_grant_once_and_the_release_while_waiting()
     state = replay_state(envelopes, at_sequence=types.index(ev.SLOTS_RELEASED) + 1)
     overall = json.dumps(["workflow", "default", "limited", "'all'", "all"], separators=(",", ":"))
     assert state.held == (overall,) and state.priority == 2  # the customer's slot was given back
+
+
+STATE_FIELDS = {f.name for f in dataclasses.fields(ExecutionState)}
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_every_folded_state_holds_exactly_the_state_fields(path: Path) -> None:
+    """The fold copies a state's fields and updates them with each handler's changes: a handler
+    returning a key that is no field would add a stray attribute, which this finds."""
+    _, _, envelopes = load(path)
+    state = None
+    for envelope in envelopes:
+        state = evolve(state, envelope)
+        assert set(vars(state)) == STATE_FIELDS, envelope.type
+
+
+def test_a_change_that_is_no_field_is_found() -> None:
+    _, _, envelopes = load(FILES[0])
+    state = evolve(None, envelopes[0])
+    assert set(vars(replaced(state, {"sequence": 2, "stray": 1}))) != STATE_FIELDS
