@@ -16,6 +16,7 @@ from aiohttp import web
 from orchestrator.api.access import AccessApi
 from orchestrator.api.app import api_providers, create_app
 from orchestrator.api.auditing import audit_middleware
+from orchestrator.api.me import MeApi
 from orchestrator.api.routes import RouteProvider, route_permission
 from orchestrator.api.schedules import SchedulesApi
 from orchestrator.api.sessions import AUTHENTICATORS, SessionsApi, csrf_middleware
@@ -26,6 +27,7 @@ from orchestrator.auth.principal import Authenticator
 from orchestrator.auth.sessions import SessionAuthenticator, Sessions
 from orchestrator.auth.tokens import token_authenticators
 from orchestrator.backends.urls import SESSION_STORES, open_backend, sessions_url
+from orchestrator.console.serve import ConsoleApi
 from orchestrator.instrumentation import Instruments, Tee
 from orchestrator.logcontext import bound
 from orchestrator.observability.exposition import MetricsApi, MetricsListener, metrics_middleware
@@ -83,17 +85,18 @@ def build_app(
     bearer = [*control.authenticators, *authenticators, *token_authenticators(settings)]
     providers: list[RouteProvider] = [
         *api_providers(runtime, manager), SchedulesApi(timetable), AccessApi(control), webhooks,
-        SessionsApi(sessions, bearer),
+        SessionsApi(sessions, bearer), ConsoleApi(auth=settings.auth),
     ]
     if metrics is not None:
         providers.append(MetricsApi(metrics))
     outer = [metrics_middleware(metrics)] if metrics is not None else []
+    chain = [*bearer, SessionAuthenticator(sessions)]
+    providers.append(MeApi(chain, control.catalog) if settings.auth else MeApi(None, None))
     # The audit middleware goes first: outside authentication, so it records what auth refused
     # (and what the CSRF check refused).
     middlewares = [audit_middleware(runtime.audit), csrf_middleware(settings.allowed_origins)]
     if settings.auth:
         targets = RequestTargets(runtime)
-        chain = [*bearer, SessionAuthenticator(sessions)]
         middlewares.append(auth_middleware(chain, control.catalog, route_permission, targets))
     app = create_app(
         providers,

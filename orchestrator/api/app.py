@@ -26,6 +26,7 @@ from orchestrator.api.dead_letters import DeadLettersApi
 from orchestrator.api.definitions import DefinitionsApi
 from orchestrator.api.errors import error_middleware
 from orchestrator.api.executions import ExecutionsApi
+from orchestrator.api.feed_stream import FeedStreamApi
 from orchestrator.api.health import HealthApi
 from orchestrator.api.jobs import JobsApi
 from orchestrator.api.limits import LimitsApi
@@ -69,7 +70,7 @@ def create_app(
 
 def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvider]:
     """The REST API over one runtime: definitions, executions and events, jobs, replay, triggers,
-    probes, dead letters, the cluster view, the audit trail, quotas, analytics, secrets."""
+    probes, dead letters, the cluster view, the audit trail, quotas, analytics, secrets, the live feed stream."""
     return [
         DefinitionsApi(runtime),
         ExecutionsApi(runtime),
@@ -84,4 +85,5 @@ def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvi
         LimitsApi(runtime),
         AnalyticsApi(runtime),
         SecretsApi(runtime),
+        FeedStreamApi(runtime.feed),
     ]

@@ -31,6 +31,7 @@ from orchestrator.api.requests import (
     request_tenant,
 )
 from orchestrator.api.routes import JSON, Body, Permission, Route, body, path_param
+from orchestrator.api.step_states import step_states
 from orchestrator.api.visibility import tenant_definition, visible
 from orchestrator.core.events import ALL_TYPES
 from orchestrator.core.timefmt import rfc3339
@@ -324,6 +325,7 @@ class ExecutionsApi:
         state = await self.runtime.state(execution_id, tenant=tenant)
         links = [link_to_dict(link) for link in await self.runtime.links(execution_id, tenant=tenant)]
         view = self._queued({**summary.to_dict(), **state.to_dict(), "links": links})
+        view["step_states"] = step_states(view)
         return web.json_response(view if redaction.payloads_visible(request) else redaction.state(view))
 
     async def history(self, request: web.Request) -> web.Response:
@@ -366,6 +368,7 @@ class ExecutionsApi:
                 text=f"at: the execution has only {state.sequence} events (got {params.at})",
             )
         view = state.to_dict()
+        view["step_states"] = step_states(view)
         return web.json_response(view if redaction.payloads_visible(request) else redaction.state(view))
 
     async def diff(self, request: web.Request) -> web.Response:

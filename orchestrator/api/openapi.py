@@ -69,6 +69,19 @@ SCHEMAS: dict[str, Schema] = {
         },
         "session_id subject tenant roles expires_at csrf_token",
     ),
+    "Me": _obj(
+        {
+            "subject": STR,
+            "actor": STR,
+            "kind": STR,
+            "tenant": STR,
+            "roles": _array(STR),
+            "permissions": {**_array(STR), "description": "Permissions some grant covers in the tenant."},
+            "restricted": {**_array(STR), "description": "Of those, the ones granted for some workflows only."},
+            "auth": BOOL,
+        },
+        "subject actor tenant roles permissions restricted auth",
+    ),
     "DefinitionBrief": _obj(
         {"name": STR, "version": INT, "tenant": STR, "description": STR, "triggers": _array(OBJ)}
     ),
@@ -84,6 +97,11 @@ SCHEMAS: dict[str, Schema] = {
             "error": _nullable(OBJ),
             "steps": {"type": "object", "description": "Output of every finished step, by name."},
             "active": {"type": "object", "description": "Steps started and not finished."},
+            "step_states": {
+                "type": "object",
+                "additionalProperties": {"enum": ["succeeded", "failed", "running", "retrying", "waiting"]},
+                "description": "Each started step's state (kept when payloads are redacted); absent: pending.",
+            },
             "timers": OBJ,
             "parent": _nullable(OBJ),
             "started_by": {**_nullable(STR), "description": "The actor that started the execution."},

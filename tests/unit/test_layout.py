@@ -70,6 +70,8 @@ RULES: dict[str, tuple[str, ...]] = {
     "orchestrator.auth": (*BASE, "orchestrator.auth"),
     # The security scan: pure rules over definitions and deployment facts.
     "orchestrator.scan": (*BASE, "orchestrator.scan"),
+    # The web console's built files and the route serving them.
+    "orchestrator.console": (*BASE, "orchestrator.console", "orchestrator.api.routes"),
     # The audit trail (records, chain, verification, reading): a leaf over the base.
     "orchestrator.audit": (*BASE, "orchestrator.audit"),
     "orchestrator.api": (
@@ -105,6 +107,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "triggers",
         "connectors",
         "orchestrator.observability",
+        "orchestrator.console",
     ),
     # The outermost edge: the command line may use every part of the library.
     "orchestrator.cli": ("orchestrator", "schemas", "triggers", "connectors"),

@@ -1,0 +1,83 @@
+// The REST API, called with the session cookie; state changes carry the session's CSRF token.
+import { reactive } from 'vue'
+
+export const session = reactive({ ready: false, me: null, csrf: null, error: null })
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message)
+    this.status = status
+    this.code = code
+  }
+}
+
+export async function api(method, path, body) {
+  const headers = { Accept: 'application/json' }
+  if (body !== undefined) headers['Content-Type'] = 'application/json'
+  if (method !== 'GET' && session.csrf) headers['X-CSRF-Token'] = session.csrf
+  const response = await fetch(path, {
+    method,
+    headers,
+    credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const text = await response.text()
+  const data = text ? JSON.parse(text) : null
+  if (!response.ok) {
+    const error = (data && data.error) || {}
+    throw new ApiError(response.status, error.code || 'http_' + response.status, error.message || response.statusText)
+  }
+  return data
+}
+
+// Quietly: 401 is an answer here (not signed in), not an error worth logging.
+async function quiet(path) {
+  const response = await fetch(path, { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+  return response.ok ? response.json() : null
+}
+
+// Whether a session may be open: remembered at sign-in (the cookie itself is HttpOnly), so a
+// first visit shows the sign-in without asking the API (and logging a 401).
+const FLAG = 'orchestrator.session'
+const authOff = () => document.cookie.split('; ').includes('orchestrator_console=auth-off')
+
+export async function loadSession() {
+  if (authOff() || localStorage.getItem(FLAG)) {
+    const current = authOff() ? null : await quiet('/api/v1/sessions/current')
+    session.csrf = current ? current.csrf_token : null
+    session.me = authOff() || current ? await quiet('/api/v1/me') : null
+    if (!session.me) localStorage.removeItem(FLAG)
+  }
+  session.ready = true
+}
+
+export async function signIn(key) {
+  const response = await fetch('/api/v1/sessions', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { Authorization: 'Bearer ' + key, Accept: 'application/json' },
+  })
+  const data = await response.json()
+  if (!response.ok) throw new ApiError(response.status, data.error.code, data.error.message)
+  session.csrf = data.csrf_token
+  session.me = await quiet('/api/v1/me')
+  localStorage.setItem(FLAG, '1')
+}
+
+export async function signOut() {
+  try {
+    await api('DELETE', '/api/v1/sessions/current')
+  } finally {
+    localStorage.removeItem(FLAG)
+    session.me = null
+    session.csrf = null
+  }
+}
+
+export function can(permission) {
+  return Boolean(session.me && session.me.permissions.includes(permission))
+}
+
+export function lacks(permission) {
+  return can(permission) ? '' : `You lack ${permission} in tenant ${session.me ? session.me.tenant : '?'}`
+}
