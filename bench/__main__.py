@@ -157,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
 
     sealed = asyncio.run(run_encryption(quick=args.quick))
     lines += ["", *encryption_rows(sealed)]
+    # Authentication and encryption together, against both off (bench/secured.py).
+    from bench.secured import as_dict as secured_as_dict
+    from bench.secured import run_secured, secured_rows
+
+    secured = asyncio.run(run_secured(quick=args.quick))
+    lines += ["", *secured_rows(secured)]
     name = "quick" if args.quick else "latest"
     payload: dict[str, object] = {"machine": info, "mode": name, "embedded": asdict(embedded)}
     payload["fairness"] = asdict(fairness)
@@ -169,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         payload["peers"] = peers
     payload["replay"] = asdict(replay)
     payload["encryption"] = encryption_as_dict(sealed)
+    payload["secured"] = secured_as_dict(secured)
     payload.update(figures)
     before_after_on = args.before_after if args.before_after is not None else not args.quick
     if before_after_on:  # last but one: the other figures are not slowed by it

@@ -755,6 +755,9 @@ class SecretRecords(Protocol):
 
     async def list(self, tenant: str) -> builtins.list[SecretInfo]: ...
 
+    async def tenants(self) -> builtins.list[str]:
+        """Every tenant with a stored secret, sorted (re-sealing walks them)."""
+
 
 @dataclass(frozen=True, slots=True)
 class StoredSession:

@@ -27,6 +27,7 @@ from orchestrator.analytics.projection import NAME as ANALYTICS
 from orchestrator.analytics.projection import AnalyticsProjection
 from orchestrator.analytics.reader import AnalyticsReader
 from orchestrator.analytics.store import AnalyticsSource
+from orchestrator.audit.secret_reads import SecretReadAudit
 from orchestrator.audit.trail import AuditTrail
 from orchestrator.backends.memory_dead_letters import MemoryDeadLetters
 from orchestrator.backends.urls import (
@@ -94,8 +95,8 @@ from orchestrator.ports import (
     WaitIndex,
 )
 from orchestrator.projections.runner import ProjectionRunner
+from orchestrator.secrets.keyring_sealing import secret_sealer
 from orchestrator.secrets.sealed import SealedSecrets
-from orchestrator.secrets.sealing import sealer_from
 from orchestrator.secrets.stores import lookup_chain
 from orchestrator.settings import Settings, SettingsError
 from schemas import strict_json
@@ -235,9 +236,10 @@ class Runtime(Lifecycle):
                 self.engine.observers.append(self.transitions.on_committed)
         throttles = configured_throttles(s.connector_rate_limits, time.monotonic)
         # Stored secrets live beside the event log (in memory beside an injected one), sealed.
-        self.secrets: SecretStore = secrets or open_secret_store(s, "memory://" if event_log is not None else None)
+        self.secrets: SecretStore = secrets or open_secret_store(s, "memory://" if event_log is not None else None, self.log)
         lookup = lookup_chain(s, self.secrets)  # stored, directory, environment, file
         self.worker = Worker(self.connectors, self.transport, clock, instruments=self.instruments, throttles=throttles, secrets=lookup)
+        self.worker.secrets.reads = SecretReadAudit(self.audit)  # each resolution audited
         self.retention = RetentionSweeper(self.log, self.registry, clock=clock, archive_dir=s.archive_dir)
         try:
             quota_limits = load_quotas(s.quotas_file)
@@ -789,10 +791,10 @@ async def open_audit_trail(settings: Settings) -> AsyncIterator[AuditTrail]:
         yield trail
 
 
-def open_secret_store(settings: Settings, url: str | None = None) -> SealedSecrets:
-    """The encrypted secret store beside the event log (or at ``url``), not started."""
+def open_secret_store(settings: Settings, url: str | None = None, log: EventLog | None = None) -> SealedSecrets:
+    """The secret store beside the event log (or at ``url``), not started (sealing: ``secret_sealer``)."""
     try:
-        sealer = sealer_from(settings.secrets_key)
+        sealer = secret_sealer(settings.secrets_key, encryption.keyring_of(settings), log, lambda: open_backend(EVENT_LOGS, settings.event_log_url, "event log"))
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     records = open_backend(SECRET_RECORDS, url or settings.event_log_url, "secret store")

@@ -5,7 +5,9 @@ document) is recorded after its handler answered: action = the permission (``exe
 ``payloads:read``...), resource = the first path segment after ``/api/v1/`` and the route's path
 parameters (``executions/<id>``), or what the handler noted with :func:`note` (the id of the
 execution a start created). A 401 or 403 is recorded whatever the route (a webhook's bad
-signature too), so denied requests and failed logins are never missing. Webhook deliveries that
+signature too), so denied requests and failed logins are never missing; a successful login
+(``sessions:create``, actor the key or token that logged in) and a logout (``sessions:delete``)
+are recorded too. Webhook deliveries that
 start executions are not recorded here: each start is in that execution's history, with the
 actor ``webhook:<name>``, already hash-chained.
 
@@ -46,6 +48,8 @@ PRINCIPAL_KEY = "principal"  # set by the authentication middleware
 AUTH_FAILURE_KEY = "auth_failure"  # likewise, on a refused credential: the reason code
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+=-]{0,127}")
 DENIED = frozenset({401, 403})
+# Routes that authenticate themselves and are recorded by operation: logins and logouts.
+SESSION_ACTIONS = {"createSession": "sessions:create", "deleteCurrentSession": "sessions:delete"}
 
 
 @dataclass(slots=True)
@@ -116,7 +120,8 @@ async def _record(
     trail: AuditTrail, request: web.Request, status: int, response: web.StreamResponse | None
 ) -> None:
     route = declared_route(request)
-    audited = route is not None and route.permission is not None
+    session_action = SESSION_ACTIONS.get(route.operation_id) if route is not None else None
+    audited = route is not None and (route.permission is not None or session_action is not None)
     if not audited and status not in DENIED:
         return
     match = dict(request.match_info)
@@ -126,6 +131,8 @@ async def _record(
         kind = (
             route.path.removeprefix(API_PREFIX).split("/")[1] if route.path.startswith(API_PREFIX) else "http"
         )
+    elif session_action is not None:
+        action, kind = session_action, "sessions"
     elif route is not None and route.path.startswith("/hooks/"):
         action, kind = "webhooks:deliver", "webhooks"
     else:

@@ -20,8 +20,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from orchestrator.api.auditing import PRINCIPAL_KEY, note
 from orchestrator.api.errors import error_response
-from orchestrator.api.requests import request_tenant
+from orchestrator.api.requests import TENANT_KEY, request_tenant
 from orchestrator.api.routes import Permission, Route, path_param
 from orchestrator.auth import csrf
 from orchestrator.auth.principal import AuthenticationFailed, Authenticator, Principal
@@ -85,6 +86,9 @@ class SessionsApi:
         if principal is None or principal.kind == "session":
             return unauthenticated("unauthenticated", "the Authorization header holds no API key or token")
         issued = await self.sessions.create(principal)
+        request[PRINCIPAL_KEY] = principal  # the audit record's actor: who logged in, and with what
+        request[TENANT_KEY] = issued.stored.tenant
+        note(request, resource_id=issued.stored.session_id, details={"logged_in_with": principal.kind})
         response = web.json_response(describe(issued.stored, issued.principal, issued.csrf_token), status=201)
         response.set_cookie(
             SESSION_COOKIE,
@@ -111,10 +115,13 @@ class SessionsApi:
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie is not None:
             try:
-                stored, _ = await self.sessions.check(cookie)
+                stored, principal = await self.sessions.check(cookie)
             except AuthenticationFailed:
                 pass  # already ended, expired or never valid: the cookie goes all the same
             else:
+                request[PRINCIPAL_KEY] = principal
+                request[TENANT_KEY] = stored.tenant
+                note(request, resource_id=stored.session_id)
                 await self.sessions.revoke(stored.session_id)
         response = web.Response(status=204)
         response.del_cookie(SESSION_COOKIE, path="/", secure=request.secure, httponly=True, samesite="Strict")

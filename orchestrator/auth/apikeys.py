@@ -184,10 +184,12 @@ class ApiKeyAuthenticator:
         clock: Callable[[], float] = time.time,
         cache_seconds: float = CACHE_SECONDS,
         touch_every: float = TOUCH_EVERY,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.hasher = hasher
         self.clock = clock
+        self.monotonic = monotonic  # the cache's clock: a record read at t is trusted until t + cache_seconds
         self.cache_seconds = cache_seconds
         self.touch_every = touch_every
         self._cache: dict[str, tuple[float, ApiKeyRecord]] = {}
@@ -231,7 +233,7 @@ class ApiKeyAuthenticator:
         )
 
     async def _record(self, key_id: str) -> ApiKeyRecord | None:
-        now = time.monotonic()
+        now = self.monotonic()
         cached = self._cache.get(key_id)
         if cached is not None and now - cached[0] < self.cache_seconds:
             return cached[1]

@@ -38,5 +38,8 @@ class MemorySecretRecords(Lifecycle):
     async def delete(self, tenant: str, name: str) -> bool:
         return self._rows.pop((tenant, name), None) is not None
 
+    async def tenants(self) -> builtins.list[str]:
+        return sorted({tenant for tenant, _ in self._rows})
+
     async def list(self, tenant: str) -> builtins.list[SecretInfo]:
         return [info for (owner, _), (_, info) in sorted(self._rows.items()) if owner == tenant]

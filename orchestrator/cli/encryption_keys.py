@@ -1,5 +1,6 @@
 """``orchestrator keys rotate-data | retire KEYID | encryption-status | new-master-key``: the
-encryption keys at rest, straight on the stores (docs/security.md, "Encryption at rest")."""
+encryption keys at rest, straight on the stores (docs/security.md, "Encryption at rest").
+Rotating re-seals the stored secrets too, and retiring refuses while a secret needs the key."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from orchestrator.crypto import rotation, setup
 from orchestrator.crypto.codec import EncryptedCodec
 from orchestrator.crypto.keyring import KeyringError, new_master_key
 from orchestrator.ports import EventLog
-from orchestrator.runtime import open_stores
+from orchestrator.runtime import open_secret_store, open_stores
+from orchestrator.secrets.keyring_sealing import ResealReport, reseal, secrets_under
 from orchestrator.settings import Settings
 
 CHECKPOINT = "rotate-data.json"
@@ -74,24 +76,27 @@ def cmd_rotate(args: argparse.Namespace, out: Output) -> int:
     settings = _settings(args)
     state = Path(settings.state_dir) if settings.state_dir else None
     checkpoint = Path(args.checkpoint) if args.checkpoint else (state or _default_state()) / CHECKPOINT
-    report = asyncio.run(_rotate(settings, checkpoint, out))
+    report, secrets = asyncio.run(_rotate(settings, checkpoint, out))
     if out.json:
-        out.value(report.to_dict())
+        out.value({**report.to_dict(), "secrets": secrets.to_dict()})
         return 0
     resumed = f" ({report.skipped} done before, skipped)" if report.skipped else ""
     out.line(f"{report.rewritten} rows re-encrypted under {report.current_key} in {report.executions} executions{resumed}")
+    out.line(f"{secrets.resealed} secrets re-sealed under {secrets.current_key} ({secrets.current} already were)")
     return 0
 
 
-async def _rotate(settings: Settings, checkpoint: Path, out: Output) -> rotation.RotationReport:
+async def _rotate(settings: Settings, checkpoint: Path, out: Output) -> tuple[rotation.RotationReport, ResealReport]:
     async with open_stores(settings) as (log, _):
         codec = _codec(log)
         try:
             total = await rotation.count_executions(log)
             with out.progress(f"re-encrypting under {codec.keys.current_id}", total, "executions") as advance:
-                return await rotation.rotate(log, codec, checkpoint, advance)
+                report = await rotation.rotate(log, codec, checkpoint, advance)
         except rotation.NotRotatable as exc:
             raise CliError(str(exc), 2) from None
+        async with open_secret_store(settings, log=log) as store:
+            return report, await reseal(store)
 
 
 def cmd_retire(args: argparse.Namespace, out: Output) -> int:
@@ -110,6 +115,13 @@ def cmd_retire(args: argparse.Namespace, out: Output) -> int:
 
 async def _retire(settings: Settings, current: str | None, key_id: str) -> int:
     async with open_stores(settings) as (log, _):
+        if key_id != current:
+            async with open_secret_store(settings, log=log) as store:
+                needing = await secrets_under(store, key_id)
+            if needing:
+                raise rotation.KeyStillNeeded(
+                    f"key {key_id!r} still seals {needing} stored secrets: run 'orchestrator keys rotate-data' first"
+                )
         return await rotation.retire(log, current, key_id)
 
 

@@ -1,5 +1,6 @@
-"""``orchestrator secrets set|list|delete|keygen``: the encrypted secret store, straight on the
-event log's backend (``ORCHESTRATOR_EVENT_LOG_URL``, sealed with ``ORCHESTRATOR_SECRETS_KEY``).
+"""``orchestrator secrets set|list|delete|reseal|keygen``: the encrypted secret store, straight on
+the event log's backend (``ORCHESTRATOR_EVENT_LOG_URL``), sealed by the encryption keyring when one
+is configured, else with ``ORCHESTRATOR_SECRETS_KEY`` (``orchestrator.secrets.keyring_sealing``).
 
 A value is read from stdin (a prompt without echo on a terminal) or ``--from-file``, never from
 the command line, where shell history and ``ps`` would keep it. One trailing newline is dropped.
@@ -21,6 +22,7 @@ from orchestrator.cli.local import cli_actor
 from orchestrator.cli.output import Output
 from orchestrator.ports import SecretInfo, SecretsUnavailable
 from orchestrator.runtime import open_audit_trail, open_secret_store
+from orchestrator.secrets.keyring_sealing import ResealReport, reseal
 from orchestrator.secrets.sealing import new_key
 from orchestrator.secrets.stores import MAX_VALUE_BYTES, InvalidSecretName
 from orchestrator.settings import Settings
@@ -43,6 +45,10 @@ def add_commands(sub: Any, parents: Parents) -> None:
     p = actions.add_parser("delete", parents=[parents.stores, tenant], help="remove a secret")
     p.add_argument("name")
     p.set_defaults(handler=cmd_delete)
+    p = actions.add_parser(
+        "reseal", parents=[parents.stores], help="seal every stored secret again under the current key"
+    )
+    p.set_defaults(handler=cmd_reseal)
     p = actions.add_parser("keygen", parents=[parents.json], help="print a new ORCHESTRATOR_SECRETS_KEY")
     p.set_defaults(handler=cmd_keygen)
 
@@ -80,6 +86,31 @@ def cmd_delete(args: argparse.Namespace, out: Output) -> int:
     if not deleted:
         raise CliError(f"no stored secret {args.name!r} for tenant {args.tenant}")
     return 0
+
+
+def cmd_reseal(args: argparse.Namespace, out: Output) -> int:
+    report = asyncio.run(_reseal(store_settings(args)))
+    if out.json:
+        out.value(report.to_dict())
+    else:
+        out.line(f"{report.resealed} secrets re-sealed under {report.current_key} ({report.current} already were)")
+    return 0
+
+
+async def _reseal(settings: Settings) -> ResealReport:
+    try:
+        async with open_secret_store(settings) as store:
+            report = await reseal(store)
+    except SecretsUnavailable as exc:
+        raise CliError(str(exc), 2) from None
+    async with open_audit_trail(settings) as trail:
+        await trail.record(
+            "secrets:reseal",
+            actor=cli_actor(),
+            resource=Resource("secrets"),
+            details={"resealed": report.resealed, "key_id": report.current_key},
+        )
+    return report
 
 
 def cmd_keygen(args: argparse.Namespace, out: Output) -> int:

@@ -18,7 +18,16 @@ from urllib.parse import quote
 from orchestrator.ports import BackendUnavailable, SecretsUnavailable, StepTask
 from schemas.secrets import config_references, reference_name
 
-__all__ = ["REDACTED", "Resolved", "SecretLookup", "SecretMissing", "SecretResolver", "redact", "redact_text"]
+__all__ = [
+    "REDACTED",
+    "Resolved",
+    "SecretLookup",
+    "SecretMissing",
+    "SecretReads",
+    "SecretResolver",
+    "redact",
+    "redact_text",
+]
 
 REDACTED = "[redacted]"
 
@@ -27,6 +36,14 @@ class SecretLookup(Protocol):
     """Where values come from (``SecretStore.get``; ``orchestrator.secrets.stores.ChainedSecrets``)."""
 
     async def get(self, tenant: str, name: str) -> str | None: ...
+
+
+class SecretReads(Protocol):
+    """Told of every resolution (``orchestrator.audit.secret_reads``): once per name per attempt,
+    with ``outcome`` ``ok``, ``failed`` (not set) or ``error`` (the store could not answer). Never
+    given the value; must not raise."""
+
+    async def secret_read(self, task: StepTask, name: str, outcome: str, reason: str | None) -> None: ...
 
 
 class SecretMissing(Exception):
@@ -50,8 +67,9 @@ class Resolved:
 class SecretResolver:
     """Resolves a task's references through one lookup (``None``: every reference fails)."""
 
-    def __init__(self, lookup: SecretLookup | None) -> None:
+    def __init__(self, lookup: SecretLookup | None, reads: SecretReads | None = None) -> None:
         self._lookup = lookup
+        self.reads = reads  # the audit trail of resolutions, when one is attached
 
     async def resolve(self, task: StepTask) -> Resolved:
         """SecretMissing for a name the tenant does not have or a store that cannot answer."""
@@ -73,6 +91,20 @@ class SecretResolver:
     async def _value(self, task: StepTask, name: str, found: dict[str, str]) -> str:
         if name in found:
             return found[name]
+        try:
+            value = await self._read(task, name)
+        except SecretMissing as exc:
+            await self._tell(task, name, "error" if exc.type == "secret.unavailable" else "failed", exc.type)
+            raise
+        await self._tell(task, name, "ok", None)
+        found[name] = value
+        return value
+
+    async def _tell(self, task: StepTask, name: str, outcome: str, reason: str | None) -> None:
+        if self.reads is not None:
+            await self.reads.secret_read(task, name, outcome, reason)
+
+    async def _read(self, task: StepTask, name: str) -> str:
         where = f"step {task.step!r} of {task.workflow!r} (tenant {task.tenant!r})"
         if self._lookup is None:
             raise SecretMissing("secret.unavailable", f"{where}: no secret store is configured for {name!r}")
@@ -86,7 +118,6 @@ class SecretResolver:
         if value is None:
             message = f"{where} references secret {name!r}, which is not set (orchestrator secrets set {name})"
             raise SecretMissing("secret.missing", message)
-        found[name] = value
         return value
 
 

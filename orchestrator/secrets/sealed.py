@@ -9,7 +9,7 @@ from collections.abc import Callable
 from orchestrator.core.timefmt import rfc3339
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import SecretInfo, SecretRecords
-from orchestrator.secrets.sealing import Sealer, associated_data
+from orchestrator.secrets.sealing import Sealer
 from orchestrator.secrets.stores import check_name
 
 
@@ -23,20 +23,24 @@ class SealedSecrets(Lifecycle):
 
     async def start(self) -> None:
         await self.records.start()
+        await self.sealer.start()
 
     async def stop(self) -> None:
-        await self.records.stop()
+        try:
+            await self.sealer.stop()
+        finally:
+            await self.records.stop()
 
     async def get(self, tenant: str, name: str) -> str | None:
         sealed = await self.records.get_sealed(tenant, name)
         if sealed is None:
             return None
-        return self.sealer.open(sealed, associated_data(tenant, name)).decode()
+        return (await self.sealer.open(tenant, name, sealed)).decode()
 
     async def put(self, tenant: str, name: str, value: str) -> SecretInfo:
         """SecretsUnavailable without a key: nothing is ever stored in plaintext."""
         check_name(name)
-        sealed = self.sealer.seal(value.encode(), associated_data(tenant, name))
+        sealed = await self.sealer.seal(tenant, name, value.encode())
         return await self.records.put_sealed(tenant, name, sealed, self.sealer.key_id, rfc3339(self._clock()))
 
     async def delete(self, tenant: str, name: str) -> bool:

@@ -1,6 +1,8 @@
 """Sealing secret values at rest: AES-256-GCM behind a tiny ``Sealer`` interface.
 
-A sealed value is ``b"S1" | len(key id) | key id | 12-byte nonce | ciphertext+tag``; the
+With encryption at rest configured, values are sealed by the keyring instead
+(``orchestrator.secrets.keyring_sealing``); this module's single key then only opens values
+sealed before. A sealed value is ``b"S1" | len(key id) | key id | 12-byte nonce | ciphertext+tag``; the
 associated data binds it to its tenant and name, so a value copied to another row fails to
 open. The key comes from ``ORCHESTRATOR_SECRETS_KEY`` (32 bytes, base64); its id is the first
 8 bytes of its SHA-256, in hex. Without a key nothing is sealed: storing is refused (never
@@ -28,14 +30,28 @@ _NONCE = 12
 
 
 class Sealer(Protocol):
-    """Encrypts and authenticates bytes; ``key_id`` names the key new values are sealed with."""
+    """Encrypts and authenticates the value of one (tenant, name); ``key_id`` names the key new
+    values are sealed with. Both start and stop with the store."""
 
-    key_id: str
+    @property
+    def key_id(self) -> str: ...
 
-    def seal(self, plaintext: bytes, associated: bytes) -> bytes: ...
+    async def start(self) -> None: ...
 
-    def open(self, sealed: bytes, associated: bytes) -> bytes:
+    async def stop(self) -> None: ...
+
+    async def seal(self, tenant: str, name: str, plaintext: bytes) -> bytes: ...
+
+    async def open(self, tenant: str, name: str, sealed: bytes) -> bytes:
         """The plaintext; SecretsUnavailable for another key, tampering or another row's value."""
+
+
+class _NoLifecycle:
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
 
 
 def associated_data(tenant: str, name: str) -> bytes:
@@ -47,7 +63,9 @@ def new_key() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
 
-class AesGcmSealer:
+class AesGcmSealer(_NoLifecycle):
+    """The single key of ``ORCHESTRATOR_SECRETS_KEY``."""
+
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ValueError(f"an AES-256 key is 32 bytes, not {len(key)}")
@@ -66,12 +84,18 @@ class AesGcmSealer:
         except ValueError as exc:
             raise ValueError(f"{KEY_VARIABLE}: {exc} (make one: orchestrator secrets keygen)") from None
 
-    def seal(self, plaintext: bytes, associated: bytes) -> bytes:
+    async def seal(self, tenant: str, name: str, plaintext: bytes) -> bytes:
+        return self.seal_bytes(plaintext, associated_data(tenant, name))
+
+    async def open(self, tenant: str, name: str, sealed: bytes) -> bytes:
+        return self.open_bytes(sealed, associated_data(tenant, name))
+
+    def seal_bytes(self, plaintext: bytes, associated: bytes) -> bytes:
         nonce = os.urandom(_NONCE)
         key_id = self.key_id.encode()
         return _MAGIC + bytes([len(key_id)]) + key_id + nonce + self._aead.encrypt(nonce, plaintext, associated)
 
-    def open(self, sealed: bytes, associated: bytes) -> bytes:
+    def open_bytes(self, sealed: bytes, associated: bytes) -> bytes:
         if not sealed.startswith(_MAGIC) or len(sealed) < 3:
             raise SecretsUnavailable("the stored value is not a sealed secret")
         size = sealed[2]
@@ -85,15 +109,18 @@ class AesGcmSealer:
             raise SecretsUnavailable("the sealed value does not authenticate (tampered, or another row's)") from None
 
 
-class NoKey:
+class NoKey(_NoLifecycle):
     """No key configured: every seal and open is refused, saying how to configure one."""
 
     key_id = ""
 
-    def seal(self, plaintext: bytes, associated: bytes) -> bytes:
-        raise SecretsUnavailable(f"no secrets key: set {KEY_VARIABLE} (make one: orchestrator secrets keygen)")
+    async def seal(self, tenant: str, name: str, plaintext: bytes) -> bytes:
+        raise SecretsUnavailable(
+            f"no secrets key: configure encryption at rest (ORCHESTRATOR_ENCRYPTION_KEYS or"
+            f" ORCHESTRATOR_ENCRYPTION_KEYRING), or set {KEY_VARIABLE} (make one: orchestrator secrets keygen)"
+        )
 
-    def open(self, sealed: bytes, associated: bytes) -> bytes:
+    async def open(self, tenant: str, name: str, sealed: bytes) -> bytes:
         raise SecretsUnavailable(f"a stored secret cannot be read without {KEY_VARIABLE}")
 
 

@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 
 from orchestrator.backends.cassandra.secrets import CassandraSecretRecords
-from orchestrator.backends.urls import SECRET_RECORDS, open_backend
-from orchestrator.ports import SecretRecords
+from orchestrator.backends.urls import EVENT_LOGS, SECRET_RECORDS, open_backend
+from orchestrator.ports import DataKeyStore, SecretRecords
 from orchestrator.secrets.sealed import SealedSecrets
 from orchestrator.secrets.sealing import AesGcmSealer, new_key
-from tests.contracts.secrets import VALUE, SecretStoreContract
+from tests.contracts.secrets import VALUE, KeyringSecretsContract
 from tests.integration.conftest import TestKeyspace
 
 pytestmark = pytest.mark.integration
 
 
-class TestCassandraSecrets(SecretStoreContract):
+class TestCassandraSecrets(KeyringSecretsContract):
     @pytest.fixture(autouse=True)
     def _keyspace(self, cassandra_keyspace: TestKeyspace) -> None:
         self.keyspace = cassandra_keyspace
@@ -30,6 +30,12 @@ class TestCassandraSecrets(SecretStoreContract):
         assert isinstance(records, CassandraSecretRecords)
         await records.start()
         return records
+
+    async def make_data_keys(self, tmp_path: Path) -> DataKeyStore:
+        log = open_backend(EVENT_LOGS, self.keyspace.url, "event log")
+        await log.start()
+        assert isinstance(log, DataKeyStore)
+        return log
 
     async def test_the_raw_table_holds_no_value(self, tmp_path: Path) -> None:
         store = SealedSecrets(await self.make_records(tmp_path), AesGcmSealer.from_text(new_key()))

@@ -48,8 +48,8 @@ RULES: dict[str, tuple[str, ...]] = {
     # Analytics: the pure fold, sketches and queries over aggregate cells, the store port and the
     # projection following the feed into it.
     "orchestrator.analytics": (*BASE, "orchestrator.analytics"),
-    # Secret stores and their sealing: a leaf over the base.
-    "orchestrator.secrets": (*BASE, "orchestrator.secrets"),
+    # Secret stores and their sealing (by the encryption keyring when configured).
+    "orchestrator.secrets": (*BASE, "orchestrator.secrets", "orchestrator.crypto"),
     "orchestrator.runtime": (
         *BASE,
         "orchestrator.analytics",

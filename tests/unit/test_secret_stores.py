@@ -12,17 +12,17 @@ import pytest
 
 from orchestrator.backends.memory_secrets import MemorySecretRecords
 from orchestrator.backends.sqlite.secrets import SQLiteSecretRecords
-from orchestrator.backends.urls import SECRET_RECORDS, open_backend
-from orchestrator.ports import SecretRecords, SecretsUnavailable
+from orchestrator.backends.urls import EVENT_LOGS, SECRET_RECORDS, open_backend
+from orchestrator.ports import DataKeyStore, SecretRecords, SecretsUnavailable
 from orchestrator.runtime import open_secret_store
 from orchestrator.secrets.sealed import SealedSecrets
 from orchestrator.secrets.sealing import AesGcmSealer, new_key, sealer_from
 from orchestrator.secrets.stores import ChainedSecrets, DirectorySecrets, SettingsSecrets
 from orchestrator.settings import Settings, SettingsError
-from tests.contracts.secrets import VALUE, SecretStoreContract
+from tests.contracts.secrets import VALUE, KeyringSecretsContract
 
 
-class TestMemorySecrets(SecretStoreContract):
+class TestMemorySecrets(KeyringSecretsContract):
     durable = False
 
     async def make_records(self, tmp_path: Path) -> SecretRecords:
@@ -31,12 +31,18 @@ class TestMemorySecrets(SecretStoreContract):
         return records
 
 
-class TestSQLiteSecrets(SecretStoreContract):
+class TestSQLiteSecrets(KeyringSecretsContract):
     async def make_records(self, tmp_path: Path) -> SecretRecords:
         records = open_backend(SECRET_RECORDS, f"sqlite:///{tmp_path}/log.db", "secret store")
         assert isinstance(records, SQLiteSecretRecords)
         await records.start()
         return records
+
+    async def make_data_keys(self, tmp_path: Path) -> DataKeyStore:
+        log = open_backend(EVENT_LOGS, f"sqlite:///{tmp_path}/log.db", "event log")
+        await log.start()
+        assert isinstance(log, DataKeyStore)
+        return log
 
     async def test_the_raw_file_holds_no_value(self, tmp_path: Path) -> None:
         """Read with the sqlite3 command-line tool, not through the code under test."""

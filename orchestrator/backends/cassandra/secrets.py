@@ -17,6 +17,7 @@ _CQL = {
     "get": "SELECT sealed FROM {ks}.secrets WHERE tenant = ? AND name = ?",
     "delete": "DELETE FROM {ks}.secrets WHERE tenant = ? AND name = ?",
     "list": "SELECT tenant, name, created_at, updated_at, key_id FROM {ks}.secrets WHERE tenant = ?",
+    "tenants": "SELECT DISTINCT tenant FROM {ks}.secrets",
 }
 
 
@@ -54,6 +55,12 @@ class CassandraSecretRecords(CassandraBackend):
         async for rows in self._db.pages(self._cql["list"].bind((tenant,))):
             found += [_info(row) for row in rows]
         return found
+
+    async def tenants(self) -> builtins.list[str]:
+        found: set[str] = set()
+        async for rows in self._db.pages(self._cql["tenants"].bind(())):
+            found.update(str(row[0]) for row in rows)
+        return sorted(found)
 
 
 def _info(row: tuple[object, ...]) -> SecretInfo:

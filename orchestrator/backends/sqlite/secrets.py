@@ -53,6 +53,13 @@ class SQLiteSecretRecords(Lifecycle):
     async def list(self, tenant: str) -> builtins.list[SecretInfo]:
         return await self._db.run(self._list, tenant)
 
+    async def tenants(self) -> builtins.list[str]:
+        return await self._db.run(self._tenants)
+
+    def _tenants(self) -> builtins.list[str]:
+        rows = self._db.connection.execute("SELECT DISTINCT tenant FROM secrets ORDER BY tenant")
+        return [str(row[0]) for row in rows]
+
     def _put(self, tenant: str, name: str, sealed: bytes, key_id: str, now: str) -> SecretInfo:
         connection = self._db.connection
         connection.execute(_PUT, (tenant, name, sealed, key_id, now, now))
