@@ -15,7 +15,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,6 @@ from orchestrator.backends.urls import (
     EVENT_LOGS,
     NODE_DIRECTORIES,
     REGISTRIES,
-    SECRET_RECORDS,
     TIMERS,
     TRANSPORTS,
     WAIT_INDEXES,
@@ -95,10 +94,9 @@ from orchestrator.ports import (
     WaitIndex,
 )
 from orchestrator.projections.runner import ProjectionRunner
-from orchestrator.secrets.keyring_sealing import secret_sealer
-from orchestrator.secrets.sealed import SealedSecrets
 from orchestrator.secrets.stores import lookup_chain
 from orchestrator.settings import Settings, SettingsError
+from orchestrator.stores import open_secret_store
 from schemas import strict_json
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
@@ -751,51 +749,3 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-@contextlib.asynccontextmanager
-async def open_access_store(settings: Settings) -> AsyncIterator[AccessStore]:
-    """The started store of API keys and custom roles (beside the event log), stopped on exit."""
-    store: AccessStore = open_backend(ACCESS_STORES, settings.event_log_url, "access store")
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.stop()
-
-
-@contextlib.asynccontextmanager
-async def open_stores(settings: Settings) -> AsyncIterator[tuple[EventLog, Registry]]:
-    """The started event log and registry of ``settings``, stopped on exit: all that maintenance
-    commands (export, import, verify, retention) need, without the rest of a :class:`Runtime`."""
-    log_: EventLog = open_backend(EVENT_LOGS, settings.event_log_url, "event log")
-    encryption.attach(log_, encryption.keyring_of(settings))
-    registry: Registry = open_backend(REGISTRIES, settings.effective_registry_url, "registry")
-    await log_.start()
-    try:
-        await registry.start()
-        try:
-            yield log_, registry
-        finally:
-            await registry.stop()
-    finally:
-        await log_.stop()
-
-
-@contextlib.asynccontextmanager
-async def open_audit_trail(settings: Settings) -> AsyncIterator[AuditTrail]:
-    """The started audit trail beside the event log of ``settings``, stopped on exit: for
-    commands that act on the stores and record what they did (``orchestrator.audit``)."""
-    trail = AuditTrail(open_backend(AUDIT_LOGS, settings.event_log_url, "audit log"))
-    async with trail:
-        yield trail
-
-
-def open_secret_store(settings: Settings, url: str | None = None, log: EventLog | None = None) -> SealedSecrets:
-    """The secret store beside the event log (or at ``url``), not started (sealing: ``secret_sealer``)."""
-    try:
-        sealer = secret_sealer(settings.secrets_key, encryption.keyring_of(settings), log, lambda: open_backend(EVENT_LOGS, settings.event_log_url, "event log"))
-    except ValueError as exc:
-        raise SettingsError(str(exc)) from None
-    records = open_backend(SECRET_RECORDS, url or settings.event_log_url, "secret store")
-    return SealedSecrets(records, sealer)

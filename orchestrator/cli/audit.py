@@ -21,8 +21,8 @@ from orchestrator.cli.args import Parents, store_settings
 from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Output
 from orchestrator.core.timefmt import parse_rfc3339, rfc3339
-from orchestrator.runtime import open_audit_trail
 from orchestrator.settings import Settings
+from orchestrator.stores import open_audit_trail
 
 
 def add_commands(sub: Any, parents: Parents) -> None:

@@ -19,8 +19,8 @@ from orchestrator.cli.audit import verify_audit
 from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Advance, Output
 from orchestrator.history import archive, integrity
-from orchestrator.runtime import open_stores
 from orchestrator.settings import Settings
+from orchestrator.stores import open_stores
 
 
 def add_commands(sub: Any, parents: Parents) -> None:

@@ -17,9 +17,9 @@ from orchestrator.crypto import rotation, setup
 from orchestrator.crypto.codec import EncryptedCodec
 from orchestrator.crypto.keyring import KeyringError, new_master_key
 from orchestrator.ports import EventLog
-from orchestrator.runtime import open_secret_store, open_stores
 from orchestrator.secrets.keyring_sealing import ResealReport, reseal, secrets_under
 from orchestrator.settings import Settings
+from orchestrator.stores import open_secret_store, open_stores
 
 CHECKPOINT = "rotate-data.json"
 

@@ -25,8 +25,8 @@ from orchestrator.cli.args import Parents, store_settings, tenant_arg
 from orchestrator.cli.errors import CliError
 from orchestrator.cli.local import cli_actor
 from orchestrator.cli.output import Output
-from orchestrator.runtime import open_access_store
 from orchestrator.settings import Settings
+from orchestrator.stores import open_access_store
 
 ALL_TENANTS = "*"
 

@@ -196,7 +196,7 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
 async def _demo_with_key(settings: Settings, examples: Path, secret: str, out: Output) -> int:
     """The demo, reading back with an operator key made for it (revoked when it ends)."""
     from orchestrator.auth.control import access_control
-    from orchestrator.runtime import open_access_store
+    from orchestrator.stores import open_access_store
 
     if not settings.auth:
         return await _demo(settings, examples, secret, out, None)

@@ -14,8 +14,8 @@ from orchestrator.cli.args import Parents, load_file, store_settings
 from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Advance, Output
 from orchestrator.history.verify import DEFAULT_SAMPLE, MAX_SAMPLE, VerifyReport, blocks, verify_recorded
-from orchestrator.runtime import open_stores
 from orchestrator.settings import Settings
+from orchestrator.stores import open_stores
 from schemas.definition import WorkflowDefinition
 
 STATUSES = ("running", "succeeded", "failed", "cancelled")

@@ -10,8 +10,8 @@ from typing import Any
 from orchestrator.cli.args import Parents, store_settings
 from orchestrator.cli.output import Advance, Output
 from orchestrator.history.retention import RetentionSweeper, SweepReport
-from orchestrator.runtime import open_stores
 from orchestrator.settings import Settings
+from orchestrator.stores import open_stores
 
 
 def add_commands(sub: Any, parents: Parents) -> None:

@@ -18,11 +18,11 @@ from orchestrator.cli.args import Parents, load_file, store_settings
 from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Output
 from orchestrator.crypto.setup import keyring_of
-from orchestrator.runtime import open_access_store, open_stores
 from orchestrator.scan.definitions import DefinitionPolicy, scan_definition
 from orchestrator.scan.deployment import DeploymentFacts, KeyFact, scan_deployment
 from orchestrator.scan.findings import Finding, Severity, counts, failing, ordered
 from orchestrator.settings import Settings
+from orchestrator.stores import open_access_store, open_stores
 from schemas.definition import WorkflowDefinition
 from schemas.loader import load_data
 

@@ -21,11 +21,11 @@ from orchestrator.cli.errors import CliError
 from orchestrator.cli.local import cli_actor
 from orchestrator.cli.output import Output
 from orchestrator.ports import SecretInfo, SecretsUnavailable
-from orchestrator.runtime import open_audit_trail, open_secret_store
 from orchestrator.secrets.keyring_sealing import ResealReport, reseal
 from orchestrator.secrets.sealing import new_key
 from orchestrator.secrets.stores import MAX_VALUE_BYTES, InvalidSecretName
 from orchestrator.settings import Settings
+from orchestrator.stores import open_audit_trail, open_secret_store
 from schemas.tenant import DEFAULT_TENANT
 
 

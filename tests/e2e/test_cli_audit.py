@@ -14,8 +14,8 @@ import pytest
 
 from orchestrator.audit.record import Actor, Resource, parse
 from orchestrator.cli.main import main
-from orchestrator.runtime import open_audit_trail
 from orchestrator.settings import Settings
+from orchestrator.stores import open_audit_trail
 
 
 @pytest.fixture

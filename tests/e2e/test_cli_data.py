@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.main import main
-from orchestrator.runtime import open_stores
 from orchestrator.settings import Settings
+from orchestrator.stores import open_stores
 from tests.data_workloads import as_bytes, histories, seed_sync, states
 
 

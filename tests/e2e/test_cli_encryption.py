@@ -16,8 +16,9 @@ import pytest
 from orchestrator.cli.main import main
 from orchestrator.crypto import rotation
 from orchestrator.crypto.codec import EncryptedCodec
-from orchestrator.runtime import Runtime, open_stores
+from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from orchestrator.stores import open_stores
 from tests.encryption_kit import MARK, key_text, run_marked
 
 KEYS = ("k1", "k2", "k3")

@@ -12,9 +12,9 @@ import pytest
 
 from orchestrator.cli.main import main
 from orchestrator.cli.scan import deployment_facts
-from orchestrator.runtime import open_stores
 from orchestrator.scan.deployment import scan_deployment
 from orchestrator.settings import Settings
+from orchestrator.stores import open_stores
 from schemas.definition import WorkflowDefinition
 from tests.encryption_kit import key_text
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.history import archive, integrity
-from orchestrator.runtime import open_stores
 from orchestrator.settings import Settings
+from orchestrator.stores import open_stores
 from tests.data_workloads import as_bytes, histories, seed, states
 from tests.integration.conftest import TestKeyspace
 

@@ -17,8 +17,9 @@ from orchestrator.crypto.codec import EncryptedCodec
 from orchestrator.crypto.data_keys import DataKeys
 from orchestrator.crypto.keyring import Keyring
 from orchestrator.ports import EventLog
-from orchestrator.runtime import Runtime, open_stores
+from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from orchestrator.stores import open_stores
 from tests.contracts.event_log import EventLogContract
 from tests.encryption_kit import MARK, key_text, run_marked
 from tests.integration.conftest import TestKeyspace

@@ -17,8 +17,9 @@ from orchestrator.backends.memory import MemoryEventLog, MemoryRegistry
 from orchestrator.history import archive, integrity
 from orchestrator.history.archive import ArchiveError
 from orchestrator.ports import EventLog, Registry
-from orchestrator.runtime import Runtime, open_stores
+from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from orchestrator.stores import open_stores
 from schemas.envelope import Envelope, chained
 from tests.contracts.factories import definition, event, history, started
 from tests.data_workloads import as_bytes, histories, run_workloads, states

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "orchestrator"
-ROOTS = {"orchestrator/runtime.py", "orchestrator/process.py", "orchestrator/backends/urls.py"}
+ROOTS = {"orchestrator/runtime.py", "orchestrator/stores.py", "orchestrator/process.py", "orchestrator/backends/urls.py"}
 
 
 def imported(source: str) -> set[str]:
@@ -70,4 +70,4 @@ def test_the_checks_can_fail() -> None:
     assert not imports_rich("import richer\n")
     assert opens_backends("from orchestrator.backends.urls import open_backend\n")
     assert opens_backends("from orchestrator.backends import urls\nurls.open_backend(x, y, z)\n")
-    assert not opens_backends("from orchestrator.runtime import open_stores\n")
+    assert not opens_backends("from orchestrator.stores import open_stores\n")

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.history import archive
-from orchestrator.runtime import Runtime, open_stores
+from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from orchestrator.stores import open_stores
 from schemas.validation import parse_definition
 from tests.encryption_kit import MARK, key_text, run_marked
 

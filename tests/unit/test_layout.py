@@ -62,7 +62,16 @@ RULES: dict[str, tuple[str, ...]] = {
         "orchestrator.projections",
         "orchestrator.backends",
         "orchestrator.crypto",
+        "orchestrator.stores",
         "connectors",
+    ),
+    # The stores opened one by one for maintenance commands: the library root's other half.
+    "orchestrator.stores": (
+        *BASE,
+        "orchestrator.audit",
+        "orchestrator.secrets",
+        "orchestrator.backends",
+        "orchestrator.crypto",
     ),
     # Metrics and log formats at the edge: over the hooks, served with the route declarations.
     "orchestrator.observability": (*BASE, "orchestrator.observability", "orchestrator.api.routes"),

@@ -14,11 +14,11 @@ from orchestrator.backends.memory_secrets import MemorySecretRecords
 from orchestrator.backends.sqlite.secrets import SQLiteSecretRecords
 from orchestrator.backends.urls import EVENT_LOGS, SECRET_RECORDS, open_backend
 from orchestrator.ports import DataKeyStore, SecretRecords, SecretsUnavailable
-from orchestrator.runtime import open_secret_store
 from orchestrator.secrets.sealed import SealedSecrets
 from orchestrator.secrets.sealing import AesGcmSealer, new_key, sealer_from
 from orchestrator.secrets.stores import ChainedSecrets, DirectorySecrets, SettingsSecrets
 from orchestrator.settings import Settings, SettingsError
+from orchestrator.stores import open_secret_store
 from tests.contracts.secrets import VALUE, KeyringSecretsContract
 
 
