@@ -301,6 +301,10 @@ async def test_no_route_answers_500_to_nasty_parameters_or_bodies(client: Client
     for method, path, body in _nasty_requests(table, execution_id, seed=20260101, count=400):
         data = None if body is None else json.dumps(body).encode()
         response = await client.request(method, path, data=data, headers={"Content-Type": "application/json"})
+        if response.content_type == "text/event-stream":  # the live feed: it would stream for minutes
+            response.close()
+            assert response.status == 200, (method, path)
+            continue
         text = await response.text()
         assert response.status < 500, (method, path, body, text)
         if response.status >= 400 and method != "HEAD" and len(path) < 8000:  # aiohttp's own limit
