@@ -161,18 +161,24 @@ class Envelope:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
+        return cls.from_cloudevent(loads(raw))
+
+
+def loads(raw: bytes) -> dict[str, Any]:
+    """The JSON object of an envelope's bytes, not yet checked as an envelope (EnvelopeError
+    when they are not a JSON object)."""
+    try:
+        if _LONG_DIGITS in raw.translate(_DIGITS_ONLY):
+            raise orjson.JSONDecodeError("long digits", "", 0)
+        event = orjson.loads(raw)  # about 4 times the standard parser's speed
+    except orjson.JSONDecodeError:  # long integers, NaN, lone surrogates: the standard parser decides
         try:
-            if _LONG_DIGITS in raw.translate(_DIGITS_ONLY):
-                raise orjson.JSONDecodeError("long digits", "", 0)
-            event = orjson.loads(raw)  # about 4 times the standard parser's speed
-        except orjson.JSONDecodeError:  # long integers, NaN, lone surrogates: the standard parser decides
-            try:
-                event = json.loads(raw)
-            except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON, too long an integer
-                raise EnvelopeError(f"envelope is not JSON: {exc}") from None
-        if not isinstance(event, dict):
-            raise EnvelopeError("envelope is not a JSON object")
-        return cls.from_cloudevent(event)
+            event = json.loads(raw)
+        except (ValueError, RecursionError) as exc:  # not UTF-8 or JSON, too long an integer
+            raise EnvelopeError(f"envelope is not JSON: {exc}") from None
+    if not isinstance(event, dict):
+        raise EnvelopeError("envelope is not a JSON object")
+    return event
 
 
 def chain_hash(previous: str, envelope: Envelope) -> str:

@@ -47,9 +47,14 @@ from orchestrator.analytics.critical import WAIT, critical_path
 from orchestrator.core import events as ev
 from orchestrator.core.timefmt import parse_rfc3339
 from schemas.envelope import Envelope
+from schemas.fields import Fields
 
 # Events that open a step's span (besides StepScheduled), and so let its duration be measured.
 _OPENING = frozenset({ev.CHILD_STARTED, ev.EVENT_AWAITED, ev.PARALLEL_STARTED})
+# The event types whose data the fold reads (a lean feed read decodes no other's).
+DATA_TYPES = frozenset(
+    {ev.STEP_SCHEDULED, ev.STEP_SUCCEEDED, ev.STEP_FAILED, ev.TIMER_SCHEDULED, *_OPENING, *ev.TERMINAL_TYPES}
+)
 CONTAINER = -1.0  # the attempt number of an open parallel step: its branches' steps are the spans
 _new_key = tuple.__new__  # a CellKey without NamedTuple's Python-level __new__ (hot path)
 CLOCK_SLACK = 0.05  # seconds a worker's measure may exceed the events' times (clocks of two processes)
@@ -134,6 +139,16 @@ class Aggregates:
         self.today = 0  # the start of the newest hourly cell's day
         self._position = 0  # the feed position of the event being applied
         self.high = 0  # the highest position applied
+        handlers: dict[str, Callable[[Track, str, dict[str, Any], float], None]] = {
+            ev.EXECUTION_STARTED: self._started,
+            ev.STEP_SCHEDULED: self._scheduled,
+            ev.STEP_SUCCEEDED: self._succeeded,
+            ev.STEP_FAILED: self._failed,
+            ev.TIMER_SCHEDULED: self._opened,
+        }
+        handlers.update({kind: self._opened for kind in _OPENING})
+        handlers.update({kind: self._ended for kind in ev.TERMINAL_TYPES})
+        self._handlers = handlers  # event type -> what it counts; the others only move the track on
 
     def load(self, cells: dict[CellKey, Cell], tracks: dict[str, Track]) -> None:
         """Start from stored cells and tracks. A day whose roll-up is missing or older than one
@@ -198,42 +213,41 @@ class Aggregates:
         return cell
 
     def apply(self, position: int, envelope: Envelope) -> None:
-        execution_id = envelope.subject
+        self.apply_fields((position, envelope.type, envelope.subject, envelope.sequence, envelope.time,
+                           envelope.tenant, envelope.workflow, envelope.workflowversion, envelope.data))  # fmt: skip
+
+    def apply_fields(self, item: Fields) -> None:
+        """Fold one event given as fields (``schemas.fields``; data needed for ``DATA_TYPES``)."""
+        position, kind, execution_id, sequence, at_text, tenant, workflow, version, data = item
         track = self.tracks.get(execution_id)
-        if track is not None and envelope.sequence <= track.last_sequence:
-            return  # served again
         if track is None:
-            track = self.tracks[execution_id] = Track(
-                envelope.tenant, envelope.workflow, envelope.workflowversion
-            )
+            track = self.tracks[execution_id] = Track(tenant, workflow, version)
+        elif sequence <= track.last_sequence:
+            return  # served again
         self._position = position
         self._execution_id = execution_id
         if position > self.high:
             self.high = position
-        track.last_sequence = envelope.sequence
+        track.last_sequence = sequence
         self._dirty_tracks.add(execution_id)
         if track.done:
             return
-        data = envelope.data if isinstance(envelope.data, dict) else {}
-        at = parse_rfc3339(envelope.time)
-        kind = envelope.type
-        if kind == ev.EXECUTION_STARTED:
-            track.started = at
-            if cell := self._cell(track, EXECUTION, at):
-                cell.count("started")
-        elif kind == ev.STEP_SCHEDULED:
-            self._scheduled(track, data, at)
-        elif kind == ev.STEP_SUCCEEDED:
-            self._succeeded(track, data, at)
-        elif kind == ev.STEP_FAILED:
-            self._failed(track, data, at)
-        elif kind in _OPENING or (kind == ev.TIMER_SCHEDULED and data.get("purpose") == "wait"):
-            step = str(data.get("step", ""))
-            track.open[step] = [at, CONTAINER if kind == ev.PARALLEL_STARTED else 0.0, at]
-        elif kind in ev.TERMINAL_TYPES:
-            self._ended(track, kind, data, at)
+        handler = self._handlers.get(kind)
+        if handler is not None:
+            handler(track, kind, data if isinstance(data, dict) else {}, parse_rfc3339(at_text))
 
-    def _scheduled(self, track: Track, data: dict[str, Any], at: float) -> None:
+    def _started(self, track: Track, kind: str, data: dict[str, Any], at: float) -> None:
+        track.started = at
+        if cell := self._cell(track, EXECUTION, at):
+            cell.count("started")
+
+    def _opened(self, track: Track, kind: str, data: dict[str, Any], at: float) -> None:
+        if kind == ev.TIMER_SCHEDULED and data.get("purpose") != "wait":
+            return
+        step = str(data.get("step", ""))
+        track.open[step] = [at, CONTAINER if kind == ev.PARALLEL_STARTED else 0.0, at]
+
+    def _scheduled(self, track: Track, kind: str, data: dict[str, Any], at: float) -> None:
         step = str(data.get("step", ""))
         attempt = float(data.get("attempt", 1))
         previous = track.open.get(step)
@@ -243,7 +257,7 @@ class Aggregates:
             cell.count("attempts")
             cell.count(f"calls:{data.get('connector', '')}")
 
-    def _succeeded(self, track: Track, data: dict[str, Any], at: float) -> None:
+    def _succeeded(self, track: Track, kind: str, data: dict[str, Any], at: float) -> None:
         step = str(data.get("step", ""))
         opened = track.open.pop(step, None)
         cell = self._cell(track, step, at)
@@ -263,7 +277,7 @@ class Aggregates:
             cell.observe("queue", max(at - began - run, 0.0))
             cell.observe("run", run)
 
-    def _failed(self, track: Track, data: dict[str, Any], at: float) -> None:
+    def _failed(self, track: Track, kind: str, data: dict[str, Any], at: float) -> None:
         step = str(data.get("step", ""))
         error = data.get("error") if isinstance(data.get("error"), dict) else {}
         error_type = str((error or {}).get("type", "unknown"))

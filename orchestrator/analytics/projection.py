@@ -19,13 +19,14 @@ from typing import Any
 import orjson
 
 from orchestrator.analytics.cells import from_row, to_row
-from orchestrator.analytics.fold import NO_SLAS, Aggregates, Breach, Slas, Track
+from orchestrator.analytics.fold import DATA_TYPES, NO_SLAS, Aggregates, Breach, Slas, Track
 from orchestrator.analytics.store import AnalyticsStore, BreachRow
 from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
 from orchestrator.ports import UnknownWorkflow
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
 from schemas.expressions import ExpressionError, compile_expression, evaluate
+from schemas.fields import Fields
 
 NAME = "analytics"
 
@@ -78,6 +79,7 @@ class AnalyticsProjection:
     name = NAME
     page = 5000  # events per read and flush: a hot cell is written once per page
     interval = 1.0  # seconds between reads once caught up: one flush a second under load, not one per commit
+    lean = DATA_TYPES  # pages of fields, the data of these types only (``apply_page``)
 
     def __init__(
         self,
@@ -124,16 +126,18 @@ class AnalyticsProjection:
             self._loaded = False  # start again from what the store holds
             raise
 
-    async def apply_page(self, items: Sequence[tuple[int, Envelope]]) -> None:
-        """``apply`` for each event of a page, the definitions of new versions read first."""
+    async def apply_page(self, items: Sequence[Fields]) -> None:
+        """``apply`` for each event of a page given as fields (``lean``), the definitions of new
+        versions read first."""
         if not self._loaded:
             await self._load()
-        for version in {(envelope.workflow, envelope.workflowversion) for _, envelope in items} - self._slas.keys():
+        slas = self._slas
+        for version in {(item[6], item[7]) for item in items} - slas.keys():
             await self._lookup(*version)
-        apply = self.aggregates.apply
+        apply = self.aggregates.apply_fields
         try:
-            for position, envelope in items:
-                apply(position, envelope)
+            for item in items:
+                apply(item)
         except BaseException:
             self._loaded = False
             raise

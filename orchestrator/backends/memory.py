@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import builtins
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence, Set
 
 from orchestrator.backends.paging import page_summaries
 from orchestrator.backends.summary import check_sequences, summarize
@@ -25,6 +25,7 @@ from orchestrator.ports import (
     UnknownWorkflow,
     VersionConflict,
 )
+from schemas import fields
 from schemas.definition import WorkflowDefinition
 from schemas.envelope import Envelope
 
@@ -189,6 +190,11 @@ class MemoryFeed:
         start = bisect.bisect_right(feed, position, key=lambda item: item[0])
         items = feed[start : start + max(limit, 0)]
         return FeedPage(items, items[-1][0] if items else position)
+
+    async def read_fields_after(self, position: int, limit: int, wanted: Set[str]) -> fields.FieldsPage:
+        """``read_after`` as fields (``schemas.fields``)."""
+        page = await self.read_after(position, limit)
+        return fields.FieldsPage([fields.of_envelope(at, e, wanted) for at, e in page.items], page.last)
 
     async def head(self) -> int:
         return self._log._position

@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Set
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.ports import Checkpoints, EventFeed, FeedPage
+from schemas import fields
 from schemas.envelope import Envelope
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ POLL_SECONDS = 1.0
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 30.0
 STOP_SECONDS = 10.0  # how long stop() lets each projection catch up before cancelling it
+Page = FeedPage | fields.FieldsPage
 
 
 class Projection(Protocol):
@@ -44,7 +46,10 @@ class Projection(Protocol):
     when it is more than the runner's page; an ``apply_page(items)`` coroutine taking a
     page's (position, envelope) pairs at once, used instead of ``apply`` per event; and a float
     ``interval``: once caught up, read the feed again only that many seconds later, however
-    often commits nudge it (fewer, larger pages off the commit path: one flush per interval)."""
+    often commits nudge it (fewer, larger pages off the commit path: one flush per interval).
+    A projection with ``apply_page`` may also set ``lean`` to a set of event types: its pages are
+    then of fields (``schemas.fields``) rather than envelopes, read without building envelopes
+    from a feed that can (``FieldFeed``), each event's data given only for those types."""
 
     name: str
 
@@ -166,17 +171,33 @@ class ProjectionRunner(Lifecycle):
     async def _follow(self, projection: Projection) -> None:
         """Follow the feed into ``projection``. While a full page is applied, the next one is
         already being read: a catch-up overlaps the log's reads with the projection's work."""
-        ahead: list[asyncio.Task[FeedPage]] = []  # the next page's read, started early
+        ahead: list[asyncio.Task[Page]] = []  # the next page's read, started early
         try:
             await self._follow_pages(projection, ahead)
         finally:
             for task in ahead:
                 task.cancel()
 
-    async def _follow_pages(self, projection: Projection, ahead: list[asyncio.Task[FeedPage]]) -> None:
+    def _reader(self, projection: Projection) -> Callable[[int, int], Awaitable[Page]]:
+        """How the projection's pages are read: envelopes, or fields when it is ``lean``."""
+        wanted: Set[str] | None = getattr(projection, "lean", None)
+        if wanted is None:
+            return self.feed.read_after
+        feed = self.feed
+        if isinstance(feed, fields.FieldFeed):
+            return lambda position, size: feed.read_fields_after(position, size, wanted)
+
+        async def converted(position: int, size: int) -> Page:
+            page = await feed.read_after(position, size)
+            return fields.FieldsPage([fields.of_envelope(at, e, wanted) for at, e in page.items], page.last)
+
+        return converted
+
+    async def _follow_pages(self, projection: Projection, ahead: list[asyncio.Task[Page]]) -> None:
         name, wake = projection.name, self._wake[projection.name]
         size = max(self._page, getattr(projection, "page", 0))  # a projection may read more at once
         apply_page = getattr(projection, "apply_page", None)
+        read = self._reader(projection)
         interval = float(getattr(projection, "interval", 0.0))
         position: int | None = None  # None: (re)load the checkpoint
         backoff = FIRST_BACKOFF
@@ -196,15 +217,17 @@ class ProjectionRunner(Lifecycle):
                     ahead.clear()
                     position = await self.checkpoints.load(name)
                     self.positions[name] = position
-                page = await (ahead.pop() if ahead else self.feed.read_after(position, size))
+                page = await (ahead.pop() if ahead else read(position, size))
                 if len(page.items) >= size:  # more is waiting: read it while this page is applied
-                    task = asyncio.ensure_future(self.feed.read_after(page.last, size))
+                    task = asyncio.ensure_future(read(page.last, size))
                     task.add_done_callback(_retrieved)  # a read dropped after a failure is not an error
                     ahead.append(task)
                 if apply_page is not None:
                     if page.items:
                         await apply_page(page.items)
                 else:
+                    if not isinstance(page, FeedPage):
+                        raise TypeError(f"projection {name!r} is lean but has no apply_page")
                     for at, envelope in page.items:
                         await projection.apply(at, envelope)
                 if page.items:
@@ -241,7 +264,7 @@ class ProjectionRunner(Lifecycle):
                 await asyncio.sleep(self.feed.delay)  # let the commit that woke us settle
 
 
-def _retrieved(task: asyncio.Task[FeedPage]) -> None:
+def _retrieved(task: asyncio.Task[Page]) -> None:
     if not task.cancelled():
         task.exception()
 

@@ -35,13 +35,14 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence, Set
 from typing import NamedTuple, Protocol
 
 from cassandra.query import BoundStatement, PreparedStatement
 
 from orchestrator.backends.cassandra.schema import PAGE_SIZE, CassandraSettings, Database
 from orchestrator.ports import BackendUnavailable, EventCodec, FeedPage
+from schemas import fields
 from schemas.envelope import Envelope
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,11 @@ class CassandraFeed:
         rows, complete = await self._rows(position, horizon, limit)
         items = await self._resolve(rows)
         return FeedPage(items, horizon if complete else rows[-1].position)
+
+    async def read_fields_after(self, position: int, limit: int, wanted: Set[str]) -> fields.FieldsPage:
+        """``read_after`` as fields (``schemas.fields``)."""
+        page = await self.read_after(position, limit)
+        return fields.FieldsPage([fields.of_envelope(at, e, wanted) for at, e in page.items], page.last)
 
     async def _rows(self, after: int, horizon: int, limit: int) -> tuple[list[FeedRow], bool]:
         """Rows in (after, horizon], in order, until ``limit`` events and the end of their

@@ -14,10 +14,11 @@ a file of schema 1 is upgraded when it is opened.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from typing import Protocol, TypeVar, TypeVarTuple
 
 from orchestrator.ports import EventCodec, FeedPage
+from schemas import fields
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -103,6 +104,17 @@ class SQLiteFeed:
         envelopes = await self._log.codec.decode([body for _, body in rows])
         items = [(at, envelope) for (at, _), envelope in zip(rows, envelopes, strict=True)]
         return FeedPage(items, items[-1][0] if items else position)
+
+    async def read_fields_after(self, position: int, limit: int, wanted: Set[str]) -> fields.FieldsPage:
+        """``read_after`` as fields (``schemas.fields``): plaintext bodies read straight into
+        tuples; an encrypting codec's go through its envelopes."""
+        if self._log.codec.encrypts:
+            page = await self.read_after(position, limit)
+            of = fields.of_envelope
+            return fields.FieldsPage([of(at, envelope, wanted) for at, envelope in page.items], page.last)
+        rows = await self._db.run(self._read_after, position, limit)
+        read = fields.from_bytes
+        return fields.FieldsPage([read(at, body, wanted) for at, body in rows], rows[-1][0] if rows else position)
 
     async def head(self) -> int:
         return await self._db.run(self._head)
