@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.ports import ConcurrencyError, EventFeed, EventLog, FeedPage, FeedSource
+from schemas.fields import FieldFeed, of_envelope
 from tests.contracts.factories import event, history, started
 
 Key = tuple[str, int]  # (execution id, sequence)
@@ -121,6 +122,32 @@ class FeedContract(ABC):
         assert len(whole) == 10 and len(set(whole)) == 10
         page = await feed.read_after(0, 3)
         assert 1 <= len(page.items) <= 5  # three, or up to the end of a shared position
+
+    async def test_fields_are_the_envelopes_values(self, log: EventLog) -> None:
+        feed = feed_of(log)
+        assert isinstance(feed, FieldFeed)
+        await log.append("f", 0, [started("f", "orders", version=3, tenant="acme", input={"n": 1})])
+        await log.append("f", 1, [event("f", 2, data={"step": "a", "big": 12345678901234567890123})])
+        await log.append("g", 0, history("g", 3))
+        await settled(feed)
+        wanted = {"StepSucceeded"}
+
+        envelopes = (await feed.read_after(0, 100)).items
+        whole = await feed.read_fields_after(0, 100, wanted)
+        paged, after = [], 0
+        while page := await feed.read_fields_after(after, 2, wanted):
+            if not page.items:
+                break
+            paged += page.items
+            after = page.last
+
+        expected = [of_envelope(at, envelope, wanted) for at, envelope in envelopes]
+        assert whole.items == expected == paged
+        assert [item[1] for item in expected] == ["ExecutionStarted", "StepSucceeded", *["ExecutionStarted"],
+                                                  "StepSucceeded", "StepSucceeded"]  # fmt: skip
+        assert expected[0][5:8] == ("acme", "orders", 3) and expected[0][8] is None  # no data asked for
+        assert expected[1][8] == {"step": "a", "big": 12345678901234567890123}  # exact, past 64 bits
+        assert whole.last == (await feed.read_after(0, 100)).last
 
     async def test_head_is_at_or_after_every_event(self, log: EventLog) -> None:
         feed = feed_of(log)
