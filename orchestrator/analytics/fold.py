@@ -267,12 +267,12 @@ class Aggregates:
         cell.count("succeeded")
         if opened is None:
             return  # a choice or a step reused from a redriven execution: no duration
+        run = _run_seconds(data)
         if opened[1] > 0:  # a task attempt
-            _used(cell, opened, data, at)
+            _used(cell, opened, data, at, run)
         began, _, first = opened
         cell.observe("duration", at - began)
         cell.observe("elapsed", at - first)
-        run = _run_seconds(data)
         if run is not None and run <= at - began + CLOCK_SLACK:
             cell.observe("queue", max(at - began - run, 0.0))
             cell.observe("run", run)
@@ -355,11 +355,13 @@ def _run_seconds(data: dict[str, Any]) -> float | None:
     return float(run) if isinstance(run, int | float) and run >= 0 else None
 
 
-def _used(cell: Cell, opened: list[float] | None, data: dict[str, Any], at: float) -> None:
+def _used(cell: Cell, opened: list[float] | None, data: dict[str, Any], at: float, run: float | None = None) -> None:
     """Add what an answered task attempt used: wall seconds (``wall_s``: the worker's measure,
     else scheduled -> answered), CPU seconds (``cpu_s``, ``cpu_measured``: attempts that had
-    them), peak memory (histogram ``memory_mib``) and bytes in and out, when recorded."""
-    run = _run_seconds(data)
+    them), peak memory (histogram ``memory_mib``) and bytes in and out, when recorded. ``run``:
+    ``_run_seconds(data)`` when the caller has it."""
+    if run is None:
+        run = _run_seconds(data)
     if run is None and opened is not None:
         run = max(at - opened[0], 0.0)
     if run is not None:
