@@ -11,6 +11,7 @@ from orchestrator.backends.memory import MemoryEventLog
 from orchestrator.ports import EventFeed, FeedPage
 from orchestrator.projections.runner import ProjectionRunner
 from schemas.envelope import Envelope
+from schemas.fields import Fields, of_envelope
 from tests.contracts.factories import event, history, started
 from tests.fake_sources import eventually
 
@@ -248,3 +249,49 @@ async def test_a_paced_projection_takes_commits_in_pages_however_often_it_is_nud
         assert len(eager.applied) == 20 and feed.reads - reads > len(paced.pages) + 5  # the eager one followed each
         began = asyncio.get_running_loop().time()
     assert asyncio.get_running_loop().time() - began < 0.3  # a stop ends the pause at once
+
+
+class Lean(Recorder):
+    """Takes pages of fields, the data of StepSucceeded only."""
+
+    lean = frozenset({"StepSucceeded"})
+
+    def __init__(self, name: str = "lean") -> None:
+        super().__init__(name)
+        self.items: list[Fields] = []
+
+    async def apply_page(self, items: list[Fields]) -> None:
+        self.items += items
+
+
+async def test_a_lean_projection_gets_fields_from_a_feed_that_serves_them_or_not(log: MemoryEventLog) -> None:
+    await log.append("a", 0, history("a", 2))
+    await log.append("b", 0, [started("b", input={"n": 1}), event("b", 2, data={"step": "x"})])
+    expected = [of_envelope(at, e, Lean.lean) for at, e in (await log.feed().read_after(0)).items]
+    served, converted = Lean(), Lean()
+    runner = runner_for(log, page=2)
+    runner.add(served)
+    other = ProjectionRunner(CountingFeed(log.feed()), log.checkpoints(), poll_interval=30.0, page=2)
+    converted.name = "converted"
+    other.add(converted)
+
+    async with runner, other:
+        await eventually(lambda: len(served.items) == len(converted.items) == 4)
+
+    assert served.items == converted.items == expected
+    assert expected[2][1] == "ExecutionStarted" and expected[2][8] is None  # data of StepSucceeded only
+    assert expected[3][8] == {"step": "x"}
+
+
+async def test_a_lean_projection_without_apply_page_fails(log: MemoryEventLog) -> None:
+    await log.append("a", 0, history("a", 2))
+    recorder = Recorder()
+    recorder.lean = frozenset()  # type: ignore[attr-defined]
+    runner = runner_for(log)
+    runner.add(recorder)
+
+    async with runner:
+        await eventually(lambda: "recorder" in runner.failures)
+
+    assert "lean but has no apply_page" in runner.failures["recorder"]
+    assert recorder.applied == []
