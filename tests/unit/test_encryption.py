@@ -26,6 +26,7 @@ from orchestrator.history import integrity
 from orchestrator.ports import EventLog
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings, SettingsError
+from schemas.fields import of_envelope
 from tests.contracts.event_log import EventLogContract
 from tests.encryption_kit import MARK, key_text, run_marked
 
@@ -245,3 +246,14 @@ async def test_the_spliced_sealed_form_equals_the_one_built_from_scratch(data: o
     del plain["data"], event["data_base64"]
     plain["codec"] = "aes256gcm"
     assert event == plain
+
+
+async def test_the_fields_read_of_an_encrypted_log_decrypts_like_the_envelope_read(tmp_path: Path) -> None:
+    async with Runtime(settings(tmp_path, key_text("k1"))) as runtime:
+        await run_marked(runtime)
+        feed = runtime.log.feed()  # type: ignore[attr-defined]
+        page = await feed.read_after(0, 1000)
+        wanted = {e.type for _, e in page.items}
+        fields = await feed.read_fields_after(0, 1000, wanted)
+    assert fields.items == [of_envelope(at, e, wanted) for at, e in page.items]
+    assert any(MARK in json.dumps(item[8]) for item in fields.items)  # decrypted, not the sealed bytes
