@@ -136,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
 
     fairness = asyncio.run(run_fairness(quick=args.quick))
     lines += ["", *fairness_table(fairness)]
+    # Resource limits: transitions/s with limits off and on; a server at 10x its capacity.
+    from bench import limits_overhead, overload
+
+    limits_cost = asyncio.run(limits_overhead.run_limits_overhead(args.quick))
+    lines += ["", *limits_overhead.limits_table(limits_cost)]
+    overloaded = asyncio.run(overload.run_overload(quick=args.quick))
+    lines += ["", *overload.overload_table(overloaded)]
     # Raw limits (HTTP, Kafka, AMQP, group failover) and the figures beside them (bench/figures.py).
     from bench.figures import run_figures
 
@@ -166,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     name = "quick" if args.quick else "latest"
     payload: dict[str, object] = {"machine": info, "mode": name, "embedded": asdict(embedded)}
     payload["fairness"] = asdict(fairness)
+    payload["limits_overhead"] = limits_overhead.as_dict(limits_cost)
+    payload["overload"] = overload.as_dict(overloaded)
     if distributed is not None:
         payload["distributed"] = {**as_dict(distributed), "two_workers_transitions_per_s": two}
         from bench.triggers import as_dict as triggers_as_dict

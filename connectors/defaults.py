@@ -21,7 +21,11 @@ def default_connectors(python_threads: int = 8, settings: Settings | None = None
     """
     return Connectors(
         [
-            HttpConnector(egress=EgressPolicy(settings.http_allow if settings else ())),
+            HttpConnector(
+                max_connections=settings.http_max_connections if settings else 100,
+                max_connections_per_host=settings.http_max_connections_per_host if settings else 0,
+                egress=EgressPolicy(settings.http_allow if settings else ()),
+            ),
             PythonConnector(
                 python_threads,
                 settings.python_allow if settings else (),

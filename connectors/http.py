@@ -67,7 +67,11 @@ class _Request:
 
 
 class HttpConnector(Lifecycle):
-    """Calls HTTP endpoints through one connection pool, opened in ``start()``."""
+    """Calls HTTP endpoints through one connection pool, opened in ``start()``: at most
+    ``max_connections`` open connections (``ORCHESTRATOR_HTTP_MAX_CONNECTIONS``), and at most
+    ``max_connections_per_host`` to one host (``ORCHESTRATOR_HTTP_MAX_CONNECTIONS_PER_HOST``, 0:
+    none). A call that finds the pool full waits for a connection; the wait counts against its
+    timeout."""
 
     name = "http"
 
@@ -76,10 +80,12 @@ class HttpConnector(Lifecycle):
         *,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_connections: int = 100,
+        max_connections_per_host: int = 0,
         egress: EgressPolicy | None = None,
     ) -> None:
         self._max_response_bytes = max_response_bytes
         self._max_connections = max_connections
+        self._max_per_host = max_connections_per_host  # 0: no limit besides the total
         self.egress = egress or EgressPolicy()  # default: public addresses only
         self._session: aiohttp.ClientSession | None = None
 
@@ -87,11 +93,20 @@ class HttpConnector(Lifecycle):
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
-                    limit=self._max_connections, resolver=GuardedResolver(self.egress)
+                    limit=self._max_connections,
+                    limit_per_host=self._max_per_host,
+                    resolver=GuardedResolver(self.egress),
                 ),
                 timeout=aiohttp.ClientTimeout(total=None),  # each call has its own deadline
                 trust_env=False,  # no proxy from the environment: the policy judges the real peer
             )
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The pool opened by ``start()``."""
+        if self._session is None:
+            raise RuntimeError("the http connector is not started")
+        return self._session
 
     def step_problems(self, config: Mapping[str, Any]) -> list[str]:
         """Registration: a literal URL whose host is a refused IP address."""

@@ -16,6 +16,7 @@ from aiohttp import web
 from orchestrator.api.access import AccessApi
 from orchestrator.api.app import api_providers, create_app
 from orchestrator.api.auditing import audit_middleware
+from orchestrator.api.doctor import doctor_lifecycle
 from orchestrator.api.me import MeApi
 from orchestrator.api.routes import RouteProvider, route_permission
 from orchestrator.api.schedules import SchedulesApi
@@ -122,6 +123,7 @@ def build_app(
         await store.stop()
 
     app.cleanup_ctx.append(webhook_lifecycle)
+    app.cleanup_ctx.append(doctor_lifecycle(runtime, settings.doctor_interval))
     return app
 
 

@@ -243,7 +243,8 @@ class Runtime(Lifecycle):
             quota_limits = load_quotas(s.quotas_file)
         except QuotaFileError as exc:
             raise SettingsError(str(exc)) from None
-        self.quotas = Quotas(quota_limits, clock, self.count_running, self.instruments)  # ORCHESTRATOR_QUOTAS_FILE
+        self.quotas = Quotas(quota_limits, clock, self.count_running, self.instruments, self.log)  # ORCHESTRATOR_QUOTAS_FILE
+        self.quotas.attach(self.engine)  # events per execution, stored bytes from the commits
         self.jobs = Jobs(clock)  # background work such as bulk redrives (orchestrator.history.jobs)
         # The cluster view: this process's heartbeat in the node directory (orchestrator.cluster).
         # Beside the event log it opened by URL; an event log passed in by hand: in memory.
@@ -441,6 +442,7 @@ class Runtime(Lifecycle):
             dedup_key=dedup_key,
             metadata=metadata or {},
             reuse=reuse or {},
+            not_before=self.quotas.start_rates.slot(definition, input, tenant, self.clock()),  # rate_limit
         )
         try:
             await self.engine.handle(command, effects_may_fail=True)

@@ -117,6 +117,7 @@ class Settings:
     retention_interval: int = 3600  # seconds between retention sweeps; 0 disables them
     trigger_poll_interval: float = 5.0  # seconds between the trigger manager's registry reads
     recovery_interval: float = 30.0  # seconds between recovery sweeps (Kafka); 0 disables them
+    doctor_interval: float = 300.0  # seconds between the servers' leak checks (docs/resources.md); 0: off
     recovery_grace: float = 300.0  # seconds without an event before a sweep resumes an execution
     command_attempts: int = 5  # tries of a command failing deterministically before it is parked
     archive_dir: str | None = None  # where retention archives histories before deleting them
@@ -145,6 +146,8 @@ class Settings:
     secrets_key: str | None = field(default=None, repr=False)  # base64 AES-256 key sealing stored secrets
     python_allow: tuple[str, ...] = ()  # module prefixes the python connector may call
     http_allow: tuple[str, ...] = ()  # hosts and CIDRs the http connector may reach beyond public ones
+    http_max_connections: int = 100  # the http connector's pool: open connections at most, all hosts
+    http_max_connections_per_host: int = 0  # ... to one host (scheme, host, port); 0: only the total
     connections: Mapping[str, str] = field(default_factory=dict, repr=False)  # name -> URL
     # Encryption at rest (docs/security.md): a keyring file, or id=base64 keys; neither: off.
     encryption_keyring: str | None = None
@@ -214,6 +217,7 @@ class Settings:
             retention_interval=number("RETENTION_INTERVAL", cls.retention_interval),
             trigger_poll_interval=_seconds("TRIGGER_POLL_INTERVAL", get, cls.trigger_poll_interval),
             recovery_interval=_seconds("RECOVERY_INTERVAL", get, cls.recovery_interval, zero=True),
+            doctor_interval=_seconds("DOCTOR_INTERVAL", get, cls.doctor_interval, zero=True),
             recovery_grace=_seconds("RECOVERY_GRACE", get, cls.recovery_grace, zero=True),
             command_attempts=positive("COMMAND_ATTEMPTS", cls.command_attempts),
             archive_dir=get("ARCHIVE_DIR"),
@@ -241,6 +245,10 @@ class Settings:
             secrets_key=get("SECRETS_KEY"),
             python_allow=_list(get("PYTHON_ALLOW")),
             http_allow=_list(get("HTTP_ALLOW")),
+            http_max_connections=positive("HTTP_MAX_CONNECTIONS", cls.http_max_connections),
+            http_max_connections_per_host=_at_least_zero(
+                "HTTP_MAX_CONNECTIONS_PER_HOST", number("HTTP_MAX_CONNECTIONS_PER_HOST", 0)
+            ),
             connections={
                 k[len(CONNECTION_PREFIX) :].lower(): v for k, v in env.items() if k.startswith(CONNECTION_PREFIX)
             },

@@ -345,6 +345,14 @@ class ConcurrencyLimit(_Model):
     release_while_waiting: bool = Field(
         False, description="Give the slot back while the execution only waits (timer, event) and queue again after."
     )
+class StartRateLimit(_Model):
+    """At most ``limit`` starts per ``period`` for each value of ``key`` (evaluated over
+    ``{"input": ...}``). A start past it is delayed, never dropped: it is recorded at once, and its
+    first step waits on a timer for the start's slot (GCRA, docs/resources.md)."""
+
+    key: Expression = Field(description="Groups the starts, e.g. input.customer; a constant such as `'all'` for one group.")
+    limit: int = Field(ge=1, le=1_000_000, description="Starts per period for one key.")
+    period: Duration = Field(description="Seconds, or text such as '1m' (validation checks it).")
 
 
 class WorkflowDefinition(_Model):
@@ -369,6 +377,7 @@ class WorkflowDefinition(_Model):
     priority: Expression | None = Field(
         None, description="JMESPath over {input} giving a number: queued executions with a higher one go first."
     )
+    rate_limit: StartRateLimit | None = Field(None, description="Starts per period for each key: later ones are delayed.")
     steps: list[Step] = Field(min_length=1)
 
     def with_version(self, version: int) -> WorkflowDefinition:

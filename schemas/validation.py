@@ -79,6 +79,7 @@ def validate(definition: WorkflowDefinition) -> list[Problem]:
     problems += _input_schema(definition.input_schema)
     problems += _triggers(definition)
     problems += _concurrency(definition)
+    problems += _rate_limit(definition)
     kpi_names = Counter(kpi.name for kpi in definition.kpis)
     problems += [
         Problem(f"kpis[{i}].name", f"duplicate KPI name {kpi.name!r}")
@@ -100,6 +101,21 @@ def _concurrency(definition: WorkflowDefinition) -> list[Problem]:
     if definition.priority is not None and not definition.concurrency:
         problems.append(Problem("priority", "orders queued executions: it needs a concurrency limit"))
     return problems
+MAX_RATE_PERIOD = 366 * 86_400.0  # a start rate's period: a year at most
+
+
+def _rate_limit(definition: WorkflowDefinition) -> list[Problem]:
+    from schemas.schedule_times import parse_duration  # as the schedule checks import it
+
+    if definition.rate_limit is None:
+        return []
+    try:
+        period = parse_duration(definition.rate_limit.period, "period")
+    except ValueError as exc:
+        return [Problem("rate_limit.period", str(exc))]
+    if not 0 < period <= MAX_RATE_PERIOD:
+        return [Problem("rate_limit.period", f"must be above 0 and at most {MAX_RATE_PERIOD:g}s, not {period:g}s")]
+    return []
 
 
 # Window triggers: windows start on whole seconds (so at least 1 s), a hop is a tenth of the
@@ -205,6 +221,8 @@ def _expressions(definition: WorkflowDefinition, located: list[Located]) -> list
     candidates += [(f"kpis[{index}].value", kpi.value) for index, kpi in enumerate(definition.kpis)]
     candidates += [(f"concurrency[{index}].key", limit.key) for index, limit in enumerate(definition.concurrency)]
     candidates += [("priority", definition.priority)] if definition.priority else []
+    if definition.rate_limit is not None:
+        candidates.append(("rate_limit.key", definition.rate_limit.key))
     for index, trigger in enumerate(definition.triggers):
         candidates += [(f"triggers[{index}].{loc}", expr) for loc, expr in _trigger_expressions(trigger)]
     secrets_allowed: set[str] = set()  # task inputs: where secret('NAME') may stand

@@ -24,6 +24,7 @@ from orchestrator.api.audit import AuditApi
 from orchestrator.api.cluster import ClusterApi
 from orchestrator.api.dead_letters import DeadLettersApi
 from orchestrator.api.definitions import DefinitionsApi
+from orchestrator.api.doctor import DoctorApi
 from orchestrator.api.errors import error_middleware
 from orchestrator.api.executions import ExecutionsApi
 from orchestrator.api.feed_stream import FeedStreamApi
@@ -70,7 +71,8 @@ def create_app(
 
 def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvider]:
     """The REST API over one runtime: definitions, executions and events, jobs, replay, triggers,
-    probes, dead letters, the cluster view, the audit trail, quotas, analytics, secrets, the live feed stream."""
+    probes, dead letters, the cluster view, the audit trail, quotas, the doctor, analytics, secrets, the
+    live feed stream."""
     return [
         DefinitionsApi(runtime),
         ExecutionsApi(runtime),
@@ -83,6 +85,7 @@ def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvi
         AuditApi(runtime.audit),
         QuotasApi(runtime),
         LimitsApi(runtime),
+        DoctorApi(runtime),
         AnalyticsApi(runtime),
         SecretsApi(runtime),
         FeedStreamApi(runtime.feed),

@@ -321,12 +321,27 @@ SCHEMAS: dict[str, Schema] = {
         "fire_times first last started existing failed dry_run",
     ),
     "Health": _obj({"status": STR, "reason": STR}, "status"),
+    "DoctorReport": _obj(
+        {
+            "checked": {"type": "object", "description": "kind (timer, wait, task, parked_command) -> items looked at."},
+            "found": {"type": "object", "description": "kind -> leaks found."},
+            "leaks": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "description": "{kind, execution_id, status (finished status or missing), detail, fixed}.",
+                },
+            },
+            "fixed": BOOL,
+        },
+        "checked found leaks fixed",
+    ),
     "Quotas": _obj(
         {
             "tenant": STR,
             "quotas": {
                 "type": "object",
-                "description": "running, starts_per_minute, payload_bytes: each {limit (null: none), usage}.",
+                "description": "running, starts_per_minute, payload_bytes, events_per_execution, stored_bytes: each {limit (null: none), usage}.",
             },
         },
         "tenant quotas",

@@ -17,7 +17,7 @@ class QuotasApi:
         return [
             Route(
                 "GET", "/api/v1/quotas", self.quotas, Permission.QUOTAS_READ, "getQuotas",
-                "The tenant's quotas (running executions, starts per minute, payload size) and their usage.",
+                "The tenant's quotas (running executions, starts per minute, payload size, events per execution, stored bytes) and their usage.",
                 "200:Quotas",
             ),
         ]

@@ -67,6 +67,7 @@ class Permission(StrEnum):
     TEMPLATES_READ = "templates:read"
     TEMPLATES_WRITE = "templates:write"
     SESSIONS_REVOKE = "sessions:revoke"
+    DOCTOR_RUN = "doctor:run"  # find (GET) and release (POST) what finished executions still hold
 
     @property
     def resource(self) -> str:

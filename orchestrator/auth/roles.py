@@ -22,10 +22,10 @@ import yaml
 RESOURCES = frozenset({
     "definitions", "executions", "payloads", "events", "triggers", "replay", "deadletters",
     "keys", "roles", "audit", "secrets", "templates", "cluster", "quotas", "analytics", "schedules",
-    "sessions", "limits",
+    "sessions", "limits", "doctor",
 })  # fmt: skip
 ACTIONS = frozenset({
-    "read", "write", "start", "cancel", "signal", "redrive", "publish", "verify", "enable", "revoke",
+    "read", "write", "start", "cancel", "signal", "redrive", "publish", "verify", "enable", "revoke", "run",
 })  # fmt: skip
 ROLE_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
 SELECTOR = re.compile(r"[A-Za-z0-9_.*?\[\]!-]{1,200}")

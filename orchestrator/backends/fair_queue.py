@@ -17,7 +17,7 @@ import asyncio
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -66,6 +66,26 @@ class FairQueue(Generic[T]):
     def depth(self, tenant: str) -> int:
         lane = self._lanes.get(tenant)
         return len(lane.items) if lane else 0
+
+    def items(self) -> list[T]:
+        """The queued items, lane by lane (for inspection; the order is not the serving order)."""
+        return [item for lane in self._lanes.values() for _, item in lane.items]
+
+    def remove_if(self, drop: Callable[[T], bool]) -> int:
+        """Take every queued item ``drop`` accepts out of the queue; how many."""
+        removed = 0
+        for tenant in list(self._lanes):
+            lane = self._lanes[tenant]
+            kept = deque(entry for entry in lane.items if not drop(entry[1]))
+            removed += len(lane.items) - len(kept)
+            lane.items = kept
+            if not kept:
+                del self._lanes[tenant]
+        if removed:
+            self._size -= removed
+            self._heads = [(lane.items[0][0], next(self._arrivals), t) for t, lane in self._lanes.items()]
+            heapq.heapify(self._heads)
+        return removed
 
     def put_nowait(self, tenant: str, item: T) -> None:
         lane = self._lanes.get(tenant)

@@ -106,6 +106,16 @@ class InProcessTransport:
         """Weights of the fair queue across tenants (1 for a tenant not named)."""
         self._queue.set_weights(weights)
 
+    async def queued_tasks(self) -> list[StepTask]:
+        """The step tasks waiting for a worker, for the doctor."""
+        return self._queue.items()
+
+    async def drop_tasks(self, execution_ids: set[str]) -> int:
+        """Take the queued tasks of ``execution_ids`` out of the queue; how many."""
+        dropped = self._queue.remove_if(lambda task: task.execution_id in execution_ids)
+        self.instruments.queue_depth(QUEUE, self._queue.qsize())
+        return dropped
+
     def in_flight(self) -> int:
         """Tasks queued or running now."""
         return self._queue.qsize() + self._running

@@ -91,6 +91,10 @@ class MemoryTimers:
             self._compact()
             self.instruments.timers_pending("MemoryTimers", len(self._live))
 
+    async def armed(self) -> list[tuple[str, str, float]]:
+        """Every armed timer as (execution id, timer id, due), for the doctor."""
+        return [(execution_id, timer_id, armed.due) for (execution_id, timer_id), armed in self._live.items()]
+
     def __len__(self) -> int:
         """Armed timers."""
         return len(self._live)

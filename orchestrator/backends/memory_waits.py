@@ -40,3 +40,7 @@ class MemoryWaitIndex:
 
     async def waiting(self, key: WaitKey) -> list[str]:
         return sorted(self._waiting.get(key, ()))
+
+    async def entries(self) -> list[tuple[WaitKey, str]]:
+        """Every (key, execution id) of the index, for the doctor."""
+        return [(key, execution_id) for key, waiting in self._waiting.items() for execution_id in sorted(waiting)]

@@ -24,6 +24,7 @@ from orchestrator.cli import (
     data,
     dead_letters,
     definitions,
+    doctor,
     executions,
     keys,
     limits,
@@ -50,7 +51,7 @@ from schemas.validation import DefinitionError
 
 GROUPS = (
     local, serve, keys, retention, replay, data, audit, definitions, executions, redrive, triggers, schedules,
-    dead_letters, scan, cluster, quotas, limits, analytics, report, secrets,
+    dead_letters, scan, cluster, quotas, limits, doctor, analytics, report, secrets,
 )  # fmt: skip
 
 

@@ -51,6 +51,9 @@ class StartExecution(Command):
     # Redrive: step name -> recorded output. Such a step is not run on its first visit; its
     # recorded output is taken instead (``StepSucceeded`` with ``"reused": true``).
     reuse: dict[str, Any] = field(default_factory=dict)
+    # A start rate limit's slot (epoch seconds): when later than ``now``, the first step waits
+    # for it on a timer (``purpose: start``) recorded with the start.
+    not_before: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -96,6 +96,12 @@ def decide_and_evolve(
     return decision.events, decision.state
 
 
+def fail_execution(state: ExecutionState, error: ErrorInfo) -> tuple[list[Event], ExecutionState]:
+    """The execution failed from outside its steps (a limit reached): one ``ExecutionFailed``."""
+    event = Event(ev.EXECUTION_FAILED, {"error": error.to_dict(), "step": None})
+    return [event], evolve(state, event)
+
+
 def idempotency_key(execution_id: str, step: str, visit: int) -> str:
     """The same for every attempt of one visit of a step: connectors use it to dedupe."""
     return f"{execution_id}:{step}:{visit}"
@@ -154,10 +160,16 @@ class _Decision:
             data["metadata"] = command.metadata
         if command.reuse:
             data["reuse"] = command.reuse
+        delayed = command.not_before is not None and command.not_before > command.now
+        if delayed:
+            data["not_before"] = command.not_before
         started = Event(ev.EXECUTION_STARTED, data)
         decision = cls(graph, evolve(None, started), command.now)
         decision.events.append(started)
-        if graph.definition.concurrency:
+        if delayed:  # throttled: the first step waits for the start's slot
+            timer = {"step": graph.start, "visit": 0, "timer_id": f"{graph.start}:0:start", "due": command.not_before}
+            decision.emit(ev.TIMER_SCHEDULED, {**timer, "purpose": "start"})
+        elif graph.definition.concurrency:
             decision.queue_first(graph.start)
         else:
             decision.enter(graph.start)
@@ -333,6 +345,11 @@ class _Decision:
         if timer.purpose == "wait":
             self.emit(ev.STEP_SUCCEEDED, {"step": timer.step, "output": None})
             self.after(timer.step)
+        elif timer.purpose == "start":  # a throttled start's slot came: its first step runs
+            if self.graph.definition.concurrency:  # ... once it holds its slots
+                self.queue_first(timer.step)
+            else:
+                self.enter(timer.step)
         elif timer.purpose == "retry":
             task = self.graph.step(timer.step)
             assert isinstance(task, TaskStep)

@@ -158,6 +158,7 @@ def _command_for(state: ExecutionState | None, envelope: Stamped) -> Command:
             parent=ParentRef(parent["execution_id"], parent["step"]) if parent else None,
             metadata=data.get("metadata", {}),
             reuse=data.get("reuse", {}),
+            not_before=data.get("not_before"),
         )
     if state is None:
         raise _NoCommand(f"a history must begin with {ev.EXECUTION_STARTED}, not {kind}")

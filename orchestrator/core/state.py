@@ -24,7 +24,7 @@ class Timer:
     timer_id: str
     step: str
     due: float
-    purpose: str  # wait | retry | timeout | event_timeout
+    purpose: str  # wait | retry | timeout | event_timeout | start
 
 
 @dataclass(frozen=True, slots=True)

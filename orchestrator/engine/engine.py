@@ -29,6 +29,7 @@ from orchestrator.core.machine import CommandRejected, ExecutionExists, decide_a
 from orchestrator.core.state import ExecutionState
 from orchestrator.core.timefmt import rfc3339
 from orchestrator.engine import snapshots
+from orchestrator.engine.budget import EventBudget, over_budget
 from orchestrator.engine.keyed_locks import KeyedLocks
 from orchestrator.engine.retrying import Redo
 from orchestrator.instrumentation import AppendOutcome, CommandOutcome, Instruments, guarded
@@ -108,6 +109,7 @@ class Engine:
         self._backend = type(log).__name__  # the append's label
         self.redo: Redo | None = None  # set by the runtime in embedded mode (see the module docstring)
         self.node: str | None = None  # recorded on every event as its ``node`` (set by the runtime)
+        self.event_budget: EventBudget | None = None  # events per execution (set by the runtime)
         self._failed_appends = 0
         self._last_failed_append = -math.inf  # time.monotonic()
 
@@ -270,6 +272,8 @@ class Engine:
             else:
                 raise CommandRejected(f"execution {command.execution_id} does not exist")
             events, after = decide_and_evolve(graph, before, command)
+            if self.event_budget is not None and after is not None and events:
+                events, after = over_budget(self.event_budget, command, before, events, after)
             if before is None and after is not None:  # as folding the stamped start would give
                 after = replace(after, started_by=command.actor)
             if not events or after is None:

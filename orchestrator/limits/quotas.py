@@ -1,4 +1,5 @@
-"""Quotas per tenant: running executions, starts per minute, payload size.
+"""Quotas per tenant: running executions, starts per minute, payload size, events per execution,
+stored bytes.
 
 Configured in a file (``ORCHESTRATOR_QUOTAS_FILE``, YAML or JSON), tenant -> limits, with ``"*"``
 for what a tenant does not set itself::
@@ -13,28 +14,39 @@ for what a tenant does not set itself::
   :class:`StartRateExceeded` (429 with ``Retry-After``; an ``Overloaded``, so queue triggers retry).
 - ``payload_bytes``: a start's input or a signal's payload as JSON, at most this many bytes. Past
   it: QuotaExceeded (403, ``quota: payload_bytes``); permanent, so queue triggers dead-letter it.
+- ``events_per_execution``: the length of one execution's history. The engine asks
+  :meth:`Quotas.event_limit`; a signal or start that would pass it is refused
+  (:meth:`Quotas.refuse_events`, 403), the execution's own progress fails it with ``quota.events``.
+- ``stored_bytes``: the tenant's stored events as bytes (the envelopes' serialized size), counted
+  by scanning the log once per process and then from this process's commits
+  (:meth:`Quotas.on_committed`). Past it: QuotaExceeded (403, ``quota: stored_bytes``) for starts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
+from orchestrator.core.state import ExecutionState
 from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
-from orchestrator.ports import Overloaded
+from orchestrator.limits.start_rate import StartRates
+from orchestrator.ports import EventLog, Overloaded
 from schemas import strict_json
+from schemas.envelope import Envelope
 
-KINDS = ("running", "starts_per_minute", "payload_bytes")
+KINDS = ("running", "starts_per_minute", "payload_bytes", "events_per_execution", "stored_bytes")
 EVERY_TENANT = "*"
 REFRESH_SECONDS = 2.0
 WINDOW_SECONDS = 60.0
+SCAN_PAGE = 1000  # events read at a time when counting stored bytes
 
 
 class QuotaExceeded(Exception):
@@ -62,6 +74,8 @@ class TenantQuotas:
     running: int | None = None
     starts_per_minute: int | None = None
     payload_bytes: int | None = None
+    events_per_execution: int | None = None
+    stored_bytes: int | None = None
 
     def to_dict(self) -> dict[str, int | None]:
         return {kind: getattr(self, kind) for kind in KINDS}
@@ -94,10 +108,28 @@ def load_quotas(path: str | None) -> dict[str, TenantQuotas]:
     return parse_quotas(data, path)
 
 
+class CommitLike(Protocol):
+    """What the quotas read of a commit (``orchestrator.engine.engine.Committed``)."""
+
+    @property
+    def after(self) -> ExecutionState: ...
+
+    @property
+    def events(self) -> Sequence[Envelope]: ...
+
+
+class QuotaHooks(Protocol):
+    """The engine's seams the quotas use."""
+
+    event_budget: Any
+    observers: list[Callable[[Any], Awaitable[None]]]
+
+
 @dataclass(slots=True)
 class _Running:
     count: int = 0
     read_at: float = -math.inf
+    counting: asyncio.Future[int] | None = None  # the count in flight
 
 
 @dataclass
@@ -109,8 +141,11 @@ class Quotas:
     clock: Callable[[], float]
     count_running: Callable[[str, int], Awaitable[int]]
     instruments: Instruments = NO_INSTRUMENTS  # usage and refusals (docs/observability.md)
+    log: EventLog | None = None  # scanned once for ``stored_bytes``
+    start_rates: StartRates = field(default_factory=StartRates)  # definitions' ``rate_limit``
     _starts: dict[str, deque[float]] = field(default_factory=dict)
     _running: dict[str, _Running] = field(default_factory=dict)
+    _stored: dict[str, int] | None = None  # tenant -> stored event bytes, once scanned
 
     def of(self, tenant: str) -> TenantQuotas:
         """The tenant's own limits, each one it does not name taken from ``"*"``."""
@@ -119,6 +154,17 @@ class Quotas:
         if own is None:
             return every
         return TenantQuotas(**{k: getattr(own, k) if getattr(own, k) is not None else getattr(every, k) for k in KINDS})
+
+    def attach(self, engine: QuotaHooks) -> None:
+        """Have ``engine`` ask the events-per-execution limit and report its commits' bytes."""
+        if any(limits.events_per_execution is not None for limits in self.limits.values()):
+            engine.event_budget = self
+        if any(limits.stored_bytes is not None for limits in self.limits.values()):
+            engine.observers.append(self.on_committed)
+
+    async def on_committed(self, committed: CommitLike) -> None:
+        if committed.events:
+            self.count_stored(committed.after.tenant, sum(len(e.to_bytes()) for e in committed.events))
 
     def __bool__(self) -> bool:
         return bool(self.limits)
@@ -160,14 +206,57 @@ class Quotas:
             if running >= quotas.running:
                 raise QuotaExceeded("running", tenant, quotas.running, running, permanent=False)
             self._running[tenant].count += 1  # this start, until the next count
+        if quotas.stored_bytes is not None:
+            stored = await self.stored(tenant)
+            if stored >= quotas.stored_bytes:
+                raise QuotaExceeded("stored_bytes", tenant, quotas.stored_bytes, stored, permanent=False)
         starts.append(now)
 
+    # -- events per execution (asked by the engine) ---------------------------------------
+
+    def event_limit(self, tenant: str) -> int | None:
+        """The longest history an execution of ``tenant`` may have (None: no limit)."""
+        return self.of(tenant).events_per_execution
+
+    def refuse_events(self, tenant: str, limit: int, usage: int) -> Exception:
+        """What the engine raises for a start or signal whose events would pass the limit."""
+        return QuotaExceeded("events_per_execution", tenant, limit, usage, permanent=True)
+
+    # -- stored bytes ---------------------------------------------------------------------
+
+    async def stored(self, tenant: str) -> int:
+        """The tenant's stored event bytes: the log scanned on first use, then this process's commits."""
+        if self._stored is None:
+            self._stored = await stored_bytes_by_tenant(self.log) if self.log is not None else {}
+        return self._stored.get(tenant, 0)
+
+    def count_stored(self, tenant: str, size: int) -> None:
+        """Add committed bytes (an engine observer calls it; nothing before the first scan)."""
+        if self._stored is not None:
+            self._stored[tenant] = self._stored.get(tenant, 0) + size
+
+    def forget_stored(self) -> None:
+        """Scan again on next use (after retention deleted histories)."""
+        self._stored = None
+
     async def running(self, tenant: str, at_most: int) -> int:
+        """The tenant's running executions, counted at most every REFRESH_SECONDS; concurrent
+        starts share one count in flight rather than each listing the log."""
         cached = self._running.setdefault(tenant, _Running())
         now = self.clock()
         if now - cached.read_at >= REFRESH_SECONDS:
-            cached.count = await self.count_running(tenant, at_most)
-            cached.read_at = now
+            if cached.counting is None:
+                cached.counting = asyncio.ensure_future(self.count_running(tenant, at_most))
+            counting = cached.counting
+            try:
+                count = await asyncio.shield(counting)
+            except BaseException:
+                if cached.counting is counting and counting.done():
+                    cached.counting = None  # failed: the next start counts again
+                raise
+            if cached.counting is counting:  # the first one back stores it; the others add to it
+                cached.counting = None
+                cached.count, cached.read_at = count, now
         return cached.count
 
     async def usage(self, tenant: str) -> dict[str, Any]:
@@ -183,5 +272,19 @@ class Quotas:
                 "running": {"limit": running_limit, "usage": running},
                 "starts_per_minute": {"limit": quotas.starts_per_minute, "usage": len(starts), "scope": "this process"},
                 "payload_bytes": {"limit": quotas.payload_bytes},
+                "events_per_execution": {"limit": quotas.events_per_execution, "scope": "each execution"},
+                "stored_bytes": {"limit": quotas.stored_bytes, "usage": await self.stored(tenant)},
             },
         }
+
+
+async def stored_bytes_by_tenant(log: EventLog) -> dict[str, int]:
+    """Every tenant's stored events as serialized envelope bytes, by reading every history."""
+    found: dict[str, int] = {}
+    async for execution_id in log.execution_ids():
+        after = 0
+        while page := await log.read(execution_id, after, SCAN_PAGE):
+            for envelope in page:
+                found[envelope.tenant] = found.get(envelope.tenant, 0) + len(envelope.to_bytes())
+            after = page[-1].sequence
+    return found

@@ -38,7 +38,7 @@ EVERYTHING = {
     "triggers:write", "replay:verify", "deadletters:read", "deadletters:redrive", "keys:read", "keys:write",
     "roles:read", "roles:write", "audit:read", "secrets:read", "secrets:write", "templates:read",
     "templates:write", "cluster:read", "quotas:read", "analytics:read", "schedules:read", "schedules:write",
-    "sessions:revoke", "limits:read",
+    "sessions:revoke", "limits:read", "doctor:run",
 }  # fmt: skip
 EXPECTED = {"viewer": VIEWER, "operator": OPERATOR, "developer": DEVELOPER, "admin": EVERYTHING, "auditor": AUDITOR}
 # Routes answering without payloads to whoever may read executions (docs/security.md).

@@ -94,6 +94,13 @@ def stored_key(correlation_key: str | None) -> str:
     return correlation_key
 
 
+def loaded_key(stored: str) -> str | None:
+    """The wait key's correlation key from its stored column (the inverse of ``stored_key``)."""
+    if stored == "":
+        return None
+    return stored[1:] if stored.startswith("\0") else stored
+
+
 @dataclass(frozen=True, slots=True)
 class TimerOptions:
     """How often the poller reads and how long a fired timer may stay before it fires again."""
@@ -149,6 +156,7 @@ _TIMER_CQL = {
     "progress": "SELECT bucket FROM {ks}.timer_shard_progress WHERE shard = ?",
     "advance": "UPDATE {ks}.timer_shard_progress SET bucket = ? WHERE shard = ?",
     "shards": "SELECT shard FROM {ks}.timer_shard_progress",
+    "armed": "SELECT execution_id, timer_id, due FROM {ks}.timers_by_execution",
 }
 _REGISTER_CQL = {
     "register": "INSERT INTO {ks}.timer_shard_progress (shard, bucket) VALUES (?, ?) IF NOT EXISTS",
@@ -256,6 +264,14 @@ class CassandraTimers:
             batch.add(self._cql["drop_lookup"], (execution_id, timer_id))
             await self._db.run(batch)
         self._forget(execution_id, timer_id)
+
+    async def armed(self) -> list[tuple[str, str, float]]:
+        """Every armed timer as (execution id, timer id, due): a full scan, for the doctor."""
+        await self._ready()
+        found: list[tuple[str, str, float]] = []
+        async for rows in self._db.pages(self._cql["armed"].bind(())):
+            found += [(execution_id, timer_id, due) for execution_id, timer_id, due in rows]
+        return found
 
     async def _ready(self) -> Shards:
         """The shards, once started (the transport may deliver commands just before that)."""
@@ -408,6 +424,7 @@ _WAIT_CQL = {
     "add": "INSERT INTO {ks}.waits (event, correlation_key, execution_id) VALUES (?, ?, ?)",
     "remove": "DELETE FROM {ks}.waits WHERE event = ? AND correlation_key = ? AND execution_id = ?",
     "waiting": "SELECT execution_id FROM {ks}.waits WHERE event = ? AND correlation_key = ?",
+    "entries": "SELECT event, correlation_key, execution_id FROM {ks}.waits",
 }
 
 
@@ -435,6 +452,13 @@ class CassandraWaitIndex(CassandraBackend):
         found: list[str] = []
         async for rows in self._db.pages(statement):
             found += [execution_id for (execution_id,) in rows]
+        return found
+
+    async def entries(self) -> list[tuple[WaitKey, str]]:
+        """Every (key, execution id) of the index: a full scan, for the doctor."""
+        found: list[tuple[WaitKey, str]] = []
+        async for rows in self._db.pages(self._cql["entries"].bind(())):
+            found += [((event, loaded_key(key)), execution_id) for event, key, execution_id in rows]
         return found
 
     async def _write(self, statement: PreparedStatement, execution_id: str, keys: Iterable[WaitKey]) -> None:
