@@ -13,6 +13,7 @@ from orchestrator.core.commands import (
     Command,
     CompleteStep,
     DeliverEvent,
+    FireTimer,
     RefuseAdmission,
     StartExecution,
 )
@@ -245,3 +246,17 @@ def test_a_table_folded_again_keeps_counting_a_grant_in_flight() -> None:
         later.sync(state, T0)
     later.carry(again, T0 + 61)  # never recorded in a minute: taken as lost, decided again
     assert [a.execution_id for a in later.decide(T0 + 61)] == ["x0"]
+
+
+def test_a_throttled_start_under_limits_queues_for_its_slots_when_its_start_slot_comes() -> None:
+    """A start rate and a concurrency limit together: first the start's slot in time (a start
+    timer), then the concurrency slots (queued), and only then the first step."""
+    g = graph({"limit": 1}, rate_limit={"key": "'all'", "limit": 1, "period": 60})
+    throttled = StartExecution(execution_id=EX, now=T0, workflow="wf", version=1, input=None, not_before=T0 + 30)
+    events, state = decide_and_evolve(g, None, throttled)
+    assert [e.type for e in events] == [ev.EXECUTION_STARTED, ev.TIMER_SCHEDULED]
+    assert not state.queued and state.visits.get("hold", 0) == 0
+    events, state = decide_and_evolve(g, state, FireTimer(execution_id=EX, now=T0 + 30, timer_id="hold:0:start"))
+    assert [e.type for e in events] == [ev.TIMER_FIRED, ev.EXECUTION_QUEUED]
+    events, state = decide_and_evolve(g, state, admit(now=T0 + 31))
+    assert ev.EXECUTION_ADMITTED in [e.type for e in events]
