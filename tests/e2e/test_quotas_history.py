@@ -92,8 +92,8 @@ async def client(tmp_path: Path) -> AsyncIterator[Client]:
     quotas = {"*": {"events_per_execution": 2}, "acme": {"stored_bytes": 4000, "events_per_execution": 100}}
     runtime = Runtime(settings(tmp_path, "sqlite", quotas))
     async with runtime, TestClient(TestServer(build_app(runtime, runtime.settings))) as client:
-        for headers in ({}, ACME):
-            assert (await client.post("/api/v1/definitions", json=CHAIN, headers=headers)).status in (200, 201)
+        for definition, headers in ((CHAIN, {}), ({**CHAIN, "name": "acme-chain"}, ACME)):  # names are owned
+            assert (await client.post("/api/v1/definitions", json=definition, headers=headers)).status in (200, 201)
         yield client
 
 
@@ -104,7 +104,7 @@ async def test_http_answers_name_the_quota_and_show_usage(client: Client) -> Non
     assert body["error"]["details"][0]["quota"] == "events_per_execution"
     codes = []
     for _ in range(10):  # each chain stores well over 400 bytes
-        answer = await client.post("/api/v1/executions", json={"workflow": "chain"}, headers=ACME)
+        answer = await client.post("/api/v1/executions", json={"workflow": "acme-chain"}, headers=ACME)
         codes.append(answer.status)
         if answer.status == 403:
             details = (await answer.json())["error"]["details"][0]
