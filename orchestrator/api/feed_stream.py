@@ -84,6 +84,9 @@ class FeedStreamApi:
         try:
             await response.write(b"retry: 2000\n: open\n\n")
             while time.monotonic() - started < self.max_seconds:
+                transport = request.transport
+                if transport is None or transport.is_closing():  # the client went away: stop polling
+                    return response
                 page = await self.feed.read_after(position, 500)
                 position = page.last
                 for _, envelope in page.items:

@@ -144,7 +144,10 @@ def test_no_operation_answers_5xx_or_hangs(
     operation = OPERATIONS[label]
     path = {name: existing[name] for name in ("id", "other") if on_existing and f"{{{name}}}" in operation.path}
 
-    fuzz(url, operation.as_strategy(mode, path_parameters=path or None), EXAMPLES)
+    # An opened live stream takes seconds to wind down after its client closes it: a few cases
+    # of the stream operation say as much as many (tests/e2e/test_feed_stream_http.py has the rest).
+    examples = 4 if operation.path.endswith("/feed/stream") else EXAMPLES
+    fuzz(url, operation.as_strategy(mode, path_parameters=path or None), examples)
 
 
 def fuzz(url: str, cases: Any, examples: int) -> None:
@@ -162,7 +165,7 @@ def fuzz(url: str, cases: Any, examples: int) -> None:
         response = case.call(base_url=url, timeout=REQUEST_TIMEOUT, stream=True)
         if response.headers.get("Content-Type", "").startswith("text/event-stream"):
             response.close()  # a live stream (GET /api/v1/feed/stream) that opened: no hang, no 5xx
-            case.validate_response(response, checks=[not_a_server_error])
+            assert response.status_code == 200, (case.path, case.query)
             return
         case.validate_response(response, checks=[not_a_server_error])
         assert "Traceback" not in response.text
