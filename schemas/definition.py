@@ -353,6 +353,13 @@ class StartRateLimit(_Model):
     key: Expression = Field(description="Groups the starts, e.g. input.customer; a constant such as `'all'` for one group.")
     limit: int = Field(ge=1, le=1_000_000, description="Starts per period for one key.")
     period: Duration = Field(description="Seconds, or text such as '1m' (validation checks it).")
+class Provenance(_Model):
+    """Where a definition came from when a template rendered it (docs/templates.md)."""
+
+    template: str = Field(min_length=1, description="The template id.")
+    template_version: str = Field(min_length=1, description="The template's semantic version.")
+    parameters: Mapping = Field(default_factory=dict, description="The parameters it was rendered with.")
+    checksum: str = Field(description="sha256 of the resolved template document, hex.")
 
 
 class WorkflowDefinition(_Model):
@@ -378,6 +385,7 @@ class WorkflowDefinition(_Model):
         None, description="JMESPath over {input} giving a number: queued executions with a higher one go first."
     )
     rate_limit: StartRateLimit | None = Field(None, description="Starts per period for each key: later ones are delayed.")
+    provenance: Provenance | None = Field(None, description="The template it was rendered from, if any.")
     steps: list[Step] = Field(min_length=1)
 
     def with_version(self, version: int) -> WorkflowDefinition:

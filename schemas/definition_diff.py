@@ -53,6 +53,7 @@ WORKFLOW_FIELDS: dict[str, tuple[str, str]] = {
     "description": (SAFE, "documentation only"),
     "input_schema": (SAFE, "checked before the start only; recorded decisions do not read it"),
     "retention": (SAFE, "applies after an execution finished"),
+    "provenance": (SAFE, "where the definition came from; no decision reads it"),
     "output": (BREAKING, "ExecutionSucceeded records the workflow output"),
     "start": (BREAKING, "the first step every execution enters"),
     "concurrency": (BREAKING, "ExecutionQueued records the slots every start asks for"),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.definition import WorkflowDefinition
+from schemas.template import WorkflowTemplate
 
 SCHEMA_PATH = Path(__file__).with_name("workflow-definition.schema.json")
 SCHEMA_ID = "urn:orchestrator:schema:workflow-definition"  # an identifier, not a download URL
@@ -26,6 +27,19 @@ def definition_schema() -> dict[str, Any]:
     """The JSON Schema of ``WorkflowDefinition`` with ``$schema``, ``$id`` and a title."""
     generated = WorkflowDefinition.model_json_schema()
     return {"$schema": META_SCHEMA, "$id": SCHEMA_ID, **generated, "title": TITLE}
+
+
+TEMPLATE_PATH = Path(__file__).with_name("workflow-template.schema.json")
+
+
+def template_schema() -> dict[str, Any]:
+    """The JSON Schema of workflow templates (docs/templates.md)."""
+    generated = WorkflowTemplate.model_json_schema()
+    return {"$schema": META_SCHEMA, "$id": "urn:orchestrator:schema:workflow-template", **generated, "title": "Workflow template"}
+
+
+def render_template_schema() -> str:
+    return json.dumps(template_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
 def render() -> str:
@@ -55,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     print(f"{path}: {'written' if write(path) else 'unchanged'}")
+    if path == SCHEMA_PATH:
+        TEMPLATE_PATH.write_text(render_template_schema(), encoding="utf-8")
     return 0
 
 

@@ -36,6 +36,7 @@ from orchestrator.api.quotas import QuotasApi
 from orchestrator.api.replay import ReplayApi
 from orchestrator.api.routes import ROUTE_TABLE, RouteProvider, RouteTable, unguarded
 from orchestrator.api.secrets import SecretsApi
+from orchestrator.api.templates import TemplatesApi
 from orchestrator.api.triggers import TriggerControl, TriggersApi
 from orchestrator.runtime import Runtime
 
@@ -89,4 +90,5 @@ def api_providers(runtime: Runtime, triggers: TriggerControl) -> list[RouteProvi
         AnalyticsApi(runtime),
         SecretsApi(runtime),
         FeedStreamApi(runtime.feed),
+        TemplatesApi(runtime),
     ]

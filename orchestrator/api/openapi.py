@@ -185,6 +185,18 @@ SCHEMAS: dict[str, Schema] = {
         "tenant name created_at updated_at key_id",
     ),
     "SecretList": _obj({"items": _array(ref("SecretInfo"))}, "items"),
+    "TemplateList": _obj({"items": _array(OBJ)}, "items"),
+    "WorkflowTemplate": {"type": "object", "description": "schemas/workflow-template.schema.json"},
+    "TemplateInstalled": _obj(
+        {**dict.fromkeys(("workflow", "template", "template_version", "checksum", "tenant", "actor"), STR),
+         "version": INT, "parameters": OBJ},
+        "workflow version template template_version",
+    ),
+    "TemplateTestResults": _obj({"passed": BOOL, "items": _array(OBJ)}, "passed items"),
+    "TemplateUpgrade": _obj(
+        {"diff": ref("DefinitionDiff"), "compatibility": STR, "registered": _nullable(ref("TemplateInstalled"))},
+        "diff compatibility registered",
+    ),
     "SecretDeleted": _obj({"tenant": STR, "name": STR, "deleted": BOOL}, "tenant name deleted"),
     "DeadLetterRedriven": {"allOf": [ref("DeadLetter"), _obj({"redriven": BOOL}, "redriven")]},
     "CloudEvent": _obj(

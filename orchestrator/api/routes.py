@@ -66,6 +66,7 @@ class Permission(StrEnum):
     SECRETS_WRITE = "secrets:write"
     TEMPLATES_READ = "templates:read"
     TEMPLATES_WRITE = "templates:write"
+    TEMPLATES_INSTALL = "templates:install"
     SESSIONS_REVOKE = "sessions:revoke"
     DOCTOR_RUN = "doctor:run"  # find (GET) and release (POST) what finished executions still hold
 

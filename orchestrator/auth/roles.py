@@ -26,6 +26,7 @@ RESOURCES = frozenset({
 })  # fmt: skip
 ACTIONS = frozenset({
     "read", "write", "start", "cancel", "signal", "redrive", "publish", "verify", "enable", "revoke", "run",
+    "install",
 })  # fmt: skip
 ROLE_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
 SELECTOR = re.compile(r"[A-Za-z0-9_.*?\[\]!-]{1,200}")
@@ -83,7 +84,7 @@ OPERATOR = (
     "executions:redrive", "events:publish", "triggers:write", "deadletters:read",
     "deadletters:redrive", "replay:verify", "cluster:read", "schedules:write",
 )  # fmt: skip
-DEVELOPER = (*OPERATOR, "definitions:write", "templates:write", "secrets:write")
+DEVELOPER = (*OPERATOR, "definitions:write", "templates:write", "templates:install", "secrets:write")
 AUDITOR = (
     "audit:read", "keys:read", "roles:read", "definitions:read", "executions:read", "triggers:read", "quotas:read",
 )  # fmt: skip

@@ -38,6 +38,7 @@ from orchestrator.cli import (
     schedules,
     secrets,
     serve,
+    templates,
     triggers,
 )
 from orchestrator.cli.args import parents
@@ -51,7 +52,7 @@ from schemas.validation import DefinitionError
 
 GROUPS = (
     local, serve, keys, retention, replay, data, audit, definitions, executions, redrive, triggers, schedules,
-    dead_letters, scan, cluster, quotas, limits, doctor, analytics, report, secrets,
+    dead_letters, scan, cluster, quotas, limits, doctor, analytics, report, secrets, templates,
 )  # fmt: skip
 
 

@@ -28,7 +28,7 @@ OPERATOR = VIEWER | {
     "events:publish", "triggers:write", "deadletters:read", "deadletters:redrive", "replay:verify",
     "cluster:read", "schedules:write",
 }  # fmt: skip
-DEVELOPER = OPERATOR | {"definitions:write", "templates:write", "secrets:write"}
+DEVELOPER = OPERATOR | {"definitions:write", "templates:write", "templates:install", "secrets:write"}
 AUDITOR = {
     "audit:read", "keys:read", "roles:read", "definitions:read", "executions:read", "triggers:read", "quotas:read",
 }  # fmt: skip
@@ -38,7 +38,7 @@ EVERYTHING = {
     "triggers:write", "replay:verify", "deadletters:read", "deadletters:redrive", "keys:read", "keys:write",
     "roles:read", "roles:write", "audit:read", "secrets:read", "secrets:write", "templates:read",
     "templates:write", "cluster:read", "quotas:read", "analytics:read", "schedules:read", "schedules:write",
-    "sessions:revoke", "limits:read", "doctor:run",
+    "sessions:revoke", "limits:read", "doctor:run", "templates:install",
 }  # fmt: skip
 EXPECTED = {"viewer": VIEWER, "operator": OPERATOR, "developer": DEVELOPER, "admin": EVERYTHING, "auditor": AUDITOR}
 # Routes answering without payloads to whoever may read executions (docs/security.md).

@@ -73,6 +73,15 @@ RULES: dict[str, tuple[str, ...]] = {
         "orchestrator.backends",
         "orchestrator.crypto",
     ),
+    # Workflow templates: format, rendering (pure), in-memory tests on an embedded runtime with
+    # stubbed connectors, installation through a small protocol.
+    "orchestrator.templates": (
+        *BASE,
+        "orchestrator.templates",
+        "orchestrator.runtime",
+        "orchestrator.secrets.sealing",
+        "connectors.base",
+    ),
     # Metrics and log formats at the edge: over the hooks, served with the route declarations.
     "orchestrator.observability": (*BASE, "orchestrator.observability", "orchestrator.api.routes"),
     # Principals, authentication and authorization: a leaf over the base.
@@ -94,6 +103,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "orchestrator.audit",
         "orchestrator.limits",
         "orchestrator.secrets",
+        "orchestrator.templates",
     ),
     "triggers": (
         *BASE,

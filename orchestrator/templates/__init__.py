@@ -1,0 +1,2 @@
+"""Workflow templates: the format (``schemas.template``), placeholders, composition, rendering,
+in-memory tests and installation into the registry (docs/templates.md)."""
