@@ -18,6 +18,8 @@ from orchestrator.api.app import api_providers, create_app
 from orchestrator.api.auditing import audit_middleware
 from orchestrator.api.doctor import doctor_lifecycle
 from orchestrator.api.me import MeApi
+from orchestrator.api.catalog import CatalogApi
+from orchestrator.api.catalog_install import open_catalog
 from orchestrator.api.routes import RouteProvider, route_permission
 from orchestrator.api.schedules import SchedulesApi
 from orchestrator.api.sessions import AUTHENTICATORS, SessionsApi, csrf_middleware
@@ -83,10 +85,11 @@ def build_app(
         SESSION_STORES, settings.sessions_url or sessions_url(settings.event_log_url), "session store"
     )
     sessions = Sessions(store, settings.session_ttl)
+    catalog = open_catalog(runtime, settings)
     bearer = [*control.authenticators, *authenticators, *token_authenticators(settings)]
     providers: list[RouteProvider] = [
         *api_providers(runtime, manager), SchedulesApi(timetable), AccessApi(control), webhooks,
-        SessionsApi(sessions, bearer), ConsoleApi(auth=settings.auth),
+        SessionsApi(sessions, bearer), ConsoleApi(auth=settings.auth), CatalogApi(catalog),
     ]
     if metrics is not None:
         providers.append(MetricsApi(metrics))
@@ -109,6 +112,7 @@ def build_app(
 
     async def webhook_lifecycle(app: web.Application) -> AsyncIterator[None]:
         await store.start()
+        await catalog.store.start()
         if schedules is None:
             await timetable.start()
         if triggers is None:
@@ -120,6 +124,7 @@ def build_app(
             await manager.stop()
         if schedules is None:
             await timetable.stop()
+        await catalog.store.stop()
         await store.stop()
 
     app.cleanup_ctx.append(webhook_lifecycle)

@@ -77,6 +77,8 @@ VARIABLES: dict[str, str] = {
     "ORCHESTRATOR_SECRET_<NAME>": "(none)",
     "ORCHESTRATOR_SECRETS_DIR": "(none)",
     "ORCHESTRATOR_SECRETS_KEY": "(none: storing secrets is refused)",
+    "ORCHESTRATOR_CATALOG_URL": "(beside a SQLite or Cassandra event log, else memory://)",
+    "ORCHESTRATOR_CATALOG_SIGNING_KEY": "(catalog-signing-key.pem beside the SQLite file, generated)",
     "ORCHESTRATOR_PYTHON_ALLOW": "(none: no python function may be called)",
     "ORCHESTRATOR_HTTP_ALLOW": "(none: only public addresses)",
     "ORCHESTRATOR_CONNECTION_<NAME>": "(none)",
@@ -144,6 +146,8 @@ class Settings:
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets_dir: str | None = None  # one file per secret (orchestrator.secrets.stores)
     secrets_key: str | None = field(default=None, repr=False)  # base64 AES-256 key sealing stored secrets
+    catalog_url: str | None = None  # the template catalog's store (default: beside the event log)
+    catalog_signing_key: str | None = None  # a PEM Ed25519 private key file signing catalog versions
     python_allow: tuple[str, ...] = ()  # module prefixes the python connector may call
     http_allow: tuple[str, ...] = ()  # hosts and CIDRs the http connector may reach beyond public ones
     http_max_connections: int = 100  # the http connector's pool: open connections at most, all hosts
@@ -243,6 +247,8 @@ class Settings:
             secrets=secrets,
             secrets_dir=get("SECRETS_DIR"),
             secrets_key=get("SECRETS_KEY"),
+            catalog_url=get("CATALOG_URL"),
+            catalog_signing_key=get("CATALOG_SIGNING_KEY"),
             python_allow=_list(get("PYTHON_ALLOW")),
             http_allow=_list(get("HTTP_ALLOW")),
             http_max_connections=positive("HTTP_MAX_CONNECTIONS", cls.http_max_connections),

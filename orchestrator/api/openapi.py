@@ -198,6 +198,46 @@ SCHEMAS: dict[str, Schema] = {
         "diff compatibility registered",
     ),
     "SecretDeleted": _obj({"tenant": STR, "name": STR, "deleted": BOOL}, "tenant name deleted"),
+    "CatalogKey": _obj({"algorithm": STR, "key": STR, "pem": STR}, "algorithm key pem"),
+    "CatalogDocument": _obj(
+        {
+            "metadata": _obj(
+                {"id": STR, "version": STR, "title": STR, "description": STR, "categories": _array(STR),
+                 "tags": _array(STR), "author": STR, "licence": STR, "engine": STR},
+                "id version title author licence",
+            ),
+            "parameters": OBJ, "extends": ANY, "include": ANY, "workflow": OBJ, "tests": ANY,
+        },
+        "metadata",
+    ),
+    "CatalogVersion": _obj(
+        {"id": STR, "version": STR, "status": {"enum": ["pending", "approved", "rejected", "unlisted"]},
+         "reason": _nullable(STR), "checksum": STR, "publisher": STR, "published_at": TIME},
+        "id version status checksum publisher published_at",
+    ),
+    "CatalogVersionList": _obj({"items": _array(ref("CatalogVersion"))}, "items"),
+    "CatalogDownload": {"allOf": [
+        ref("CatalogVersion"),
+        _obj({"document": ref("CatalogDocument"), "signature": STR, "key": STR}, "document signature key"),
+    ]},
+    "CatalogRating": _obj({"average": _nullable(NUM), "count": INT}, "average count"),
+    "CatalogSummary": _obj(
+        {"id": STR, "version": STR, "status": STR, "title": STR, "description": STR, "categories": _array(STR),
+         "tags": _array(STR), "author": STR, "licence": STR, "engine": STR, "publisher": STR,
+         "versions": _array(STR), "rating": ref("CatalogRating")},
+        "id version status title author versions rating",
+    ),
+    "CatalogList": _obj({"items": _array(ref("CatalogSummary"))}, "items"),
+    "CatalogReview": _obj(
+        {"template_id": STR, "reviewer": STR, "rating": INT, "text": STR, "updated_at": TIME,
+         "status": {"enum": ["visible", "reported", "hidden"]}, "reports": _array(STR)},
+        "template_id reviewer rating text updated_at status",
+    ),
+    "CatalogTemplate": {"allOf": [ref("CatalogSummary"), _obj({"reviews": _array(ref("CatalogReview"))}, "reviews")]},
+    "CatalogInstall": _obj(
+        {"template": STR, "version": STR, "checksum": STR, "tenant": STR, "workflow": STR, "workflow_version": INT},
+        "template version checksum",
+    ),
     "DeadLetterRedriven": {"allOf": [ref("DeadLetter"), _obj({"redriven": BOOL}, "redriven")]},
     "CloudEvent": _obj(
         {

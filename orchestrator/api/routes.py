@@ -67,6 +67,10 @@ class Permission(StrEnum):
     TEMPLATES_READ = "templates:read"
     TEMPLATES_WRITE = "templates:write"
     TEMPLATES_INSTALL = "templates:install"
+    CATALOG_READ = "catalog:read"
+    CATALOG_REVIEW = "catalog:review"
+    CATALOG_PUBLISH = "catalog:publish"
+    CATALOG_MODERATE = "catalog:moderate"
     SESSIONS_REVOKE = "sessions:revoke"
     DOCTOR_RUN = "doctor:run"  # find (GET) and release (POST) what finished executions still hold
 

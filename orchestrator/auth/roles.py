@@ -22,11 +22,11 @@ import yaml
 RESOURCES = frozenset({
     "definitions", "executions", "payloads", "events", "triggers", "replay", "deadletters",
     "keys", "roles", "audit", "secrets", "templates", "cluster", "quotas", "analytics", "schedules",
-    "sessions", "limits", "doctor",
+    "sessions", "limits", "doctor", "catalog",
 })  # fmt: skip
 ACTIONS = frozenset({
     "read", "write", "start", "cancel", "signal", "redrive", "publish", "verify", "enable", "revoke", "run",
-    "install",
+    "review", "moderate", "install",
 })  # fmt: skip
 ROLE_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
 SELECTOR = re.compile(r"[A-Za-z0-9_.*?\[\]!-]{1,200}")
@@ -77,16 +77,19 @@ def grants(texts: Iterable[str]) -> tuple[Grant, ...]:
 
 VIEWER = (
     "definitions:read", "executions:read", "triggers:read", "templates:read", "quotas:read", "analytics:read",
-    "schedules:read", "limits:read",
+    "schedules:read", "limits:read", "catalog:read", "catalog:review",
 )  # fmt: skip
 OPERATOR = (
     *VIEWER, "payloads:read", "executions:start", "executions:cancel", "executions:signal",
     "executions:redrive", "events:publish", "triggers:write", "deadletters:read",
     "deadletters:redrive", "replay:verify", "cluster:read", "schedules:write",
 )  # fmt: skip
-DEVELOPER = (*OPERATOR, "definitions:write", "templates:write", "templates:install", "secrets:write")
+DEVELOPER = (
+    *OPERATOR, "definitions:write", "templates:write", "secrets:write", "catalog:publish", "templates:install",
+)  # fmt: skip
 AUDITOR = (
     "audit:read", "keys:read", "roles:read", "definitions:read", "executions:read", "triggers:read", "quotas:read",
+    "catalog:read",
 )  # fmt: skip
 BUILTIN_ROLES: Mapping[str, tuple[Grant, ...]] = {
     "viewer": grants(VIEWER),

@@ -20,6 +20,7 @@ from orchestrator.backends.urls import UnknownBackend
 from orchestrator.cli import (
     analytics,
     audit,
+    catalog,
     cluster,
     data,
     dead_letters,
@@ -52,7 +53,7 @@ from schemas.validation import DefinitionError
 
 GROUPS = (
     local, serve, keys, retention, replay, data, audit, definitions, executions, redrive, triggers, schedules,
-    dead_letters, scan, cluster, quotas, limits, doctor, analytics, report, secrets, templates,
+    dead_letters, scan, cluster, quotas, limits, doctor, analytics, report, secrets, templates, catalog,
 )  # fmt: skip
 
 

@@ -21,16 +21,17 @@ from orchestrator.settings import Settings
 Client = TestClient[web.Request, web.Application]
 VIEWER = {
     "definitions:read", "executions:read", "triggers:read", "templates:read", "quotas:read", "analytics:read",
-    "schedules:read", "limits:read",
+    "schedules:read", "limits:read", "catalog:read", "catalog:review",
 }  # fmt: skip
 OPERATOR = VIEWER | {
     "payloads:read", "executions:start", "executions:cancel", "executions:signal", "executions:redrive",
     "events:publish", "triggers:write", "deadletters:read", "deadletters:redrive", "replay:verify",
     "cluster:read", "schedules:write",
 }  # fmt: skip
-DEVELOPER = OPERATOR | {"definitions:write", "templates:write", "templates:install", "secrets:write"}
+DEVELOPER = OPERATOR | {"definitions:write", "templates:write", "secrets:write", "catalog:publish", "templates:install"}
 AUDITOR = {
     "audit:read", "keys:read", "roles:read", "definitions:read", "executions:read", "triggers:read", "quotas:read",
+    "catalog:read",
 }  # fmt: skip
 EVERYTHING = {
     "executions:start", "executions:read", "executions:cancel", "executions:signal", "executions:redrive",
@@ -38,7 +39,8 @@ EVERYTHING = {
     "triggers:write", "replay:verify", "deadletters:read", "deadletters:redrive", "keys:read", "keys:write",
     "roles:read", "roles:write", "audit:read", "secrets:read", "secrets:write", "templates:read",
     "templates:write", "cluster:read", "quotas:read", "analytics:read", "schedules:read", "schedules:write",
-    "sessions:revoke", "limits:read", "doctor:run", "templates:install",
+    "sessions:revoke", "limits:read", "doctor:run", "templates:install", "catalog:read", "catalog:review",
+    "catalog:publish", "catalog:moderate",
 }  # fmt: skip
 EXPECTED = {"viewer": VIEWER, "operator": OPERATOR, "developer": DEVELOPER, "admin": EVERYTHING, "auditor": AUDITOR}
 # Routes answering without payloads to whoever may read executions (docs/security.md).

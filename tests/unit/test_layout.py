@@ -50,6 +50,8 @@ RULES: dict[str, tuple[str, ...]] = {
     "orchestrator.analytics": (*BASE, "orchestrator.analytics"),
     # Secret stores and their sealing (by the encryption keyring when configured).
     "orchestrator.secrets": (*BASE, "orchestrator.secrets", "orchestrator.crypto"),
+    # The template catalog: entries, reviews, stores, signing and its rules (a leaf over the base).
+    "orchestrator.catalog": (*BASE, "orchestrator.catalog", "orchestrator.backends.cassandra.schema"),
     "orchestrator.runtime": (
         *BASE,
         "orchestrator.analytics",
@@ -104,6 +106,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "orchestrator.limits",
         "orchestrator.secrets",
         "orchestrator.templates",
+        "orchestrator.catalog",
     ),
     "triggers": (
         *BASE,
@@ -127,6 +130,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "connectors",
         "orchestrator.observability",
         "orchestrator.console",
+        "orchestrator.catalog",
     ),
     # The outermost edge: the command line may use every part of the library.
     "orchestrator.cli": ("orchestrator", "schemas", "triggers", "connectors"),

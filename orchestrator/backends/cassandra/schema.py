@@ -293,6 +293,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             " expires_at double, revoked_at double) WITH gc_grace_seconds = 10800",
         ),
     ),
+    Migration(
+        17,
+        "catalog: template versions by id (the first content of a version wins), every template"
+        " id, and one review per reviewer",
+        (
+            "CREATE TABLE IF NOT EXISTS {ks}.catalog_versions (id text, version text, checksum text,"
+            " entry text, PRIMARY KEY ((id), version))",
+            "CREATE TABLE IF NOT EXISTS {ks}.catalog_ids (scope text, id text, PRIMARY KEY ((scope), id))",
+            "CREATE TABLE IF NOT EXISTS {ks}.catalog_reviews (id text, reviewer text, review text,"
+            " PRIMARY KEY ((id), reviewer))",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
