@@ -16,10 +16,10 @@ from aiohttp import web
 from orchestrator.api.access import AccessApi
 from orchestrator.api.app import api_providers, create_app
 from orchestrator.api.auditing import audit_middleware
-from orchestrator.api.doctor import doctor_lifecycle
-from orchestrator.api.me import MeApi
 from orchestrator.api.catalog import CatalogApi
 from orchestrator.api.catalog_install import open_catalog
+from orchestrator.api.doctor import doctor_lifecycle
+from orchestrator.api.me import MeApi
 from orchestrator.api.routes import RouteProvider, route_permission
 from orchestrator.api.schedules import SchedulesApi
 from orchestrator.api.sessions import AUTHENTICATORS, SessionsApi, csrf_middleware

@@ -15,7 +15,9 @@ from orchestrator.catalog.ports import Installer
 from orchestrator.catalog.service import Catalog
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings, SettingsError
-from schemas.validation import parse_definition
+from orchestrator.templates.errors import TemplateError
+from orchestrator.templates.installer import TemplateInstaller
+from schemas.validation import DefinitionError, parse_definition
 
 
 class RegistryInstaller:
@@ -42,9 +44,28 @@ class RegistryInstaller:
         return {"tenant": tenant, "workflow": stored.name, "workflow_version": stored.version}
 
 
+class RenderingInstaller:
+    """Installs a catalog version as the templates library does (``orchestrator.templates``):
+    rendered with the given parameters, validated, registered in the caller's tenant with its
+    provenance; a template or parameter problem is a 422 naming every problem."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.templates = TemplateInstaller(runtime)
+
+    async def install(
+        self, document: Mapping[str, Any], parameters: Mapping[str, Any], *, tenant: str, actor: str
+    ) -> dict[str, Any]:
+        try:
+            answer = await self.templates.install(document, parameters, tenant=tenant, actor=actor)
+        except DefinitionError as exc:  # a TemplateError, or the rendered definition's problems
+            code = exc.code if isinstance(exc, TemplateError) else "invalid_definition"
+            raise CatalogError(422, code, "; ".join(str(p) for p in exc.problems)[:2000]) from None
+        return answer | {"workflow_version": answer["version"]}  # as the catalog's answers name it
+
+
 def open_catalog(runtime: Runtime, settings: Settings, installer: Installer | None = None) -> Catalog:
     """The catalog of a server: its store (not started) beside the event log or at
-    ``ORCHESTRATOR_CATALOG_URL``, its signing key, the installer (default: RegistryInstaller)."""
+    ``ORCHESTRATOR_CATALOG_URL``, its signing key, the installer (default: RenderingInstaller)."""
     url = catalog_url(settings.event_log_url, settings.catalog_url)
     try:
         store, signer = open_catalog_store(url), catalog_signer(url, settings.catalog_signing_key)
@@ -53,6 +74,6 @@ def open_catalog(runtime: Runtime, settings: Settings, installer: Installer | No
     return Catalog(
         store,
         signer,
-        installer or RegistryInstaller(runtime),
+        installer or RenderingInstaller(runtime),
         lambda: datetime.fromtimestamp(runtime.clock(), UTC).isoformat().replace("+00:00", "Z"),
     )

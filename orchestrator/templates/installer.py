@@ -56,10 +56,10 @@ class TemplateInstaller:
         actor: str,
         name: str | None = None,
     ) -> dict[str, Any]:
-        """Register the rendered template. ``tenant`` and ``actor`` say on whose behalf (the
-        caller audits it); definitions are shared by every tenant."""
+        """Register the rendered template in ``tenant`` (a definition belongs to one tenant);
+        ``actor`` says on whose behalf (the caller audits it)."""
         rendered = self.render(document, parameters, name=name)
-        stored = await self.system.register(rendered.definition)
+        stored = await self.system.register(rendered.definition.model_copy(update={"tenant": tenant}))
         return self.answer(stored, rendered) | {"tenant": tenant, "actor": actor}
 
     async def latest_version(self, workflow: str) -> int | None:

@@ -131,16 +131,27 @@ async def test_the_whole_flow(served: tuple[Client, dict[str, str], Runtime], tm
     status, installed = await call(client, acme, "POST", T + "/acme-flow/versions/1.0.0/install")
     assert status == 201 and installed["tenant"] == "acme"
     assert (await runtime.registry.get("acme-flow")).tenant == "acme"
-    status, answer = await call(client, dev, "POST", install, {"parameters": {"x": 1}})
-    assert status == 422 and answer["error"]["code"] == "rendering_unavailable"
+    greet = template(name="greet-flow")  # a template with a parameter: rendered on install
+    greet["parameters"] = {"type": "object", "properties": {"who": {"type": "string"}}, "required": ["who"]}
+    greet["workflow"]["description"] = "Greets {{% params.who %}}"
+    assert (await call(client, dev, "POST", T, greet))[0] == 201
+    await call(client, admin, "POST", T + "/greet-flow/versions/1.0.0/moderation", {"action": "approve"})
+    greet_install = T + "/greet-flow/versions/1.0.0/install"
+    status, answer = await call(client, dev, "POST", greet_install, {"parameters": {"who": 7}})
+    assert status == 422 and answer["error"]["code"] == "invalid_parameters", answer
+    status, installed = await call(client, dev, "POST", greet_install, {"parameters": {"who": "Ann"}})
+    assert status == 201, installed
+    stored = await runtime.registry.get("greet-flow")
+    assert stored.description == "Greets Ann" and stored.provenance is not None
+    assert (stored.provenance.template, stored.provenance.parameters) == ("greet-flow", {"who": "Ann"})
     assert (await call(client, dev, "POST", T + "/hello-flow/versions/9.9.9/install", {}))[0] == 404
 
     # unlisting hides it from search; the audit trail holds every moderation
     await call(client, admin, "POST", T + "/hello-flow/versions/1.0.0/moderation", {"action": "unlist"})
-    assert [i["id"] for i in (await call(client, viewer, "GET", T))[1]["items"]] == ["acme-flow"]
+    assert [i["id"] for i in (await call(client, viewer, "GET", T))[1]["items"]] == ["acme-flow", "greet-flow"]
     audited = [s.record for s in (await search(runtime.audit.log, AuditQuery(limit=1000))).items]
     moderated = [r for r in audited if r.action == "catalog:moderate" and r.outcome == "ok"]
-    assert [r.details.get("action") for r in moderated] == ["approve", "hide", "approve", "unlist"]
+    assert [r.details.get("action") for r in moderated] == ["approve", "hide", "approve", "approve", "unlist"]
     assert moderated[0].reason == "fine" and moderated[1].reason == "spam"
     assert any(r.action == "catalog:publish" and r.outcome == "denied" for r in audited)
 
