@@ -145,7 +145,7 @@ class CatalogApi:
             Route("POST", REVIEW + "/moderation", refusals(self.moderate_review), moderate, "moderateReview",
                   "Hide a reported review, or keep it (clearing its reports).", "200:CatalogReview 400 404",
                   (ID, REVIEWER), body=body(ReviewModeration)),
-            Route("POST", VERSION + "/install", refusals(self.install), Permission.TEMPLATES_INSTALL, "installTemplate",
+            Route("POST", VERSION + "/install", refusals(self.install), Permission.TEMPLATES_INSTALL, "installCatalogTemplate",
                   "Install an approved version in the caller's tenant with its parameters.",
                   "201:CatalogInstall 400 404 409 422", (ID, VER, TENANT_PARAM), body=body(InstallBody, required=False)),
         ]  # fmt: skip
