@@ -19,6 +19,7 @@ by the standard ``OTEL_EXPORTER_OTLP_*`` variables, or ``console``); the resourc
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -42,8 +43,8 @@ def exporter_from_env(environ: Mapping[str, str] = os.environ) -> SpanExporter:
     """The exporter ``OTEL_TRACES_EXPORTER`` names: ``otlp`` (default; needs the OTLP exporter
     package) or ``console``."""
     name = environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower()
-    if name == "console":
-        return ConsoleSpanExporter()
+    if name == "console":  # the stdout of now: the SDK's default is the one when it was imported
+        return ConsoleSpanExporter(out=sys.stdout)
     if name == "otlp":
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

@@ -57,9 +57,10 @@ async def test_serve_exports_the_spans_of_an_execution(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")  # the SDK's batch goes out every 0.1 s
     await run_one(tmp_path, otel=True)
     out = capsys.readouterr().out
-    for _ in range(50):  # the SDK's exporter may still be writing the batch flushed at the stop
+    for _ in range(150):  # the SDK's exporter thread may still be writing its batch
         if len(spans(out)) >= 2:
             break
         await asyncio.sleep(0.1)
