@@ -143,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", *limits_overhead.limits_table(limits_cost)]
     overloaded = asyncio.run(overload.run_overload(quick=args.quick))
     lines += ["", *overload.overload_table(overloaded)]
+    kafka_fairness = None
+    if args.distributed:  # the same on a Kafka worker (bench/fairness_kafka.py)
+        from bench.fairness_kafka import kafka_fairness_table, run_kafka_fairness
+
+        kafka_fairness = asyncio.run(run_kafka_fairness(quick=args.quick))
+        lines += ["", *kafka_fairness_table(kafka_fairness)]
     # Raw limits (HTTP, Kafka, AMQP, group failover) and the figures beside them (bench/figures.py).
     from bench.figures import run_figures
 
@@ -175,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     payload["fairness"] = asdict(fairness)
     payload["limits_overhead"] = limits_overhead.as_dict(limits_cost)
     payload["overload"] = overload.as_dict(overloaded)
+    if kafka_fairness is not None:
+        payload["fairness_kafka"] = asdict(kafka_fairness)
     if distributed is not None:
         payload["distributed"] = {**as_dict(distributed), "two_workers_transitions_per_s": two}
         from bench.triggers import as_dict as triggers_as_dict

@@ -1,6 +1,6 @@
 """Fair scheduling across tenants: a quiet tenant's step latency while another floods the process.
 
-    python -m bench.fairness [--quick] [--json]
+    python -m bench.fairness [--quick] [--json] [--kafka]
 
 One process (in-memory log, in-process bus, 4 workers), one-step workflows whose step takes 5 ms
 (an ``asyncio.sleep``, so the workers, not the CPU, are the bottleneck: 800 steps/s at most).
@@ -11,6 +11,8 @@ and under the flood with one FIFO (``?fair=false``) for contrast. Target: step l
 under the flood within 2x of p99 alone. The queue wait alone is reported too: no scheduler that
 lets a running step finish can keep that within 2x of an idle pool, since a quiet task waits for
 the next worker to free up, up to one step's duration.
+
+``--kafka`` measures the same on a Kafka worker instead (``bench.fairness_kafka``; needs Kafka).
 """
 
 from __future__ import annotations
@@ -152,7 +154,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--kafka", action="store_true", help="a Kafka worker instead of the in-process bus")
     args = parser.parse_args()
+    if args.kafka:
+        from bench.fairness_kafka import kafka_fairness_table, run_kafka_fairness
+
+        kafka = asyncio.run(run_kafka_fairness(args.quick))
+        print(json.dumps(asdict(kafka)) if args.json else "\n".join(kafka_fairness_table(kafka)))
+        return
     result = asyncio.run(run_fairness(args.quick))
     print(json.dumps(asdict(result)) if args.json else "\n".join(fairness_table(result)))
 

@@ -140,6 +140,7 @@ RULES: dict[str, tuple[str, ...]] = {
 # Inside backends/: these are shared helpers, not backends; every other module, or subpackage
 # (cassandra/, kafka/), is one backend, which never imports another.
 SHARED_BACKEND_HELPERS = (
+    "orchestrator.backends.fair_gate",
     "orchestrator.backends.fair_queue",
     "orchestrator.backends.paging",
     "orchestrator.backends.summary",

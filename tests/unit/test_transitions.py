@@ -258,7 +258,7 @@ def test_options_from_url() -> None:
     for bad, reason in [
         ("http://a:1", "not a kafka://"),
         ("kafka://a:1?topics=x", "unknown option 'topics'"),
-        ("kafka://a:1?partitions=two", "is not a int"),
+        ("kafka://a:1?partitions=two", "is not an int"),
         ("kafka://a:1?topic=", "topic must be set"),
     ]:
         with pytest.raises(ValueError, match=reason):

@@ -76,6 +76,8 @@ class KafkaOptions:
     role: Literal["all", "api"] = "all"
     concurrency: int = 64  # tasks running at once in this process
     command_concurrency: int = 16  # executions of one partition handled at once; 1 = partition order
+    fair: bool = True  # step tasks: a weighted fair queue across tenants; False: fetch order
+    read_ahead: int = 10_000  # fair: task records a partition is read past its commit point
     linger_ms: int = 0  # measured: 1 ms adds ~1.4 ms per produce in aiokafka and no throughput
     send_timeout: float = 30.0  # give up on an unacknowledged submit/dispatch after this
     start_timeout: float = 10.0  # BackendUnavailable if the brokers do not answer within this
@@ -89,19 +91,36 @@ class KafkaOptions:
         options = options_from_url(cls, url, defaults)
         if options.role not in ("all", "api"):
             raise ValueError(f"role must be all or api, not {options.role!r}")
-        if min(options.partitions, options.replication, options.concurrency, options.command_concurrency) < 1:
-            raise ValueError(f"partitions, replication and concurrencies must be >= 1 in {redact_url(url)!r}")
+        least = (options.partitions, options.replication, options.concurrency, options.command_concurrency)
+        if min(*least, options.read_ahead) < 1:
+            raise ValueError(
+                f"partitions, replication, read_ahead and concurrencies must be >= 1 in {redact_url(url)!r}"
+            )
         return options
 
 
 Options = TypeVar("Options")
 
 
+def _boolean(raw: str) -> bool:
+    if raw.lower() not in ("true", "false"):
+        raise ValueError(raw)
+    return raw.lower() == "true"
+
+
+CONVERSIONS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "int": (int, "an int"),
+    "float": (float, "a float"),
+    "bool": (_boolean, "true or false"),
+}
+
+
 def options_from_url(cls: type[Options], url: str, defaults: dict[str, Any] | None = None) -> Options:
     """``cls(bootstrap=hosts, **defaults, **query options)`` from ``kafka://host:port[,host:port]?name=value``.
 
     ``cls`` is a dataclass with ``bootstrap`` and ``security`` fields; each other query option must
-    name one of its other fields and is converted to that field's type (int, float or str)."""
+    name one of its other fields and is converted to that field's type (int, float, bool: true or
+    false, or str)."""
     parts = urlsplit(url)
     shown = redact_url(url)
     hosts = tuple(h if ":" in h else f"{h}:9092" for h in parts.netloc.split(",") if h)
@@ -119,11 +138,11 @@ def options_from_url(cls: type[Options], url: str, defaults: dict[str, Any] | No
         if option is None:
             known_names = ", ".join(sorted((*known, *SECURITY_PARAMETERS)))
             raise ValueError(f"unknown option {name!r} in {shown!r}; known: {known_names}")
-        kind = {"int": int, "float": float}.get(str(option.type), str)
+        kind, what = CONVERSIONS.get(str(option.type), (str, "str"))
         try:
             values[name] = kind(raw)
         except ValueError:
-            raise ValueError(f"option {name}={raw!r} in {shown!r} is not a {kind.__name__}") from None
+            raise ValueError(f"option {name}={raw!r} in {shown!r} is not {what}") from None
     return cls(bootstrap=hosts, **values)  # type: ignore[call-arg]
 
 

@@ -1,7 +1,7 @@
 """Kafka transport (``kafka://``): commands and step tasks on two topics, keyed by execution id.
 
 ``kafka://host:port[,host2:port]?commands=orchestrator.commands&tasks=orchestrator.tasks&partitions=12
-&replication=1&group=orchestrator-workers&role=all|api&concurrency=64`` (see ``KafkaOptions`` in
+&replication=1&group=orchestrator-workers&role=all|api&concurrency=64&fair=true&read_ahead=10000`` (see ``KafkaOptions`` in
 ``orchestrator.backends.kafka.client``, the plumbing the triggers and connectors share).
 
 Every record of one execution lands on one partition. A worker process (``role=all``) consumes
@@ -11,8 +11,13 @@ both topics in consumer groups ``<group>.commands`` and ``<group>.tasks``; an AP
 
 Each assigned partition is a ``_Lane``. Commands of one execution run one at a time, in offset
 order (at most ``command_concurrency`` executions of a partition at once; 1 makes the whole
-partition strictly sequential); tasks run concurrently, at most ``concurrency`` per process. A
-lane commits only up to its lowest unfinished record, after the handler returned (for commands:
+partition strictly sequential); tasks run concurrently, at most ``concurrency`` per process,
+let in across tenants by a weighted fair queue (``orchestrator.backends.fair_gate``) over every
+partition of the process. So that a tenant's backlog in a partition does not keep another
+tenant's tasks behind it in Kafka, a tasks lane holds at most ``2 * concurrency`` (at least 64)
+records of one tenant (four times that in all), leaves the rest uncommitted in Kafka and reads them again when the tenant has room
+(``read_ahead.py``), up to ``read_ahead`` records past its commit point. ``fair=false``: tasks
+are let in in fetch order, as one FIFO. A lane commits only up to its lowest unfinished record, after the handler returned (for commands:
 after the event-log append and its effects), so a crash redelivers everything not done (and at
 most ~50 ms of done records, as commits are batched). A failing handler is retried with backoff
 and holds the commit point (the runtime's handler parks a command that keeps failing for any
@@ -29,15 +34,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 
+from orchestrator.backends.fair_gate import FairGate
 from orchestrator.backends.kafka.client import (
     PRODUCER_STATE_LOST,
     STOP_TIMEOUT,
@@ -57,6 +64,7 @@ from orchestrator.backends.kafka.codec import (
     encode_task,
 )
 from orchestrator.backends.kafka.dead_letters import KafkaDeadLetters, dead_letter_topic
+from orchestrator.backends.kafka.read_ahead import ReadAhead, Seen
 from orchestrator.core.commands import Command
 from orchestrator.crypto.identity import PLAIN_RECORDS
 from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
@@ -66,6 +74,8 @@ from orchestrator.tls import redact_url
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_BACKOFF = 30.0
+MIN_HELD_PER_TENANT = 64  # a tenant's records a tasks lane holds at least, to outlast a refill
+FAIR_FETCH_WAIT_MS = 100  # the fair tasks consumer's longest fetch wait (aiokafka's default: 500)
 ParkBad = Callable[[TopicPartition, Any, CodecError], Awaitable[None]]
 
 
@@ -87,6 +97,7 @@ class KafkaTransport:
         self._renewing = asyncio.Lock()
         self._stage = ""  # what start() is doing, for its error message
         self._command_partitions = options.partitions  # the real count once start() has looked
+        self._weights: dict[str, float] = {}  # of tenants, for the fair order of step tasks
         self.records: RecordSealer = PLAIN_RECORDS  # AES-GCM when a keyring is configured (orchestrator.crypto)
         self.dead_letters = KafkaDeadLetters(options, self._send, seal=self._seal_command)  # ports.DeadLetters
 
@@ -113,9 +124,14 @@ class KafkaTransport:
                             self, opts.commands, self._decode_command, on_command, opts.command_concurrency,
                             on_bad=self._park_bad,
                         ),
-                        _Group(self, opts.tasks, self._decode_task, on_task, opts.concurrency, per_lane=False),
+                        _Group(
+                            self, opts.tasks, self._decode_task, on_task, opts.concurrency, per_lane=False,
+                            tenant_of=_tenant if opts.fair else None,
+                        ),
                     ):
                         self._groups.append(group)
+                        if group.gate is not None:
+                            group.gate.set_weights(self._weights)
                         await group.start()
         except (TimeoutError, KafkaError, OSError) as exc:
             await self._close(grace=0.0)
@@ -133,6 +149,13 @@ class KafkaTransport:
     def owned_shards(self) -> set[int] | None:
         """The commands partitions assigned to this process now (none with ``role=api``)."""
         return self._groups[0].owned() if self._groups else set()
+
+    def set_tenant_weights(self, weights: Mapping[str, float]) -> None:
+        """Weights of the fair order of step tasks across tenants (1 for a tenant not named)."""
+        self._weights = dict(weights)
+        for group in self._groups:
+            if group.gate is not None:
+                group.gate.set_weights(weights)
 
     def in_flight(self) -> int:
         """Commands and tasks fetched and not yet finished, over every group."""
@@ -262,6 +285,10 @@ class KafkaTransport:
             await stop_client("stopping the producer", producer.stop, STOP_TIMEOUT)
 
 
+def _tenant(task: StepTask) -> str:
+    return task.tenant
+
+
 def group_id(options: KafkaOptions, topic: str) -> str:
     """The transport's consumer group on ``topic``: ``<group>.commands`` or ``<group>.tasks``."""
     return f"{options.group}.{'commands' if topic == options.commands else 'tasks'}"
@@ -269,7 +296,10 @@ def group_id(options: KafkaOptions, topic: str) -> str:
 
 def group_consumer(options: KafkaOptions, topic: str) -> AIOKafkaConsumer:
     """The unstarted consumer of the transport's group on ``topic`` (commands or tasks): offsets
-    are committed by the lanes, never automatically."""
+    are committed by the lanes, never automatically. The fair tasks consumer waits at most
+    ``FAIR_FETCH_WAIT_MS`` for new records: a lane that seeks back to its deferred records (or a
+    record that lands on a quiet partition) must not wait behind a fetch long-polling the broker."""
+    fair_tasks = options.fair and topic == options.tasks
     return AIOKafkaConsumer(
         bootstrap_servers=list(options.bootstrap),
         **options.security.client_args(),
@@ -279,6 +309,7 @@ def group_consumer(options: KafkaOptions, topic: str) -> AIOKafkaConsumer:
         auto_offset_reset="earliest",
         max_poll_records=500,
         heartbeat_interval_ms=1000,
+        fetch_max_wait_ms=FAIR_FETCH_WAIT_MS if fair_tasks else 500,
     )
 
 
@@ -292,18 +323,33 @@ class _Bad:
 
 
 class _Lane(Generic[T]):
-    """One assigned partition: runs its records and knows the highest offset that is safe to commit."""
+    """One assigned partition: runs its records and knows the highest offset that is safe to commit.
 
-    def __init__(self, group: _Group[T], tp: TopicPartition, limit: asyncio.Semaphore, ordered: bool) -> None:
+    A tasks lane with ``read_ahead`` holds a bounded number of records per tenant and leaves the
+    rest in Kafka for later (``read_ahead.py``); the commit point then also stops at the lowest
+    record it left there."""
+
+    def __init__(
+        self,
+        group: _Group[T],
+        tp: TopicPartition,
+        slot: Callable[[T | _Bad], AbstractAsyncContextManager[Any]],
+        ordered: bool,
+        read_ahead: ReadAhead | None = None,
+    ) -> None:
         self.tp = tp
         self.committed: int | None = None
+        self.read_ahead = read_ahead
+        self.reading: int | None = None  # where the consumer reads this partition next, once known
+        self.held_back = False  # paused: the read-ahead window is full
         self._group = group
-        self._limit = limit
+        self._slot = slot
         self._ordered = ordered
-        self._pending: dict[int, asyncio.Task[None]] = {}  # unfinished records by offset, in order
+        self._pending: dict[int, asyncio.Task[None]] = {}  # unfinished (or abandoned) records by offset
+        self._tenants: dict[int, str] = {}  # read-ahead: the tenant of each pending record
         self._running: set[int] = set()
         self._tails: dict[bytes | None, asyncio.Task[None]] = {}  # last record of each execution
-        self._next: int | None = None  # one past the last record taken
+        self._next: int | None = None  # one past the last record read
         self._first: int | None = None  # the first record taken (before any commit)
 
     @property
@@ -320,25 +366,33 @@ class _Lane(Generic[T]):
 
     @property
     def commit_offset(self) -> int | None:
-        """The lowest unfinished (or abandoned) offset, or one past the last record when all are done."""
-        for offset, task in self._pending.items():
-            if task.cancelled() or not task.done() or task.exception() is not None:
-                return offset
-        return self._next
+        """The lowest unfinished, abandoned or deferred offset, or one past the last record when all are done."""
+        unfinished = min(self._pending) if self._pending else None  # done records leave ``_pending``
+        deferred = self.read_ahead.lowest_deferred if self.read_ahead is not None else None
+        lowest = [offset for offset in (unfinished, deferred) if offset is not None]
+        return min(lowest) if lowest else self._next
 
-    def take(self, offset: int, key: bytes | None, item: T | _Bad) -> None:
+    def take(self, offset: int, key: bytes | None, item: T | _Bad, tenant: str | None = None) -> None:
         if self._first is None:
             self._first = offset
-        self._next = offset + 1
+        self._next = max(self._next or 0, offset + 1)
         previous = self._tails.get(key) if self._ordered else None
         task = asyncio.create_task(self._run(offset, item, previous), name=f"kafka-{self.tp.topic}-{offset}")
         self._pending[offset] = task
+        if tenant is not None:
+            self._tenants[offset] = tenant
         if self._ordered:
             self._tails[key] = task
         task.add_done_callback(lambda done: self._finished(offset, key, done))
 
+    def read_past(self, offset: int) -> None:
+        """Read-ahead: a record left in Kafka for now (deferred), or skipped as undecodable."""
+        if self._first is None:
+            self._first = offset
+        self._next = max(self._next or 0, offset + 1)
+
     def skip(self, offset: int) -> None:
-        self._next = offset + 1
+        self._next = max(self._next or 0, offset + 1)
         self._group.changed(self)
 
     async def close(self, grace: float) -> None:
@@ -358,7 +412,7 @@ class _Lane(Generic[T]):
             await asyncio.wait([previous])  # the execution's earlier record first
         delay = 0.1
         while True:
-            async with self._limit:
+            async with self._slot(item):
                 self._running.add(offset)
                 try:
                     await self._group.run(item)
@@ -375,6 +429,9 @@ class _Lane(Generic[T]):
     def _finished(self, offset: int, key: bytes | None, task: asyncio.Task[None]) -> None:
         if self._tails.get(key) is task:
             del self._tails[key]
+        tenant = self._tenants.pop(offset, None)
+        if tenant is not None and self.read_ahead is not None:
+            self.read_ahead.finish(tenant)
         if task.cancelled() or task.exception() is not None:
             return  # abandoned: stays pending, so nothing at or after it is committed
         del self._pending[offset]
@@ -393,6 +450,7 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
         limit: int,
         per_lane: bool = True,
         on_bad: ParkBad | None = None,
+        tenant_of: Callable[[T], str] | None = None,
     ) -> None:
         opts = transport.options
         self.handler = handler
@@ -405,6 +463,11 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
         self._per_lane = per_lane  # commands: a limit per partition, ordered per key; tasks: one limit
         self._shared_limit = asyncio.Semaphore(limit)
         self._max_backlog = max(4 * limit, 100) if per_lane else 2 * limit
+        # Tasks, fair: one gate across partitions, taken in weighted fair order by tenant, and
+        # lanes that read past a tenant's backlog (``read_ahead.py``).
+        self._tenant_of = tenant_of
+        self.gate = FairGate(limit) if tenant_of is not None else None
+        self._read_ahead = opts.read_ahead
         self._grace = opts.grace
         self._lanes: dict[TopicPartition, _Lane[T]] = {}
         self._paused: set[TopicPartition] = set()
@@ -449,12 +512,47 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
         return self._lag.last
 
     def changed(self, lane: _Lane[T]) -> None:
-        """A lane finished or skipped records: commit soon, and resume it if it had been paused."""
+        """A lane finished or skipped records: commit soon, and resume it if it had been paused
+        (read-ahead: or read its deferred records again if their tenant has room now)."""
         self._dirty.set()
-        if lane.tp in self._paused and lane.backlog <= self._max_backlog // 2:
+        if self._lanes.get(lane.tp) is not lane:
+            return  # revoked
+        if lane.read_ahead is not None:
+            ahead = lane.read_ahead
+            if lane.held_back and ahead.next is not None and not ahead.beyond_window(ahead.next, lane.commit_offset):
+                lane.held_back = False
+            self._reposition(lane)
+        elif lane.tp in self._paused and lane.backlog <= self._max_backlog // 2:
+            self._set_paused(lane, False)
+
+    def _set_paused(self, lane: _Lane[T], paused: bool) -> None:
+        if paused and lane.tp not in self._paused:
+            self._paused.add(lane.tp)
+            self._consumer.pause(lane.tp)
+        elif not paused and lane.tp in self._paused:
             self._paused.discard(lane.tp)
-            if self._lanes.get(lane.tp) is lane:
-                self._consumer.resume(lane.tp)
+            self._consumer.resume(lane.tp)
+
+    def _reposition(self, lane: _Lane[T]) -> None:
+        """Read-ahead: seek where the lane should read next; paused while held back and caught up."""
+        ahead = lane.read_ahead
+        assert ahead is not None
+        if lane.reading is not None and (target := ahead.next_position(lane.reading)) is not None:
+            with contextlib.suppress(IllegalStateError):  # revoked meanwhile
+                self._consumer.seek(lane.tp, target)
+                lane.reading = target
+        rereading = lane.reading is not None and ahead.next is not None and lane.reading < ahead.next
+        self._set_paused(lane, lane.held_back and not rereading)
+
+    def _hold_back(self, lane: _Lane[T]) -> None:
+        """Read-ahead: the window is full; stop before the first record not read yet."""
+        ahead = lane.read_ahead
+        assert ahead is not None and ahead.next is not None
+        lane.held_back = True
+        with contextlib.suppress(IllegalStateError):
+            self._consumer.seek(lane.tp, ahead.next)
+            lane.reading = ahead.next
+        self._set_paused(lane, True)
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         lanes = [self._lanes.pop(tp) for tp in revoked if tp in self._lanes]
@@ -466,9 +564,21 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         for tp in assigned:
-            limit = asyncio.Semaphore(self._limit) if self._per_lane else self._shared_limit
-            self._lanes[tp] = _Lane(self, tp, limit, ordered=self._per_lane)
+            self._lanes[tp] = self._new_lane(tp)
         log.info("%s: assigned partitions %s", self._topic, sorted(tp.partition for tp in assigned))
+
+    def _new_lane(self, tp: TopicPartition) -> _Lane[T]:
+        if self.gate is not None and self._tenant_of is not None:
+            gate, tenant_of = self.gate, self._tenant_of
+
+            def fair_slot(item: T | _Bad) -> AbstractAsyncContextManager[Any]:
+                return gate.slot("" if isinstance(item, _Bad) else tenant_of(item))
+
+            per_tenant = max(2 * self._limit, MIN_HELD_PER_TENANT)
+            ahead = ReadAhead(per_tenant, 4 * per_tenant, self._read_ahead)
+            return _Lane(self, tp, fair_slot, ordered=False, read_ahead=ahead)
+        limit = asyncio.Semaphore(self._limit) if self._per_lane else self._shared_limit
+        return _Lane(self, tp, lambda item: limit, ordered=self._per_lane)
 
     async def _fetch_loop(self) -> None:
         delay = 0.1
@@ -485,11 +595,13 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
                 lane = self._lanes.get(tp)
                 if lane is None:
                     continue  # revoked meanwhile: whoever owns it now reads these again
+                if lane.read_ahead is not None:
+                    self._take_ahead(lane, records)
+                    continue
                 for record in records:
                     self._take(lane, record)
                 if lane.backlog >= self._max_backlog:
-                    self._paused.add(tp)
-                    self._consumer.pause(tp)
+                    self._set_paused(lane, True)
             if await self._lag.report(self._consumer, self._lanes, self._transport.instruments):
                 self._report_lanes()
 
@@ -516,6 +628,41 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
             lane.skip(record.offset)
         else:
             lane.take(record.offset, record.key, item)
+
+    def _take_ahead(self, lane: _Lane[T], records: list[Any]) -> None:
+        """Read-ahead: hold each record whose tenant has room, defer the others, pass over those
+        held or finished before; then seek where the lane should read next."""
+        ahead, tenant_of = lane.read_ahead, self._tenant_of
+        assert ahead is not None and tenant_of is not None
+        floor = lane.commit_offset  # only rises while the batch is taken: a safe bound for the window
+        if floor is None and records:
+            floor = records[0].offset  # the first records of the lane
+        for record in records:
+            seen = ahead.seen(record.offset)
+            if seen is Seen.OLD or (seen is Seen.DEFERRED and ahead.deferred_without_room(record.offset)):
+                continue
+            if seen is Seen.NEW and ahead.beyond_window(record.offset, floor):
+                self._hold_back(lane)
+                return
+            try:
+                if record.value is None:
+                    raise CodecError("empty record")
+                item = self._decode(record.value)
+            except Exception as exc:  # a poison record: decoding is pure, it would fail again
+                log.error("skipping bad record %s offset %d: %s", lane.tp, record.offset, exc)
+                self.skipped += 1
+                ahead.forget(record.offset)
+                lane.read_past(record.offset)
+                self._dirty.set()
+                continue
+            tenant = tenant_of(item)
+            if ahead.admit(record.offset, tenant):
+                lane.take(record.offset, record.key, item, tenant)
+            else:
+                lane.read_past(record.offset)
+        if records:
+            lane.reading = records[-1].offset + 1
+            self._reposition(lane)
 
     async def run(self, item: T | _Bad) -> None:
         """Handle one record: the handler, or parking for one that does not decode."""
