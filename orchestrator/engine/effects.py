@@ -164,6 +164,8 @@ class Effects:
                     try:
                         summary = await self.engine.log.summary(execution_id)
                         if summary is not None and summary.status != "running":
+                            if (final := self.engine.cached_terminal(execution_id)) is not None:
+                                return final  # folded here from the committed events: no re-read
                             self.engine.forget(execution_id)
                             state = await self.engine.load(execution_id)
                             assert state is not None

@@ -149,6 +149,11 @@ class Engine:
     def forget(self, execution_id: str) -> None:
         self._cache.pop(execution_id, None)
 
+    def cached_terminal(self, execution_id: str) -> ExecutionState | None:
+        """The cached state when it is terminal (nothing follows a terminal event), else None."""
+        cached = self._cache.get(execution_id)
+        return cached.state if cached is not None and cached.state.terminal else None
+
     async def handle(
         self, command: Command, *, effects_may_fail: bool = False, tenant: str | None = None
     ) -> Committed | None:
