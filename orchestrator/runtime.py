@@ -69,6 +69,7 @@ from orchestrator.history.timeline import Timeline, moment_of
 from orchestrator.history.timeline import build as build_timeline
 from orchestrator.instrumentation import Instruments, attach, guarded
 from orchestrator.lifecycle import Lifecycle, Supervised
+from orchestrator.limits import debounce as debounces
 from orchestrator.limits.capacity import check_capacity, count_running
 from orchestrator.limits.quotas import QuotaFileError, Quotas, load_quotas
 from orchestrator.ports import (
@@ -129,6 +130,7 @@ class ExecutionNotFound(UnknownExecution):
 class StartResult:
     execution_id: str
     created: bool  # False: the dedup key matched an existing execution; nothing was started
+    debounced: bool = False  # recorded on a quiet execution with the same debounce key (its id)
 
 
 def execution_id_for(tenant: str, workflow: str, dedup_key: str) -> str:
@@ -417,11 +419,13 @@ class Runtime(Lifecycle):
         tenant: str = DEFAULT_TENANT,
         metadata: dict[str, Any] | None = None,
         reuse: dict[str, Any] | None = None,
+        debounce: bool = True,
     ) -> StartResult:
         """Start an execution; returns once its start is durable. UnknownWorkflow, InputInvalid,
         TenantInvalid.
 
-        ``reuse`` (redrives): step name -> recorded output, taken instead of running the step."""
+        ``reuse`` (redrives): step name -> recorded output, taken instead of running the step.
+        ``debounce=False`` (redrives): the definition's ``debounce`` does not apply."""
         check_tenant(tenant)
         self.check_capacity()
         definition = await self.definition(workflow, version)
@@ -429,6 +433,13 @@ class Runtime(Lifecycle):
         self.check_input(definition, input)
         if self.quotas:
             await self.quotas.check_start(tenant, input)
+        by = actor or LIBRARY_ACTOR
+        quiet = debounces.debounce_of(definition, input, self.clock()) if debounce else None  # (key, end)
+        if quiet is not None:  # a quiet execution of the key takes this start's place
+            join = debounces.handler(self.engine, tenant)
+            joined = await debounces.join(self.waits, join, definition, input, tenant=tenant, actor=by, now=self.clock())
+            if joined is not None:
+                return StartResult(joined, created=False, debounced=True)
         if dedup_key is None:
             execution_id = str(uuid.uuid4())
         else:
@@ -436,7 +447,7 @@ class Runtime(Lifecycle):
         command = StartExecution(
             execution_id=execution_id,
             now=self.clock(),
-            actor=actor or LIBRARY_ACTOR,
+            actor=by,
             workflow=workflow,
             version=definition.version,
             input=input,
@@ -444,7 +455,8 @@ class Runtime(Lifecycle):
             dedup_key=dedup_key,
             metadata=metadata or {},
             reuse=reuse or {},
-            not_before=self.quotas.start_rates.slot(definition, input, tenant, self.clock()),  # rate_limit
+            not_before=quiet[1] if quiet else self.quotas.start_rates.slot(definition, input, tenant, self.clock()),
+            debounce_key=quiet[0] if quiet else None,
         )
         try:
             await self.engine.handle(command, effects_may_fail=True)

@@ -353,6 +353,13 @@ class StartRateLimit(_Model):
     key: Expression = Field(description="Groups the starts, e.g. input.customer; a constant such as `'all'` for one group.")
     limit: int = Field(ge=1, le=1_000_000, description="Starts per period for one key.")
     period: Duration = Field(description="Seconds, or text such as '1m' (validation checks it).")
+class Debounce(_Model):
+    """Starts with the same ``key`` value (evaluated over ``{"input": ...}``) within a quiet
+    ``period`` collapse into one execution, which runs with the last start's input once ``period``
+    has passed with no new start for that key (docs/resources.md)."""
+
+    key: Expression = Field(description="Groups the starts, e.g. input.customer; a constant such as `'all'` for one group.")
+    period: Duration = Field(description="The quiet period: seconds, or text such as '30s' (validation checks it).")
 class Provenance(_Model):
     """Where a definition came from when a template rendered it (docs/templates.md)."""
 
@@ -385,6 +392,7 @@ class WorkflowDefinition(_Model):
         None, description="JMESPath over {input} giving a number: queued executions with a higher one go first."
     )
     rate_limit: StartRateLimit | None = Field(None, description="Starts per period for each key: later ones are delayed.")
+    debounce: Debounce | None = Field(None, description="Starts per key within a quiet period collapse into one execution.")
     provenance: Provenance | None = Field(None, description="The template it was rendered from, if any.")
     steps: list[Step] = Field(min_length=1)
 

@@ -54,6 +54,7 @@ WORKFLOW_FIELDS: dict[str, tuple[str, str]] = {
     "input_schema": (SAFE, "checked before the start only; recorded decisions do not read it"),
     "retention": (SAFE, "applies after an execution finished"),
     "provenance": (SAFE, "where the definition came from; no decision reads it"),
+    "debounce": (SAFE, "read when a start is accepted; ExecutionStarted records its key and quiet period"),
     "output": (BREAKING, "ExecutionSucceeded records the workflow output"),
     "start": (BREAKING, "the first step every execution enters"),
     "concurrency": (BREAKING, "ExecutionQueued records the slots every start asks for"),

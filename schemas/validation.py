@@ -80,6 +80,7 @@ def validate(definition: WorkflowDefinition) -> list[Problem]:
     problems += _triggers(definition)
     problems += _concurrency(definition)
     problems += _rate_limit(definition)
+    problems += _debounce(definition)
     kpi_names = Counter(kpi.name for kpi in definition.kpis)
     problems += [
         Problem(f"kpis[{i}].name", f"duplicate KPI name {kpi.name!r}")
@@ -115,6 +116,20 @@ def _rate_limit(definition: WorkflowDefinition) -> list[Problem]:
         return [Problem("rate_limit.period", str(exc))]
     if not 0 < period <= MAX_RATE_PERIOD:
         return [Problem("rate_limit.period", f"must be above 0 and at most {MAX_RATE_PERIOD:g}s, not {period:g}s")]
+    return []
+
+
+def _debounce(definition: WorkflowDefinition) -> list[Problem]:
+    from schemas.schedule_times import parse_duration  # as the schedule checks import it
+
+    if definition.debounce is None:
+        return []
+    try:
+        period = parse_duration(definition.debounce.period, "period")
+    except ValueError as exc:
+        return [Problem("debounce.period", str(exc))]
+    if not 0 < period <= MAX_RATE_PERIOD:
+        return [Problem("debounce.period", f"must be above 0 and at most {MAX_RATE_PERIOD:g}s, not {period:g}s")]
     return []
 
 
@@ -223,6 +238,8 @@ def _expressions(definition: WorkflowDefinition, located: list[Located]) -> list
     candidates += [("priority", definition.priority)] if definition.priority else []
     if definition.rate_limit is not None:
         candidates.append(("rate_limit.key", definition.rate_limit.key))
+    if definition.debounce is not None:
+        candidates.append(("debounce.key", definition.debounce.key))
     for index, trigger in enumerate(definition.triggers):
         candidates += [(f"triggers[{index}].{loc}", expr) for loc, expr in _trigger_expressions(trigger)]
     secrets_allowed: set[str] = set()  # task inputs: where secret('NAME') may stand

@@ -308,11 +308,14 @@ class WebhookEndpoint(Lifecycle):
             if known is None:
                 raise  # the app's error middleware logs it and answers 500 without details
             return known
-        if not result.created:
+        if not result.created and not result.debounced:
             return web.json_response({"execution_id": result.execution_id, "created": False}, status=200)
         status_url = f"/api/v1/executions/{result.execution_id}"
+        answer: dict[str, str | bool] = {"execution_id": result.execution_id, "created": result.created}
+        if result.debounced:  # recorded on the quiet execution with the same debounce key
+            answer["debounced"] = True
         return web.json_response(
-            {"execution_id": result.execution_id, "created": True, "status_url": status_url},
+            {**answer, "status_url": status_url},
             status=202,
             headers={"Location": status_url},
         )

@@ -281,10 +281,14 @@ class ExecutionsApi:
             tenant=tenant,
             metadata=traceparent.start_metadata(request.headers.get(traceparent.HEADER)),
         )
-        note(request, resource_id=result.execution_id, details={"workflow": body.workflow, "created": result.created})
+        details: dict[str, str | bool] = {"workflow": body.workflow, "created": result.created, "debounced": result.debounced}
+        note(request, resource_id=result.execution_id, details=details)
+        answer: dict[str, str | bool] = {"execution_id": result.execution_id, "created": result.created}
+        if result.debounced:  # recorded on a quiet execution: it runs once, with the last input
+            answer["debounced"] = True
         return web.json_response(
-            {"execution_id": result.execution_id, "created": result.created},
-            status=202 if result.created else 200,
+            answer,
+            status=202 if result.created or result.debounced else 200,
             headers={"Location": f"/api/v1/executions/{result.execution_id}"},
         )
 

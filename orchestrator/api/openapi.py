@@ -275,7 +275,7 @@ SCHEMAS: dict[str, Schema] = {
         "specversion id source type",
     ),
     "HistoryPage": _obj({"events": _array(ref("CloudEvent")), "next_after": _nullable(INT)}, "events"),
-    "StartResult": _obj({"execution_id": STR, "created": BOOL, "status_url": STR}, "execution_id created"),
+    "StartResult": _obj({"execution_id": STR, "created": BOOL, "debounced": BOOL, "status_url": STR}, "execution_id created"),
     "SignalAccepted": _obj({"execution_id": STR, "status": STATUS, "buffered": BOOL}),
     "Delivered": _obj({"delivered_to": _array(STR)}, "delivered_to"),
     "Hook": _obj(

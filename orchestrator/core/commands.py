@@ -54,6 +54,18 @@ class StartExecution(Command):
     # A start rate limit's slot (epoch seconds): when later than ``now``, the first step waits
     # for it on a timer (``purpose: start``) recorded with the start.
     not_before: float | None = None
+    # Debounce: the key expression's value. The first step then waits on a ``debounce`` timer
+    # due at ``not_before`` (the end of the quiet period), which ``DebounceStart`` pushes back.
+    debounce_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DebounceStart(Command):
+    """A later start with the same debounce key: while the execution is in its quiet period it
+    takes the start's place (its ``input``) and waits until ``due``; otherwise nothing changes."""
+
+    input: Any = None
+    due: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

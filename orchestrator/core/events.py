@@ -21,6 +21,7 @@ CHILD_STARTED: Final = "ChildStarted"
 EXECUTION_QUEUED: Final = "ExecutionQueued"  # waits for concurrency slots (docs/resources.md)
 EXECUTION_ADMITTED: Final = "ExecutionAdmitted"  # was granted the slots it waited for
 SLOTS_RELEASED: Final = "SlotsReleased"  # gave slots back while it only waits
+START_DEBOUNCED: Final = "StartDebounced"  # a later start with the same debounce key took its place
 EXECUTION_SUCCEEDED: Final = "ExecutionSucceeded"
 EXECUTION_FAILED: Final = "ExecutionFailed"
 EXECUTION_CANCELLED: Final = "ExecutionCancelled"
@@ -44,6 +45,7 @@ ALL_TYPES: Final = frozenset(
         EXECUTION_QUEUED,
         EXECUTION_ADMITTED,
         SLOTS_RELEASED,
+        START_DEBOUNCED,
         *TERMINAL_TYPES,
     }
 )

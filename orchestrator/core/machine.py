@@ -19,6 +19,7 @@ from orchestrator.core.commands import (
     ChildFinished,
     Command,
     CompleteStep,
+    DebounceStart,
     DeliverEvent,
     ErrorInfo,
     FailStep,
@@ -163,10 +164,14 @@ class _Decision:
         delayed = command.not_before is not None and command.not_before > command.now
         if delayed:
             data["not_before"] = command.not_before
+        if command.debounce_key is not None:
+            data["debounce_key"] = command.debounce_key
         started = Event(ev.EXECUTION_STARTED, data)
         decision = cls(graph, evolve(None, started), command.now)
         decision.events.append(started)
-        if delayed:  # throttled: the first step waits for the start's slot
+        if command.debounce_key is not None and delayed:  # the quiet period: later starts may replace it
+            decision.schedule_debounce(command.not_before or command.now)
+        elif delayed:  # throttled: the first step waits for the start's slot
             timer = {"step": graph.start, "visit": 0, "timer_id": f"{graph.start}:0:start", "due": command.not_before}
             decision.emit(ev.TIMER_SCHEDULED, {**timer, "purpose": "start"})
         elif graph.definition.concurrency:
@@ -174,6 +179,20 @@ class _Decision:
         else:
             decision.enter(graph.start)
         return decision.events, decision.state
+
+    # -- debounce (docs/resources.md) ------------------------------------------------------
+
+    def schedule_debounce(self, due: float) -> None:
+        start = self.graph.start
+        timer_id = f"{start}:0:debounce:{self.state.debounced}"  # a new id per push: a stale fire finds none
+        self.emit(ev.TIMER_SCHEDULED, {"step": start, "visit": 0, "timer_id": timer_id, "due": due, "purpose": "debounce"})
+
+    def debounce(self, command: DebounceStart) -> None:
+        """A later start with the same key: it takes the place of this one while it is quiet."""
+        if not self.state.debouncing:
+            return  # its period is over (or it ended): the caller starts a new execution
+        self.emit(ev.START_DEBOUNCED, {"input": command.input, "due": command.due})
+        self.schedule_debounce(command.due)
 
     # -- concurrency slots (docs/resources.md) ---------------------------------------------
 
@@ -250,6 +269,8 @@ class _Decision:
             self.deliver(command)
         elif isinstance(command, ChildFinished):
             self.child_finished(command)
+        elif isinstance(command, DebounceStart):
+            self.debounce(command)
         elif isinstance(command, AdmitExecution):
             self.admit()
         elif isinstance(command, RefuseAdmission):
@@ -345,7 +366,7 @@ class _Decision:
         if timer.purpose == "wait":
             self.emit(ev.STEP_SUCCEEDED, {"step": timer.step, "output": None})
             self.after(timer.step)
-        elif timer.purpose == "start":  # a throttled start's slot came: its first step runs
+        elif timer.purpose in ("start", "debounce"):  # a throttled start's slot or a quiet period's end
             if self.graph.definition.concurrency:  # ... once it holds its slots
                 self.queue_first(timer.step)
             else:

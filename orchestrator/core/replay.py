@@ -25,6 +25,7 @@ from orchestrator.core.commands import (
     ChildFinished,
     Command,
     CompleteStep,
+    DebounceStart,
     DeliverEvent,
     ErrorInfo,
     FailStep,
@@ -159,6 +160,7 @@ def _command_for(state: ExecutionState | None, envelope: Stamped) -> Command:
             metadata=data.get("metadata", {}),
             reuse=data.get("reuse", {}),
             not_before=data.get("not_before"),
+            debounce_key=data.get("debounce_key"),
         )
     if state is None:
         raise _NoCommand(f"a history must begin with {ev.EXECUTION_STARTED}, not {kind}")
@@ -196,6 +198,8 @@ def _command_for(state: ExecutionState | None, envelope: Stamped) -> Command:
         return CancelExecution(**base, reason=data.get("reason", ""))
     if kind == ev.EXECUTION_ADMITTED:
         return AdmitExecution(**base)
+    if kind == ev.START_DEBOUNCED:
+        return DebounceStart(**base, input=data.get("input"), due=data["due"])
     failure = data.get("error")
     if kind == ev.EXECUTION_FAILED and isinstance(failure, dict) and failure.get("type") == "concurrency.limit":
         return RefuseAdmission(**base, reason=str(failure.get("message", "")))

@@ -84,6 +84,15 @@ class ExecutionState:
     priority: float = 0
     queued_at: float | None = None  # when the current wait for slots began
     admitted_at: float | None = None  # when the slots were last granted
+    # Debounce (docs/resources.md): the key value of a debounced start, and how many later starts
+    # took its place (each replaced the input and pushed the start timer back).
+    debounce_key: str | None = None
+    debounced: int = 0
+
+    @property
+    def debouncing(self) -> bool:
+        """Still in its quiet period: a later start with the same key takes its place."""
+        return not self.terminal and any(t.purpose == "debounce" for t in self.timers.values())
 
     @property
     def terminal(self) -> bool:
@@ -177,6 +186,7 @@ def evolve(state: ExecutionState | None, event: EventLike) -> ExecutionState:
             reuse=dict(data.get("reuse") or {}),
             started_by=getattr(event, "actor", None),
             traceparent=_traceparent(data),
+            debounce_key=data.get("debounce_key"),
         )
     handler = _HANDLERS.get(event.type)
     if handler is None:
@@ -354,6 +364,12 @@ def _slots_released(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     return dict(held=tuple(k for k in s.held if k not in d["keys"]))
 
 
+def _start_debounced(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
+    """The input is the later start's; its quiet period's timer goes (a new one follows)."""
+    timers = {tid: t for tid, t in s.timers.items() if t.purpose != "debounce"}
+    return dict(input=d.get("input"), timers=timers, debounced=s.debounced + 1)
+
+
 def _terminal(status: str) -> _Handler:
     def apply(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
         return dict(
@@ -387,6 +403,7 @@ _HANDLERS: dict[str, _Handler] = {
     ev.EXECUTION_QUEUED: _execution_queued,
     ev.EXECUTION_ADMITTED: _execution_admitted,
     ev.SLOTS_RELEASED: _slots_released,
+    ev.START_DEBOUNCED: _start_debounced,
     ev.EXECUTION_SUCCEEDED: _terminal("succeeded"),
     ev.EXECUTION_FAILED: _terminal("failed"),
     ev.EXECUTION_CANCELLED: _terminal("cancelled"),

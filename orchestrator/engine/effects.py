@@ -27,6 +27,7 @@ from orchestrator.core.commands import (
     ParentRef,
     StartExecution,
 )
+from orchestrator.core.debounce import debounce_wait_keys
 from orchestrator.core.machine import CommandRejected, idempotency_key
 from orchestrator.core.state import ExecutionState
 from orchestrator.engine.engine import Committed, Engine
@@ -55,7 +56,8 @@ def parent_actor(execution_id: str) -> str:
 def wait_keys(state: ExecutionState | None) -> set[WaitKey]:
     if state is None or state.terminal:
         return set()
-    return {(a.event or "", a.correlation_key) for a in state.active.values() if a.kind == "wait_for_event"}
+    keys = {(a.event or "", a.correlation_key) for a in state.active.values() if a.kind == "wait_for_event"}
+    return keys | debounce_wait_keys(state)
 
 
 def child_ids(state: ExecutionState | None) -> set[str]:

@@ -118,6 +118,7 @@ class RedriveHost(Protocol):
         tenant: str = "default",
         metadata: dict[str, Any] | None = None,
         reuse: dict[str, Any] | None = None,
+        debounce: bool = True,
     ) -> Started: ...
 
 
@@ -244,6 +245,7 @@ async def redrive(
         tenant=original.tenant,
         metadata={REDRIVE_OF: execution_id, "from_step": step, **(metadata or {})},
         reuse=reuse,
+        debounce=False,  # a redrive runs on its own, never joined with other starts
     )
     # Both links every time (adding one is idempotent): a retry repairs a crash in between.
     now = rfc3339(runtime.clock())

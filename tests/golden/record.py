@@ -26,6 +26,7 @@ from orchestrator.core.commands import (
     ChildFinished,
     Command,
     CompleteStep,
+    DebounceStart,
     DeliverEvent,
     ErrorInfo,
     FailStep,
@@ -549,6 +550,36 @@ async def limited(r: Recorder) -> str:
     return ex
 
 
+DEBOUNCED: dict[str, Any] = {
+    "name": "debounced",
+    "description": "Reindex a customer once per burst of changes, with the last change's input.",
+    "debounce": {"key": "input.customer", "period": 30},
+    "steps": [
+        {"name": "reindex", "type": "task", "connector": "http", "config": {"url": "https://search.example/reindex"}, "input": {"rev": "input.rev"}},
+    ],
+}
+
+
+async def debounced(r: Recorder) -> str:
+    await r.register(DEBOUNCED)
+    ex = "debounced-D-1"
+    start = StartExecution(
+        **r.base(ex), workflow="debounced", version=1, input={"customer": "acme", "rev": 1},
+        not_before=r.now + 30, debounce_key='"acme"',
+    )  # fmt: skip
+    await r.send(start)
+    for rev in (2, 3):
+        r.tick(10)
+        await r.send(DebounceStart(**r.base(ex), actor="erin", input={"customer": "acme", "rev": rev}, due=r.now + 30))
+    r.tick(20)
+    await r.send(FireTimer(**r.base(ex), timer_id="reindex:0:debounce:0"), stale=True)  # pushed back: nothing
+    r.tick(10)
+    await r.send(FireTimer(**r.base(ex), timer_id="reindex:0:debounce:2"))
+    r.tick(1)
+    await r.complete(ex, "reindex", {"indexed": 3})
+    return ex
+
+
 # -- output -----------------------------------------------------------------------------------
 
 
@@ -636,6 +667,14 @@ async def record() -> dict[str, dict[str, Any]]:
         "before the next step.",
         LIMITED,
         await r.events(await limited(r)),
+    )
+    r = Recorder()
+    files["debounced_last_input"] = golden(
+        "Debounce: a start, two later starts with the same key (each replaces the input and "
+        "pushes the quiet period back), a stale fire of the first timer ignored, then one run "
+        "with the last input.",
+        DEBOUNCED,
+        await r.events(await debounced(r)),
     )
     return files
 

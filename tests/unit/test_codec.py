@@ -23,6 +23,7 @@ from orchestrator.core.commands import (
     ChildFinished,
     Command,
     CompleteStep,
+    DebounceStart,
     DeliverEvent,
     ErrorInfo,
     FailStep,
@@ -60,6 +61,8 @@ COMMANDS: list[Command] = [
     ResumeExecution(**BASE),
     AdmitExecution(**BASE),
     RefuseAdmission(**BASE, reason="concurrency limit workflow key 'all' is full (1 held)"),
+    DebounceStart(**BASE, input={"customer": "a", "n": 5}, due=NOW + 30),
+    StartExecution(execution_id="exec-3", now=NOW, workflow="orders", version=1, not_before=NOW + 30, debounce_key='"a"'),
 ]
 
 

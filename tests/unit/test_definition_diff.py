@@ -155,6 +155,7 @@ def test_safe_changes() -> None:
         d["steps"][0]["description"] = "take the money"
         d["steps"][0]["output"] = "result.body"
         d["steps"][2]["branches"][1]["name"] = "shipping"
+        d["debounce"] = {"key": "input.order_id", "period": "5s"}  # the start records what it used
 
     diff = changed(edit)
     paths = by_path(diff)

@@ -324,3 +324,13 @@ def test_a_change_that_is_no_field_is_found() -> None:
     _, _, envelopes = load(FILES[0])
     state = evolve(None, envelopes[0])
     assert set(vars(replaced(state, {"sequence": 2, "stray": 1}))) != STATE_FIELDS
+
+
+def test_the_debounced_history_runs_once_with_the_last_input() -> None:
+    envelopes = load(GOLDEN / "debounced_last_input.json")[2]
+    types = [e.type for e in envelopes]
+    assert types.count(ev.START_DEBOUNCED) == 2 and types.count(ev.STEP_SCHEDULED) == 1
+    scheduled = next(e for e in envelopes if e.type == ev.STEP_SCHEDULED)
+    assert scheduled.data["args"] == {"rev": 3}
+    quiet = replay_state(envelopes, at_sequence=types.index(ev.TIMER_FIRED))
+    assert quiet.debouncing and quiet.input == {"customer": "acme", "rev": 3}

@@ -28,6 +28,7 @@ from orchestrator.core.commands import (
     ChildFinished,
     Command,
     CompleteStep,
+    DebounceStart,
     DeliverEvent,
     FailStep,
     FireTimer,
@@ -58,6 +59,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         ResumeExecution,
         AdmitExecution,
         RefuseAdmission,
+        DebounceStart,
     )
 }
 # Our own records nest step outputs and arguments (each at most RESULT_DEPTH levels) a few levels
