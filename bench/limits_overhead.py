@@ -5,7 +5,8 @@
 "On" is a quotas file giving every tenant generous quotas of every kind (running executions,
 starts per minute, payload size, events per execution, stored bytes) and a connector rate limit
 on ``noop`` far above the rate reached; definition-level limits are merged into the definition
-from ``DEFINITION_LIMITS`` (empty today: a concurrency limit goes there). Rounds alternate which
+from ``DEFINITION_LIMITS``: a concurrency limit on one key far above the executions started, so
+every start is admitted through recorded slot events and never waits. Rounds alternate which
 side runs first (on, off, off, on, ...); each side reports its median. The "off" side is the raw
 limit, measured in the same run; the target is on/off ≥ 0.9.
 """
@@ -27,6 +28,7 @@ from bench.embedded import TimedNoop, ten_step_workflow
 from connectors.base import Connectors
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from schemas.definition import MAX_SLOT_LIMIT, ConcurrencyLimit
 
 GENEROUS = {
     "*": {
@@ -38,7 +40,8 @@ GENEROUS = {
     }
 }
 CONNECTOR_RATE = "noop=10000000"  # calls/s: far above what one process reaches
-DEFINITION_LIMITS: dict[str, Any] = {}  # merged into the definition with limits on
+# Merged into the definition with limits on: every start takes (and every end releases) a slot.
+DEFINITION_LIMITS: dict[str, Any] = {"concurrency": [ConcurrencyLimit(key="'all'", limit=MAX_SLOT_LIMIT)]}
 TARGET = 0.9
 
 
