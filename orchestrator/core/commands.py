@@ -117,7 +117,13 @@ class CancelExecution(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AdmitExecution(Command):
-    """The admission grants a queued execution the slots it waits for (docs/resources.md)."""
+    """The admission grants a queued execution the slots it waits for (docs/resources.md).
+
+    ``ticket`` is the number of admissions the execution had when the grant was decided: a grant
+    decided for an earlier wait (a redelivered command after the slots were given back and asked
+    for again) names an older ticket and changes nothing. None: admit whatever the ticket."""
+
+    ticket: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -272,7 +272,8 @@ class _Decision:
         elif isinstance(command, DebounceStart):
             self.debounce(command)
         elif isinstance(command, AdmitExecution):
-            self.admit()
+            if command.ticket is None or command.ticket == self.state.admissions:
+                self.admit()
         elif isinstance(command, RefuseAdmission):
             self.refuse(command.reason)
         elif isinstance(command, CancelExecution):

@@ -84,6 +84,7 @@ class ExecutionState:
     priority: float = 0
     queued_at: float | None = None  # when the current wait for slots began
     admitted_at: float | None = None  # when the slots were last granted
+    admissions: int = 0  # ExecutionAdmitted events so far: the ticket a grant must name
     # Debounce (docs/resources.md): the key value of a debounced start, and how many later starts
     # took its place (each replaced the input and pushed the start timer back).
     debounce_key: str | None = None
@@ -357,7 +358,8 @@ def _execution_queued(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
 
 def _execution_admitted(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:
     held = (*s.held, *(k for k in d["keys"] if k not in s.held))
-    return dict(held=held, queued=(), deferred=(), queued_at=None, admitted_at=d.get("admitted_at"))
+    admitted = d.get("admitted_at")
+    return dict(held=held, queued=(), deferred=(), queued_at=None, admitted_at=admitted, admissions=s.admissions + 1)
 
 
 def _slots_released(s: ExecutionState, d: dict[str, Any]) -> dict[str, Any]:

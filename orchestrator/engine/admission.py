@@ -118,7 +118,7 @@ class LocalAdmission:
     def command(self, action: Action) -> Command:
         base: dict[str, Any] = {"execution_id": action.execution_id, "now": self.clock(), "actor": ADMISSION_ACTOR}
         if action.kind == "admit":
-            return AdmitExecution(**base)
+            return AdmitExecution(**base, ticket=self.table.ticket(action.execution_id))
         if action.kind == "refuse":
             return RefuseAdmission(**base, reason=action.reason)
         return CancelExecution(**base, reason=action.reason)

@@ -36,6 +36,7 @@ class Waiter:
     queued_at: float
     arrival: int
     first: bool  # never admitted yet: on_limit applies (a wake after a wait only queues)
+    ticket: int = 0  # the execution's admissions so far: its grant names it (AdmitExecution)
 
     def order(self) -> tuple[float, float, int]:
         return (-self.priority, self.queued_at, self.arrival)
@@ -94,7 +95,8 @@ class SlotTable:
             if waiter is None or waiter.keys != state.queued:
                 at = state.queued_at if state.queued_at is not None else now
                 first = state.admitted_at is None
-                self._wait(Waiter(eid, state.queued, state.priority, at, next(self._arrivals), first))
+                waiter = Waiter(eid, state.queued, state.priority, at, next(self._arrivals), first, state.admissions)
+                self._wait(waiter)
                 changed = True
         elif waiter is not None:
             self._unwait(eid)
@@ -232,6 +234,11 @@ class SlotTable:
     def describe(self, key: str) -> str:
         slot = self.keys[key].slot
         return f"{slot['scope']} key {slot['value']!r}"
+
+    def ticket(self, execution_id: str) -> int | None:
+        """The ticket the pending grant of ``execution_id`` names (None: no grant pending here)."""
+        granted = self.pending.get(execution_id)
+        return granted.ticket if granted is not None else None
 
     def position(self, execution_id: str) -> int | None:
         """1 for the next waiter of its first key, 2 for the one after, ...; None: not waiting."""

@@ -103,6 +103,28 @@ def test_release_while_waiting_gives_back_and_queues_again_on_waking() -> None:
     assert state is not None and state.held
 
 
+def test_a_grant_for_an_earlier_wait_redelivered_after_the_slots_went_back_admits_nothing() -> None:
+    g = graph({"limit": 1, "release_while_waiting": True})
+    first = AdmitExecution(execution_id=EX, now=T0 + 1, ticket=0)
+    history, state = run(g, [start(), first])
+    assert state.admissions == 1 and state.held == ()  # admitted once, then released while waiting
+    _, state = decide_and_evolve(g, state, go(T0 + 2))
+    assert state is not None and state.shown_status == "queued"
+    events, state = decide_and_evolve(g, state, first)  # the old grant again (a redelivery)
+    assert events == [] and state is not None and state.shown_status == "queued" and state.held == ()
+    events, state = decide_and_evolve(g, state, AdmitExecution(execution_id=EX, now=T0 + 3, ticket=1))
+    assert [e.type for e in events] == [ev.EXECUTION_ADMITTED, ev.STEP_SCHEDULED]
+    assert state is not None and state.admissions == 2
+
+
+def test_the_table_names_the_ticket_of_the_wait_it_grants() -> None:
+    table = SlotTable()
+    state = queued_state("x0", "c0", T0)
+    table.sync(ExecutionState(**{**state.__dict__, "admissions": 3}), T0)
+    assert [a.execution_id for a in table.decide(T0)] == ["x0"] and table.ticket("x0") == 3
+    assert table.ticket("unknown") is None
+
+
 def test_without_release_while_waiting_the_slot_is_kept_while_waiting() -> None:
     history, state = run(graph({"limit": 1}), [start(), admit()])
     assert ev.SLOTS_RELEASED not in [e.type for e in history] and state.held
