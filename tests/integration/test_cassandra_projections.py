@@ -325,3 +325,85 @@ def test_timer_options_come_off_the_url() -> None:
             TimerOptions.from_url(f"cassandra://h/ks?{bad}")
     with pytest.raises(ValueError):  # the wait index takes no timer options
         CassandraWaitIndex.from_url("cassandra://h/ks?timer_poll_ms=50")
+
+
+async def eventually_counted(
+    recorded: RecordingInstruments, name: str, expected: int, timeout: float = 10.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not (recorded.of(name) and recorded.of(name)[-1][1] == expected):
+        assert time.monotonic() < deadline, recorded.of(name)[-3:]
+        await asyncio.sleep(0.05)
+
+
+async def test_timers_pending_counts_the_timers_of_the_owned_shards(
+    cassandra_keyspace: TestKeyspace, tmp_path: Path
+) -> None:
+    await cassandra_keyspace.empty_once(tmp_path)
+    counts: list[RecordingInstruments] = []
+    workers: list[CassandraTimers] = []
+    for owned in ({0}, {1}):  # two workers, one shard each: their gauges add up to every timer
+        timers = CassandraTimers.from_url(cassandra_keyspace.url, time.time)
+        timers.count_seconds = 0.2
+        counts.append(RecordingInstruments())
+        attach(timers, counts[-1])
+        await timers.start(Recorder(clock=time.time, cancel=True, timers=timers), Owned(owned))
+        workers.append(timers)
+    try:
+        later = time.time() + 3600
+        for execution_id in ("e0", "e2", "e4", "e1"):
+            await workers[0].schedule(execution_id, "t", later)
+        await eventually_counted(counts[0], "timers_pending", 3)
+        await eventually_counted(counts[1], "timers_pending", 1)
+        assert counts[0].of("timers_pending")[-1][0] == "CassandraTimers"
+        await workers[0].cancel("e2", "t")
+        await eventually_counted(counts[0], "timers_pending", 2)
+    finally:
+        for timers in workers:
+            await timers.stop()
+
+
+async def test_waits_parked_counts_every_entry_of_the_index(
+    cassandra_keyspace: TestKeyspace, tmp_path: Path
+) -> None:
+    await cassandra_keyspace.empty_once(tmp_path)
+    waits = CassandraWaitIndex.from_url(cassandra_keyspace.url)
+    waits.count_seconds = 0.2
+    recorded = RecordingInstruments()
+    attach(waits, recorded)
+    await waits.start()
+    try:
+        await waits.update("x1", set(), {("paid", "a"), ("approved", None)})
+        await waits.update("x2", set(), {("paid", "b")})
+        await eventually_counted(recorded, "waits_parked", 3)
+        await waits.update("x1", {("paid", "a"), ("approved", None)}, set())
+        await eventually_counted(recorded, "waits_parked", 1)
+        assert recorded.of("waits_parked")[-1][0] == "CassandraWaitIndex"
+    finally:
+        await waits.stop()
+
+
+async def test_a_runtime_on_cassandra_exports_both_gauges(
+    cassandra_keyspace: TestKeyspace, tmp_path: Path
+) -> None:
+    from prometheus_client import generate_latest
+
+    from orchestrator.observability.prometheus import PrometheusInstruments
+    from orchestrator.runtime import Runtime
+    from orchestrator.settings import Settings
+
+    await cassandra_keyspace.empty_once(tmp_path)
+    metrics = PrometheusInstruments(process_metrics=False)
+    settings = Settings(
+        auth=False, event_log_url=cassandra_keyspace.url, retention_interval=0, doctor_interval=0
+    )
+    async with Runtime(settings, instruments=metrics) as runtime:
+        await runtime.waits.update("x1", set(), {("paid", "a")})
+        deadline = time.monotonic() + 10
+        wanted = (
+            'orchestrator_timers_pending{backend="CassandraTimers"}',
+            'orchestrator_waits_parked{backend="CassandraWaitIndex"}',
+        )
+        while not all(name in generate_latest(metrics.registry).decode() for name in wanted):
+            assert time.monotonic() < deadline, generate_latest(metrics.registry).decode()[-2000:]
+            await asyncio.sleep(0.1)

@@ -106,7 +106,7 @@ def test_release_while_waiting_gives_back_and_queues_again_on_waking() -> None:
 def test_a_grant_for_an_earlier_wait_redelivered_after_the_slots_went_back_admits_nothing() -> None:
     g = graph({"limit": 1, "release_while_waiting": True})
     first = AdmitExecution(execution_id=EX, now=T0 + 1, ticket=0)
-    history, state = run(g, [start(), first])
+    _, state = run(g, [start(), first])
     assert state.admissions == 1 and state.held == ()  # admitted once, then released while waiting
     _, state = decide_and_evolve(g, state, go(T0 + 2))
     assert state is not None and state.shown_status == "queued"

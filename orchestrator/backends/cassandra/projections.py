@@ -51,6 +51,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
+from orchestrator.backends.cassandra.backlog import COUNT_SECONDS, count_rows, every
 from orchestrator.backends.cassandra.schema import (
     RETRY_ATTEMPTS,
     RETRY_MAX_SECONDS,
@@ -157,6 +158,7 @@ _TIMER_CQL = {
     "advance": "UPDATE {ks}.timer_shard_progress SET bucket = ? WHERE shard = ?",
     "shards": "SELECT shard FROM {ks}.timer_shard_progress",
     "armed": "SELECT execution_id, timer_id, due FROM {ks}.timers_by_execution",
+    "count": "SELECT shard FROM {ks}.timers_by_execution",
 }
 _REGISTER_CQL = {
     "register": "INSERT INTO {ks}.timer_shard_progress (shard, bucket) VALUES (?, ?) IF NOT EXISTS",
@@ -185,9 +187,14 @@ class CassandraTimers:
     instruments: Instruments = NO_INSTRUMENTS  # set by the runtime: reports each first fire's lateness
 
     def __init__(
-        self, settings: CassandraSettings, options: TimerOptions, clock: Callable[[], float]
+        self,
+        settings: CassandraSettings,
+        options: TimerOptions,
+        clock: Callable[[], float],
+        count_seconds: float = COUNT_SECONDS,
     ) -> None:
         self.settings = settings
+        self.count_seconds = count_seconds  # how often orchestrator_timers_pending is counted
         self.options = options
         self._clock = clock
         # A write may be retried for about this long, and must still land before its bucket is left.
@@ -199,6 +206,7 @@ class CassandraTimers:
         self._started = asyncio.Event()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._counting: asyncio.Task[None] | None = None
         self._states: dict[int, _Shard] = {}
         self._registered: set[int] = set()  # shards whose progress row exists
         self._listed_at = -math.inf
@@ -219,15 +227,17 @@ class CassandraTimers:
             raise
         self._on_due, self._shards = on_due, shards
         self._task = asyncio.create_task(self._run(), name="cassandra-timers")
+        self._counting = asyncio.create_task(every(self.count_seconds, self._count, "timers"), name="timers-count")
         self._started.set()
 
     async def stop(self) -> None:
         self._started.clear()
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        tasks, self._task, self._counting = (self._task, self._counting), None, None
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._db.close()
         self._states.clear()
         self._registered.clear()
@@ -272,6 +282,12 @@ class CassandraTimers:
         async for rows in self._db.pages(self._cql["armed"].bind(())):
             found += [(execution_id, timer_id, due) for execution_id, timer_id, due in rows]
         return found
+
+    async def _count(self) -> None:
+        """The timers armed in the shards this process owns (so the gauges of all workers add up)."""
+        owned = await self._owned()
+        armed = await count_rows(self._db, self._cql["count"], lambda shard: shard in owned)
+        self.instruments.timers_pending("CassandraTimers", armed)
 
     async def _ready(self) -> Shards:
         """The shards, once started (the transport may deliver commands just before that)."""
@@ -425,6 +441,7 @@ _WAIT_CQL = {
     "remove": "DELETE FROM {ks}.waits WHERE event = ? AND correlation_key = ? AND execution_id = ?",
     "waiting": "SELECT execution_id FROM {ks}.waits WHERE event = ? AND correlation_key = ?",
     "entries": "SELECT event, correlation_key, execution_id FROM {ks}.waits",
+    "count": "SELECT event FROM {ks}.waits",
 }
 
 
@@ -434,8 +451,31 @@ class CassandraWaitIndex(CassandraBackend):
     STATEMENTS = _WAIT_CQL
     CONDITIONAL: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, settings: CassandraSettings) -> None:
+    instruments: Instruments = NO_INSTRUMENTS  # set by the runtime: orchestrator_waits_parked
+
+    def __init__(self, settings: CassandraSettings, count_seconds: float = COUNT_SECONDS) -> None:
         super().__init__(settings, "wait index")
+        self.count_seconds = count_seconds
+        self._counting: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Connect and prepare, then count the parked waits every ``count_seconds``."""
+        await super().start()
+        self._counting = asyncio.create_task(every(self.count_seconds, self._count, "waits"), name="waits-count")
+
+    async def stop(self) -> None:
+        counting, self._counting = self._counting, None
+        if counting is not None:
+            counting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await counting
+        await super().stop()
+
+    async def _count(self) -> None:
+        """Every parked wait of the index: one index for the cluster, so every worker shows the
+        same count (aggregate it with ``max``, not ``sum``)."""
+        parked = await count_rows(self._db, self._cql["count"], lambda _event: True)
+        self.instruments.waits_parked("CassandraWaitIndex", parked)
 
     @classmethod
     def from_url(cls, url: str) -> CassandraWaitIndex:
