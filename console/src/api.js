@@ -4,10 +4,11 @@ import { reactive } from 'vue'
 export const session = reactive({ ready: false, me: null, csrf: null, error: null })
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, details = []) {
     super(message)
     this.status = status
     this.code = code
+    this.details = details
   }
 }
 
@@ -25,7 +26,7 @@ export async function api(method, path, body) {
   const data = text ? JSON.parse(text) : null
   if (!response.ok) {
     const error = (data && data.error) || {}
-    throw new ApiError(response.status, error.code || 'http_' + response.status, error.message || response.statusText)
+    throw new ApiError(response.status, error.code || 'http_' + response.status, error.message || response.statusText, error.details || [])
   }
   return data
 }
