@@ -4,6 +4,7 @@ definition-file arguments, settings for the commands that work straight on the s
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 from collections.abc import Callable
@@ -107,3 +108,17 @@ def load_file(path: str) -> WorkflowDefinition:
         return load_definition(path)
     except DefinitionError as exc:
         raise CliError(f"invalid workflow definition {path}", 2, problem_lines(exc.problems)) from None
+
+
+def key_values(pairs: list[str], shape: str = "NAME=VALUE") -> dict[str, Any]:
+    """``--param`` pairs: each value is JSON when it parses as JSON, else the text."""
+    found: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--param {pair!r}: expected {shape}", 2)
+        try:
+            found[key] = json.loads(value)
+        except ValueError:
+            found[key] = value
+    return found

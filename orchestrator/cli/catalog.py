@@ -5,12 +5,11 @@ templates on a running server, and remote catalogs (``catalog add``, ``catalog l
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from orchestrator.cli.args import Parents
+from orchestrator.cli.args import Parents, key_values
 from orchestrator.cli.catalogs import (
     RemoteCatalog,
     catalogs_file,
@@ -30,9 +29,7 @@ def add_commands(sub: Any, parents: Parents) -> None:
     parser = sub.add_parser("catalog", help="the template catalog: publish, search, review, moderate, install")
     actions = parser.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
     server = [parents.server]
-    p = actions.add_parser("publish", parents=server, help="publish a template document (JSON file)")
-    p.add_argument("file")
-    p.set_defaults(handler=publish_file)
+    add_publish(actions, server)
     p = actions.add_parser("search", parents=server, help="search templates")
     p.add_argument("q", nargs="?")
     for flag in ("category", "tag", "author", "engine"):
@@ -42,11 +39,7 @@ def add_commands(sub: Any, parents: Parents) -> None:
     p = actions.add_parser("show", parents=server, help="a template: versions, rating, reviews")
     p.add_argument("id")
     p.set_defaults(handler=remote(show))
-    p = actions.add_parser("review", parents=server, help="rate (1-5) and review a template")
-    p.add_argument("id")
-    p.add_argument("--rating", type=int, required=True, choices=range(1, 6), metavar="1-5")
-    p.add_argument("--text", default="")
-    p.set_defaults(handler=remote(review))
+    add_review(actions, server)
     p = actions.add_parser("moderate", parents=server, help="approve, reject or unlist a version")
     p.add_argument("id")
     p.add_argument("version")
@@ -69,22 +62,31 @@ def add_commands(sub: Any, parents: Parents) -> None:
     p.set_defaults(handler=list_catalogs)
 
 
+def add_publish(actions: Any, server: list[argparse.ArgumentParser]) -> None:
+    """``publish FILE`` (also ``templates publish``)."""
+    p = actions.add_parser("publish", parents=server, help="publish a template document (JSON file)")
+    p.add_argument("file")
+    p.set_defaults(handler=publish_file)
+
+
+def add_review(actions: Any, server: list[argparse.ArgumentParser], name: str = "review") -> None:
+    """``review ID --rating N [--text T]``; ``rate ID N`` is the same with the rating alone
+    (also ``templates review`` and ``templates rate``): one review per principal, editable."""
+    if name == "rate":
+        p = actions.add_parser("rate", parents=server, help="rate a template (1-5): a review without text")
+        p.add_argument("id")
+        p.add_argument("rating", type=int, choices=range(1, 6), metavar="1-5")
+        p.set_defaults(text="")
+    else:
+        p = actions.add_parser("review", parents=server, help="rate (1-5) and review a template")
+        p.add_argument("id")
+        p.add_argument("--rating", type=int, required=True, choices=range(1, 6), metavar="1-5")
+        p.add_argument("--text", default="")
+    p.set_defaults(handler=remote(review))
+
+
 def template_path(template_id: str, *rest: str) -> str:
     return "/".join([BASE + "/templates", *(quote(part, safe="") for part in (template_id, *rest))])
-
-
-def parameters(pairs: list[str]) -> dict[str, Any]:
-    """``k=v`` pairs; a value that parses as JSON is that value, else the text."""
-    found: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CliError(f"--param {pair!r}: write it as key=value", 2)
-        try:
-            found[key] = json.loads(value)
-        except ValueError:
-            found[key] = value
-    return found
 
 
 def publish_file(args: argparse.Namespace, out: Output) -> int:
@@ -167,7 +169,7 @@ async def latest_version(client: Client, template_id: str) -> str:
 
 
 async def install(client: Client, args: argparse.Namespace, out: Output) -> int:
-    params = parameters(args.param)
+    params = key_values(args.param)
     if args.catalog:
         answer = await install_remote(client, remote_catalog(catalogs_file(), args.catalog), args, params)
     else:

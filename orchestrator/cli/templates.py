@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from orchestrator.cli.args import Parents
+from orchestrator.cli.args import Parents, key_values
+from orchestrator.cli.catalog import add_publish, add_review
 from orchestrator.cli.client import Client, remote
 from orchestrator.cli.errors import CliError
 from orchestrator.cli.output import Output
@@ -68,6 +68,10 @@ def add_commands(sub: Any, parents: Parents) -> None:
     p.add_argument("--id", help="template id (default: the workflow name)")
     p.add_argument("--output", "-o", help="write the template here (default: stdout)")
     p.set_defaults(handler=remote(cmd_from_workflow))
+    # The catalog's publish, review and rate, under ``templates`` too (docs/templates.md).
+    add_publish(actions, [parents.server])
+    add_review(actions, [parents.server])
+    add_review(actions, [parents.server], "rate")
 
 
 def library(args: argparse.Namespace) -> TemplateLibrary:
@@ -90,14 +94,7 @@ def parameters(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise CliError(f"{args.params}: parameters must be a mapping", 2)
         values.update(data)
-    for item in args.param:
-        name, sep, raw = item.partition("=")
-        if not sep or not name:
-            raise CliError(f"--param {item!r}: expected NAME=VALUE", 2)
-        try:
-            values[name] = json.loads(raw)
-        except ValueError:
-            values[name] = raw
+    values.update(key_values(args.param))
     return values
 
 
@@ -166,7 +163,7 @@ def _request(reference: str, args: argparse.Namespace) -> dict[str, Any]:
 
 async def cmd_install(client: Client, args: argparse.Namespace, out: Output) -> int:
     body = {**_request(args.template, args), "parameters": parameters(args), "name": args.name}
-    answer = await client.post("/api/v1/templates/install", body)
+    answer = await client.post("/templates/install", body)
     if out.json:
         out.value(answer)
     else:
@@ -178,12 +175,12 @@ async def cmd_install(client: Client, args: argparse.Namespace, out: Output) -> 
 
 
 async def cmd_upgrade(client: Client, args: argparse.Namespace, out: Output) -> int:
-    current = await client.get(f"/api/v1/definitions/{args.workflow}")
+    current = await client.get(f"/definitions/{args.workflow}")
     provenance = current.get("provenance") if isinstance(current, dict) else None
     if not provenance:
         raise CliError(f"{args.workflow} was not installed from a template (no provenance)", 2)
     body = {"workflow": args.workflow, "template": f"{provenance['template']}@{args.to}", "apply": args.yes}
-    answer = await client.post("/api/v1/templates/upgrade", body)
+    answer = await client.post("/templates/upgrade", body)
     if out.json:
         out.value(answer)
         return 0
@@ -198,7 +195,7 @@ async def cmd_upgrade(client: Client, args: argparse.Namespace, out: Output) -> 
 
 async def cmd_from_workflow(client: Client, args: argparse.Namespace, out: Output) -> int:
     query = {"version": str(args.version)} if args.version else None
-    data = await client.get(f"/api/v1/definitions/{args.workflow}", query)
+    data = await client.get(f"/definitions/{args.workflow}", query)
     lifted = {}
     for item in args.param:
         path, sep, name = item.partition("=")
