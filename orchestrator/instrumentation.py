@@ -125,6 +125,10 @@ class Instruments(Protocol):
     def quota_refused(self, tenant: str, quota: str, status: int) -> None:
         """A start refused by a quota: ``status`` 429 (start rate) or 403 (running, payload_bytes)."""
 
+    def doctor_checked(self, kind: str, leaks: int, fixed: int) -> None:
+        """One doctor pass over one kind (timer, wait, task, parked_command, slot): the leaks it
+        found held for finished or unknown executions, and how many of them it released."""
+
 
 class NoInstruments:
     """Reports to nobody: the default. Each call is an empty method."""
@@ -197,6 +201,9 @@ class NoInstruments:
         pass
 
     def quota_refused(self, tenant: str, quota: str, status: int) -> None:
+        pass
+
+    def doctor_checked(self, kind: str, leaks: int, fixed: int) -> None:
         pass
 
 
@@ -348,6 +355,12 @@ class Guarded:
         except Exception as exc:
             self._failed("quota_refused", exc)
 
+    def doctor_checked(self, kind: str, leaks: int, fixed: int) -> None:
+        try:
+            self.inner.doctor_checked(kind, leaks, fixed)
+        except Exception as exc:
+            self._failed("doctor_checked", exc)
+
     def _failed(self, call: str, exc: Exception) -> None:
         now = self._clock()
         last = self._logged_at.get(call)
@@ -466,6 +479,10 @@ class Tee:
     def quota_refused(self, tenant: str, quota: str, status: int) -> None:
         for part in self.parts:
             part.quota_refused(tenant, quota, status)
+
+    def doctor_checked(self, kind: str, leaks: int, fixed: int) -> None:
+        for part in self.parts:
+            part.doctor_checked(kind, leaks, fixed)
 
 
 @runtime_checkable

@@ -105,3 +105,6 @@ class RecordingInstruments:
 
     def quota_refused(self, tenant: str, quota: str, status: int) -> None:
         self.calls.append(("quota_refused", (tenant, quota, status)))
+
+    def doctor_checked(self, kind: str, leaks: int, fixed: int) -> None:
+        self.calls.append(("doctor_checked", (kind, leaks, fixed)))

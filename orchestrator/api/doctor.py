@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from orchestrator.api.routes import Permission, Route
-from orchestrator.limits.doctor import Check, Report, checks_for, examine, log_status, patrol
+from orchestrator.limits.doctor import Check, Report, checks_for, count_report, examine, log_status, patrol
 from orchestrator.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,9 @@ def runtime_checks(runtime: Runtime) -> list[Check]:
 
 
 async def run_doctor(runtime: Runtime, *, fix: bool = False) -> Report:
-    return await examine(runtime_checks(runtime), log_status(runtime.log), fix=fix)
+    report = await examine(runtime_checks(runtime), log_status(runtime.log), fix=fix)
+    count_report(runtime.instruments, report)
+    return report
 
 
 def log_report(report: Report) -> None:
@@ -68,7 +70,12 @@ def doctor_lifecycle(runtime: Runtime, interval: float) -> Callable[[web.Applica
         task = None
         if interval > 0:
             checks = lambda: runtime_checks(runtime)  # noqa: E731 - read the backends each pass
-            task = asyncio.create_task(patrol(checks, log_status(runtime.log), interval, log_report), name="doctor")
+
+            def found(report: Report) -> None:
+                count_report(runtime.instruments, report)
+                log_report(report)
+
+            task = asyncio.create_task(patrol(checks, log_status(runtime.log), interval, found), name="doctor")
         yield
         if task is not None:
             task.cancel()

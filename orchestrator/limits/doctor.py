@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from orchestrator.instrumentation import Instruments
 from orchestrator.ports import DeadLetters, EventLog, StepTask, WaitKey
 
 log = logging.getLogger(__name__)
@@ -234,3 +235,11 @@ async def patrol(
             raise
         except Exception as exc:
             log.warning("doctor: the leak check failed (will retry): %s", exc)
+
+
+def count_report(instruments: Instruments, report: Report) -> None:
+    """Each kind's leaks and releases of one pass, for ``orchestrator_doctor_leaks`` and
+    ``orchestrator_doctor_fixed_total``."""
+    for kind in report.checked:
+        found = [leak for leak in report.leaks if leak.kind == kind]
+        instruments.doctor_checked(kind, len(found), sum(leak.fixed for leak in found))

@@ -164,6 +164,14 @@ class PrometheusInstruments:
             "orchestrator_quota_refusals", "Starts refused by a quota (429: start rate, 403: hard quota).",
             ("tenant", "quota", "status"),
         )
+        self.doctor_leaks = Gauge(
+            "orchestrator_doctor_leaks",
+            "What the doctor's last pass found held for finished or unknown executions, by kind.",
+            ("kind",),
+        )
+        self.doctor_fixed = Counter(
+            "orchestrator_doctor_fixed", "Leaks the doctor released (POST /api/v1/doctor), by kind.", ("kind",)
+        )
         self.http_requests = Counter(
             "orchestrator_http_requests", "HTTP requests by route template and status.", ("method", "route", "status")
         )
@@ -257,6 +265,11 @@ class PrometheusInstruments:
 
     def quota_refused(self, tenant: str, quota: str, status: int) -> None:
         self.quota_refusals.inc((tenant, quota, str(status)))
+
+    def doctor_checked(self, kind: str, leaks: int, fixed: int) -> None:
+        self.doctor_leaks.set((kind,), leaks)
+        if fixed:
+            self.doctor_fixed.inc((kind,), fixed)
 
     # -- the HTTP edge and the sampler (not hooks: the process root calls them) -----------
 

@@ -132,3 +132,26 @@ async def test_the_interval_setting_refuses_a_negative_value() -> None:
     with pytest.raises(SettingsError, match="DOCTOR_INTERVAL"):
         Settings.from_env({"ORCHESTRATOR_DOCTOR_INTERVAL": "-1"})
     assert Settings.from_env({}).doctor_interval == 300
+
+
+async def test_each_pass_sets_the_doctor_metrics(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    from orchestrator.observability.prometheus import PrometheusInstruments
+
+    metrics = PrometheusInstruments(process_metrics=False)
+    async with Runtime(settings(tmp_path, "sqlite"), instruments=metrics) as runtime:
+        await plant(runtime)
+
+        def text() -> str:
+            return generate_latest(metrics.registry).decode()
+
+        await run_doctor(runtime)
+        assert 'orchestrator_doctor_leaks{kind="timer"} 2.0' in text()
+        assert 'orchestrator_doctor_leaks{kind="wait"} 1.0' in text()
+        assert "orchestrator_doctor_fixed_total{" not in text()  # found, not fixed
+        await run_doctor(runtime, fix=True)
+        assert 'orchestrator_doctor_fixed_total{kind="timer"} 2.0' in text()
+        await run_doctor(runtime)
+        assert 'orchestrator_doctor_leaks{kind="timer"} 0.0' in text()
+        assert 'orchestrator_doctor_fixed_total{kind="timer"} 2.0' in text()  # a counter keeps its count

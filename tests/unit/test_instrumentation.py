@@ -232,7 +232,7 @@ def test_attach_sets_the_attribute_of_instrumented_parts_only() -> None:
 
 def test_every_implementation_has_every_call_with_the_protocol_signature() -> None:
     assert CALLS == [
-        "appends_grouped", "command_handled", "consumer_lag", "events_appended",
+        "appends_grouped", "command_handled", "consumer_lag", "doctor_checked", "events_appended",
         "execution_finished", "execution_started", "execution_traced", "queue_depth",
         "quota_refused", "quota_usage", "sla_breached", "step_finished",
         "step_queued", "step_started", "step_traced", "timer_fired", "timers_pending",
