@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def runtime_checks(runtime: Runtime) -> list[Check]:
-    """The checks this process's backends support (timers, waits, queued tasks, parked commands)."""
-    return checks_for(runtime.timers, runtime.waits, runtime.transport, runtime.dead_letters)
+    """The checks this process's backends support (slots, timers, waits, queued tasks, parked commands)."""
+    return checks_for(runtime.timers, runtime.waits, runtime.transport, runtime.dead_letters, runtime.admission)
 
 
 async def run_doctor(runtime: Runtime, *, fix: bool = False) -> Report:
@@ -44,14 +44,14 @@ class DoctorApi:
         return [
             Route(
                 "GET", "/api/v1/doctor", self.report, Permission.DOCTOR_RUN, "runDoctor",
-                "Timers, waits, queued tasks and parked commands held for executions that finished "
-                "or do not exist.",
+                "Concurrency slots, timers, waits, queued tasks and parked commands held for "
+                "executions that finished or do not exist.",
                 "200:DoctorReport",
             ),
             Route(
                 "POST", "/api/v1/doctor", self.fix, Permission.DOCTOR_RUN, "fixDoctor",
-                "Find the leaks as GET does and release them (cancel the timers, remove the waits, "
-                "drop the queued tasks; parked commands are reported only).",
+                "Find the leaks as GET does and release them (free the slots, cancel the timers, "
+                "remove the waits, drop the queued tasks; parked commands are reported only).",
                 "200:DoctorReport",
             ),
         ]  # fmt: skip

@@ -126,6 +126,18 @@ class LocalAdmission:
     def position(self, execution_id: str) -> int | None:
         return self.table.position(execution_id)
 
+    def holding(self) -> list[tuple[str, str, str]]:
+        """(execution id, key, ``held`` or ``queued``) of every slot counted here, for the doctor."""
+        table = self.table
+        found = [(e, key, "held") for key, info in table.keys.items() for e in info.holders]
+        return found + [(e, key, "queued") for e, waiter in table.waiting.items() for key in waiter.keys]
+
+    async def release_slots(self, execution_ids: set[str]) -> None:
+        """Stop counting these executions (the doctor found them finished), then grant again."""
+        for execution_id in execution_ids:
+            self.table.forget(execution_id)
+        await self.act()
+
     async def limits(self, tenant: str) -> list[dict[str, Any]]:
         """The keys the tenant's executions hold or wait for (and the global ones). A process
         that does not admit (Kafka mode, not the owner of shard 0) folds them from the log."""

@@ -37,7 +37,7 @@ class Held:
 
 @dataclass(frozen=True, slots=True)
 class Leak:
-    kind: str  # timer, wait, task, parked_command
+    kind: str  # slot, timer, wait, task, parked_command
     execution_id: str
     status: str  # the execution's status, or "missing"
     detail: dict[str, Any]
@@ -141,6 +141,28 @@ class ListsTasks(Protocol):
     async def drop_tasks(self, execution_ids: set[str]) -> int: ...
 
 
+@runtime_checkable
+class CountsSlots(Protocol):
+    def holding(self) -> list[tuple[str, str, str]]: ...
+
+    async def release_slots(self, execution_ids: set[str]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SlotCheck:
+    """Concurrency slots the admission counts as held or waited for (docs/resources.md)."""
+
+    slots: CountsSlots
+    kind: str = "slot"
+    fixable: bool = True
+
+    async def held(self) -> list[Held]:
+        return [Held(e, {"key": key, "role": role}) for e, key, role in self.slots.holding()]
+
+    async def release(self, leaks: Sequence[Held]) -> None:
+        await self.slots.release_slots({leak.execution_id for leak in leaks})
+
+
 @dataclass(frozen=True, slots=True)
 class TimerCheck:
     timers: ListsTimers
@@ -205,9 +227,13 @@ class ParkedCheck:
         return None
 
 
-def checks_for(timers: object, waits: object, transport: object, dead_letters: DeadLetters | None) -> list[Check]:
+def checks_for(
+    timers: object, waits: object, transport: object, dead_letters: DeadLetters | None, admission: object = None
+) -> list[Check]:
     """The checks the given backends support."""
     found: list[Check] = []
+    if isinstance(admission, CountsSlots):
+        found.append(SlotCheck(admission))
     if isinstance(timers, ListsTimers):
         found.append(TimerCheck(timers))
     if isinstance(waits, ListsWaits):

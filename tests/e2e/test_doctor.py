@@ -155,3 +155,31 @@ async def test_each_pass_sets_the_doctor_metrics(tmp_path: Path) -> None:
         await run_doctor(runtime)
         assert 'orchestrator_doctor_leaks{kind="timer"} 0.0' in text()
         assert 'orchestrator_doctor_fixed_total{kind="timer"} 2.0' in text()  # a counter keeps its count
+
+
+async def test_a_slot_counted_for_a_finished_execution_is_found_and_given_back(tmp_path: Path) -> None:
+    from orchestrator.core.state import ExecutionState
+
+    limited = {"name": "limited", "concurrency": [{"limit": 1}], "steps": [{"name": "s", "type": "task", "connector": "noop"}]}
+    async with Runtime(settings(tmp_path, "sqlite")) as runtime:
+        await runtime.register(parse_definition(limited))
+        finished = (await runtime.start_execution("limited")).execution_id
+        done = await runtime.wait(finished, 10)
+        assert done.status == "succeeded" and done.slots
+        # The admission missed the end: it still counts the finished execution's slot.
+        keys = tuple(slot["key"] for slot in done.slots)
+        stale = ExecutionState(**{**done.__dict__, "status": "running", "held": keys, "queued": ()})
+        runtime.admission.table.sync(stale, runtime.clock())
+        blocked = (await runtime.start_execution("limited")).execution_id
+        await asyncio.sleep(0.3)
+        assert (await runtime.state(blocked)).shown_status == "queued"  # the leaked slot is the only one
+
+        report = (await run_doctor(runtime)).to_dict()
+        assert [(leak["kind"], leak["execution_id"], leak["status"]) for leak in report["leaks"]] == [
+            ("slot", finished, "succeeded")
+        ]
+        assert report["checked"]["slot"] == 2  # the blocked execution waits: counted, not a leak
+        fixed = (await run_doctor(runtime, fix=True)).to_dict()
+        assert fixed["fixed"] and fixed["leaks"][0]["fixed"]
+        assert (await runtime.wait(blocked, 10)).status == "succeeded"  # given back: the next one ran
+        assert (await run_doctor(runtime)).leaks == []
