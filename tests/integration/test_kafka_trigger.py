@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import OutOfOrderSequenceNumber
 
 from orchestrator.backends.urls import EVENT_LOGS, open_backend
 from orchestrator.ports import ExecutionQuery
@@ -525,18 +526,33 @@ async def test_broker_restart_mid_stream_loses_and_duplicates_nothing(harness: H
     topic = unique("outage")
     n = 600
     source = await harness.source(orders(topic, message_id="data.id", workflow="outage"), options="partitions=4")
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap(harness.kafka_url), enable_idempotence=True, acks="all"
-    )
+    def new_producer() -> AIOKafkaProducer:
+        return AIOKafkaProducer(bootstrap_servers=bootstrap(harness.kafka_url), enable_idempotence=True, acks="all")
+
+    producer = new_producer()
     await producer.start()
 
     async def produce() -> None:
+        nonlocal producer
+        started = True
         for i in range(n):
             while True:  # through the outage: a resend is a duplicate record, deduplicated by data.id
                 try:
+                    if not started:
+                        await producer.start()
+                        started = True
                     await (await producer.send(topic, json.dumps({"id": f"m{i}"}).encode(), key=f"k{i % 7}".encode()))
                     break
+                except OutOfOrderSequenceNumber:
+                    # The restarted broker lost this producer's sequence state: an idempotent
+                    # producer cannot go on after that, so the sender starts a new one.
+                    await producer.stop()
+                    producer, started = new_producer(), False
+                    await asyncio.sleep(0.5)
                 except Exception:
+                    if not started:  # the new producer could not start yet: a fresh one next time
+                        await producer.stop()
+                        producer = new_producer()
                     await asyncio.sleep(0.5)
             await asyncio.sleep(0.005)
 
