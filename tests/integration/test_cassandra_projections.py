@@ -397,7 +397,10 @@ async def test_a_runtime_on_cassandra_exports_both_gauges(
     settings = Settings(
         auth=False, event_log_url=cassandra_keyspace.url, retention_interval=0, doctor_interval=0
     )
-    async with Runtime(settings, instruments=metrics) as runtime:
+    runtime = Runtime(settings, instruments=metrics)
+    assert isinstance(runtime.timers, CassandraTimers) and isinstance(runtime.waits, CassandraWaitIndex)
+    runtime.timers.count_seconds = runtime.waits.count_seconds = 0.2
+    async with runtime:
         await runtime.waits.update("x1", set(), {("paid", "a")})
         deadline = time.monotonic() + 10
         wanted = (

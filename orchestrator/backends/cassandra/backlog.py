@@ -38,10 +38,11 @@ async def count_rows(
 
 
 async def every(seconds: float, count: Callable[[], Awaitable[None]], what: str) -> None:
-    """Run ``count`` now and every ``seconds`` until cancelled; a failure is logged, not raised."""
+    """Run ``count`` every ``seconds`` (the first after one interval, so a start is not slowed)
+    until cancelled; a failure is logged, not raised."""
     while True:
+        await asyncio.sleep(seconds)
         try:
             await count()
         except Exception as exc:  # Cassandra away: the gauge keeps its last value
             log.debug("counting %s failed: %s", what, describe(exc))
-        await asyncio.sleep(seconds)
