@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.fairness import p99
 from orchestrator.backends.kafka.transport import KafkaTransport
 from orchestrator.core.commands import Command
 from orchestrator.ports import StepTask
@@ -46,11 +47,6 @@ class KafkaFairnessResult:
     @property
     def fair_ratio(self) -> float:
         return self.quiet_flooded_fair_p99_ms / self.quiet_alone_p99_ms
-
-
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 class Steps:
