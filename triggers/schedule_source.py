@@ -43,6 +43,7 @@ MAX_DUE = 1000  # fires decided in one round; more missed ones are skipped as on
 MAX_CONFLICTS = 50
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 30.0
+STOP_GRACE = 10.0  # seconds a stop waits for the round in progress to finish what it decided
 FireObserver = Callable[[float, float, Done], None]  # (due at, carried out at, outcome)
 
 
@@ -206,6 +207,7 @@ class ScheduleSource:
         self.runner = Runner(spec.runtime, states, Schedule(spec.workflow, spec.trigger), stats, observer)
         self.name = f"schedule {self.runner.schedule.key}"
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._failing = False
         self._owning: bool | None = None
 
@@ -216,14 +218,23 @@ class ScheduleSource:
         return owned is None or transport.shard_of(self.runner.schedule.key) in owned
 
     async def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name=self.name)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop after the round in progress: what it saved as decided is carried out and cleared,
+        so a clean stop leaves nothing pending. A round stuck longer than ``grace`` (the event log
+        down) is cancelled; its pending actions are finished by the next process to load them."""
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        self._stopping.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        if not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def tick(self) -> float:
         """One round: fire what is due if this process owns the schedule; the next wake time."""
@@ -240,7 +251,7 @@ class ScheduleSource:
 
     async def _run(self) -> None:
         backoff = FIRST_BACKOFF
-        while True:
+        while not self._stopping.is_set():
             try:
                 wake = await self.tick()
             except asyncio.CancelledError:
@@ -257,4 +268,5 @@ class ScheduleSource:
                     self._failing = False
                     log.info("%s: firing again", self.name)
                 backoff = FIRST_BACKOFF
-            await asyncio.sleep(max(0.0, wake - self.runtime.clock()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), max(0.0, wake - self.runtime.clock()))

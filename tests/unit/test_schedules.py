@@ -158,6 +158,43 @@ async def test_an_action_left_pending_by_a_crash_is_carried_out_by_the_next_proc
         assert (await w.state())["pending"] == []
 
 
+async def _stop_during_a_start(w: World, grace: float) -> None:
+    """Start the source's task, stop it while a decided start is under way, then let it go on."""
+    await w.at(T0)
+    w.clock.now = T0 + 61
+    entered, gate = asyncio.Event(), asyncio.Event()
+    original = w.runtime.start_execution
+
+    async def slow_start(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        await gate.wait()
+        return await original(*args, **kwargs)
+
+    w.runtime.start_execution = slow_start  # type: ignore[method-assign]
+    await w.source.start()
+    await asyncio.wait_for(entered.wait(), 5)
+    stopping = asyncio.create_task(w.source.stop(grace))
+    await asyncio.sleep(0.05)
+    gate.set()
+    await stopping
+    w.runtime.start_execution = original  # type: ignore[method-assign]
+
+
+async def test_a_clean_stop_finishes_the_round_in_progress(clock: Clock) -> None:
+    async with world(definition(), clock) as w:
+        await _stop_during_a_start(w, grace=5)
+        assert await w.executions() == [w.schedule.execution_id(T0 + 60, "scheduled")]
+        assert (await w.state())["pending"] == []
+
+
+async def test_a_stop_past_its_grace_leaves_the_decided_start_pending(clock: Clock) -> None:
+    async with world(definition(), clock) as w:
+        await _stop_during_a_start(w, grace=0.01)
+        assert await w.executions() == []
+        [pending] = (await w.state())["pending"]
+        assert pending["execution_id"] == w.schedule.execution_id(T0 + 60, "scheduled")
+
+
 async def test_in_kafka_mode_only_the_owner_of_the_shard_fires(clock: Clock) -> None:
     async with world(definition(), clock) as w:
         await w.at(T0)
