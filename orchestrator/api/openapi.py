@@ -258,8 +258,8 @@ SCHEMAS: dict[str, Schema] = {
                       "detail": STR})
             ),
             "steps": _array(
-                _obj({"step": STR, "kind": STR, "visit": INT, "status": STR, "attempts": INT, "retries": INT,
-                      "duration_seconds": ANY, "waited_seconds": NUM})
+                _obj({"step": STR, "kind": STR, "visit": INT, "status": STR, "started_seconds": NUM,
+                      "attempts": INT, "retries": INT, "duration_seconds": ANY, "waited_seconds": NUM})
             ),
             "next_after": {**_nullable(INT), "description": "More rows follow: pass it as ?after=."},
         },

@@ -79,6 +79,7 @@ class Span:
             "kind": self.kind,
             "visit": self.visit,
             "status": self.status,
+            "started_seconds": round(self.started, 6),
             "attempts": self.attempts,
             "retries": self.retries,
             "duration_seconds": None if duration is None else round(duration, 6),

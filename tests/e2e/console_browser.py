@@ -19,6 +19,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 from tests.e2e.serverproc import REPO, ServerProcess, cli_env, http_json
 
 CHROMIUM = "/usr/bin/chromium"
+AXE = REPO / "console" / "node_modules" / "axe-core" / "axe.min.js"  # installed by npm ci (scripts/test)
+SERIOUS = ("serious", "critical")
 DOCS_SHOTS = REPO / "docs" / "console"
 DEFINITION = """\
 name: console_flow
@@ -64,6 +66,23 @@ class Console:
         page.screenshot(path=str(self.shots / f"{name}.png"))
         if doc and os.environ.get("ORCHESTRATOR_CONSOLE_DOCS") == "1":  # refresh docs/console/
             page.screenshot(path=str(DOCS_SHOTS / f"{name}.png"))
+
+
+def accessibility_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical violations on the page as it stands (WCAG 2.1 A and AA
+    rules and best practices), one line each. Run through the DevTools protocol, which the page's
+    Content-Security-Policy does not govern."""
+    page.evaluate(AXE.read_text(encoding="utf-8"))
+    violations = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+            .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                        nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))"""
+    )
+    return [
+        f"{v['impact']}: {v['id']} ({v['help']}) at {', '.join(v['nodes'])}"
+        for v in violations
+        if v["impact"] in SERIOUS
+    ]
 
 
 def make_key(env: dict[str, str], role: str) -> str:
