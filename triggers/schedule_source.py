@@ -54,7 +54,8 @@ class ScheduleStats(SourceStats):
     skipped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "skipped": self.skipped}
+        # Not super(): a slotted dataclass is a new class, which the zero-argument form misses.
+        return {**SourceStats.to_dict(self), "skipped": self.skipped}
 
 
 class Runner:

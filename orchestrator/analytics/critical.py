@@ -44,23 +44,31 @@ class Segment:
 
 
 def critical_path(spans: Iterable[Span], start: float, end: float) -> list[Segment]:
-    """The segments, oldest first, covering ``start`` to ``end`` (see the module docstring)."""
-    todo = sorted(spans, key=lambda s: (s[2], -s[1]))
+    """The segments, oldest first, covering ``start`` to ``end`` (see the module docstring).
+
+    One pass over the spans sorted by end: the point only moves back, so a span that ended after
+    it, or that the walk passed over (it started at or after the point), is never waited for
+    later; O(n log n) for the sort, then O(n), however many steps an execution ran."""
+    ordered = sorted(spans, key=lambda s: (s[2], -s[1]))
     path: list[Segment] = []
     at = end
+    top = len(ordered)  # ordered[:top]: the spans still to consider
     while at > start + EPSILON:
-        while todo and todo[-1][2] > at + EPSILON:  # ended after the point: not waited for here
-            todo.pop()
-        candidates = [s for s in todo if s[1] < at - EPSILON]
-        if not candidates:
+        while top and ordered[top - 1][2] > at + EPSILON:  # ended after the point: not waited for here
+            top -= 1
+        index = top - 1
+        while index >= 0 and ordered[index][1] >= at - EPSILON:  # started at or after the point
+            index -= 1
+        if index < 0:
             path.append(Segment(WAIT, start, at))
             break
-        step, began, ended = max(candidates, key=lambda s: (s[2], -s[1]))
+        while index and ordered[index - 1][1:] == ordered[index][1:]:  # of equal spans, the first listed
+            index -= 1
+        step, began, ended = ordered[index]  # of those that ended by the point, the last to end
         if ended < at - EPSILON:
             path.append(Segment(WAIT, ended, at))
         path.append(Segment(step, max(began, start), min(ended, at)))
-        at = began
-        todo = [s for s in todo if s[2] <= at + EPSILON]
+        at, top = began, index  # the spans above started after the new point: never candidates
     path.reverse()
     return path
 

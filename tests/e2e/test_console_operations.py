@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, Request, expect, sync_playwright
+from playwright.sync_api import Page, Request, expect
 
-from tests.e2e.console_browser import CHROMIUM, Console, accessibility_violations, console_server
+from tests.e2e.console_browser import Console, accessibility_violations, console_server
 
 FAILS = {
     "name": "console_fails",
@@ -131,7 +131,7 @@ def test_redrive_from_a_chosen_step_with_edited_input(console: Console) -> None:
     page = console.sign_in("operator", f"/console/executions/{execution}")
     expect(page.get_by_test_id("execution-status")).to_have_text("failed")
     expect(page.get_by_test_id("error")).to_contain_text("not_ok")
-    page.get_by_text("Redrive", exact=True).click()
+    page.locator("summary", has_text="Redrive").click()
     page.locator("#redrive-from").select_option("step")
     page.locator("#redrive-step").select_option("check")
     page.get_by_test_id("redrive-input").fill('{"ok": true}')
@@ -185,7 +185,8 @@ def test_bulk_redrive_previews_then_runs(console: Console) -> None:
 
 
 def test_definitions_diff_and_replay_verify(console: Console) -> None:
-    changed = {**FAILS, "steps": [*FAILS["steps"][:1], {"name": "broken", "type": "fail", "error": "still_not_ok"}, FAILS["steps"][2]]}
+    steps = [{**step, "error": "still_not_ok"} if step["name"] == "broken" else step for step in FAILS["steps"]]  # type: ignore[attr-defined]
+    changed = {**FAILS, "steps": steps}
     status, body = console.api("POST", "/api/v1/definitions", changed)
     assert status in (200, 201), body
     page = console.sign_in("operator", "/console/definitions/console_fails")
@@ -235,7 +236,7 @@ def test_the_analytics_page_shows_rates_percentiles_and_the_step_heatmap(console
     expect(page.get_by_test_id("overview")).to_contain_text("started")
     expect(page.get_by_test_id("heatmap").locator("tr[data-step='prepare']")).to_have_count(1, timeout=20_000)
     expect(page.get_by_test_id("heat-graph").locator(".vue-flow__node", has_text="prepare · p95")).to_be_visible()
-    expect(page.get_by_label("Period")).to_have_value("1d")
+    expect(page.locator("select[name=since]")).to_have_value("1d")
     console.shot(page, "analytics", doc=True)
     accessible(page)
 
@@ -267,16 +268,14 @@ def test_every_page_passes_the_accessibility_checks(console: Console, path: str)
     accessible(page)  # contrast in the other theme too
 
 
-def test_the_accessibility_check_finds_a_violation() -> None:
+def test_the_accessibility_check_finds_a_violation(console: Console) -> None:
     """The guard can fail: a page with an unlabelled input and an image without text is caught."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.set_content("<html lang='en'><title>t</title><main><input type='text'><img src='x.png'></main></html>")
-            found = accessibility_violations(page)
-        finally:
-            browser.close()
+    page = console.browser.new_page()
+    try:
+        page.set_content("<html lang='en'><title>t</title><main><input type='text'><img src='x.png'></main></html>")
+        found = accessibility_violations(page)
+    finally:
+        page.close()
     assert any("label" in line for line in found) and any("image-alt" in line for line in found), found
 
 

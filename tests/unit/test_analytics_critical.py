@@ -149,3 +149,46 @@ def test_kpis_are_validated_with_the_definition() -> None:
         with pytest.raises(DefinitionError) as caught:
             parse_definition({**base, "kpis": kpis})
         assert any(problem.location.startswith("kpis[") for problem in caught.value.problems)
+
+
+def _reference_path(spans: list[tuple[str, float, float]], start: float, end: float) -> list[tuple[str | None, float, float]]:
+    """The walk as first written (quadratic: it rescans every span at each step of the path)."""
+    eps = 1e-6
+    todo = sorted(spans, key=lambda s: (s[2], -s[1]))
+    found: list[tuple[str | None, float, float]] = []
+    at = end
+    while at > start + eps:
+        while todo and todo[-1][2] > at + eps:
+            todo.pop()
+        candidates = [s for s in todo if s[1] < at - eps]
+        if not candidates:
+            found.append((WAIT, start, at))
+            break
+        step, began, ended = max(candidates, key=lambda s: (s[2], -s[1]))
+        if ended < at - eps:
+            found.append((WAIT, ended, at))
+        found.append((step, max(began, start), min(ended, at)))
+        at = began
+        todo = [s for s in todo if s[2] <= at + eps]
+    found.reverse()
+    return found
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_the_linear_walk_finds_what_the_quadratic_one_did(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    spans = []
+    for n in range(rng.randint(0, 30)):
+        began = rng.choice([rng.uniform(0, 20), float(rng.randint(0, 20))])  # ties too
+        spans.append((f"s{n}", began, began + rng.choice([0.0, rng.uniform(0, 8), float(rng.randint(0, 5))])))
+    start, end = rng.uniform(-2, 3), rng.uniform(15, 30)
+    assert path(spans, start, end) == _reference_path(spans, start, end)
+
+
+def test_a_loop_of_tens_of_thousands_of_visits_walks_each_once() -> None:
+    """An execution of 100,000 events (a task visited 33,334 times): the path holds every visit."""
+    spans = [("inc", n * 1.0, n + 0.5) for n in range(33_334)]
+    found = critical_path(spans, 0, 33_334)
+    assert sum(1 for s in found if s.step == "inc") == 33_334

@@ -22,7 +22,7 @@ from schemas.definition import ScheduleTrigger, WorkflowDefinition
 from schemas.schedule_times import rfc3339_ms
 from triggers.schedule_fires import Schedule
 from triggers.schedule_policy import Due, plan
-from triggers.schedule_source import ScheduleSource
+from triggers.schedule_source import ScheduleSource, ScheduleStats
 from triggers.schedules import ScheduleRequestError, Schedules
 from triggers.sources import SourceSpec
 
@@ -376,3 +376,11 @@ async def test_backfill_refuses_future_reversed_and_too_large_ranges(clock: Cloc
             with pytest.raises(ScheduleRequestError) as raised:
                 await w.schedules.backfill("wf", "tick", start, end, dry_run=True, tenant="default")
             assert raised.value.code == code
+
+
+def test_schedule_stats_serialise_with_the_common_fields() -> None:
+    """What GET /api/v1/triggers shows of a running schedule (it once raised a TypeError)."""
+    stats = ScheduleStats(skipped=2)
+    stats.started = 1
+    body = stats.to_dict()
+    assert body["skipped"] == 2 and body["started"] == 1 and "received" in body
