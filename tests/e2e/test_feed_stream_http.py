@@ -13,7 +13,6 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.api.feed_stream import STREAM, FeedStreamApi
-
 from orchestrator.api.redaction import REDACTED
 from orchestrator.auth.control import access_control
 from orchestrator.process import build_app
