@@ -81,6 +81,7 @@ def test_the_gantt_shows_each_step_span(console: Console) -> None:
     expect(gantt.locator("tr[data-step='approval'] .bar.running.event")).to_have_count(1)
     label = gantt.locator("tr[data-step='prepare'] .bar").get_attribute("aria-label") or ""
     assert label.startswith("prepare (task, visit 1): succeeded") and "for " in label
+    gantt.scroll_into_view_if_needed()
     console.shot(page, "execution-gantt", doc=True)
     accessible(page)
 
@@ -149,6 +150,7 @@ def test_redrive_from_a_chosen_step_with_edited_input(console: Console) -> None:
     expect(diff).to_contain_text("first difference at event")
     expect(page.get_by_test_id("diff-state")).to_contain_text("input.ok")
     assert f"diff={execution}" in page.url
+    diff.scroll_into_view_if_needed()
     console.shot(page, "execution-diff", doc=True)
     status, links = console.api("GET", f"/api/v1/executions/{execution}/links")
     assert status == 200 and links["links"][0]["other_id"] == redriven
@@ -176,6 +178,7 @@ def test_bulk_redrive_previews_then_runs(console: Console) -> None:
     bulk.get_by_label("At most").fill("3")
     bulk.get_by_test_id("bulk-preview").click()
     expect(run).to_be_enabled()
+    matches.scroll_into_view_if_needed()
     console.shot(page, "bulk-redrive", doc=True)
     run.click()
     expect(page.get_by_test_id("bulk-job")).to_contain_text("succeeded, 3 of 3 done", timeout=20_000)
@@ -209,6 +212,7 @@ def test_definitions_diff_and_replay_verify(console: Console) -> None:
     summary = expected["summary"]
     expect(report).to_contain_text(f"{summary['checked']} checked, {summary['ok']} ok, {summary['diverged']} diverged")
     expect(report.locator(".badge")).to_have_text("compatible" if expected["ok"] else "diverged")
+    page.get_by_test_id("definition-diff").scroll_into_view_if_needed()
     console.shot(page, "definition-diff", doc=True)
     accessible(page)
 

@@ -210,10 +210,12 @@ async def test_500_timers_across_shards_and_a_bucket_boundary_all_fire(
         }
         assert len({bucket_of(max(due, now)) for due in dues.values()}) == 2
         gate = asyncio.Semaphore(32)
+        known: dict[str, float] = {}  # when each schedule call returned (a loaded machine is slow to insert)
 
         async def schedule(execution_id: str) -> None:
             async with gate:
                 await timers.schedule(execution_id, f"t-{execution_id}", dues[execution_id])
+                known[execution_id] = clock()
 
         await asyncio.gather(*(schedule(e) for e in dues))
         assert await recorder.until(500, 3.0 + 2.0)
@@ -223,7 +225,7 @@ async def test_500_timers_across_shards_and_a_bucket_boundary_all_fire(
         assert max(counts.values()) == 1  # each cancelled as it fired: no second fire
         for execution_id, _, fired_at in recorder.fired:
             assert fired_at >= dues[execution_id]
-            assert fired_at <= max(dues[execution_id], now) + 2.0
+            assert fired_at <= max(dues[execution_id], known[execution_id]) + 2.0  # due and stored: soon fired
         await cancelled(cassandra_keyspace)
         assert sorted(shard for shard, _ in rows(cassandra_keyspace, "timer_shard_progress")) == list(
             range(8)
