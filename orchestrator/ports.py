@@ -98,6 +98,7 @@ class ExecutionQuery:
     tenant: str | None = None
     limit: int = 100
     cursor: str | None = None
+    version: int | None = None  # with or without ``workflow``: of the definition's version
 
 
 @dataclass(frozen=True, slots=True)

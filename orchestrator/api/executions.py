@@ -119,6 +119,7 @@ class BulkRedriveBody(_Strict):
 
 class ListParams(_Strict):
     workflow: str | None = None
+    version: int | None = Field(None, ge=1, le=MAX_VERSION, description="Of this definition version only.")
     status: Literal["running", "succeeded", "failed", "cancelled"] | None = None
     started_after: AwareDatetime | None = None
     started_before: AwareDatetime | None = None
@@ -302,6 +303,7 @@ class ExecutionsApi:
         page = await self.runtime.list_executions(
             ExecutionQuery(
                 workflow=params.workflow,
+                version=params.version,
                 status=params.status,
                 started_after=_timestamp(params.started_after, "started_after"),
                 started_before=_timestamp(params.started_before, "started_before"),

@@ -9,6 +9,7 @@ def matches(summary: ExecutionSummary, query: ExecutionQuery) -> bool:
     return (
         (query.workflow is None or summary.workflow == query.workflow)
         and (query.status is None or summary.status == query.status)
+        and (query.version is None or summary.version == query.version)
         and (query.tenant is None or summary.tenant == query.tenant)
         and (query.started_after is None or summary.started_at >= query.started_after)
         and (query.started_before is None or summary.started_at < query.started_before)

@@ -297,6 +297,19 @@ class EventLogContract(ABC):
         assert await ids(started_after=at(200)) == []
         assert await ids(workflow="nope") == []
 
+    async def test_list_filters_by_definition_version(self, log: EventLog) -> None:
+        for n, (workflow, version) in enumerate([("orders", 1), ("orders", 2), ("billing", 2), ("orders", 2)]):
+            await log.append(f"v{n}", 0, [started(f"v{n}", workflow, time=at(n * 10), version=version)])
+
+        async def ids(**filters: object) -> list[str]:
+            page = await log.list_executions(ExecutionQuery(limit=100, **filters))  # type: ignore[arg-type]
+            return [s.execution_id for s in page.items]
+
+        assert await ids(workflow="orders", version=2) == ["v3", "v1"]
+        assert await ids(version=2) == ["v3", "v2", "v1"]
+        assert await ids(workflow="orders", version=1, status="running") == ["v0"]
+        assert await ids(version=3) == []
+
     async def test_cursor_paging_covers_every_execution_once(self, log: EventLog) -> None:
         for i in range(45):  # groups of three share a start time: the id breaks the tie
             await log.append(f"e{i:02}", 0, [started(f"e{i:02}", time=at(i // 3))])

@@ -32,6 +32,10 @@ TRIGGERED = {
     "triggers": [{"type": "schedule", "name": "nightly", "cron": "0 3 * * *"}],
     "steps": [{"name": "done", "type": "succeed"}],
 }
+PARENT = {
+    "name": "console_parent",
+    "steps": [{"name": "child", "type": "subworkflow", "workflow": "console_fails", "version": 1, "input": {"ok": "`true`"}}],
+}
 ITERATIONS = 33_334  # three events each: a history of 100,004 events
 LONG = {
     "name": "console_long",
@@ -46,7 +50,7 @@ LONG = {
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     for console in console_server(tmp_path_factory.mktemp("console-ops")):
-        for definition in (FAILS, TRIGGERED, LONG):
+        for definition in (FAILS, TRIGGERED, LONG, PARENT):
             status, body = console.api("POST", "/api/v1/definitions", definition)
             assert status in (200, 201), body
         yield console
@@ -154,6 +158,32 @@ def test_redrive_from_a_chosen_step_with_edited_input(console: Console) -> None:
     console.shot(page, "execution-diff", doc=True)
     status, links = console.api("GET", f"/api/v1/executions/{execution}/links")
     assert status == 200 and links["links"][0]["other_id"] == redriven
+
+
+def test_the_list_filters_by_version_and_time_from_the_url(console: Console) -> None:
+    execution = start(console, "console_flow", {"id": uuid.uuid4().hex})
+    page = console.sign_in("operator", "/console/executions?workflow=console_flow&version=1")
+    expect(page.locator(f"tr[data-id='{execution}']")).to_be_visible()
+    expect(page.get_by_label("Version")).to_have_value("1")
+    page.get_by_label("Version").fill("2")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("table", name="Executions")).to_contain_text("No executions match.")
+    assert "version=2" in page.url
+    page.goto(console.url + "/console/executions?workflow=console_flow&after=2999-01-01T00:00")
+    expect(page.get_by_role("table", name="Executions")).to_contain_text("No executions match.")
+    page.goto(console.url + "/console/executions?workflow=console_flow&after=2000-01-01T00:00&before=2999-01-01T00:00")
+    expect(page.locator(f"tr[data-id='{execution}']")).to_be_visible()
+
+
+def test_a_parent_links_to_its_child_and_the_child_back(console: Console) -> None:
+    parent = start(console, "console_parent", {})
+    assert finished(console, parent)["status"] == "succeeded"
+    page = console.sign_in("operator", f"/console/executions/{parent}")  # children are read from event data
+    links = page.get_by_test_id("links")
+    expect(links).to_contain_text("child (child)")
+    links.get_by_role("link").click()
+    expect(page.get_by_test_id("execution-status")).to_have_text("succeeded")
+    expect(page.get_by_test_id("links")).to_contain_text(f"parent: {parent}")
 
 
 def test_bulk_redrive_previews_then_runs(console: Console) -> None:

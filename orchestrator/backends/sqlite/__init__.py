@@ -598,6 +598,7 @@ class SQLiteEventLog(Lifecycle):
         params: list[object] = []
         for clause, value in (
             ("workflow = ?", query.workflow),
+            ("version = ?", query.version),
             ("status = ?", query.status),
             ("tenant = ?", query.tenant),
             ("started_at >= ?", query.started_after),
