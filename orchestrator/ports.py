@@ -59,6 +59,10 @@ class UnknownTrigger(LookupError):
     """The workflow's latest version declares no trigger of that name."""
 
 
+class NoDeadLetters(LookupError):
+    """The trigger parks nothing (a webhook answers its caller; a schedule records a failed fire)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutionSummary:
     """One row of the executions index, kept by the event log beside the events."""
@@ -507,7 +511,7 @@ class IdleIndex(Protocol):
 
 
 class UnknownDeadLetter(LookupError):
-    """No parked command with that id."""
+    """No parked command (or trigger dead letter) with that id."""
 
 
 @dataclass(frozen=True, slots=True)

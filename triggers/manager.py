@@ -34,9 +34,10 @@ import importlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.lifecycle import Lifecycle
+from orchestrator.ports import NoDeadLetters
 from orchestrator.ports import UnknownTrigger as UnknownTrigger  # raised here; re-exported
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
@@ -49,6 +50,9 @@ from schemas.definition import (
     WorkflowDefinition,
 )
 from triggers.sources import SourceFactory, SourceSpec, TriggerSource
+
+if TYPE_CHECKING:
+    from triggers.dead_letter_queues import DeadLetterQueue
 
 log = logging.getLogger(__name__)
 
@@ -380,6 +384,16 @@ class TriggerManager(Lifecycle):
         definition = await self.runtime.registry.get(workflow)
         states = await self.runtime.registry.trigger_states()
         return self._view(definition, _find(definition, name), states)
+
+    async def dead_letters(self, workflow: str, name: str) -> DeadLetterQueue:
+        """Where the trigger of the workflow's latest version parks what it cannot take
+        (``triggers.dead_letter_queues``); UnknownWorkflow, UnknownTrigger, NoDeadLetters."""
+        trigger = _find(await self.runtime.registry.get(workflow), name)
+        if not isinstance(trigger, KafkaTrigger | AmqpTrigger):
+            raise NoDeadLetters(f"a {trigger.type} trigger parks no dead letters (kafka and amqp triggers do)")
+        from triggers.dead_letter_queues import dead_letter_queue  # brings in aiokafka and aio-pika
+
+        return dead_letter_queue(trigger, self.settings.connection(trigger.connection))
 
     async def set_enabled(self, workflow: str, name: str, enabled: bool) -> TriggerView:
         """Persist an override (every process applies it within one poll) and apply it here now."""

@@ -1,7 +1,9 @@
-"""Trigger routes: list every trigger of the latest definitions, enable or disable one.
+"""Trigger routes: list every trigger of the latest definitions, enable or disable one, read the
+dead letters a Kafka or RabbitMQ trigger parked and move one back (``triggers.dead_letter_queues``).
 
 Enable/disable is an override of the definition's ``enabled`` flag, stored in the registry: this
-process applies it at once, every other process within one trigger poll interval.
+process applies it at once, every other process within one trigger poll interval. Dead letters
+are read from the broker by the process answering, whether it runs the trigger's source or not.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.api.requests import TENANT_PARAM, request_tenant
+from orchestrator.api import redaction
+from orchestrator.api.auditing import note
+from orchestrator.api.errors import error_response
+from orchestrator.api.requests import TENANT_PARAM, query_params, request_tenant
 from orchestrator.api.routes import Permission, Route, path_param
 from orchestrator.api.visibility import visible
-from orchestrator.ports import UnknownTrigger
+from orchestrator.ports import NoDeadLetters, UnknownDeadLetter, UnknownTrigger
 
 TRIGGERS = "/api/v1/triggers"
 PARAMS = (path_param("workflow", "Workflow name."), path_param("name", "Trigger name."))
@@ -36,6 +42,27 @@ class TriggerListing(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
+class Parked(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class DeadLetters(Protocol):
+    """Where one trigger parks what it cannot take (``triggers.dead_letter_queues``)."""
+
+    @property
+    def destination(self) -> str: ...
+
+    async def list(self, limit: int) -> Sequence[Parked]: ...
+
+    async def move_back(self, letter_id: str) -> str: ...
+
+
+class DeadLetterParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(50, ge=1, le=500, description="At most this many (newest first on Kafka).")
+
+
 class TriggerControl(Protocol):
     """What the routes need from the process's triggers (``triggers.manager.TriggerManager``)."""
 
@@ -48,6 +75,9 @@ class TriggerControl(Protocol):
 
     async def set_enabled(self, workflow: str, name: str, enabled: bool) -> TriggerListing:
         """Persist and apply an override; UnknownWorkflow, UnknownTrigger (both 404)."""
+
+    async def dead_letters(self, workflow: str, name: str) -> DeadLetters:
+        """The trigger's dead letters; UnknownWorkflow, UnknownTrigger, NoDeadLetters."""
 
 
 class TriggersApi:
@@ -75,6 +105,20 @@ class TriggersApi:
                 "disableTrigger", "Disable a trigger: its source stops; a disabled webhook answers 404.",
                 "200:Trigger 404", (*PARAMS, TENANT_PARAM),
             ),
+            Route(
+                "GET", TRIGGERS + "/{workflow}/{name}/dead-letters", self.list_dead_letters,
+                Permission.DEADLETTERS_READ, "listTriggerDeadLetters",
+                "The messages a Kafka or RabbitMQ trigger parked, read where they are parked (bodies "
+                "redacted without payloads:read); 404 no_dead_letters for other kinds.",
+                "200 404 503", (*PARAMS, TENANT_PARAM), query=DeadLetterParams,
+            ),
+            Route(
+                "POST", TRIGGERS + "/{workflow}/{name}/dead-letters/{id}/redrive", self.move_back,
+                Permission.DEADLETTERS_REDRIVE, "redriveTriggerDeadLetter",
+                "Send a parked message to the trigger's input again (Kafka: a copy to its topic; RabbitMQ: "
+                "to its queue, then removed from the dead queue); audited.",
+                "200 404 503", (*PARAMS, path_param("id", "The dead letter's id (see the listing)."), TENANT_PARAM),
+            ),
         ]
 
     async def list_triggers(self, request: web.Request) -> web.Response:
@@ -90,6 +134,12 @@ class TriggersApi:
         return await self._set(request, False)
 
     async def _set(self, request: web.Request, enabled: bool) -> web.Response:
+        workflow, name = await self._own(request)
+        view = await self.control.set_enabled(workflow, name, enabled)
+        return web.json_response(view.to_dict())
+
+    async def _own(self, request: web.Request) -> tuple[str, str]:
+        """The path's workflow and trigger, refused as unknown when another tenant's."""
         workflow, name = request.match_info["workflow"], request.match_info["name"]
         tenant = request_tenant(request)
         if any(
@@ -97,5 +147,33 @@ class TriggersApi:
             for view in await self.control.views()
         ):  # another tenant's: as unknown as one that does not exist
             raise UnknownTrigger(f"workflow {workflow!r} has no trigger {name!r}")
-        view = await self.control.set_enabled(workflow, name, enabled)
-        return web.json_response(view.to_dict())
+        return workflow, name
+
+    async def _queue(self, request: web.Request) -> DeadLetters | web.Response:
+        workflow, name = await self._own(request)
+        try:
+            return await self.control.dead_letters(workflow, name)
+        except NoDeadLetters as exc:
+            return error_response(404, "no_dead_letters", str(exc))
+
+    async def list_dead_letters(self, request: web.Request) -> web.Response:
+        params = query_params(request, DeadLetterParams)
+        queue = await self._queue(request)
+        if isinstance(queue, web.Response):
+            return queue
+        items = [letter.to_dict() for letter in await queue.list(params.limit)]
+        if not redaction.payloads_visible(request):
+            items = [{**item, "value": redaction.REDACTED, "key": redaction.REDACTED} for item in items]
+        return web.json_response({"destination": queue.destination, "items": items})
+
+    async def move_back(self, request: web.Request) -> web.Response:
+        queue = await self._queue(request)
+        if isinstance(queue, web.Response):
+            return queue
+        letter_id = request.match_info["id"]
+        note(request, resource_id=f"{request.match_info['workflow']}/{request.match_info['name']}/{letter_id}")
+        try:
+            moved_to = await queue.move_back(letter_id)
+        except UnknownDeadLetter as exc:
+            return error_response(404, "unknown_dead_letter", str(exc))
+        return web.json_response({"id": letter_id, "from": queue.destination, "moved_to": moved_to})

@@ -93,10 +93,11 @@ def make_key(env: dict[str, str], role: str) -> str:
     return done.stdout.strip()
 
 
-def console_server(tmp: Path) -> Iterator[Console]:
-    """A server with the console, keys for admin, operator and viewer, and a browser."""
+def console_server(tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[Console]:
+    """A server with the console, keys for admin, operator and viewer, and a browser;
+    ``extra_env``: more settings of the server (named connections, say)."""
     (tmp / "console_flow.yaml").write_text(DEFINITION, encoding="utf-8")
-    env = cli_env(f"sqlite:///{tmp}/console.db", {"ORCHESTRATOR_KEY_PEPPER": "pepper-for-tests"})
+    env = cli_env(f"sqlite:///{tmp}/console.db", {"ORCHESTRATOR_KEY_PEPPER": "pepper-for-tests", **(extra_env or {})})
     del env["ORCHESTRATOR_AUTH"]
     keys = {role: make_key(env, role) for role in ("admin", "operator", "viewer")}
     shots = Path(os.environ.get("ORCHESTRATOR_CONSOLE_SHOTS") or tmp / "shots")

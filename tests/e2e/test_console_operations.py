@@ -255,7 +255,7 @@ def test_the_triggers_page_lists_and_toggles_and_a_viewer_cannot(console: Consol
     expect(row).to_contain_text("disabled")
     expect(page.get_by_test_id("trigger-message")).to_have_text("console_triggered/nightly disabled")
     expect(page.get_by_role("table", name="Schedules")).to_contain_text("console_triggered/nightly")
-    expect(page.get_by_test_id("dead-letters")).to_contain_text("No dead letters")
+    expect(page.get_by_test_id("dead-letters")).to_contain_text("No parked commands")
     console.shot(page, "triggers", doc=True)
     accessible(page)
     row.get_by_role("button", name="Enable").click()

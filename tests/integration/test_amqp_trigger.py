@@ -779,3 +779,31 @@ async def _consumed_by(broker: Broker, queue: str, consumers: int) -> bool:
 
 async def _in_hand(source: AmqpTriggerSource, count: int) -> bool:
     return source.in_flight == count
+
+
+async def test_dead_letters_are_listed_and_one_moved_back_after_the_fix(
+    runtime: Runtime, broker: Broker, amqp_url: str
+) -> None:
+    """Listing hands every message back; moving one back publishes it to the trigger's queue
+    and only then takes it out of the dead queue; the others stay parked."""
+    from orchestrator.ports import UnknownDeadLetter
+    from triggers.dead_letter_queues import dead_letter_queue
+
+    queue = unique("moveback")
+    definition = orders(queue)
+    async with consuming(runtime, definition) as source:
+        await publish(amqp_url, queue, [b'{"no_order": 1}'], message_id="fixable", headers={"origin": "test"})
+        await publish(amqp_url, queue, [b"not json"])  # aio-pika gives it a message_id of its own
+        await eventually(lambda: _count(source, 2), what="two messages parked")
+        dead = dead_letter_queue(WorkflowDefinition.model_validate(definition).triggers[0], amqp_url)
+        assert dead.destination == f"rabbitmq queue {queue}.dead"
+        listed = await dead.list(10)
+        assert listed[0].id == "fixable" and listed[1].id not in ("", "fixable") and listed[1].value == "not json"
+        assert "'order' is a required property" in listed[0].error and listed[0].headers["origin"] == "test"
+        assert [letter.id for letter in await dead.list(10)] == [letter.id for letter in listed]  # nothing taken
+        with pytest.raises(UnknownDeadLetter):
+            await dead.move_back("no-such-letter")
+        await runtime.register(WorkflowDefinition.model_validate({**definition, "input_schema": {"type": "object"}}))
+        assert await dead.move_back("fixable") == f"rabbitmq queue {queue}"
+        assert await inputs(runtime, "orders", 1) == [{"no_order": 1}]
+        assert [letter.id for letter in await dead.list(10)] == [listed[1].id]  # the other stays parked

@@ -661,3 +661,47 @@ async def _wait_for_count(db: Path, workflow: str, n: int, timeout: float, serve
         if time.monotonic() > deadline:
             raise AssertionError(f"fewer than {n} executions after {timeout}s:\n{server.output()[-4000:]}")
         await asyncio.sleep(0.2)
+
+
+async def test_dead_letters_are_listed_and_one_moved_back_after_the_fix(harness: Harness) -> None:
+    """A record refused by the input schema is parked; listed with its reason; once the schema
+    accepts it, moving it back starts its execution, and its old reason does not travel along."""
+    from orchestrator.ports import UnknownDeadLetter
+    from triggers.dead_letter_queues import dead_letter_queue
+
+    topic = unique("moveback")
+    definition = orders(topic)
+    source = await harness.source(definition, options="partitions=2")
+    kcat_produce(harness.kafka_url, topic, ['{"id": 7}'], key="k", headers=("trace=t-7",))
+    await eventually(lambda: _true(source.stats.dead_lettered == 1), 20, "the record parked")
+    queue = dead_letter_queue(parse_definition(definition).triggers[0], harness.kafka_url)
+    assert queue.destination == f"kafka topic {topic}.dlq"
+    [letter] = await queue.list(10)
+    assert "input schema" in letter.error and letter.value == '{"id": 7}' and letter.key == "k"
+    assert letter.source.startswith(f"{topic}/") and letter.headers["trace"] == "t-7"
+    with pytest.raises(UnknownDeadLetter):
+        await queue.move_back("0:999999")
+    with pytest.raises(UnknownDeadLetter):
+        await queue.move_back("nonsense")
+    assert await executions(harness.runtime, "orders") == []
+    await harness.register({**definition, "input_schema": {"type": "object"}})  # the fix
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from orchestrator.process import build_app
+
+    settings = dataclasses.replace(harness.runtime.settings, auth=False)
+    async with TestClient(TestServer(build_app(harness.runtime, settings))) as client:
+        base = "/api/v1/triggers/orders/orders/dead-letters"
+        listing = await (await client.get(base)).json()
+        assert listing["destination"] == queue.destination and [i["id"] for i in listing["items"]] == [letter.id]
+        missing = await client.post(f"{base}/0:999999/redrive")
+        assert missing.status == 404 and (await missing.json())["error"]["code"] == "unknown_dead_letter"
+        moved = await client.post(f"{base}/{letter.id}/redrive")
+        assert moved.status == 200, await moved.text()
+        assert (await moved.json())["moved_to"] == f"kafka topic {topic}"
+    [started] = await count_executions(harness.runtime, "orders", 1)
+    assert (await harness.runtime.state(started.execution_id)).input == {"id": 7}
+    moved = [headers for value, headers in await read_records(harness.kafka_url, topic, 2) if value == b'{"id": 7}']
+    assert len(moved) == 2 and not any(name.startswith("x-orchestrator-") for name in moved[1])
+    assert moved[1]["trace"] == b"t-7"
+    assert [letter.id] == [parked.id for parked in await queue.list(10)]  # a topic keeps what it holds
