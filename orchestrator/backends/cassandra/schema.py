@@ -497,6 +497,17 @@ def _connection_class() -> type[Any]:
     return cast(type[Any], LibevConnection)
 
 
+CONNECT_ATTEMPTS = 3  # a connect whose every host timed out (a loaded node) is tried again
+
+
+def only_timeouts(exc: BaseException) -> bool:
+    """Whether every host of a failed connect timed out (it may answer when asked again); a
+    refused connection or a wrong credential fails at once."""
+    if not isinstance(exc, NoHostAvailable) or not exc.errors:
+        return False
+    return all(isinstance(error, OperationTimedOut) for error in exc.errors.values())
+
+
 def describe(exc: BaseException) -> str:
     """One line naming what failed; NoHostAvailable lists each host's error."""
     if isinstance(exc, NoHostAvailable):
@@ -573,29 +584,34 @@ class Database:
             ssl_context = settings.tls.context() if settings.tls is not None else None
         except ValueError as exc:
             raise BackendUnavailable(f"cannot connect to {settings.url}: {exc}") from exc
-        try:
-            cluster = Cluster(
-                contact_points=list(settings.hosts),
-                port=settings.port,
-                execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=5.0),
-                connect_timeout=settings.connect_timeout,
-                control_connection_timeout=settings.connect_timeout,
-                connection_class=_connection_class(),
-                auth_provider=auth,
-                ssl_context=ssl_context,
-                protocol_version=settings.protocol_version,
-                # The driver writes requests in 4 KiB chunks; with Nagle's algorithm on, any
-                # request over 4 KiB (a batch of ten events) waits ~40 ms for a delayed ACK.
-                sockopts=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            )
-        except DriverException as exc:  # e.g. UnresolvableContactPoints
-            raise BackendUnavailable(f"cannot connect to {settings.url}: {describe(exc)}") from exc
-        try:
-            self._session = await asyncio.to_thread(cluster.connect)
-        except (NoHostAvailable, DriverException, OSError) as exc:
-            await asyncio.to_thread(cluster.shutdown)
-            raise BackendUnavailable(f"cannot connect to {settings.url}: {describe(exc)}") from exc
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                cluster = Cluster(
+                    contact_points=list(settings.hosts),
+                    port=settings.port,
+                    execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                    reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=5.0),
+                    connect_timeout=settings.connect_timeout,
+                    control_connection_timeout=settings.connect_timeout,
+                    connection_class=_connection_class(),
+                    auth_provider=auth,
+                    ssl_context=ssl_context,
+                    protocol_version=settings.protocol_version,
+                    # The driver writes requests in 4 KiB chunks; with Nagle's algorithm on, any
+                    # request over 4 KiB (a batch of ten events) waits ~40 ms for a delayed ACK.
+                    sockopts=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+                )
+            except DriverException as exc:  # e.g. UnresolvableContactPoints
+                raise BackendUnavailable(f"cannot connect to {settings.url}: {describe(exc)}") from exc
+            try:
+                self._session = await asyncio.to_thread(cluster.connect)
+                break
+            except (NoHostAvailable, DriverException, OSError) as exc:
+                await asyncio.to_thread(cluster.shutdown)
+                if attempt < CONNECT_ATTEMPTS and only_timeouts(exc):  # slow to answer, not refused
+                    await asyncio.sleep(attempt)  # then a fresh cluster object asks again
+                    continue
+                raise BackendUnavailable(f"cannot connect to {settings.url}: {describe(exc)}") from exc
         self._cluster = cluster
         try:
             if check_schema:
