@@ -23,7 +23,6 @@ Bodies are shown as text, at most ``PREVIEW_BYTES`` of them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from orchestrator.backends.kafka.client import KafkaOptions, idempotent_producer
+from orchestrator.backends.kafka.client import KafkaOptions, idempotent_producer, stop_client
 from orchestrator.ports import BackendUnavailable, NoDeadLetters, UnknownDeadLetter
 from orchestrator.tls import amqp_client
 from schemas.definition import AmqpTrigger, KafkaTrigger
@@ -160,8 +159,7 @@ class KafkaDeadLetters:
         except (TimeoutError, KafkaError, OSError) as exc:
             raise BackendUnavailable(f"cannot read the dead letters in {self.topic}: {exc!r}") from None
         finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            await stop_client(f"closing the reader of {self.topic}", consumer.stop, READ_SECONDS)
         found.sort(key=lambda r: (r.timestamp, r.partition, r.offset), reverse=True)
         return [self._parked(record) for record in found[:limit]]
 
@@ -213,11 +211,9 @@ class KafkaDeadLetters:
         except (TimeoutError, KafkaError, OSError) as exc:
             raise BackendUnavailable(f"cannot move {letter_id} back from {self.topic}: {exc!r}") from None
         finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            await stop_client(f"closing the reader of {self.topic}", consumer.stop, READ_SECONDS)
             if producer is not None:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+                await stop_client(f"stopping the producer moving {letter_id} back", producer.stop, READ_SECONDS)
 
 
 # -- RabbitMQ -------------------------------------------------------------------------------------
