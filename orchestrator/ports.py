@@ -76,19 +76,11 @@ class ExecutionSummary:
     updated_at: str
     last_sequence: int
     parent_id: str | None = None
+    started_by: str | None = None  # the start's actor: a trigger, a hook, a principal, a parent
+    correlation_key: str | None = None  # the key of its latest ``wait_for_event``, if any
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "execution_id": self.execution_id,
-            "workflow": self.workflow,
-            "version": self.version,
-            "tenant": self.tenant,
-            "status": self.status,
-            "started_at": self.started_at,
-            "updated_at": self.updated_at,
-            "last_sequence": self.last_sequence,
-            "parent_id": self.parent_id,
-        }
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +95,8 @@ class ExecutionQuery:
     limit: int = 100
     cursor: str | None = None
     version: int | None = None  # with or without ``workflow``: of the definition's version
+    started_by: str | None = None  # e.g. ``trigger:orders/paid``, ``webhook:github``
+    correlation_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

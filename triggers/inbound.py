@@ -85,6 +85,15 @@ def trigger_actor(workflow: str, trigger: str) -> str:
     return f"trigger:{workflow}/{trigger}"
 
 
+def starter_actor(kind: str, workflow: str, trigger: str) -> str:
+    """The actor a trigger's starts are recorded with: the executions' ``started_by``."""
+    if kind == "webhook":
+        return f"webhook:{trigger}"
+    if kind == "schedule":
+        return f"schedule:{workflow}/{trigger}"
+    return trigger_actor(workflow, trigger)
+
+
 def content_identity(prefix: str, body: bytes) -> str:
     """An identity for a message that has no id of its own: the hash of its bytes."""
     return f"{prefix}:sha256:{hashlib.sha256(body).hexdigest()}"

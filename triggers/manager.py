@@ -49,6 +49,7 @@ from schemas.definition import (
     WindowTrigger,
     WorkflowDefinition,
 )
+from triggers.inbound import starter_actor
 from triggers.sources import SourceFactory, SourceSpec, TriggerSource
 
 if TYPE_CHECKING:
@@ -154,6 +155,7 @@ class TriggerView:
             "version": self.version,
             "name": self.name,
             "type": self.type,
+            "actor": starter_actor(self.type, self.workflow, self.name),
             "enabled": self.enabled,
             "override": self.override,
             "running": self.running,

@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, Str
 
 from orchestrator.api import redaction
 from orchestrator.api.auditing import note
+from orchestrator.api.errors import error_response
 from orchestrator.api.jobs import busy, job_answer
 from orchestrator.api.requests import (
     MAX_KEY_LENGTH,
@@ -123,6 +124,12 @@ class ListParams(_Strict):
     status: Literal["running", "succeeded", "failed", "cancelled"] | None = None
     started_after: AwareDatetime | None = None
     started_before: AwareDatetime | None = None
+    started_by: str | None = Field(
+        None, min_length=1, max_length=512, description="The start's actor, e.g. trigger:orders/paid."
+    )
+    correlation_key: str | None = Field(
+        None, max_length=1024, description="The key of the execution's latest wait_for_event."
+    )
     limit: int = Field(100, ge=1, le=1000)
     cursor: str | None = Field(None, max_length=1024, pattern=CURSOR)
 
@@ -300,6 +307,9 @@ class ExecutionsApi:
                 reason="Invalid Parameter",
                 text="started_after must not be later than started_before",
             )
+        payloads = redaction.payloads_visible(request)
+        if params.correlation_key is not None and not payloads:  # keys come from the input
+            return error_response(403, "forbidden", "filtering by correlation_key needs payloads:read")
         page = await self.runtime.list_executions(
             ExecutionQuery(
                 workflow=params.workflow,
@@ -307,6 +317,8 @@ class ExecutionsApi:
                 status=params.status,
                 started_after=_timestamp(params.started_after, "started_after"),
                 started_before=_timestamp(params.started_before, "started_before"),
+                started_by=params.started_by,
+                correlation_key=params.correlation_key,
                 limit=params.limit,
                 cursor=params.cursor,
             ),
@@ -314,6 +326,8 @@ class ExecutionsApi:
         )
         shown = visible(request, Permission.EXECUTIONS_READ)
         items = [self._queued(summary.to_dict()) for summary in page.items if shown(summary.workflow)]
+        if not payloads:
+            items = [redaction.summary(item) for item in items]
         return web.json_response({"items": items, "next_cursor": page.next_cursor})
 
     def _queued(self, view: dict[str, Any]) -> dict[str, Any]:

@@ -292,6 +292,7 @@ SCHEMAS: dict[str, Schema] = {
             **dict.fromkeys(("workflow", "name"), STR),
             "version": INT,
             "type": {"enum": ["webhook", "kafka", "amqp", "kafka_window", "schedule"]},
+            "actor": {**STR, "description": "What its starts record as started_by (a listing filter)."},
             "enabled": {**BOOL, "description": "The override when set, else the definition's flag."},
             "override": _nullable(BOOL),
             "running": {**BOOL, "description": "A source runs in this process (webhooks: when enabled)."},

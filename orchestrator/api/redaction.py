@@ -29,6 +29,11 @@ def state(view: dict[str, Any]) -> dict[str, Any]:
     return {**view, **hidden}
 
 
+def summary(view: dict[str, Any]) -> dict[str, Any]:
+    """A listed execution without its correlation key (an expression over its input)."""
+    return {**view, "correlation_key": REDACTED} if view.get("correlation_key") is not None else view
+
+
 def limits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Concurrency keys whose value comes from an execution's input, hidden (a constant key,
     a raw string in the definition, stays); a hidden key keeps a stable digest to tell rows apart."""

@@ -11,6 +11,8 @@ def matches(summary: ExecutionSummary, query: ExecutionQuery) -> bool:
         and (query.status is None or summary.status == query.status)
         and (query.version is None or summary.version == query.version)
         and (query.tenant is None or summary.tenant == query.tenant)
+        and (query.started_by is None or summary.started_by == query.started_by)
+        and (query.correlation_key is None or summary.correlation_key == query.correlation_key)
         and (query.started_after is None or summary.started_at >= query.started_after)
         and (query.started_before is None or summary.started_at < query.started_before)
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from orchestrator.core.events import EXECUTION_STARTED, STATUS_BY_TERMINAL_TYPE
+from orchestrator.core.events import EVENT_AWAITED, EXECUTION_STARTED, STATUS_BY_TERMINAL_TYPE
 from orchestrator.ports import ExecutionSummary
 from schemas.envelope import Envelope
 
@@ -28,10 +28,16 @@ def summarize(previous: ExecutionSummary | None, events: Sequence[Envelope]) -> 
                 updated_at=event.time,
                 last_sequence=event.sequence,
                 parent_id=parent.get("execution_id"),
+                started_by=event.actor,
             )
             continue
         status = STATUS_BY_TERMINAL_TYPE.get(event.type, summary.status)
-        summary = replace(summary, status=status, updated_at=event.time, last_sequence=event.sequence)
+        key = summary.correlation_key
+        if event.type == EVENT_AWAITED and event.data.get("correlation_key") is not None:
+            key = str(event.data["correlation_key"])
+        summary = replace(
+            summary, status=status, updated_at=event.time, last_sequence=event.sequence, correlation_key=key
+        )
     if summary is None:
         raise ValueError("nothing to summarise")
     return summary

@@ -32,6 +32,9 @@ def add_commands(sub: Any, parents: Parents) -> None:
     p = add("executions", "list executions, newest first", executions)
     p.add_argument("--workflow")
     p.add_argument("--status", choices=sorted(TERMINAL | {"running"}))
+    p.add_argument("--version", type=int, help="of this definition version only")
+    p.add_argument("--started-by", metavar="ACTOR", help="e.g. trigger:orders/paid, webhook:shop")
+    p.add_argument("--correlation-key", metavar="KEY", help="the key of its latest wait_for_event")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--cursor")
     add("get", "show one execution", get).add_argument("id")
@@ -87,9 +90,9 @@ async def start(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 async def executions(client: Client, args: argparse.Namespace, out: Output) -> int:
     params = {"limit": str(args.limit)}
-    for key in ("workflow", "status", "cursor"):
-        if getattr(args, key):
-            params[key] = getattr(args, key)
+    for key in ("workflow", "status", "version", "started_by", "correlation_key", "cursor"):
+        if getattr(args, key) is not None:
+            params[key] = str(getattr(args, key))
     page = await client.get("/executions", params)
     if out.json:
         out.value(page)

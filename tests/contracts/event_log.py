@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.core.events import (
+    EVENT_AWAITED,
     EXECUTION_CANCELLED,
     EXECUTION_FAILED,
     EXECUTION_STARTED,
@@ -309,6 +310,35 @@ class EventLogContract(ABC):
         assert await ids(version=2) == ["v3", "v2", "v1"]
         assert await ids(workflow="orders", version=1, status="running") == ["v0"]
         assert await ids(version=3) == []
+
+    async def test_list_filters_by_who_started_and_by_correlation_key(self, log: EventLog) -> None:
+        starters = ["trigger:orders/paid", "webhook:shop", "trigger:orders/paid", None]
+        for n, actor in enumerate(starters):
+            await log.append(f"c{n}", 0, [started(f"c{n}", time=at(n * 10), actor=actor)])
+        awaited = {"c0": ["o-1"], "c1": ["o-1"], "c2": ["o-2", "o-3"]}  # c2 waits twice
+        for execution_id, keys in awaited.items():
+            for offset, key in enumerate(keys):
+                data = {"step": "wait", "visit": offset + 1, "event": "paid", "correlation_key": key}
+                await log.append(execution_id, offset + 1, [event(execution_id, offset + 2, EVENT_AWAITED, data)])
+        await log.append("c3", 1, [event("c3", 2, EVENT_AWAITED, {"step": "w", "event": "e", "correlation_key": None})])
+
+        async def ids(**filters: object) -> list[str]:
+            page = await log.list_executions(ExecutionQuery(limit=100, **filters))  # type: ignore[arg-type]
+            return [s.execution_id for s in page.items]
+
+        assert await ids(started_by="trigger:orders/paid") == ["c2", "c0"]
+        assert await ids(started_by="webhook:shop", correlation_key="o-1") == ["c1"]
+        assert await ids(correlation_key="o-1") == ["c1", "c0"]
+        assert await ids(correlation_key="o-3") == ["c2"]
+        assert await ids(correlation_key="o-2") == []  # the latest wait's key counts
+        assert await ids(correlation_key="o-1", workflow="wf", status="running") == ["c1", "c0"]
+        assert await ids(started_by="nobody") == []
+        summary = await log.summary("c2")
+        assert summary is not None
+        assert (summary.started_by, summary.correlation_key) == ("trigger:orders/paid", "o-3")
+        unkeyed = await log.summary("c3")
+        assert unkeyed is not None
+        assert (unkeyed.started_by, unkeyed.correlation_key, unkeyed.last_sequence) == (None, None, 2)
 
     async def test_cursor_paging_covers_every_execution_once(self, log: EventLog) -> None:
         for i in range(45):  # groups of three share a start time: the id breaks the tie

@@ -28,6 +28,7 @@ def started(
     tenant: str = "default",
     parent: str | None = None,
     input: Any = None,
+    actor: str | None = None,
 ) -> Envelope:
     """The ExecutionStarted envelope (sequence 1) of an execution."""
     data: dict[str, Any] = {"input": input if input is not None else {"n": 1}}
@@ -43,6 +44,7 @@ def started(
         workflowversion=version,
         data=data,
         tenant=tenant,
+        actor=actor,
     )
 
 

@@ -4,6 +4,7 @@ they hold; callers without payloads:read see executions with their payloads reda
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -166,6 +167,30 @@ async def test_payloads_are_redacted_without_payloads_read(api: Api) -> None:
         assert status == 200 and "s3" not in json.dumps(body), path
     status, full = await api.call(api.admin, "GET", base)
     assert full["input"] == {"secret": "s3"}
+
+
+async def test_correlation_keys_are_payloads(api: Api) -> None:
+    waiting = {
+        "name": "awaits",
+        "steps": [
+            {"name": "w", "type": "wait_for_event", "event": "paid", "correlation_key": "input.order", "next": "end"},
+            {"name": "end", "type": "succeed"},
+        ],
+    }
+    assert (await api.call(api.admin, "POST", "/api/v1/definitions", waiting))[0] == 201
+    status, started = await api.call(api.admin, "POST", "/api/v1/executions", {"workflow": "awaits", "input": {"order": "o-77"}})
+    assert status == 202
+    for _ in range(100):  # the wait is recorded by the start's first decision
+        status, page = await api.call(api.admin, "GET", "/api/v1/executions?correlation_key=o-77")
+        if page["items"]:
+            break
+        await asyncio.sleep(0.05)
+    assert [item["execution_id"] for item in page["items"]] == [started["execution_id"]]
+    viewer = await api.key("viewer")
+    status, page = await api.call(viewer, "GET", "/api/v1/executions?workflow=awaits")
+    assert status == 200 and page["items"][0]["correlation_key"] == REDACTED
+    status, body = await api.call(viewer, "GET", "/api/v1/executions?correlation_key=o-77")
+    assert status == 403 and body["error"]["code"] == "forbidden" and "o-77" not in json.dumps(body)
 
 
 def test_roles_know_every_resource_and_action_a_route_can_declare() -> None:

@@ -288,6 +288,16 @@ async def test_list_filters_and_cursor_paging(
             break
         params["cursor"] = body["next_cursor"]
     assert paged == newest_first
+    # who started them (the API's actor without authentication) and the key each waits on
+    hooked = await ok(await client.post("/hooks/echo-hook", json={"x": 9}), 202)
+    assert await listed("started_by=webhook:echo-hook") == [hooked["execution_id"]]
+    assert await listed("started_by=api&workflow=echo") == [ids[6], ids[4], ids[2], ids[0]]
+    assert await listed("correlation_key=k3") == [ids[3]]
+    assert await listed("correlation_key=k3&status=succeeded") == []
+    assert await listed("correlation_key=k4") == []
+    listed_waiter = await ok(await client.get("/api/v1/executions?workflow=waiter&limit=1"), 200)
+    assert listed_waiter["items"][0]["correlation_key"] == "k5"
+    assert listed_waiter["items"][0]["started_by"] == "api"
 
 
 async def test_history_paging_and_type_filter(client: Client, runtime: Runtime) -> None:
@@ -421,6 +431,8 @@ async def test_unknown_execution_404(client: Client) -> None:
         "/api/v1/executions?started_after=2024-01-01T00:00:00",  # no offset: not RFC 3339
         "/api/v1/executions?started_after=2024-01-02T00:00:00Z&started_before=2024-01-01T00:00:00Z",
         "/api/v1/executions?colour=blue",
+        "/api/v1/executions?started_by=",
+        "/api/v1/executions?correlation_key=" + "k" * 1025,
         "/api/v1/executions/x/history?after=-1",
         "/api/v1/executions/x/history?limit=x",
         "/api/v1/executions/x/history?type=",

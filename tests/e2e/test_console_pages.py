@@ -127,6 +127,28 @@ def test_the_definitions_pages(console: Console) -> None:
     console.shot(page, "definition", doc=True)
 
 
+def test_executions_are_filtered_by_correlation_key_and_by_who_started_them(console: Console) -> None:
+    key = uuid.uuid4().hex
+    execution, other = start(console, key), start(console)
+    page = console.sign_in("operator", f"/console/executions?key={key}")
+    expect(page.get_by_label("Correlation key")).to_have_value(key)  # the filter comes from the URL
+    row = page.locator(f"tr[data-id='{execution}']")
+    expect(row).to_be_visible(timeout=10_000)  # once its wait is recorded, the feed reloads the list
+    expect(page.locator(f"tr[data-id='{other}']")).to_have_count(0)
+    starter = row.get_by_test_id("started-by").inner_text()
+    assert starter == "key:admin"  # the API key that started them
+    page.get_by_label("Correlation key").fill("")
+    page.get_by_label("Started by").fill(starter)
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator(f"tr[data-id='{other}']")).to_be_visible()
+    assert "started_by=key" in page.url
+    page.get_by_label("Started by").fill("webhook:nobody")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_text("No executions match.")).to_be_visible()
+    viewer = console.sign_in("viewer", "/console/executions")  # keys come from inputs: payloads:read
+    expect(viewer.get_by_label("Correlation key")).to_be_disabled()
+
+
 def test_the_audit_page_shows_the_cancel_and_its_reason(console: Console) -> None:
     page = console.sign_in("admin", "/console/executions")
     page.get_by_role("link", name="Audit").click()

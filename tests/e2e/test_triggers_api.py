@@ -80,6 +80,7 @@ async def test_lists_every_trigger_with_its_state_here(client: Client) -> None:
         "version": 1,
         "name": "paid",
         "type": "kafka",
+        "actor": "trigger:orders/paid",
         "enabled": True,
         "override": None,
         "running": True,
@@ -116,7 +117,11 @@ async def test_disable_and_enable_a_source(client: Client, fakes: Fakes, runtime
 
 
 async def test_a_disabled_webhook_answers_404_until_enabled(client: Client) -> None:
-    assert (await client.post("/hooks/order-hook", json={"n": 1})).status == 202
+    delivered = await client.post("/hooks/order-hook", json={"n": 1})
+    assert delivered.status == 202
+    actor = (await listing(client))["order-hook"]["actor"]  # what its starts record
+    started = await ok(await client.get("/api/v1/executions", params={"started_by": actor}))
+    assert [e["execution_id"] for e in started["items"]] == [(await delivered.json())["execution_id"]]
 
     view = await ok(await client.post("/api/v1/triggers/orders/order-hook/disable"))
     assert (view["enabled"], view["running"]) == (False, False)

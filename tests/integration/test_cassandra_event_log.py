@@ -20,7 +20,7 @@ from orchestrator.backends.cassandra.event_log import (
 from orchestrator.backends.cassandra.schema import LATEST, MIGRATIONS
 from orchestrator.backends.memory import MemoryEventLog
 from orchestrator.backends.urls import EVENT_LOGS, open_backend
-from orchestrator.core.events import EXECUTION_FAILED, EXECUTION_SUCCEEDED
+from orchestrator.core.events import EVENT_AWAITED, EXECUTION_FAILED, EXECUTION_SUCCEEDED
 from orchestrator.ports import BackendUnavailable, ConcurrencyError, EventLog, ExecutionQuery
 from schemas.envelope import Envelope
 from tests.contracts.event_log import EventLogContract, list_all
@@ -176,8 +176,10 @@ async def test_the_index_is_a_projection_verified_on_read_and_rebuilt_by_reindex
     log: CassandraEventLog, cassandra_keyspace: TestKeyspace
 ) -> None:
     ks = cassandra_keyspace.name
-    await log.append("p1", 0, [started("p1", "orders")])
-    await log.append("p1", 1, [event("p1", 2, EXECUTION_SUCCEEDED, workflow="orders")])
+    await log.append("p1", 0, [started("p1", "orders", actor="webhook:shop")])
+    awaited = {"step": "wait", "event": "paid", "correlation_key": "o-1"}
+    await log.append("p1", 1, [event("p1", 2, EVENT_AWAITED, awaited, workflow="orders")])
+    await log.append("p1", 2, [event("p1", 3, EXECUTION_SUCCEEDED, workflow="orders")])
     admin = cassandra_keyspace.admin
     summary = await log.summary("p1")
     assert summary is not None
@@ -190,8 +192,9 @@ async def test_the_index_is_a_projection_verified_on_read_and_rebuilt_by_reindex
     )
     assert (await log.list_executions(ExecutionQuery(status="running"))).items == []
     # lost rows are rebuilt from the events partition
-    for table in ("executions_by_day", "executions_by_workflow", "executions_by_status"):
-        admin.execute(f"TRUNCATE {ks}.{table}")
+    tables = ("day", "workflow", "status", "starter", "correlation")
+    for table in tables:
+        admin.execute(f"TRUNCATE {ks}.executions_by_{table}")
     assert (await log.list_executions(ExecutionQuery())).items == []
 
     assert await log.reindex("p1") is True
@@ -201,6 +204,8 @@ async def test_the_index_is_a_projection_verified_on_read_and_rebuilt_by_reindex
         ExecutionQuery(),
         ExecutionQuery(workflow="orders"),
         ExecutionQuery(status="succeeded"),
+        ExecutionQuery(started_by="webhook:shop"),
+        ExecutionQuery(correlation_key="o-1", status="succeeded"),
     ):
         assert (await log.list_executions(query)).items == [summary]
     rows = admin.execute(

@@ -132,12 +132,12 @@ async def test_a_schema_one_file_gets_positions_when_opened(tmp_path: Path) -> N
         await log.stop()
     with closing(sqlite3.connect(tmp_path / "orchestrator.db")) as connection:
         versions = dict(connection.execute("SELECT component, version FROM schema_version"))
-    assert versions == {"event_log": 2}
+    assert versions == {"event_log": 3}
 
 
 async def test_a_file_from_newer_code_is_refused(tmp_path: Path) -> None:
     await (await opened(tmp_path)).stop()  # a file at this code's schema
     with closing(sqlite3.connect(tmp_path / "orchestrator.db")) as connection, connection:
-        connection.execute("UPDATE schema_version SET version = 3 WHERE component = 'event_log'")
-    with pytest.raises(BackendUnavailable, match="event_log schema 3 is newer than 2"):
+        connection.execute("UPDATE schema_version SET version = 4 WHERE component = 'event_log'")
+    with pytest.raises(BackendUnavailable, match="event_log schema 4 is newer than 3"):
         await opened(tmp_path)

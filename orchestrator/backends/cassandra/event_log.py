@@ -59,7 +59,7 @@ from datetime import date
 from typing import cast
 
 from cassandra import DriverException
-from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, PreparedStatement
 
 from orchestrator.backends.cassandra.analytics import ANALYTICS_CQL, CassandraAnalytics
 from orchestrator.backends.cassandra.data_keys import DATA_KEYS_CONDITIONAL, DATA_KEYS_CQL, CassandraDataKeys
@@ -117,11 +117,18 @@ STATUSES = ("running", "succeeded", "failed", "cancelled")
 _TOP = "\U0010ffff"  # sorts after every timestamp
 
 
-_HEAD = "last_sequence, workflow, version, tenant, status, started_at, updated_at, parent_id"
+_HEAD = (
+    "last_sequence, workflow, version, tenant, status, started_at, updated_at, parent_id,"
+    " started_by, correlation_key"
+)
+# Listing tables by kind and the summary columns that key them. An execution has a row in
+# each whose key it has: ``starter`` from its start, ``correlation`` from its first wait.
 _LISTINGS: dict[str, tuple[str, ...]] = {
     "day": (),
     "workflow": ("workflow",),
     "status": ("status",),
+    "starter": ("started_by",),
+    "correlation": ("correlation_key",),
 }
 _BOUNDS = "(started_at, execution_id) < (?, ?) AND (started_at, execution_id) >= (?, ?)"
 
@@ -174,9 +181,9 @@ _EVENT_LOG_CQL = {
 }
 _APPEND_CQL = {  # the conditional half of an append batch: one per batch
     "start": f"INSERT INTO {{ks}}.events (execution_id, {_HEAD}, feed_position)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
-    "advance": "UPDATE {ks}.events SET last_sequence = ?, status = ?, updated_at = ?, feed_position = ?"
-    " WHERE execution_id = ? IF last_sequence = ?",
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+    "advance": "UPDATE {ks}.events SET last_sequence = ?, status = ?, updated_at = ?, feed_position = ?,"
+    " correlation_key = ? WHERE execution_id = ? IF last_sequence = ?",
     **IDLE_CONDITIONAL,
     **DATA_KEYS_CONDITIONAL,
 }
@@ -194,9 +201,9 @@ def day_of(started_at: str) -> str:
 
 
 def _summary(execution_id: str, row: Row) -> ExecutionSummary:
-    last, workflow, version, tenant, status, started_at, updated_at, parent_id = row
+    last, workflow, version, tenant, status, started_at, updated_at, parent_id, starter, key = row
     return ExecutionSummary(
-        execution_id, workflow, version, tenant, status, started_at, updated_at, last, parent_id
+        execution_id, workflow, version, tenant, status, started_at, updated_at, last, parent_id, starter, key
     )
 
 
@@ -248,7 +255,8 @@ class CassandraEventLog(CassandraBackend):
                 statement.add(self._cql["start"], (execution_id, *_head_values(current), position))
             else:
                 values = (current.last_sequence, current.status, current.updated_at, position)
-                statement.add(self._cql["advance"], (*values, execution_id, expected_sequence))
+                key = _unset_none(current.correlation_key)
+                statement.add(self._cql["advance"], (*values, key, execution_id, expected_sequence))
             for row in rows:
                 statement.add(self._cql["event"], row)
             return statement
@@ -287,8 +295,13 @@ class CassandraEventLog(CassandraBackend):
         if query.limit <= 0:
             return ExecutionPage([], None)
         kind, key = "day", cast(tuple[str, ...], ())
-        if query.workflow is not None:  # with a status too, the status is checked in Python
+        # The most selective listing; the other filters are checked in Python (``_verified``).
+        if query.correlation_key is not None:
+            kind, key = "correlation", (query.correlation_key,)
+        elif query.workflow is not None:
             kind, key = "workflow", (query.workflow,)
+        elif query.started_by is not None:
+            kind, key = "starter", (query.started_by,)
         elif query.status is not None:
             kind, key = "status", (query.status,)
         upper = (_TOP, "")
@@ -346,8 +359,8 @@ class CassandraEventLog(CassandraBackend):
         day = day_of(current.started_at)
         row = (day, current.started_at, execution_id)
         statements: list[tuple[PreparedStatement, Row]] = [
-            (self._cql[f"drop_by_{kind}"], (*(getattr(current, c) for c in columns), *row))
-            for kind, columns in _LISTINGS.items()
+            (self._cql[f"drop_by_{kind}"], (*key, *row))
+            for kind, key in _keys(current)
         ]
         statements += [
             (self._cql[f"drop_{table}"], (execution_id,)) for table in ("snapshots", "links", "events")
@@ -503,20 +516,26 @@ class CassandraEventLog(CassandraBackend):
 
     async def _index(self, previous: ExecutionSummary | None, current: ExecutionSummary) -> None:
         if previous is None:
-            statements, days = self._start_rows(current)
-        elif previous.status != current.status:
-            day = day_of(current.started_at)
-            key = (day, current.started_at, current.execution_id)
-            statements = [
-                (self._cql["drop_status"], (previous.status, *key)),
-                (self._cql["add_by_status"], (current.status, *key, current.tenant)),
-            ]
-            if current.status != "running" and self.shards is not None:
-                statements.append(self._idle.disarm(self.shards.shard_of(current.execution_id), current))
-            days = self._new_days([_scope("status", (current.status,))], day, statements)
-        else:
+            await self._write_index(*self._start_rows(current), raise_errors=False)
             return
-        await self._write_index(statements, days, raise_errors=False)
+        day = day_of(current.started_at)
+        row = (day, current.started_at, current.execution_id)
+        statements: list[tuple[PreparedStatement, Row]] = []
+        scopes: list[str] = []
+        for kind, column in (("status", "status"), ("correlation", "correlation_key")):
+            before, after = getattr(previous, column), getattr(current, column)
+            if before == after:
+                continue
+            if before is not None:
+                statements.append((self._cql[f"drop_by_{kind}"], (before, *row)))
+            if after is not None:
+                statements.append((self._cql[f"add_by_{kind}"], (after, *row, current.tenant)))
+                scopes.append(_scope(kind, (after,)))
+        if not statements:
+            return
+        if previous.status != current.status and current.status != "running" and self.shards is not None:
+            statements.append(self._idle.disarm(self.shards.shard_of(current.execution_id), current))
+        await self._write_index(statements, self._new_days(scopes, day, statements), raise_errors=False)
 
     def _start_rows(
         self, current: ExecutionSummary
@@ -524,8 +543,7 @@ class CassandraEventLog(CassandraBackend):
         day = day_of(current.started_at)
         statements: list[tuple[PreparedStatement, Row]] = []
         scopes: list[str] = []
-        for kind, columns in _LISTINGS.items():
-            key = tuple(getattr(current, column) for column in columns)
+        for kind, key in _keys(current):
             row = (*key, day, current.started_at, current.execution_id, current.tenant)
             statements.append((self._cql[f"add_by_{kind}"], row))
             scopes.append(_scope(kind, key))
@@ -585,8 +603,19 @@ class CassandraEventLog(CassandraBackend):
 def _head_values(s: ExecutionSummary) -> Row:
     return (
         s.last_sequence, s.workflow, s.version, s.tenant, s.status,
-        s.started_at, s.updated_at, s.parent_id,
+        s.started_at, s.updated_at, s.parent_id, _unset_none(s.started_by), _unset_none(s.correlation_key),
     )  # fmt: skip
+
+
+def _unset_none(value: str | None) -> object:
+    """A value to bind, or UNSET for None: writing null would leave a tombstone per append."""
+    return UNSET_VALUE if value is None else value
+
+
+def _keys(summary: ExecutionSummary) -> list[tuple[str, tuple[str, ...]]]:
+    """Each listing kind and its key for ``summary``, leaving out kinds whose column is empty."""
+    found = [(kind, tuple(getattr(summary, c) for c in columns)) for kind, columns in _LISTINGS.items()]
+    return [(kind, key) for kind, key in found if None not in key]
 
 
 def _scope(kind: str, key: tuple[str, ...]) -> str:

@@ -305,6 +305,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             " PRIMARY KEY ((id), reviewer))",
         ),
     ),
+    Migration(  # the executions' ``started_by`` and ``correlation_key`` (``ExecutionSummary``)
+        18, "event log: who started each execution and its latest correlation key, listed by each", (
+            "ALTER TABLE {ks}.events ADD IF NOT EXISTS started_by text STATIC",
+            "ALTER TABLE {ks}.events ADD IF NOT EXISTS correlation_key text STATIC",
+            _listing("executions_by_starter", "started_by, day"),
+            _listing("executions_by_correlation", "correlation_key, day"),
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

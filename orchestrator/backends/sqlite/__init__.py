@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote
 from orchestrator.backends.paging import cursor_of
 from orchestrator.backends.sqlite import encryption
 from orchestrator.backends.sqlite.analytics import ANALYTICS_DDL, SQLiteAnalytics
+from orchestrator.backends.sqlite.execution_tags import add_execution_tags
 from orchestrator.backends.sqlite.feed import (
     SQLiteCheckpoints,
     SQLiteFeed,
@@ -72,7 +73,8 @@ Ts = TypeVarTuple("Ts")
 EventRow = tuple[str, int, str, str, bytes]
 Migration = Callable[[sqlite3.Connection], None]
 # Schema upgrades after version 1, in order: entry i takes a file from version i + 1 to i + 2.
-_EVENT_LOG_MIGRATIONS: tuple[Migration, ...] = (add_positions,)  # 2: the global feed
+# 2: the global feed; 3: the executions index by who started them and by correlation key
+_EVENT_LOG_MIGRATIONS: tuple[Migration, ...] = (add_positions, add_execution_tags)
 
 _SCHEMA_VERSION_DDL = (
     "CREATE TABLE IF NOT EXISTS schema_version"
@@ -112,11 +114,15 @@ _SET_TRIGGER_STATE = (
     " ON CONFLICT (workflow, trigger) DO UPDATE SET enabled = excluded.enabled"
 )
 
-_COLUMNS = "execution_id, workflow, version, tenant, status, started_at, updated_at, last_sequence, parent_id"
-_INSERT_EXECUTION = f"INSERT INTO executions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_COLUMNS = (
+    "execution_id, workflow, version, tenant, status, started_at, updated_at, last_sequence,"
+    " parent_id, started_by, correlation_key"
+)
+_INSERT_EXECUTION = f"INSERT INTO executions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SELECT_SUMMARY = f"SELECT {_COLUMNS} FROM executions WHERE execution_id = ?"
 _ADVANCE = "UPDATE executions SET updated_at = ?, last_sequence = ? WHERE execution_id = ?"
 _ADVANCE_STATUS = "UPDATE executions SET status = ?, updated_at = ?, last_sequence = ? WHERE execution_id = ?"
+_SET_CORRELATION = "UPDATE executions SET correlation_key = ? WHERE execution_id = ?"
 _INSERT_EVENTS = (
     "INSERT INTO events (execution_id, sequence, type, time, body, position) VALUES (?, ?, ?, ?, ?, ?)"
 )
@@ -130,10 +136,10 @@ _INSERT_EVENTS_JSON = (
 )
 _UPSERT_SUMMARIES_JSON = (
     f"INSERT INTO executions ({_COLUMNS}) SELECT value ->> 0, value ->> 1, value ->> 2,"
-    " value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8"
-    " FROM json_each(?) WHERE true ON CONFLICT (execution_id) DO UPDATE SET"
-    " status = excluded.status, updated_at = excluded.updated_at,"
-    " last_sequence = excluded.last_sequence"
+    " value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8,"
+    " value ->> 9, value ->> 10 FROM json_each(?) WHERE true ON CONFLICT (execution_id) DO UPDATE"
+    " SET status = excluded.status, updated_at = excluded.updated_at,"
+    " last_sequence = excluded.last_sequence, correlation_key = excluded.correlation_key"
 )
 _READ = "SELECT body FROM events WHERE execution_id = ? AND sequence > ? ORDER BY sequence LIMIT ?"
 _IDS_AFTER = "SELECT execution_id FROM executions WHERE execution_id > ? ORDER BY execution_id LIMIT ?"
@@ -556,6 +562,8 @@ class SQLiteEventLog(Lifecycle):
                 connection.execute(_ADVANCE, progress)
             else:
                 connection.execute(_ADVANCE_STATUS, (current.status, *progress))
+            if current.correlation_key != previous.correlation_key:
+                connection.execute(_SET_CORRELATION, (current.correlation_key, pending.execution_id))
         rows = [(*row, after + offset) for offset, row in enumerate(pending.rows, 1)]
         connection.executemany(_INSERT_EVENTS, rows)
 
@@ -601,6 +609,8 @@ class SQLiteEventLog(Lifecycle):
             ("version = ?", query.version),
             ("status = ?", query.status),
             ("tenant = ?", query.tenant),
+            ("started_by = ?", query.started_by),
+            ("correlation_key = ?", query.correlation_key),
             ("started_at >= ?", query.started_after),
             ("started_at < ?", query.started_before),
         ):
@@ -633,7 +643,7 @@ def _settle(batch: Sequence[_Append], outcomes: Sequence[Exception | None]) -> N
 def _summary_row(s: ExecutionSummary) -> tuple[object, ...]:
     return (
         s.execution_id, s.workflow, s.version, s.tenant, s.status,
-        s.started_at, s.updated_at, s.last_sequence, s.parent_id,
+        s.started_at, s.updated_at, s.last_sequence, s.parent_id, s.started_by, s.correlation_key,
     )  # fmt: skip
 
 
