@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.backends.sqlite import SQLiteEventLog
-from orchestrator.ports import BackendUnavailable, EventLog
+from orchestrator.ports import BackendUnavailable, EventLog, ExecutionQuery
 from tests.contracts.factories import at, event, history, started
 from tests.contracts.feed import FeedContract, read_all
 
@@ -104,7 +104,10 @@ def schema_one_file(path: Path) -> None:
             connection.execute(statement)
         connection.execute("INSERT INTO schema_version VALUES ('event_log', 1)")
         for execution_id, sequence, time in rows:
-            envelope = started(execution_id, time=time) if sequence == 1 else event(execution_id, sequence, time=time)
+            actor = f"webhook:{execution_id}-hook" if execution_id != "c" else None
+            envelope = (
+                started(execution_id, time=time, actor=actor) if sequence == 1 else event(execution_id, sequence, time=time)
+            )
             connection.execute(
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
                 (execution_id, sequence, envelope.type, time, envelope.to_bytes()),
@@ -128,6 +131,10 @@ async def test_a_schema_one_file_gets_positions_when_opened(tmp_path: Path) -> N
         await log.append("a", 3, [event("a", 4)])
         assert [(p, e.sequence) for p, e in (await log.feed().read_after(7)).items] == [(8, 4)]
         assert [e.sequence for e in await log.read("c")] == [1, 2]
+        # schema 3: who started each one, read from its first event
+        assert [(await log.summary(x)).started_by for x in "abc"] == ["webhook:a-hook", "webhook:b-hook", None]  # type: ignore[union-attr]
+        page = await log.list_executions(ExecutionQuery(started_by="webhook:b-hook"))
+        assert [s.execution_id for s in page.items] == ["b"]
     finally:
         await log.stop()
     with closing(sqlite3.connect(tmp_path / "orchestrator.db")) as connection:
