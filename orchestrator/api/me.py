@@ -15,6 +15,7 @@ from aiohttp import web
 
 from orchestrator.api.errors import error_response
 from orchestrator.api.routes import Permission, Route
+from orchestrator.auth.claims import EVERY_TENANT
 from orchestrator.auth.middleware import TENANT_HEADER, authenticate, tenant_of
 from orchestrator.auth.policy import RoleCatalog
 from orchestrator.auth.principal import AuthenticationFailed, Authenticator
@@ -45,7 +46,8 @@ class MeApi:
             every = sorted(p.value for p in Permission)
             return web.json_response(
                 {"subject": "api", "actor": "api", "kind": "anonymous", "tenant": tenant, "roles": [],
-                 "permissions": every, "restricted": [], "auth": False}
+                 "permissions": every, "restricted": [], "tenants": [tenant], "every_tenant": True,
+                 "auth": False}
             )  # fmt: skip
         try:
             principal = await authenticate(self.authenticators, request.headers, request.cookies)
@@ -72,6 +74,8 @@ class MeApi:
                 "roles": list(roles),
                 "permissions": held,
                 "restricted": [p for p in held if not access.unrestricted(p)],
+                "tenants": sorted({principal.tenant, *principal.roles} - {EVERY_TENANT}),
+                "every_tenant": EVERY_TENANT in principal.roles,
                 "auth": True,
             }
         )

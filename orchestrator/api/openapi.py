@@ -78,9 +78,11 @@ SCHEMAS: dict[str, Schema] = {
             "roles": _array(STR),
             "permissions": {**_array(STR), "description": "Permissions some grant covers in the tenant."},
             "restricted": {**_array(STR), "description": "Of those, the ones granted for some workflows only."},
+            "tenants": {**_array(STR), "description": "The tenants it has roles in (send X-Orchestrator-Tenant)."},
+            "every_tenant": {**BOOL, "description": "It has roles in every tenant."},
             "auth": BOOL,
         },
-        "subject actor tenant roles permissions restricted auth",
+        "subject actor tenant roles permissions restricted tenants every_tenant auth",
     ),
     "DefinitionBrief": _obj(
         {"name": STR, "version": INT, "tenant": STR, "description": STR, "triggers": _array(OBJ)}

@@ -59,8 +59,13 @@ class Console:
         page.get_by_test_id("who").wait_for()
         return page
 
-    def api(self, method: str, path: str, body: Any = None, role: str = "admin") -> tuple[int, Any]:
-        return http_json(method, self.url + path, body, {"Authorization": f"Bearer {self.keys[role]}"})
+    def api(
+        self, method: str, path: str, body: Any = None, role: str = "admin", tenant: str | None = None
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.keys[role]}"}
+        if tenant is not None:
+            headers["X-Orchestrator-Tenant"] = tenant
+        return http_json(method, self.url + path, body, headers)
 
     def shot(self, page: Page, name: str, *, doc: bool = False) -> None:
         page.screenshot(path=str(self.shots / f"{name}.png"))
@@ -85,9 +90,9 @@ def accessibility_violations(page: Page) -> list[str]:
     ]
 
 
-def make_key(env: dict[str, str], role: str) -> str:
+def make_key(env: dict[str, str], role: str, *more: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "keys", "create", "--role", role, "--name", role],
+        [sys.executable, "-m", "orchestrator", "keys", "create", "--role", role, "--name", role, *more],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     return done.stdout.strip()
@@ -100,6 +105,7 @@ def console_server(tmp: Path, extra_env: dict[str, str] | None = None) -> Iterat
     env = cli_env(f"sqlite:///{tmp}/console.db", {"ORCHESTRATOR_KEY_PEPPER": "pepper-for-tests", **(extra_env or {})})
     del env["ORCHESTRATOR_AUTH"]
     keys = {role: make_key(env, role) for role in ("admin", "operator", "viewer")}
+    keys["root"] = make_key(env, "admin", "--all-tenants")  # an admin of every tenant
     shots = Path(os.environ.get("ORCHESTRATOR_CONSOLE_SHOTS") or tmp / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     proc = ServerProcess(env, ["--definitions", str(tmp / "console_flow.yaml")], tmp / "server.log")

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from playwright.sync_api import expect
 
-from tests.e2e.console_browser import Console, console_server
+from tests.e2e.console_browser import DEFINITION, Console, console_server
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +148,32 @@ def test_executions_are_filtered_by_correlation_key_and_by_who_started_them(cons
     expect(page.get_by_text("No executions match.")).to_be_visible()
     viewer = console.sign_in("viewer", "/console/executions")  # keys come from inputs: payloads:read
     expect(viewer.get_by_label("Correlation key")).to_be_disabled()
+
+
+def test_a_principal_of_several_tenants_switches_between_them(console: Console) -> None:
+    definition = {**yaml.safe_load(DEFINITION), "name": "acme_flow"}  # names are global
+    status, body = console.api("POST", "/api/v1/definitions", definition, role="root", tenant="acme")
+    assert status in (200, 201), body
+    home = start(console)  # in tenant default
+    status, body = console.api("POST", "/api/v1/executions", {"workflow": "acme_flow", "input": {"id": "a"}}, role="root", tenant="acme")
+    assert status == 202, body
+    theirs = body["execution_id"]
+    page = console.sign_in("root", "/console/executions")
+    expect(page.locator(f"tr[data-id='{home}']")).to_be_visible()
+    page.get_by_label("Tenant").fill("acme")
+    page.get_by_role("button", name="Switch", exact=True).click()
+    expect(page.get_by_test_id("who")).to_contain_text("· acme")
+    expect(page.locator(f"tr[data-id='{theirs}']")).to_be_visible()
+    expect(page.locator(f"tr[data-id='{home}']")).to_have_count(0)
+    page.wait_for_timeout(500)  # the live stream of tenant acme is open
+    status, body = console.api("POST", "/api/v1/executions", {"workflow": "acme_flow", "input": {"id": "b"}}, role="root", tenant="acme")
+    expect(page.locator(f"tr[data-id='{body['execution_id']}']")).to_be_visible(timeout=10_000)  # live
+    page.reload()  # the choice lasts for the tab
+    expect(page.get_by_test_id("who")).to_contain_text("· acme")
+    expect(page.locator(f"tr[data-id='{theirs}']")).to_be_visible()
+    single = console.sign_in("operator", "/console/executions")  # roles in one tenant: no field
+    expect(single.get_by_test_id("who")).to_contain_text("· default")
+    expect(single.get_by_label("Tenant")).to_have_count(0)
 
 
 def test_the_audit_page_shows_the_cancel_and_its_reason(console: Console) -> None:

@@ -85,8 +85,22 @@ async def test_the_stream_sends_new_events_redacted_without_payloads_read() -> N
             body = await me.json()
             assert "executions:read" in body["permissions"] and "executions:cancel" not in body["permissions"]
             assert body["roles"] == ["viewer"] and body["tenant"] == "default"
+            assert (body["tenants"], body["every_tenant"]) == (["default"], False)
             assert (await client.get("/api/v1/me")).status == 401
             assert (await client.get("/api/v1/me", headers={"Authorization": "Bearer orch_bad"})).status == 401
+            both = (await control.keys.create("both", "default", {"default": ["viewer"], "acme": ["operator"]})).key
+            every = (await control.keys.create("every", "default", {"*": ["viewer"]})).key
+            for key, tenant, tenants, everywhere, roles in (
+                (both, None, ["acme", "default"], False, ["viewer"]),
+                (both, "acme", ["acme", "default"], False, ["operator"]),
+                (every, "zeta", ["default"], True, ["viewer"]),
+            ):
+                headers = {"Authorization": f"Bearer {key}", **({"X-Orchestrator-Tenant": tenant} if tenant else {})}
+                body = await (await client.get("/api/v1/me", headers=headers)).json()
+                assert (body["tenants"], body["every_tenant"], body["roles"]) == (tenants, everywhere, roles)
+                assert body["tenant"] == (tenant or "default")
+            refused = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {both}", "X-Orchestrator-Tenant": "zeta"})
+            assert refused.status == 403
 
 
 async def test_me_with_authentication_off_holds_every_permission() -> None:
