@@ -290,6 +290,13 @@ def test_event_by_correlation_key_rejects_a_request(server: dict[str, str]) -> N
     execution = wait_status(server, execution_id)
     assert execution["status"] == "failed"
     assert execution["error"]["type"] == "Rejected"
+    found = json.loads(ok(cli(server, "executions", "--correlation-key", "evt-1", "--json")))
+    assert [item["execution_id"] for item in found["items"]] == [execution_id]
+    starter = found["items"][0]["started_by"]
+    assert starter == "api"  # what the API records without authentication
+    mine = json.loads(ok(cli(server, "executions", "--started-by", starter, "--status", "failed", "--json")))
+    assert execution_id in [item["execution_id"] for item in mine["items"]]
+    assert json.loads(ok(cli(server, "executions", "--started-by", "webhook:none", "--json")))["items"] == []
 
 
 def test_cancel_a_waiting_execution(server: dict[str, str]) -> None:
