@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.crypto.data_keys import DataKeys
-from orchestrator.crypto.sealing import ALGORITHM, DecryptionError, header, is_sealed, open_sealed, seal
+from orchestrator.crypto.sealing import ALGORITHM, DecryptionError, Sealer, header, is_sealed
 from orchestrator.ports import Snapshot
 from schemas.envelope import Envelope, EnvelopeError
 
@@ -64,6 +64,7 @@ class EncryptedCodec:
 
     def __init__(self, keys: DataKeys) -> None:
         self.keys = keys
+        self._sealer = Sealer()
 
     async def encode(self, events: Sequence[Envelope]) -> list[bytes]:
         out: list[bytes] = []
@@ -72,8 +73,7 @@ class EncryptedCodec:
             out.append(self.encode_with(envelope, key_id, key))
         return out
 
-    @staticmethod
-    def encode_with(envelope: Envelope, key_id: str, key: bytes) -> bytes:
+    def encode_with(self, envelope: Envelope, key_id: str, key: bytes) -> bytes:
         """The sealed form, spliced into the envelope's canonical bytes (equal to encoding the
         CloudEvent with ``codec`` and ``data_base64`` from scratch, without a second encoding)."""
         raw = envelope.to_bytes()
@@ -81,11 +81,11 @@ class EncryptedCodec:
         context = event_context(envelope.subject, envelope.sequence)
         if 0 <= start < end:
             plaintext = raw[start + len(_DATA_START) : end]
-            blob = base64.b64encode(seal(key, envelope.tenant, key_id, plaintext, context))
+            blob = base64.b64encode(self._sealer.seal(key, envelope.tenant, key_id, plaintext, context))
             return b"".join((raw[:start], _SEALED_START, blob, b'"', raw[end:]))
         event = envelope.to_cloudevent()
         plaintext = _canonical(event.pop("data")).encode()
-        blob = seal(key, envelope.tenant, key_id, plaintext, context)
+        blob = self._sealer.seal(key, envelope.tenant, key_id, plaintext, context)
         event["codec"] = ALGORITHM
         event["data_base64"] = base64.b64encode(blob).decode()
         return _canonical(event).encode()
@@ -110,7 +110,7 @@ class EncryptedCodec:
             if found.tenant != tenant:
                 raise DecryptionError(f"sealed for tenant {found.tenant!r}, stored under {tenant!r}")
             key = await self.keys.key(tenant, found.key_id)
-            plaintext = open_sealed(key, blob, event_context(str(event["subject"]), int(event["sequence"])))
+            plaintext = self._sealer.open(key, blob, event_context(str(event["subject"]), int(event["sequence"])))
             event["data"] = json.loads(plaintext)
         except (DecryptionError, KeyError, TypeError, ValueError) as exc:
             raise UndecryptableEvent(f"{where}: cannot decrypt its data: {exc}") from None
@@ -120,7 +120,7 @@ class EncryptedCodec:
     async def seal_snapshot(self, snapshot: Snapshot) -> bytes:
         key_id, key = await self.keys.current(snapshot.tenant)
         context = snapshot_context(snapshot.execution_id, snapshot.sequence)
-        return seal(key, snapshot.tenant, key_id, snapshot.body, context)
+        return self._sealer.seal(key, snapshot.tenant, key_id, snapshot.body, context)
 
     async def open_snapshot(self, snapshot: Snapshot) -> Snapshot | None:
         """The plaintext snapshot; None (the engine folds the events instead) when it does not open."""
@@ -130,7 +130,7 @@ class EncryptedCodec:
             found = header(snapshot.body)
             key = await self.keys.key(found.tenant, found.key_id)
             context = snapshot_context(snapshot.execution_id, snapshot.sequence)
-            body = open_sealed(key, snapshot.body, context)
+            body = self._sealer.open(key, snapshot.body, context)
         except DecryptionError as exc:
             log.warning("execution %s: ignoring snapshot %d: %s", snapshot.execution_id, snapshot.sequence, exc)
             return None

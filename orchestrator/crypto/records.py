@@ -14,7 +14,7 @@ Plaintext records (written before the keyring) still open.
 from __future__ import annotations
 
 from orchestrator.crypto.data_keys import TRANSPORT_SCOPE, DataKeys
-from orchestrator.crypto.sealing import DecryptionError, header, is_sealed, open_sealed, seal
+from orchestrator.crypto.sealing import DecryptionError, Sealer, header, is_sealed
 
 
 class RecordCipher:
@@ -25,6 +25,7 @@ class RecordCipher:
     def __init__(self, keys: DataKeys) -> None:
         self.keys = keys
         self._ready = False
+        self._sealer = Sealer()
 
     async def prepare(self) -> None:
         """Unwrap the stored ``_transport`` data keys and create the current one."""
@@ -36,7 +37,7 @@ class RecordCipher:
         key = self.keys.cached(TRANSPORT_SCOPE, key_id)
         if key is None:
             raise RuntimeError("the Kafka record cipher is not prepared (RecordCipher.prepare)")
-        return seal(key, TRANSPORT_SCOPE, key_id, value, f"kafka/{kind}")
+        return self._sealer.seal(key, TRANSPORT_SCOPE, key_id, value, f"kafka/{kind}")
 
     def open(self, value: bytes, kind: str) -> bytes:
         """The record's plaintext; DecryptionError when it does not verify or its key is missing."""
@@ -46,4 +47,4 @@ class RecordCipher:
         key = self.keys.cached(found.tenant, found.key_id)
         if key is None:
             raise DecryptionError(f"a {kind} record is sealed under key {found.key_id!r}, which this process lacks")
-        return open_sealed(key, value, f"kafka/{kind}")
+        return self._sealer.open(key, value, f"kafka/{kind}")

@@ -28,6 +28,7 @@ from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings, SettingsError
 from schemas.fields import of_envelope
 from tests.contracts.event_log import EventLogContract
+from tests.contracts.factories import event, started
 from tests.encryption_kit import MARK, key_text, run_marked
 
 
@@ -257,3 +258,26 @@ async def test_the_fields_read_of_an_encrypted_log_decrypts_like_the_envelope_re
         fields = await feed.read_fields_after(0, 1000, wanted)
     assert fields.items == [of_envelope(at, e, wanted) for at, e in page.items]
     assert any(MARK in json.dumps(item[8]) for item in fields.items)  # decrypted, not the sealed bytes
+
+
+async def test_the_writer_serves_its_recent_events_to_the_feed_as_a_reader_decodes_them(tmp_path: Path) -> None:
+    """The feed of the process that appended takes its recent envelopes from memory (no second
+    decryption); another process decrypts the rows; both read the same events."""
+    writer = SQLiteEventLog.from_url(f"sqlite:///{tmp_path}/o.db")
+    reader = SQLiteEventLog.from_url(f"sqlite:///{tmp_path}/o.db")
+    for log in (writer, reader):
+        assert setup.attach(log, Keyring.from_text(key_text("k1"))) is not None
+        await log.start()
+    try:
+        await writer.append("e1", 0, [started("e1", input={"card": MARK})])
+        await writer.append("e1", 1, [event("e1", 2), event("e1", 3)])
+        # appends queued together go in one group commit: positions in batch order
+        await asyncio.gather(*(writer.append(f"g{n}", 0, [started(f"g{n}")]) for n in range(5)))
+        await asyncio.gather(*(writer.append(f"g{n}", 1, [event(f"g{n}", 2), event(f"g{n}", 3)]) for n in range(5)))
+        mine, theirs = await writer.feed().read_after(0), await reader.feed().read_after(0)
+        assert mine.items == theirs.items and [p for p, _ in mine.items] == list(range(1, 19))
+        assert mine.items[0][1].data["input"] == {"card": MARK}
+        assert await reader.read("e1") == [e for _, e in theirs.items if e.subject == "e1"]
+    finally:
+        await writer.stop()
+        await reader.stop()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.backends.sqlite import SQLiteEventLog
+from orchestrator.backends.sqlite.feed import RecentEvents
 from orchestrator.ports import BackendUnavailable, EventLog, ExecutionQuery
 from tests.contracts.factories import at, event, history, started
 from tests.contracts.feed import FeedContract, read_all
@@ -148,3 +149,15 @@ async def test_a_file_from_newer_code_is_refused(tmp_path: Path) -> None:
         connection.execute("UPDATE schema_version SET version = 4 WHERE component = 'event_log'")
     with pytest.raises(BackendUnavailable, match="event_log schema 4 is newer than 3"):
         await opened(tmp_path)
+
+
+def test_recent_events_keep_the_newest_up_to_their_capacity() -> None:
+    recent = RecentEvents(capacity=3)
+    recent.add(1, [started("a"), event("a", 2)])
+    recent.add(3, [event("a", 3), event("a", 4)])
+    assert [recent.get(p) for p in (1, 5)] == [None, None]
+    assert [e.sequence for p in (2, 3, 4) if (e := recent.get(p))] == [2, 3, 4]
+    assert RecentEvents(0).get(1) is None
+    nothing = RecentEvents(0)
+    nothing.add(1, [started("b")])
+    assert nothing.get(1) is None

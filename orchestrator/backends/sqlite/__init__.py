@@ -25,6 +25,7 @@ from orchestrator.backends.sqlite import encryption
 from orchestrator.backends.sqlite.analytics import ANALYTICS_DDL, SQLiteAnalytics
 from orchestrator.backends.sqlite.execution_tags import add_execution_tags
 from orchestrator.backends.sqlite.feed import (
+    RecentEvents,
     SQLiteCheckpoints,
     SQLiteFeed,
     add_positions,
@@ -309,6 +310,7 @@ class _Append:
     rows: list[EventRow]
     started: ExecutionSummary | None  # the new row when this append starts the execution
     future: asyncio.Future[None]
+    first_position: int = 0  # set by the commit that wrote it: its first event's feed position
 
 
 class SQLiteEventLog(Lifecycle):
@@ -320,6 +322,7 @@ class SQLiteEventLog(Lifecycle):
         self.settings = settings
         self._db = _Database(settings, "event_log", _EVENT_LOG_DDL, _EVENT_LOG_MIGRATIONS)
         self._queue: asyncio.Queue[_Append | None] | None = None
+        self._recent = RecentEvents()
         self._writer: asyncio.Task[None] | None = None
         self.codec: EventCodec = IDENTITY  # orchestrator.crypto.setup.attach sets AES-GCM
 
@@ -411,7 +414,7 @@ class SQLiteEventLog(Lifecycle):
 
     def feed(self) -> EventFeed:
         """Every committed event by position (``sqlite/feed.py``), read on this log's thread."""
-        return SQLiteFeed(self._db, self)
+        return SQLiteFeed(self._db, self, self._recent)
 
     # -- encryption at rest (sqlite/encryption.py) ---------------------------------------------
 
@@ -455,6 +458,9 @@ class SQLiteEventLog(Lifecycle):
                     self.instruments.appends_grouped("SQLiteEventLog", len(batch))
                     try:
                         outcomes = await self._db.run(self._commit, batch)
+                        for pending, outcome in zip(batch, outcomes, strict=True):
+                            if outcome is None:
+                                self._recent.add(pending.first_position, pending.events)
                     except Exception as exc:  # the thread or connection is gone
                         outcomes = [self._unavailable("commit failed", exc) for _ in batch]
                     _settle(batch, outcomes)
@@ -494,10 +500,14 @@ class SQLiteEventLog(Lifecycle):
                     continue
                 summary = pending.started or summarize(head, pending.events)
                 heads[summary.execution_id] = changed[summary.execution_id] = summary
+                pending.first_position = len(rows)  # made absolute below
                 rows += pending.rows
                 outcomes.append(None)
             if rows:
                 first = last_position(connection) + 1  # positions in batch order: commit order
+                for pending, outcome in zip(batch, outcomes, strict=True):
+                    if outcome is None:
+                        pending.first_position += first
                 events = [(e, n, t, tm, body.decode(), first + i) for i, (e, n, t, tm, body) in enumerate(rows)]
                 execute(_INSERT_EVENTS_JSON, (json.dumps(events),))
                 summaries = [_summary_row(summary) for summary in changed.values()]
@@ -522,6 +532,7 @@ class SQLiteEventLog(Lifecycle):
                 execute("SAVEPOINT append")
                 try:
                     self._apply(connection, pending, position)
+                    pending.first_position = position + 1
                     position += len(pending.rows)
                     outcomes.append(None)
                 except sqlite3.IntegrityError:  # those sequence numbers were taken first

@@ -14,11 +14,12 @@ a file of schema 1 is upgraded when it is opened.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Set
+from collections.abc import Callable, Sequence, Set
 from typing import Protocol, TypeVar, TypeVarTuple
 
 from orchestrator.ports import EventCodec, FeedPage
 from schemas import fields
+from schemas.envelope import Envelope
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -90,19 +91,46 @@ class Coded(Protocol):
     codec: EventCodec
 
 
+class RecentEvents:
+    """The envelopes of the last ``capacity`` events this process committed, by feed position.
+
+    A projection in the same process reads the feed just behind the writer; what it reads is
+    taken from here rather than decoded again (with encryption on, decrypted and parsed: about
+    27 µs an event). Only positions the database returned are looked up, and a position names
+    one event for good (positions are never handed out twice; a re-encrypted row keeps its
+    plaintext), so a hit is exactly what decoding the row would give.
+    """
+
+    def __init__(self, capacity: int = 8192) -> None:
+        self._capacity = capacity
+        self._events: dict[int, Envelope] = {}
+
+    def add(self, first: int, events: Sequence[Envelope]) -> None:
+        for offset, event in enumerate(events):
+            self._events[first + offset] = event
+        while len(self._events) > self._capacity:  # dicts keep insertion order: oldest first
+            del self._events[next(iter(self._events))]
+
+    def get(self, position: int) -> Envelope | None:
+        return self._events.get(position)
+
+
 class SQLiteFeed:
     """Reads of the feed run on the event log's thread and connection, between its commits."""
 
     delay = 0.0
 
-    def __init__(self, db: Database, log: Coded) -> None:
+    def __init__(self, db: Database, log: Coded, recent: RecentEvents | None = None) -> None:
         self._db = db
         self._log = log
+        self._recent = recent or RecentEvents(0)
 
     async def read_after(self, position: int, limit: int = 1000) -> FeedPage:
         rows = await self._db.run(self._read_after, position, limit)
-        envelopes = await self._log.codec.decode([body for _, body in rows])
-        items = [(at, envelope) for (at, _), envelope in zip(rows, envelopes, strict=True)]
+        found = [self._recent.get(at) for at, _ in rows]
+        missing = [body for (_, body), envelope in zip(rows, found, strict=True) if envelope is None]
+        decoded = iter(await self._log.codec.decode(missing) if missing else ())
+        items = [(at, envelope or next(decoded)) for (at, _), envelope in zip(rows, found, strict=True)]
         return FeedPage(items, items[-1][0] if items else position)
 
     async def read_fields_after(self, position: int, limit: int, wanted: Set[str]) -> fields.FieldsPage:
