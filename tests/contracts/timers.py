@@ -155,8 +155,9 @@ class TimersContract(ABC):
         assert running.recorder.fired == []
 
         await running.timers.start(running.recorder, OneShard())
+        restarted = time.time()  # a slow restart (a loaded Cassandra) may end after it was due
         assert await running.recorder.until(1, 0.8 + ON_TIME + 0.5)
-        assert due <= running.recorder.fired[0][2] <= due + ON_TIME
+        assert due <= running.recorder.fired[0][2] <= max(due, restarted) + ON_TIME
 
     async def test_schedule_called_before_start_takes_effect_once_started(self, tmp_path: Path) -> None:
         timers = await self.make_timers(tmp_path, time.time)

@@ -667,6 +667,7 @@ class CassandraRegistry(CassandraBackend):
             return existing
         while True:  # each turn another registrar took the version we tried
             latest = await self._get(definition.name, None)
+            check_owner(latest, definition)  # a tenant that claimed the name since the first check
             if latest is not None and same_content(latest, definition):
                 return latest
             candidate = definition.with_version((latest.version or 0) + 1 if latest else 1)
