@@ -85,12 +85,22 @@ def trigger_actor(workflow: str, trigger: str) -> str:
     return f"trigger:{workflow}/{trigger}"
 
 
+def webhook_actor(hook: str) -> str:
+    """The actor of what a webhook delivery starts or delivers."""
+    return f"webhook:{hook}"
+
+
+def schedule_actor(workflow: str, trigger: str) -> str:
+    """The actor of what a schedule starts or cancels."""
+    return f"schedule:{workflow}/{trigger}"
+
+
 def starter_actor(kind: str, workflow: str, trigger: str) -> str:
     """The actor a trigger's starts are recorded with: the executions' ``started_by``."""
     if kind == "webhook":
-        return f"webhook:{trigger}"
+        return webhook_actor(trigger)
     if kind == "schedule":
-        return f"schedule:{workflow}/{trigger}"
+        return schedule_actor(workflow, trigger)
     return trigger_actor(workflow, trigger)
 
 

@@ -19,6 +19,7 @@ from orchestrator.runtime import ExecutionNotFound, InputInvalid, Runtime, execu
 from schemas.definition import ScheduleTrigger
 from schemas.expressions import ExpressionError, evaluate
 from schemas.schedule_times import FireTimes, parse_duration, rfc3339_ms
+from triggers.inbound import schedule_actor
 from triggers.schedule_policy import Kind, Policy
 
 log = logging.getLogger(__name__)
@@ -27,11 +28,6 @@ log = logging.getLogger(__name__)
 def schedule_key(tenant: str, workflow: str, trigger: str) -> str:
     """Where a schedule's state is stored: the same for every version of the workflow."""
     return f"{tenant}/{workflow}/{trigger}"
-
-
-def schedule_actor(workflow: str, trigger: str) -> str:
-    """The actor of what a schedule starts or cancels."""
-    return f"schedule:{workflow}/{trigger}"
 
 
 def fire_key(trigger: str, time: float, kind: Kind) -> str:

@@ -37,6 +37,7 @@ from schemas.cloudevents import BadMessage
 from schemas.definition import WebhookTrigger, WorkflowDefinition
 from schemas.tenant import DEFAULT_TENANT, TenantInvalid, check_tenant
 from triggers.delivery_keys import Delivery, DeliveryKey, delivery_key
+from triggers.inbound import webhook_actor
 from triggers.signatures import SignatureError, header_name, verify
 
 log = logging.getLogger(__name__)
@@ -294,7 +295,7 @@ class WebhookEndpoint(Lifecycle):
                 hook.workflow,
                 payload,
                 dedup_key=key.key,
-                actor=f"webhook:{name}",
+                actor=webhook_actor(name),
                 tenant=hook.config.tenant,
                 metadata={
                     "trigger": "webhook",

@@ -63,26 +63,29 @@ def _head(tenant: str, key_id: str) -> bytes:
 
 
 def seal(key: bytes, tenant: str, key_id: str, plaintext: bytes, context: str) -> bytes:
-    head = _head(tenant, key_id)
-    nonce = os.urandom(NONCE_BYTES)
-    return head + nonce + AESGCM(key).encrypt(nonce, plaintext, head + context.encode())
+    return _seal(AESGCM(key), os.urandom(NONCE_BYTES), tenant, key_id, plaintext, context)
 
 
 def open_sealed(key: bytes, blob: bytes, context: str) -> bytes:
     """The plaintext; DecryptionError naming the key id when the tag does not verify."""
+    return _open(AESGCM(key), blob, context)
+
+
+def _seal(cipher: AESGCM, nonce: bytes, tenant: str, key_id: str, plaintext: bytes, context: str) -> bytes:
+    head = _head(tenant, key_id)
+    return head + nonce + cipher.encrypt(nonce, plaintext, head + context.encode())
+
+
+def _open(cipher: AESGCM, blob: bytes, context: str) -> bytes:
     found = header(blob)
     head, nonce = blob[: found.size], blob[found.size : found.size + NONCE_BYTES]
     try:
-        return AESGCM(key).decrypt(nonce, blob[found.size + NONCE_BYTES :], head + context.encode())
+        return cipher.decrypt(nonce, blob[found.size + NONCE_BYTES :], head + context.encode())
     except InvalidTag:
-        raise _undecryptable(found, context) from None
-
-
-def _undecryptable(found: Header, context: str) -> DecryptionError:
-    return DecryptionError(
-        f"{context}: ciphertext under key {found.key_id!r} of tenant {found.tenant!r} does not"
-        " verify (tampered, or moved from another event)"
-    )
+        raise DecryptionError(
+            f"{context}: ciphertext under key {found.key_id!r} of tenant {found.tenant!r} does not"
+            " verify (tampered, or moved from another event)"
+        ) from None
 
 
 class Sealer:
@@ -114,18 +117,11 @@ class Sealer:
             return self._buffer[at : at + NONCE_BYTES]
 
     def seal(self, key: bytes, tenant: str, key_id: str, plaintext: bytes, context: str) -> bytes:
-        head = _head(tenant, key_id)
-        nonce = self.nonce()
-        return head + nonce + self._cipher(key).encrypt(nonce, plaintext, head + context.encode())
+        return _seal(self._cipher(key), self.nonce(), tenant, key_id, plaintext, context)
 
     def open(self, key: bytes, blob: bytes, context: str) -> bytes:
         """As :func:`open_sealed`."""
-        found = header(blob)
-        head, nonce = blob[: found.size], blob[found.size : found.size + NONCE_BYTES]
-        try:
-            return self._cipher(key).decrypt(nonce, blob[found.size + NONCE_BYTES :], head + context.encode())
-        except InvalidTag:
-            raise _undecryptable(found, context) from None
+        return _open(self._cipher(key), blob, context)
 
     def _cipher(self, key: bytes) -> AESGCM:
         cipher = self._ciphers.get(key)
