@@ -46,6 +46,7 @@ from orchestrator.backends.urls import (
 from orchestrator.cluster.config import effective_config
 from orchestrator.cluster.heartbeat import Heartbeat
 from orchestrator.cluster.node import NodeIdentity, ReportsLoad
+from orchestrator.collector import CollectorThreshold
 from orchestrator.core.commands import CancelExecution, DeliverEvent, ResumeExecution, StartExecution
 from orchestrator.core.machine import ExecutionExists
 from orchestrator.core.state import ExecutionState
@@ -266,6 +267,9 @@ class Runtime(Lifecycle):
 
     async def start(self) -> None:
         stack = AsyncExitStack()
+        collector = CollectorThreshold(self.settings.gc_threshold)
+        collector.apply()
+        stack.callback(collector.restore)
         try:
             for part in (self.log, self.audit, self.registry, self.waits, self.secrets, self.access, self.connectors):
                 await part.start()

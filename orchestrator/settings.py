@@ -101,6 +101,7 @@ class Settings:
     port: int = 8080
     worker_concurrency: int = 64  # tasks run at once, unless the transport URL sets concurrency=
     python_threads: int = 8
+    gc_threshold: int = 20_000  # the collector's first threshold while running (orchestrator/collector.py); 0: as is
     analytics: bool = True  # the analytics projection follows the event feed (docs/analytics.md)
     quotas_file: str | None = None  # tenant -> {running, starts_per_minute, payload_bytes}
     connector_rate_limits: str | None = None  # "http=50,payments-api=20/5": calls/s[/burst] per key
@@ -203,6 +204,7 @@ class Settings:
             port=number("PORT", cls.port),
             worker_concurrency=positive("WORKER_CONCURRENCY", cls.worker_concurrency),
             python_threads=number("PYTHON_THREADS", cls.python_threads),
+            gc_threshold=number("GC_THRESHOLD", cls.gc_threshold),
             analytics=_flag("ANALYTICS", get, cls.analytics),
             quotas_file=get("QUOTAS_FILE"),
             connector_rate_limits=get("CONNECTOR_RATE_LIMITS"),

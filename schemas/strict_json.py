@@ -19,6 +19,8 @@ import json
 import math
 from typing import Any
 
+import orjson
+
 __all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "PARSE_HOOKS", "StrictJSONError", "check", "dumps", "loads"]
 
 MAX_DEPTH = 128
@@ -39,6 +41,10 @@ def encoded_size(value: Any) -> int:
     JSON cannot hold (the checks above report those)."""
     if value is None:
         return 0
+    try:  # orjson writes compact UTF-8 JSON, ten times faster; json takes what it refuses
+        return len(orjson.dumps(value))
+    except (TypeError, ValueError, RecursionError):
+        pass
     try:
         return len(_compact(value).encode())
     except (TypeError, ValueError, RecursionError):

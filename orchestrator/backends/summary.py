@@ -13,6 +13,8 @@ from schemas.envelope import Envelope
 def summarize(previous: ExecutionSummary | None, events: Sequence[Envelope]) -> ExecutionSummary:
     """The summary after ``events``; the first batch of an execution must start with ExecutionStarted."""
     summary = previous
+    changed = None  # the last event after the summary's first: one copy for the whole batch
+    status, key = "", None
     for event in events:
         if summary is None:
             if event.type != EXECUTION_STARTED:
@@ -31,15 +33,18 @@ def summarize(previous: ExecutionSummary | None, events: Sequence[Envelope]) -> 
                 started_by=event.actor,
             )
             continue
-        status = STATUS_BY_TERMINAL_TYPE.get(event.type, summary.status)
-        key = summary.correlation_key
+        if changed is None:
+            status, key = summary.status, summary.correlation_key
+        changed = event
+        status = STATUS_BY_TERMINAL_TYPE.get(event.type, status)
         if event.type == EVENT_AWAITED and event.data.get("correlation_key") is not None:
             key = str(event.data["correlation_key"])
-        summary = replace(
-            summary, status=status, updated_at=event.time, last_sequence=event.sequence, correlation_key=key
-        )
     if summary is None:
         raise ValueError("nothing to summarise")
+    if changed is not None:
+        summary = replace(
+            summary, status=status, updated_at=changed.time, last_sequence=changed.sequence, correlation_key=key
+        )
     return summary
 
 

@@ -17,7 +17,7 @@ from triggers import manager
 
 CORE = ("orchestrator.core", "schemas")
 # The small shared seams every layer may use: ports, settings, lifecycle, instrumentation, log
-# context, TLS.
+# context, TLS, the collector's threshold.
 SEAMS = (
     "orchestrator.ports",
     "orchestrator.access_ports",
@@ -26,6 +26,7 @@ SEAMS = (
     "orchestrator.instrumentation",
     "orchestrator.logcontext",
     "orchestrator.tls",
+    "orchestrator.collector",
 )
 BASE = (*CORE, *SEAMS)
 

@@ -134,15 +134,17 @@ class SQLiteFeed:
         return FeedPage(items, items[-1][0] if items else position)
 
     async def read_fields_after(self, position: int, limit: int, wanted: Set[str]) -> fields.FieldsPage:
-        """``read_after`` as fields (``schemas.fields``): plaintext bodies read straight into
-        tuples; an encrypting codec's go through its envelopes."""
+        """``read_after`` as fields (``schemas.fields``): recent events from their envelopes,
+        other plaintext bodies read straight into tuples; an encrypting codec's go through its
+        envelopes."""
         if self._log.codec.encrypts:
             page = await self.read_after(position, limit)
             of = fields.of_envelope
             return fields.FieldsPage([of(at, envelope, wanted) for at, envelope in page.items], page.last)
         rows = await self._db.run(self._read_after, position, limit)
-        read = fields.from_bytes
-        return fields.FieldsPage([read(at, body, wanted) for at, body in rows], rows[-1][0] if rows else position)
+        read, of, recent = fields.from_bytes, fields.of_envelope, self._recent.get
+        items = [of(at, envelope, wanted) if (envelope := recent(at)) else read(at, body, wanted) for at, body in rows]
+        return fields.FieldsPage(items, rows[-1][0] if rows else position)
 
     async def head(self) -> int:
         return await self._db.run(self._head)

@@ -1,0 +1,113 @@
+"""The hot path's shortcuts give exactly what the long way gives (docs/performance.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.backends.sqlite import SQLiteEventLog
+from orchestrator.backends.summary import summarize
+from orchestrator.collector import CollectorThreshold
+from schemas.envelope import Envelope
+from schemas.strict_json import encoded_size
+from tests.contracts.factories import event, started
+
+
+async def test_the_writer_serves_recent_fields_as_a_reader_decodes_them(tmp_path: Path) -> None:
+    """The lean feed read of the appending process takes recent envelopes from memory; another
+    process reads the rows: the same fields, data only for the wanted types."""
+    writer = SQLiteEventLog.from_url(f"sqlite:///{tmp_path}/o.db")
+    reader = SQLiteEventLog.from_url(f"sqlite:///{tmp_path}/o.db")
+    for log in (writer, reader):
+        await log.start()
+    try:
+        await writer.append("e1", 0, [started("e1", input={"n": 1})])
+        await asyncio.gather(*(writer.append(f"g{n}", 0, [started(f"g{n}")]) for n in range(4)))
+        await writer.append("e1", 1, [event("e1", 2), event("e1", 3)])
+        everything = {e.type for _, e in (await reader.feed().read_after(0)).items}
+        for wanted in (everything, set()):
+            mine = await writer.feed().read_fields_after(0, 100, wanted)  # type: ignore[attr-defined]
+            theirs = await reader.feed().read_fields_after(0, 100, wanted)  # type: ignore[attr-defined]
+            assert mine == theirs and [item[0] for item in mine.items] == list(range(1, 8))
+        assert all(item[8] is None for item in mine.items)  # the last read wanted no data
+        full = await writer.feed().read_fields_after(0, 100, everything)  # type: ignore[attr-defined]
+        assert full.items[0][8]["input"] == {"n": 1}
+    finally:
+        await writer.stop()
+        await reader.stop()
+
+
+def _one_by_one(events: list[Envelope]) -> object:
+    summary = None
+    for envelope in events:
+        summary = summarize(summary, [envelope])
+    return summary
+
+
+def test_a_batch_summarises_as_its_events_one_by_one() -> None:
+    awaited = event("e1", 3, type="EventAwaited", data={"step": "w", "correlation_key": "order-7"})
+    history = [started("e1"), event("e1", 2), awaited, event("e1", 4), event("e1", 5, type="ExecutionSucceeded")]
+    for cut in range(1, len(history) + 1):
+        head, tail = history[:cut], history[cut:]
+        batched = summarize(summarize(None, head), tail) if tail else summarize(None, head)
+        assert batched == _one_by_one(history)
+    final = summarize(None, history)
+    assert (final.status, final.last_sequence, final.correlation_key) == ("succeeded", 5, "order-7")
+    assert final.updated_at == history[-1].time
+
+
+@pytest.mark.parametrize(
+    "value", [{"a": "é", "b": [1, 2.5, True, None, "x" * 50]}, 2**70, {1: 2}, "ü", 1e300, [[[]]], 0.1]
+)
+def test_encoded_size_is_the_compact_utf8_json_size(value: object) -> None:
+    expected = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    assert encoded_size(value) == expected
+
+
+def test_encoded_size_of_nothing_and_of_what_json_cannot_hold_is_zero() -> None:
+    assert encoded_size(None) == 0
+    assert encoded_size({"x": object()}) == 0
+
+
+@pytest.fixture
+def default_thresholds() -> Iterator[tuple[int, int, int]]:
+    saved = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    yield gc.get_threshold()
+    gc.set_threshold(*saved)
+
+
+def test_the_collector_threshold_is_raised_while_running_and_put_back(
+    default_thresholds: tuple[int, int, int],
+) -> None:
+    collector = CollectorThreshold(20_000)
+    collector.apply()
+    assert gc.get_threshold() == (20_000, 10, 10)
+    collector.restore()
+    assert gc.get_threshold() == default_thresholds
+
+
+def test_the_collector_is_left_alone_when_asked_or_set_higher(default_thresholds: tuple[int, int, int]) -> None:
+    CollectorThreshold(0).apply()
+    assert gc.get_threshold() == default_thresholds
+    gc.set_threshold(50_000, 10, 10)
+    tuned = CollectorThreshold(20_000)
+    tuned.apply()
+    tuned.restore()
+    assert gc.get_threshold() == (50_000, 10, 10)
+
+
+async def test_a_runtime_raises_the_threshold_until_it_stops(
+    tmp_path: Path, default_thresholds: tuple[int, int, int]
+) -> None:
+    from orchestrator.runtime import Runtime
+    from orchestrator.settings import Settings
+
+    async with Runtime(Settings(event_log_url="memory://", gc_threshold=15_000)):
+        assert gc.get_threshold()[0] == 15_000
+    assert gc.get_threshold() == default_thresholds
