@@ -36,6 +36,7 @@ from orchestrator.backends.urls import (
     EVENT_LOGS,
     NODE_DIRECTORIES,
     REGISTRIES,
+    SCHEDULE_STATES,
     TIMERS,
     TRANSPORTS,
     WAIT_INDEXES,
@@ -89,6 +90,7 @@ from orchestrator.ports import (
     NodeRecord,
     ParksCommands,
     Registry,
+    ScheduleStates,
     SecretStore,
     Timers,
     Transport,
@@ -212,7 +214,12 @@ class Runtime(Lifecycle):
         self.feed = source.feed()  # projections follow it; in Kafka mode in the owner of shard 0
         self.projections = ProjectionRunner(self.feed, source.checkpoints(), active=self._owns_first_shard)
         self.engine.observers.append(self.projections.on_committed)  # wakes them after each commit
-        self.admission = admission_for(self.engine, self.transport, self.projections, clock)  # docs/resources.md
+        self.node = NodeIdentity.of_this_process(role, clock(), s.heartbeat_interval, s.node_id)
+        # Kafka mode: the admitter epochs that fence a handover (orchestrator.engine.admission_epoch).
+        self.epochs: ScheduleStates | None = None
+        if self.transport.durable:
+            self.epochs = open_backend(SCHEDULE_STATES, s.event_log_url if event_log is None else "memory://", "epochs")
+        self.admission = admission_for(self.engine, self.transport, self.projections, clock, self.epochs, self.node.node_id)
         self.analytics: AnalyticsReader | None = None  # docs/analytics.md; None: the log keeps none
         if s.analytics and isinstance(source, AnalyticsSource):  # ORCHESTRATOR_ANALYTICS=false: none
             self.analytics = AnalyticsReader(source.analytics(), clock)
@@ -255,7 +262,6 @@ class Runtime(Lifecycle):
         # Beside the event log it opened by URL; an event log passed in by hand: in memory.
         beside = nodes_url(s.event_log_url) if event_log is None else "memory://"
         self.nodes: NodeDirectory = open_backend(NODE_DIRECTORIES, s.nodes_url or beside, "node directory")
-        self.node = NodeIdentity.of_this_process(role, clock(), s.heartbeat_interval, s.node_id)
         self.engine.node = self.node.node_id  # recorded on every event it commits
         self._config = effective_config(s)
         self.heartbeat = Heartbeat(self.nodes, self.describe_node, s.heartbeat_interval)
@@ -274,6 +280,9 @@ class Runtime(Lifecycle):
             for part in (self.log, self.audit, self.registry, self.waits, self.secrets, self.access, self.connectors):
                 await part.start()
                 stack.push_async_callback(part.stop)
+            if self.epochs is not None:
+                await self.epochs.start()
+                stack.push_async_callback(self.epochs.stop)
             if self.records is not None:  # its data keys live in the log
                 await self.records.prepare()
             if self.transitions is not None:  # ready before commands flow; stopped after them

@@ -121,9 +121,12 @@ class AdmitExecution(Command):
 
     ``ticket`` is the number of admissions the execution had when the grant was decided: a grant
     decided for an earlier wait (a redelivered command after the slots were given back and asked
-    for again) names an older ticket and changes nothing. None: admit whatever the ticket."""
+    for again) names an older ticket and changes nothing. None: admit whatever the ticket.
+    ``epoch``: the admitter's (Kafka mode, ``orchestrator.engine.admission_epoch``); the owner
+    refuses a grant of an older epoch than the stored one. None: no admitter epoch (one process)."""
 
     ticket: int | None = None
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

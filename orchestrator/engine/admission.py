@@ -60,6 +60,7 @@ class LocalAdmission:
         self.settles_on_submit = not durable  # in-process: a submitted command is applied when it returns
         self.unsent = False  # an action could not be sent: decide again at the next chance
         self.feed: Current | None = None  # Kafka mode: the feed projection that runs it (admission_feed)
+        self.epoch: int | None = None  # Kafka mode: the admitter epoch its grants carry (admission_epoch)
 
     async def on_committed(self, committed: Committed) -> None:
         if not committed.after.slots:
@@ -118,7 +119,7 @@ class LocalAdmission:
     def command(self, action: Action) -> Command:
         base: dict[str, Any] = {"execution_id": action.execution_id, "now": self.clock(), "actor": ADMISSION_ACTOR}
         if action.kind == "admit":
-            return AdmitExecution(**base, ticket=self.table.ticket(action.execution_id))
+            return AdmitExecution(**base, ticket=self.table.ticket(action.execution_id), epoch=self.epoch)
         if action.kind == "refuse":
             return RefuseAdmission(**base, reason=action.reason)
         return CancelExecution(**base, reason=action.reason)

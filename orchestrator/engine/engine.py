@@ -70,6 +70,7 @@ class _Cached:
 
 
 Observer = Callable[[Committed], Awaitable[None]]
+Fence = Callable[[Command], Awaitable[str | None]]  # why a command may not be applied, or None
 
 
 class UnencodableEvents(CommandRejected):
@@ -110,6 +111,7 @@ class Engine:
         self.redo: Redo | None = None  # set by the runtime in embedded mode (see the module docstring)
         self.node: str | None = None  # recorded on every event as its ``node`` (set by the runtime)
         self.event_budget: EventBudget | None = None  # events per execution (set by the runtime)
+        self.fence: Fence | None = None  # refuses stale admission grants (Kafka mode, set by the runtime)
         self._failed_appends = 0
         self._last_failed_append = -math.inf  # time.monotonic()
 
@@ -253,6 +255,8 @@ class Engine:
 
     async def _handle_locked(self, command: Command, tenant: str | None = None) -> tuple[Committed | None, CommandOutcome]:
         conflicts = 0
+        if self.fence is not None and (refusal := await self.fence(command)) is not None:
+            raise CommandRejected(refusal)  # checked under the execution's lock, just before deciding
         if isinstance(command, ResumeExecution):
             self.forget(command.execution_id)  # another process may have appended: resume the log's state
         for attempt in range(self._retries):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import pytest
 
 from connectors.base import Connectors, StepCall
 from orchestrator.core import events as ev
+from orchestrator.core.commands import AdmitExecution
+from orchestrator.engine.admission_epoch import EPOCH_KEY, EpochFence
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.builder import Workflow
@@ -100,3 +103,80 @@ async def test_two_workers_never_hold_more_than_the_limit(
         held += change
         most = max(most, held)
     assert most <= 2 and len([m for m in moments if m[1] == 1]) == 6
+
+
+async def test_a_grant_of_an_older_admitter_epoch_admits_nothing(
+    kafka_url: str, cassandra_keyspace: TestKeyspace, tmp_path: Path
+) -> None:
+    """A zombie admitter's grant, sent through the commands topic after a newer admitter claimed
+    its epoch in Cassandra, is refused by the execution's owner; the same grant with the stored
+    epoch is applied (the fence, not the limit, stopped the first)."""
+    await cassandra_keyspace.empty_once(tmp_path)
+    gate = Gate()
+    async with Runtime(settings(kafka_url, cassandra_keyspace), connectors=Connectors([gate])) as runtime:
+        await runtime.register(Workflow("capped", concurrency=[{"limit": 1}]).task("work", "gate").build())
+        first = (await runtime.start_execution("capped", {"n": 0})).execution_id
+        second = (await runtime.start_execution("capped", {"n": 1})).execution_id
+
+        async def one_running() -> bool:
+            return gate.entered == 1
+
+        await until(one_running)
+        epoch = runtime.admission.epoch
+        assert epoch is not None and runtime.epochs is not None
+        assert (await runtime.epochs.load(EPOCH_KEY)).version == epoch  # claimed in Cassandra
+        waiting = [i for i in (first, second) if (await runtime.state(i)).admissions == 0]
+        assert len(waiting) == 1
+        queued = waiting[0]
+        zombie = AdmitExecution(execution_id=queued, now=runtime.clock(), actor="admission", ticket=0, epoch=epoch - 1)
+        await runtime.transport.submit(zombie)
+
+        async def refused() -> bool:
+            return fence_of(runtime).refused == 1
+
+        await until(refused)
+        await asyncio.sleep(1)
+        assert (await runtime.state(queued)).admissions == 0 and gate.entered == 1
+        await runtime.transport.submit(replace(zombie, epoch=epoch))
+
+        async def two_running() -> bool:
+            return gate.entered == 2
+
+        await until(two_running)
+        gate.open.set()
+
+
+async def test_the_next_owner_of_shard_0_claims_a_newer_epoch_and_admits(
+    kafka_url: str, cassandra_keyspace: TestKeyspace, tmp_path: Path
+) -> None:
+    await cassandra_keyspace.empty_once(tmp_path)
+    s = settings(kafka_url, cassandra_keyspace)
+    gates = [Gate(), Gate()]
+    async with AsyncExitStack() as stack:
+        stacks = [await stack.enter_async_context(AsyncExitStack()) for _ in gates]
+        runtimes = [await st.enter_async_context(Runtime(s, connectors=Connectors([g]))) for st, g in zip(stacks, gates, strict=True)]
+        await runtimes[0].register(Workflow("capped", concurrency=[{"limit": 1}]).task("work", "gate").build())
+
+        async def admitter() -> bool:
+            return any(r.admission.epoch is not None and r.admission.feed.current for r in runtimes if r.admission.feed)
+
+        await until(admitter)
+        [old] = [r for r in runtimes if r.admission.feed is not None and r.admission.feed.current]
+        survivor = runtimes[1 - runtimes.index(old)]
+        old_epoch = old.admission.epoch
+        assert old_epoch is not None
+        await stacks[runtimes.index(old)].aclose()  # shard 0 moves to the survivor
+
+        async def taken_over() -> bool:
+            return (survivor.admission.epoch or 0) > old_epoch
+
+        await until(taken_over)
+        gates[runtimes.index(survivor)].open.set()
+        done = await survivor.start_execution("capped", {"n": 0})
+        assert (await survivor.wait(done.execution_id, timeout=60)).status == "succeeded"
+
+
+def fence_of(runtime: Runtime) -> EpochFence:
+    fence = getattr(runtime.engine.fence, "__self__", None)
+    assert isinstance(fence, EpochFence)
+    return fence

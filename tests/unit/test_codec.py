@@ -60,6 +60,7 @@ COMMANDS: list[Command] = [
     CancelExecution(**BASE, reason="operator"),
     ResumeExecution(**BASE),
     AdmitExecution(**BASE),
+    AdmitExecution(**BASE, ticket=2, epoch=7),  # the admitter epoch fences a handover
     RefuseAdmission(**BASE, reason="concurrency limit workflow key 'all' is full (1 held)"),
     DebounceStart(**BASE, input={"customer": "a", "n": 5}, due=NOW + 30),
     StartExecution(execution_id="exec-3", now=NOW, workflow="orders", version=1, not_before=NOW + 30, debounce_key='"a"'),
@@ -246,3 +247,11 @@ def test_command_decoded_as_task_is_a_codec_error() -> None:
 def test_unencodable_payload_is_a_codec_error() -> None:
     with pytest.raises(CodecError):
         encode_command(CompleteStep(execution_id="e", now=NOW, step="s", attempt_id="a", output={1, 2}))
+
+
+def test_a_grant_encoded_before_admitter_epochs_decodes_without_one() -> None:
+    event = json.loads(encode_command(AdmitExecution(**BASE, ticket=1)))
+    del event["data"]["epoch"]
+    decoded = decode_command(json.dumps(event).encode())
+    assert isinstance(decoded, AdmitExecution)
+    assert (decoded.ticket, decoded.epoch) == (1, None)
