@@ -9,7 +9,9 @@ seconds of work queued in Kafka ahead of everything the quiet tenant sends in th
 partitions. While that drains, the quiet tenant dispatches one task every 20 ms. Latency = from
 the quiet ``dispatch`` returning (the broker has the record) to the handler done. Reported: alone,
 under the flood with the fair order (default), and under the flood in fetch order
-(``fair=false``). Each run has its own topics and consumer group, deleted at the end.
+(``fair=false``). Each run has its own topics and consumer group, deleted at the end. The
+collector runs with the threshold a worker's runtime sets (``orchestrator/collector.py``): the
+transport is measured as a worker process runs it.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.fairness import p99
 from orchestrator.backends.kafka.transport import KafkaTransport
+from orchestrator.collector import CollectorThreshold
 from orchestrator.core.commands import Command
 from orchestrator.ports import StepTask
+from orchestrator.settings import Settings
 
 STEP_SECONDS = 0.005
 QUIET_INTERVAL = 0.02
@@ -102,6 +106,8 @@ async def measure(quiet: int, flood: bool, fair: bool) -> list[float]:
         f"&partitions=4&concurrency=4&grace=1&fair={str(fair).lower()}"
     )
     steps = Steps()
+    collector = CollectorThreshold(Settings.gc_threshold)  # the runtime's default
+    collector.apply()
     worker = KafkaTransport.from_url(url)
     await worker.start(ignore, steps)
     try:
@@ -124,6 +130,7 @@ async def measure(quiet: int, flood: bool, fair: bool) -> list[float]:
     finally:
         await worker.stop()
         await delete_topics(prefix)
+        collector.restore()
     return [s * 1000 for s in steps.latencies]
 
 

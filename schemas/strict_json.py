@@ -21,7 +21,16 @@ from typing import Any
 
 import orjson
 
-__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "PARSE_HOOKS", "StrictJSONError", "check", "dumps", "loads"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
+    "PARSE_HOOKS",
+    "StrictJSONError",
+    "check",
+    "dumps",
+    "has_long_digit_runs",
+    "loads",
+]
 
 MAX_DEPTH = 128
 MAX_INT_DIGITS = 4300  # CPython's default int <-> str limit: longer integers cannot be encoded
@@ -53,6 +62,11 @@ def encoded_size(value: Any) -> int:
 
 def loads(raw: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse strict JSON (see the module docstring); StrictJSONError with a short reason."""
+    if isinstance(raw, bytes | bytearray) and _quick(raw, max_depth):
+        try:  # ten times faster; what it refuses goes the long way, which says why (or takes it)
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     if isinstance(raw, bytes | bytearray):
         try:
             text = bytes(raw).decode("utf-8")
@@ -68,6 +82,24 @@ def loads(raw: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH) -> Any:
         raise StrictJSONError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     check(value, "", max_depth=max_depth)
     return value
+
+
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))  # digits -> 0, else space
+_LONG_DIGITS = b"0" * 19
+
+
+def has_long_digit_runs(raw: bytes | bytearray) -> bool:
+    """Whether ``raw`` holds a run of 19 digits or more: orjson would parse an integer past 64
+    bits as a float, so such bytes must go to the standard parser (a cheap, conservative test)."""
+    return _LONG_DIGITS in raw.translate(_DIGITS_ONLY)
+
+
+def _quick(raw: bytes | bytearray, max_depth: int) -> bool:
+    """Whether orjson parses ``raw`` exactly as the long way does: fewer brackets than the depth
+    allows (so no deeper nesting) and no long digit runs. What orjson accepts is strict
+    otherwise: it refuses invalid UTF-8, unpaired surrogates, NaN, the infinities and numbers
+    that overflow a float."""
+    return raw.count(b"[") + raw.count(b"{") < max_depth and not has_long_digit_runs(raw)
 
 
 def _reject_constant(name: str) -> Any:

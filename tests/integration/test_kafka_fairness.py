@@ -12,9 +12,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from orchestrator.backends.kafka.transport import KafkaTransport
+from orchestrator.backends.kafka.codec import encode_task
+from orchestrator.backends.kafka.transport import FAIR_FETCH_WAIT_BUSY_MS, FAIR_FETCH_WAIT_MS, KafkaTransport
 from orchestrator.core.commands import Command
 from orchestrator.ports import StepTask
 
@@ -213,3 +215,52 @@ async def test_a_flood_longer_than_the_read_ahead_window_drains_and_is_committed
     finally:
         await worker.stop()
     assert again.order == ["marker"]
+
+
+async def test_deferred_records_are_not_decoded_and_the_fetch_wait_is_short_while_they_wait(
+    kafka_url: str, prefix: str
+) -> None:
+    """A task record names its tenant in a header: read-ahead defers a flood's records without
+    decoding them. While records are deferred the consumer's fetch wait is the short one (its
+    seeks must not wait behind a long poll); once none is, the long one again."""
+    producer = KafkaTransport.from_url(transport_url(kafka_url, prefix, role="api"))
+    await producer.start(ignore, Served())
+    try:
+        await flood(producer, "noisy", 3000)
+    finally:
+        await producer.stop()
+    served = Served(step=0.002)
+    worker = KafkaTransport.from_url(transport_url(kafka_url, prefix))
+    await worker.start(ignore, served)
+    try:
+        await served.until(lambda: len(served.ids) >= 100)
+        reading = worker.read_ahead()
+        assert reading["deferred"] and reading["fetch_wait_ms"] == FAIR_FETCH_WAIT_BUSY_MS, reading
+        decoded = reading["decoded"]
+        assert decoded is not None and decoded < 2000, reading  # not the 3,000 read: those deferred were not
+        await served.until(lambda: len(set(served.ids)) == 3000, timeout=120)
+        await worker.dispatch(task("marker", 0))  # one more fetch batch after the last deferred went
+        await served.until(lambda: "marker" in served.order)
+        reading = worker.read_ahead()
+        assert reading["deferred"] == 0 and reading["fetch_wait_ms"] == FAIR_FETCH_WAIT_MS, reading
+    finally:
+        await worker.stop()
+
+
+async def test_a_task_record_without_a_tenant_header_is_served(kafka_url: str, prefix: str) -> None:
+    """Records of an older producer have no tenant header: read-ahead decodes them for it."""
+    url = transport_url(kafka_url, prefix)
+    producer = KafkaTransport.from_url(transport_url(kafka_url, prefix, role="api"))
+    await producer.start(ignore, Served())  # creates the topics
+    await producer.stop()
+    raw = AIOKafkaProducer(bootstrap_servers=kafka_url.removeprefix("kafka://").split(","))
+    await raw.start()
+    try:
+        for index in range(3):
+            old = task("legacy", index)
+            await raw.send_and_wait(f"{prefix}.tasks", encode_task(old), key=old.execution_id.encode())
+    finally:
+        await raw.stop()
+    served = Served()
+    await run_worker(url, served, lambda: served.order.count("legacy") == 3)
+    assert sorted(served.ids) == ["legacy-0", "legacy-1", "legacy-2"]

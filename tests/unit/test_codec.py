@@ -255,3 +255,42 @@ def test_a_grant_encoded_before_admitter_epochs_decodes_without_one() -> None:
     decoded = decode_command(json.dumps(event).encode())
     assert isinstance(decoded, AdmitExecution)
     assert (decoded.ticket, decoded.epoch) == (1, None)
+
+
+TASK = StepTask("exec-1", "orders", "charge", 1, "att-1", "http", {"url": "u"}, {"n": 1}, "exec-1/charge")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fits"),
+    [
+        ("attempt", 2, True),
+        ("attempt", True, False),  # a bool is not an int here
+        ("attempt", 2.0, False),
+        ("attempt", None, False),
+        ("timeout_seconds", 5, True),  # an int is a float
+        ("timeout_seconds", 5.5, True),
+        ("timeout_seconds", None, True),
+        ("timeout_seconds", False, False),
+        ("timeout_seconds", "5", False),
+        ("tenant", "acme", True),
+        ("tenant", None, False),
+        ("tenant", 1, False),
+        ("actor", None, True),
+        ("config", {"a": [1]}, True),
+        ("config", [], False),
+        ("secret_args", [["a", 0]], True),
+        ("secret_args", {"a": 0}, False),
+        ("args", object, True),  # Any: replaced below by each JSON kind
+    ],
+)
+def test_each_field_takes_the_json_values_its_type_names(field: str, value: Any, fits: bool) -> None:
+    values = [value] if value is not object else [None, True, 1, 1.5, "s", [1], {"k": 1}]
+    for item in values:
+        record = json.loads(encode_task(TASK))
+        record["data"][field] = item
+        raw = json.dumps(record).encode()
+        if fits:
+            assert getattr(decode_task(raw), field) == item
+        else:
+            with pytest.raises(CodecError, match=f"StepTask.{field}"):
+                decode_task(raw)

@@ -98,3 +98,56 @@ def test_dumps_is_strict_and_compact() -> None:
         strict_json.dumps({"x": float("inf")})
     with pytest.raises(StrictJSONError, match="unpaired surrogate"):
         strict_json.dumps("\ud800")
+
+
+QUICK_CASES = [
+    b'{"a": [1, 2.5, -0, -0.0, 1e308, 0.1e-400, 1E5, true, false, null, "s"]}',
+    b'{"a":1,"a":2}',
+    b'"\\ud83d\\ude00 \\u00e9 \\u0000"',
+    "\"caf\u00e9 \U0001f600\"".encode(),
+    b"9223372036854775807",
+    b"-9223372036854775808",
+    b"18446744073709551615",
+    b"18446744073709551616",  # orjson would give a float: the long way keeps the integer
+    b"-9223372036854775809",
+    b"123456789012345678901234567890",
+    b"0.12345678901234567890123",
+    b"1e400",
+    b"-1e400",
+    b"NaN",
+    b"Infinity",
+    b"[-Infinity]",
+    b'"\\ud800"',
+    b'{"\\udc00": 1}',
+    b"\xef\xbb\xbf{}",
+    b'{"a":1}x',
+    b'"\x01"',
+    b" {} ",
+    b"[" * 127 + b"]" * 127,
+    b"[" * 128 + b"]" * 128,
+    b"[" * 600 + b"]" * 600,
+    b'{"deep": ' + b'{"a": ' * 130 + b"1" + b"}" * 131,
+    b"",
+    b"[1,]",
+]
+
+
+@pytest.mark.parametrize("raw", QUICK_CASES, ids=lambda raw: raw[:24].decode("utf-8", "replace"))
+def test_bytes_parse_exactly_as_the_long_way_parses_their_text(raw: bytes) -> None:
+    """Bytes may take orjson's quick path; text always takes the long one: same value, same
+    types, or the same refusal."""
+
+    def outcome(source: bytes | str) -> str:
+        try:
+            return repr(strict_json.loads(source))
+        except StrictJSONError as exc:
+            return f"refused: {exc}"
+
+    assert outcome(raw) == outcome(raw.decode("utf-8"))
+
+
+def test_invalid_utf8_is_refused_on_the_quick_path_too() -> None:
+    with pytest.raises(StrictJSONError, match="not UTF-8"):
+        strict_json.loads(b'"\xed\xa0\x80"')
+    with pytest.raises(StrictJSONError, match="not UTF-8"):
+        strict_json.loads(b'{"a": "\xff"}')

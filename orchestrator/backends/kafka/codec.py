@@ -163,17 +163,16 @@ def _load(raw: bytes) -> dict[str, Any]:
 
 def _build(cls: type[T], data: dict[str, Any]) -> T:
     """An instance of dataclass ``cls`` from JSON values, checking scalar types and nesting dataclasses."""
-    hints = _hints(cls)
     values: dict[str, Any] = {}
-    for name, hint in hints.items():
+    for check in _plan(cls):
+        name = check.name
         if name not in data:
             continue  # a default fills it, or the constructor reports it missing
         value = data[name]
-        nested = _nested(hint)
-        if nested is not None and isinstance(value, dict):
-            value = _build(nested, value)
-        elif not _fits(hint, value):
-            raise CodecError(f"{cls.__name__}.{name}: {value!r} does not fit {hint}")
+        if check.nested is not None and isinstance(value, dict):
+            value = _build(check.nested, value)
+        elif not check.fits(value):
+            raise CodecError(f"{cls.__name__}.{name}: {value!r} does not fit {check.hint}")
         values[name] = value
     try:
         return cls(**values)
@@ -181,8 +180,60 @@ def _build(cls: type[T], data: dict[str, Any]) -> T:
         raise CodecError(f"{cls.__name__}: {exc}") from None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _FieldCheck:
+    """What one field's type hint accepts, worked out once per class: scalars (a bool only
+    where ``bool`` is named, an int also where ``float`` is), dicts, lists and None are checked;
+    anything else (``Any``, ``Literal``, ...) passes."""
+
+    name: str
+    hint: Any
+    nested: type | None  # the dataclass a dict value is built into
+    anything: bool  # ``Any``, or an arm this codec does not check
+    none: bool
+    bool_: bool
+    types: tuple[type, ...]  # what a value that is not None and not a bool must be an instance of
+
+    @classmethod
+    def of(cls, name: str, hint: Any) -> _FieldCheck:
+        anything = none = bool_ = False
+        types: list[type] = []
+        for arm in _arms(hint):
+            origin = typing.get_origin(arm) or arm
+            if arm is Any:
+                anything = True
+            elif arm is type(None):
+                none = True
+            elif origin is bool:
+                bool_ = True
+            elif origin in _SCALARS:
+                types.extend(_SCALARS[origin])
+            elif origin in (dict, list):
+                types.append(origin)
+            elif not (isinstance(origin, type) and dataclasses.is_dataclass(origin)):
+                anything = True
+        return cls(name, hint, _nested(hint), anything, none, bool_, tuple(types))
+
+    def fits(self, value: Any) -> bool:
+        if self.anything:
+            return True
+        if value is None:
+            return self.none
+        if isinstance(value, bool):
+            return self.bool_
+        return isinstance(value, self.types)
+
+
 _HINTS: dict[type, dict[str, Any]] = {}
+_PLANS: dict[type, tuple[_FieldCheck, ...]] = {}
 _SCALARS: dict[Any, tuple[type, ...]] = {str: (str,), int: (int,), float: (int, float), bool: (bool,)}
+
+
+def _plan(cls: type) -> tuple[_FieldCheck, ...]:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _PLANS[cls] = tuple(_FieldCheck.of(name, hint) for name, hint in _hints(cls).items())
+    return plan
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -204,26 +255,3 @@ def _nested(hint: Any) -> type | None:
         if isinstance(arm, type) and dataclasses.is_dataclass(arm):
             return arm
     return None
-
-
-def _fits(hint: Any, value: Any) -> bool:
-    """Scalars, dicts, lists and None are checked; anything else (``Any``) passes."""
-    for arm in _arms(hint):
-        if arm is Any:
-            return True
-        if arm is type(None):
-            if value is None:
-                return True
-            continue
-        origin = typing.get_origin(arm) or arm
-        if origin in _SCALARS:
-            if isinstance(value, _SCALARS[origin]) and (origin is bool or not isinstance(value, bool)):
-                return True
-        elif origin in (dict, list):
-            if isinstance(value, origin):
-                return True
-        elif isinstance(origin, type) and dataclasses.is_dataclass(origin):
-            continue  # a nested dataclass arrives as a dict, handled by the caller
-        else:
-            return True
-    return False

@@ -74,8 +74,12 @@ from orchestrator.tls import redact_url
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_BACKOFF = 30.0
-MIN_HELD_PER_TENANT = 64  # a tenant's records a tasks lane holds at least, to outlast a refill
+MIN_HELD_PER_TENANT = 256  # a tenant's records a tasks lane holds at least, to outlast a refill
+TENANT_HEADER = "tenant"  # on task records, so read-ahead defers them undecoded (read_ahead.py)
+FAIR_POLL_RECORDS = 64  # records taken between two turns of the event loop (decoding them blocks it)
+FAIR_PARTITION_FETCH_BYTES = 65536  # per partition and fetch: a re-read fetches what it takes, not 1 MB
 FAIR_FETCH_WAIT_MS = 100  # the fair tasks consumer's longest fetch wait (aiokafka's default: 500)
+FAIR_FETCH_WAIT_BUSY_MS = 10  # ... while a lane has deferred records (see ``_Group._tune_fetch_wait``)
 ParkBad = Callable[[TopicPartition, Any, CodecError], Awaitable[None]]
 
 
@@ -141,6 +145,15 @@ class KafkaTransport:
                 raise BackendUnavailable(f"{message} within {opts.start_timeout:g}s{last}") from None
             raise BackendUnavailable(f"{message}: {describe(exc)}") from None
 
+    def read_ahead(self) -> dict[str, int | None]:
+        """How the fair tasks consumer reads past floods (``read_ahead.py``): records deferred now,
+        task records decoded and seeks back to deferred records so far, its fetch wait now."""
+        for group in self._groups:
+            if group.gate is not None:
+                deferred = sum(lane.read_ahead.deferred for lane in group.lanes() if lane.read_ahead is not None)
+                return {"deferred": deferred, "decoded": group.decoded, "rereads": group.rereads, "fetch_wait_ms": group.fetch_wait_ms}
+        return {}
+
     def shard_of(self, execution_id: str) -> int:
         """The commands partition of an execution: Kafka's default partitioner (murmur2 of the key)."""
         hashed: int = murmur2(execution_id.encode())
@@ -174,7 +187,8 @@ class KafkaTransport:
         await self._send(self.options.commands, command.execution_id, self._seal_command(encode_command(command)))
 
     async def dispatch(self, task: StepTask) -> None:
-        await self._send(self.options.tasks, task.execution_id, self.records.seal(encode_task(task), "task"))
+        record = self.records.seal(encode_task(task), "task")
+        await self._send(self.options.tasks, task.execution_id, record, [(TENANT_HEADER, task.tenant.encode())])
 
     def _seal_command(self, value: bytes) -> bytes:
         return self.records.seal(value, "command")
@@ -289,6 +303,19 @@ def _tenant(task: StepTask) -> str:
     return task.tenant
 
 
+def header_tenant(record: Any) -> str | None:
+    """The tenant a task record names in its ``tenant`` header (None without one: an older
+    producer). Read-ahead defers a record on it without decoding the record; the decoded task's
+    own tenant is the one the step runs for."""
+    for name, value in record.headers or ():
+        if name == TENANT_HEADER:
+            try:
+                return bytes(value).decode()
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
 def group_id(options: KafkaOptions, topic: str) -> str:
     """The transport's consumer group on ``topic``: ``<group>.commands`` or ``<group>.tasks``."""
     return f"{options.group}.{'commands' if topic == options.commands else 'tasks'}"
@@ -307,9 +334,10 @@ def group_consumer(options: KafkaOptions, topic: str) -> AIOKafkaConsumer:
         client_id=f"{options.group}.{topic}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_poll_records=500,
+        max_poll_records=FAIR_POLL_RECORDS if fair_tasks else 500,
         heartbeat_interval_ms=1000,
         fetch_max_wait_ms=FAIR_FETCH_WAIT_MS if fair_tasks else 500,
+        max_partition_fetch_bytes=FAIR_PARTITION_FETCH_BYTES if fair_tasks else 1048576,
     )
 
 
@@ -477,6 +505,8 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
         self._consumer = group_consumer(opts, topic)
         self._lag = LagReporter(group_id(opts, topic))
         self.skipped = 0  # records that did not decode, logged and committed past
+        self.decoded = 0  # read-ahead: task records decoded (a deferred one is not, if its header names its tenant)
+        self.rereads = 0  # read-ahead: seeks back to deferred records
 
     async def start(self) -> None:
         await keep_trying(self._consumer.start, self._failures)
@@ -503,6 +533,9 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
 
     def owned(self) -> set[int]:
         return {tp.partition for tp in self._lanes}
+
+    def lanes(self) -> list[_Lane[T]]:
+        return list(self._lanes.values())
 
     def in_flight(self) -> int:
         return sum(lane.backlog for lane in self._lanes.values())
@@ -540,6 +573,8 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
         if lane.reading is not None and (target := ahead.next_position(lane.reading)) is not None:
             with contextlib.suppress(IllegalStateError):  # revoked meanwhile
                 self._consumer.seek(lane.tp, target)
+                if target < lane.reading:
+                    self.rereads += 1
                 lane.reading = target
         rereading = lane.reading is not None and ahead.next is not None and lane.reading < ahead.next
         self._set_paused(lane, lane.held_back and not rereading)
@@ -557,6 +592,8 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         lanes = [self._lanes.pop(tp) for tp in revoked if tp in self._lanes]
         self._paused.difference_update(revoked)
+        if self._tenant_of is not None:
+            self._tune_fetch_wait()  # the lanes with deferred records may have gone
         await asyncio.gather(*(lane.close(self._grace) for lane in lanes))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(self._grace, 1.0)):
@@ -604,6 +641,7 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
                     self._set_paused(lane, True)
             if await self._lag.report(self._consumer, self._lanes, self._transport.instruments):
                 self._report_lanes()
+            await asyncio.sleep(0)  # buffered records come back without a wait: let the steps run
 
     def _report_lanes(self) -> None:
         """Each lane's unfinished records and records past its committed offset."""
@@ -644,9 +682,15 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
             if seen is Seen.NEW and ahead.beyond_window(record.offset, floor):
                 self._hold_back(lane)
                 return
+            header = header_tenant(record)
+            if header is not None and not ahead.has_room(header):
+                ahead.admit(record.offset, header)  # deferred without decoding it
+                lane.read_past(record.offset)
+                continue
             try:
                 if record.value is None:
                     raise CodecError("empty record")
+                self.decoded += 1
                 item = self._decode(record.value)
             except Exception as exc:  # a poison record: decoding is pure, it would fail again
                 log.error("skipping bad record %s offset %d: %s", lane.tp, record.offset, exc)
@@ -655,7 +699,7 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
                 lane.read_past(record.offset)
                 self._dirty.set()
                 continue
-            tenant = tenant_of(item)
+            tenant = header if header is not None else tenant_of(item)
             if ahead.admit(record.offset, tenant):
                 lane.take(record.offset, record.key, item, tenant)
             else:
@@ -663,6 +707,26 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
         if records:
             lane.reading = records[-1].offset + 1
             self._reposition(lane)
+        self._tune_fetch_wait()
+
+    def _tune_fetch_wait(self) -> None:
+        """Fair tasks: while a lane has deferred records it seeks back and forth, and each seek
+        waits for the fetch in flight, which long-polls the partitions read to their end: so the
+        fetch wait is short then (FAIR_FETCH_WAIT_BUSY_MS), and long again once nothing is deferred
+        (an idle worker then sends a tenth as many fetches). aiokafka builds each fetch request from
+        its fetcher's ``_fetch_max_wait_ms``; without that attribute (another aiokafka) the wait
+        stays the long one (tests/integration/test_kafka_fairness.py checks the switch)."""
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        if fetcher is None or not hasattr(fetcher, "_fetch_max_wait_ms"):
+            return
+        busy = any(lane.read_ahead is not None and lane.read_ahead.deferred for lane in self._lanes.values())
+        fetcher._fetch_max_wait_ms = FAIR_FETCH_WAIT_BUSY_MS if busy else FAIR_FETCH_WAIT_MS
+
+    @property
+    def fetch_wait_ms(self) -> int | None:
+        """The fetch wait the consumer uses now (None before it starts, or in another aiokafka)."""
+        wait = getattr(getattr(self._consumer, "_fetcher", None), "_fetch_max_wait_ms", None)
+        return wait if isinstance(wait, int) else None
 
     async def run(self, item: T | _Bad) -> None:
         """Handle one record: the handler, or parking for one that does not decode."""
