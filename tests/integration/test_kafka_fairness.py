@@ -71,6 +71,7 @@ class Served:
         self.started: dict[str, float] = {}  # execution id -> when it started
         self.ids: list[str] = []  # execution ids of the tasks that finished
         self.changed = asyncio.Event()
+        self.reading: dict[str, int | None] = {}  # the worker's read-ahead figures when it stopped
 
     async def __call__(self, item: StepTask) -> None:
         self.order.append(item.tenant)
@@ -98,6 +99,7 @@ async def run_worker(
         if before is not None:
             await before(worker)
         await served.until(until)
+        served.reading = worker.read_ahead()
     finally:
         await worker.stop()
 
@@ -264,3 +266,14 @@ async def test_a_task_record_without_a_tenant_header_is_served(kafka_url: str, p
     served = Served()
     await run_worker(url, served, lambda: served.order.count("legacy") == 3)
     assert sorted(served.ids) == ["legacy-0", "legacy-1", "legacy-2"]
+
+
+@pytest.mark.parametrize(("parked_bytes", "rereads"), [(16 << 20, False), (0, True)])
+async def test_deferred_records_are_taken_from_memory_within_the_parking_budget(
+    kafka_url: str, prefix: str, parked_bytes: int, rereads: bool
+) -> None:
+    """Within ``parked_bytes`` a flood's deferred records are kept in memory and taken from there:
+    the consumer never seeks back. Without a budget it reads them from Kafka again."""
+    served = await queued_flood(kafka_url, prefix, noisy=1500, quiet=10, everything=True, parked_bytes=parked_bytes)
+    assert sorted(set(served.ids)) == sorted({f"noisy-{i}" for i in range(1500)} | {f"quiet-{i}" for i in range(10)})
+    assert (served.reading["rereads"] > 0) is rereads, served.reading

@@ -78,6 +78,7 @@ class KafkaOptions:
     command_concurrency: int = 16  # executions of one partition handled at once; 1 = partition order
     fair: bool = True  # step tasks: a weighted fair queue across tenants; False: fetch order
     read_ahead: int = 10_000  # fair: task records a partition is read past its commit point
+    parked_bytes: int = 16 << 20  # fair: bytes of deferred task records kept in memory (kafka/parked.py)
     linger_ms: int = 0  # measured: 1 ms adds ~1.4 ms per produce in aiokafka and no throughput
     send_timeout: float = 30.0  # give up on an unacknowledged submit/dispatch after this
     start_timeout: float = 10.0  # BackendUnavailable if the brokers do not answer within this
@@ -92,6 +93,8 @@ class KafkaOptions:
         if options.role not in ("all", "api"):
             raise ValueError(f"role must be all or api, not {options.role!r}")
         least = (options.partitions, options.replication, options.concurrency, options.command_concurrency)
+        if options.parked_bytes < 0:
+            raise ValueError(f"parked_bytes must be >= 0 in {redact_url(url)!r}")
         if min(*least, options.read_ahead) < 1:
             raise ValueError(
                 f"partitions, replication, read_ahead and concurrencies must be >= 1 in {redact_url(url)!r}"

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import bisect
 from enum import Enum
+from typing import Any, Final
+
+TENANT_HEADER: Final = "tenant"  # task records name their tenant here (the transport's dispatch)
 
 
 class Seen(Enum):
@@ -49,6 +52,10 @@ class ReadAhead:
     def lowest_deferred(self) -> int | None:
         heads = [offsets[0] for offsets in self._by_tenant.values()]
         return min(heads) if heads else None
+
+    def deferred_tenant(self, offset: int) -> str | None:
+        """The tenant of a deferred record; None if the record is not deferred (now)."""
+        return self._deferred.get(offset)
 
     def seen(self, offset: int) -> Seen:
         if offset in self._deferred:
@@ -132,3 +139,16 @@ class ReadAhead:
             if index < len(offsets) and (best is None or offsets[index] < best):
                 best = offsets[index]
         return best
+
+
+def header_tenant(record: Any) -> str | None:
+    """The tenant a task record names in its ``tenant`` header (None without one: an older
+    producer). Read-ahead defers a record on it without decoding the record; the decoded task's
+    own tenant is the one the step runs for."""
+    for name, value in record.headers or ():
+        if name == TENANT_HEADER:
+            try:
+                return bytes(value).decode()
+            except UnicodeDecodeError:
+                return None
+    return None

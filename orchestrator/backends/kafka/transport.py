@@ -1,7 +1,8 @@
 """Kafka transport (``kafka://``): commands and step tasks on two topics, keyed by execution id.
 
 ``kafka://host:port[,host2:port]?commands=orchestrator.commands&tasks=orchestrator.tasks&partitions=12
-&replication=1&group=orchestrator-workers&role=all|api&concurrency=64&fair=true&read_ahead=10000`` (see ``KafkaOptions`` in
+&replication=1&group=orchestrator-workers&role=all|api&concurrency=64&fair=true&read_ahead=10000
+&parked_bytes=16777216`` (see ``KafkaOptions`` in
 ``orchestrator.backends.kafka.client``, the plumbing the triggers and connectors share).
 
 Every record of one execution lands on one partition. A worker process (``role=all``) consumes
@@ -14,10 +15,11 @@ order (at most ``command_concurrency`` executions of a partition at once; 1 make
 partition strictly sequential); tasks run concurrently, at most ``concurrency`` per process,
 let in across tenants by a weighted fair queue (``orchestrator.backends.fair_gate``) over every
 partition of the process. So that a tenant's backlog in a partition does not keep another
-tenant's tasks behind it in Kafka, a tasks lane holds at most ``2 * concurrency`` (at least 64)
-records of one tenant (four times that in all), leaves the rest uncommitted in Kafka and reads them again when the tenant has room
-(``read_ahead.py``), up to ``read_ahead`` records past its commit point. ``fair=false``: tasks
-are let in in fetch order, as one FIFO. A lane commits only up to its lowest unfinished record, after the handler returned (for commands:
+tenant's tasks behind it in Kafka, a tasks lane holds at most ``2 * concurrency`` (at least 256)
+records of one tenant (four times that in all) and defers the rest (``read_ahead.py``): kept in
+memory up to ``parked_bytes`` (``parked.py``), else uncommitted in Kafka and read again when the
+tenant has room, up to ``read_ahead`` records past its commit point. ``fair=false``: tasks are
+let in in fetch order, as one FIFO. A lane commits only up to its lowest unfinished record, after the handler returned (for commands:
 after the event-log append and its effects), so a crash redelivers everything not done (and at
 most ~50 ms of done records, as commits are batched). A failing handler is retried with backoff
 and holds the commit point (the runtime's handler parks a command that keeps failing for any
@@ -64,7 +66,8 @@ from orchestrator.backends.kafka.codec import (
     encode_task,
 )
 from orchestrator.backends.kafka.dead_letters import KafkaDeadLetters, dead_letter_topic
-from orchestrator.backends.kafka.read_ahead import ReadAhead, Seen
+from orchestrator.backends.kafka.parked import ParkedRecords, ParkingBudget
+from orchestrator.backends.kafka.read_ahead import TENANT_HEADER, ReadAhead, Seen, header_tenant
 from orchestrator.core.commands import Command
 from orchestrator.crypto.identity import PLAIN_RECORDS
 from orchestrator.instrumentation import NO_INSTRUMENTS, Instruments
@@ -75,7 +78,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_BACKOFF = 30.0
 MIN_HELD_PER_TENANT = 256  # a tenant's records a tasks lane holds at least, to outlast a refill
-TENANT_HEADER = "tenant"  # on task records, so read-ahead defers them undecoded (read_ahead.py)
 FAIR_POLL_RECORDS = 64  # records taken between two turns of the event loop (decoding them blocks it)
 FAIR_PARTITION_FETCH_BYTES = 65536  # per partition and fetch: a re-read fetches what it takes, not 1 MB
 FAIR_FETCH_WAIT_MS = 100  # the fair tasks consumer's longest fetch wait (aiokafka's default: 500)
@@ -303,19 +305,6 @@ def _tenant(task: StepTask) -> str:
     return task.tenant
 
 
-def header_tenant(record: Any) -> str | None:
-    """The tenant a task record names in its ``tenant`` header (None without one: an older
-    producer). Read-ahead defers a record on it without decoding the record; the decoded task's
-    own tenant is the one the step runs for."""
-    for name, value in record.headers or ():
-        if name == TENANT_HEADER:
-            try:
-                return bytes(value).decode()
-            except UnicodeDecodeError:
-                return None
-    return None
-
-
 def group_id(options: KafkaOptions, topic: str) -> str:
     """The transport's consumer group on ``topic``: ``<group>.commands`` or ``<group>.tasks``."""
     return f"{options.group}.{'commands' if topic == options.commands else 'tasks'}"
@@ -324,8 +313,8 @@ def group_id(options: KafkaOptions, topic: str) -> str:
 def group_consumer(options: KafkaOptions, topic: str) -> AIOKafkaConsumer:
     """The unstarted consumer of the transport's group on ``topic`` (commands or tasks): offsets
     are committed by the lanes, never automatically. The fair tasks consumer waits at most
-    ``FAIR_FETCH_WAIT_MS`` for new records: a lane that seeks back to its deferred records (or a
-    record that lands on a quiet partition) must not wait behind a fetch long-polling the broker."""
+    ``FAIR_FETCH_WAIT_MS`` for new records (less during floods, ``_Group._tune_fetch_wait``) and
+    takes small batches, so decoding one does not hold the event loop (docs/resources.md)."""
     fair_tasks = options.fair and topic == options.tasks
     return AIOKafkaConsumer(
         bootstrap_servers=list(options.bootstrap),
@@ -370,6 +359,8 @@ class _Lane(Generic[T]):
         self.read_ahead = read_ahead
         self.reading: int | None = None  # where the consumer reads this partition next, once known
         self.held_back = False  # paused: the read-ahead window is full
+        self.parked: ParkedRecords | None = None  # read-ahead: deferred records kept in memory (parked.py)
+        self.closing = False
         self._group = group
         self._slot = slot
         self._ordered = ordered
@@ -425,6 +416,7 @@ class _Lane(Generic[T]):
 
     async def close(self, grace: float) -> None:
         """Let running records finish for up to ``grace`` seconds; abandon (cancel) everything else."""
+        self.closing = True  # takes nothing more (parked records stay in Kafka for the successor)
         for offset, task in self._pending.items():
             if offset not in self._running:
                 task.cancel()
@@ -496,6 +488,7 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
         self._tenant_of = tenant_of
         self.gate = FairGate(limit) if tenant_of is not None else None
         self._read_ahead = opts.read_ahead
+        self._parking = ParkingBudget(opts.parked_bytes)
         self._grace = opts.grace
         self._lanes: dict[TopicPartition, _Lane[T]] = {}
         self._paused: set[TopicPartition] = set()
@@ -554,6 +547,8 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
             ahead = lane.read_ahead
             if lane.held_back and ahead.next is not None and not ahead.beyond_window(ahead.next, lane.commit_offset):
                 lane.held_back = False
+            if lane.parked and not lane.closing:
+                self._take_parked(lane)
             self._reposition(lane)
         elif lane.tp in self._paused and lane.backlog <= self._max_backlog // 2:
             self._set_paused(lane, False)
@@ -592,6 +587,9 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         lanes = [self._lanes.pop(tp) for tp in revoked if tp in self._lanes]
         self._paused.difference_update(revoked)
+        for lane in lanes:
+            if lane.parked is not None:
+                lane.parked.clear()
         if self._tenant_of is not None:
             self._tune_fetch_wait()  # the lanes with deferred records may have gone
         await asyncio.gather(*(lane.close(self._grace) for lane in lanes))
@@ -613,7 +611,9 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
 
             per_tenant = max(2 * self._limit, MIN_HELD_PER_TENANT)
             ahead = ReadAhead(per_tenant, 4 * per_tenant, self._read_ahead)
-            return _Lane(self, tp, fair_slot, ordered=False, read_ahead=ahead)
+            lane = _Lane(self, tp, fair_slot, ordered=False, read_ahead=ahead)
+            lane.parked = ParkedRecords(self._parking)
+            return lane
         limit = asyncio.Semaphore(self._limit) if self._per_lane else self._shared_limit
         return _Lane(self, tp, lambda item: limit, ordered=self._per_lane)
 
@@ -685,6 +685,7 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
             header = header_tenant(record)
             if header is not None and not ahead.has_room(header):
                 ahead.admit(record.offset, header)  # deferred without decoding it
+                self._park(lane, seen, record, header)
                 lane.read_past(record.offset)
                 continue
             try:
@@ -701,21 +702,46 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
                 continue
             tenant = header if header is not None else tenant_of(item)
             if ahead.admit(record.offset, tenant):
+                if seen is Seen.DEFERRED and lane.parked is not None:
+                    lane.parked.drop(record.offset, tenant)  # read from Kafka again after all
                 lane.take(record.offset, record.key, item, tenant)
             else:
+                self._park(lane, seen, record, tenant)
                 lane.read_past(record.offset)
         if records:
             lane.reading = records[-1].offset + 1
             self._reposition(lane)
         self._tune_fetch_wait()
 
+    def _park(self, lane: _Lane[T], seen: Seen, record: Any, tenant: str) -> None:
+        if seen is Seen.NEW and lane.parked is not None:  # a record deferred again is parked or not already
+            lane.parked.park(record.offset, tenant, record)
+
+    def _take_parked(self, lane: _Lane[T]) -> None:
+        """Take the parked records of each tenant that has room again, oldest first (decoded now)."""
+        ahead, parked = lane.read_ahead, lane.parked
+        assert ahead is not None and parked is not None
+        for tenant in parked.tenants():
+            while ahead.has_room(tenant) and (oldest := parked.oldest(tenant)) is not None:
+                offset, record = oldest
+                if ahead.deferred_tenant(offset) != tenant:
+                    continue  # taken since, or forgotten
+                try:
+                    self.decoded += 1
+                    item = self._decode(record.value)
+                except Exception as exc:  # a poison record: as when it is read from Kafka
+                    log.error("skipping bad record %s offset %d: %s", lane.tp, offset, exc)
+                    self.skipped += 1
+                    ahead.forget(offset)
+                    self._dirty.set()
+                    continue
+                ahead.admit(offset, tenant)
+                lane.take(offset, record.key, item, tenant)
+
     def _tune_fetch_wait(self) -> None:
-        """Fair tasks: while a lane has deferred records it seeks back and forth, and each seek
-        waits for the fetch in flight, which long-polls the partitions read to their end: so the
-        fetch wait is short then (FAIR_FETCH_WAIT_BUSY_MS), and long again once nothing is deferred
-        (an idle worker then sends a tenth as many fetches). aiokafka builds each fetch request from
-        its fetcher's ``_fetch_max_wait_ms``; without that attribute (another aiokafka) the wait
-        stays the long one (tests/integration/test_kafka_fairness.py checks the switch)."""
+        """A short fetch wait while a lane has deferred records (its seeks wait for the fetch in
+        flight, long-polling the partitions read to their end), the long one otherwise. Through
+        aiokafka's fetcher attribute; without it the wait stays long (a test checks the switch)."""
         fetcher = getattr(self._consumer, "_fetcher", None)
         if fetcher is None or not hasattr(fetcher, "_fetch_max_wait_ms"):
             return
