@@ -9,22 +9,20 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
-from orchestrator.core import events as ev
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.builder import Workflow
 from tests.integration.conftest import TestKeyspace
+from tests.integration.slots import admissions, most_held
+from tests.integration.workers import REPO, spawn_worker, stop_workers
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 LIMIT = 3
 EXECUTIONS = 12
 
@@ -41,12 +39,6 @@ def workflow_file(folder: Path) -> Path:
     path = folder / "capped.yaml"
     path.write_text(yaml.safe_dump(capped.to_dict()))
     return path
-
-
-def spawn_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "worker"], cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
 
 
 async def test_killing_the_admitting_worker_neither_leaks_nor_doubles_a_slot(
@@ -92,7 +84,7 @@ async def test_killing_the_admitting_worker_neither_leaks_nor_doubles_a_slot(
             ids = [s.execution_id for s in started]
 
             async def admitted() -> int:
-                return sum([any(e.type == ev.EXECUTION_ADMITTED for e in await runtime.history(i)) for i in ids])
+                return sum([admissions(await runtime.history(i)) > 0 for i in ids])
 
             for _ in range(600):
                 if await admitted() >= LIMIT + 1:  # slots were given back and granted again
@@ -107,24 +99,7 @@ async def test_killing_the_admitting_worker_neither_leaks_nor_doubles_a_slot(
             assert {s.status for s in states} == {"succeeded"}
             histories = [await runtime.history(i) for i in ids]
     finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.terminate()
-                try:
-                    worker.wait(15)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+        stop_workers(workers)
 
-    moments = []  # (time, +1 admitted / -1 ended) from every execution's recorded events
-    for history in histories:
-        assert sum(e.type == ev.EXECUTION_ADMITTED for e in history) == 1, [e.type for e in history]
-        for envelope in history:
-            if envelope.type == ev.EXECUTION_ADMITTED:
-                moments.append((envelope.time, 1))
-            elif envelope.type in ev.TERMINAL_TYPES:
-                moments.append((envelope.time, -1))
-    held = most = 0
-    for _, change in sorted(moments, key=lambda m: (m[0], m[1])):  # an end before a grant at one instant
-        held += change
-        most = max(most, held)
-    assert most <= LIMIT
+    assert [admissions(history) for history in histories] == [1] * EXECUTIONS
+    assert most_held(histories) <= LIMIT

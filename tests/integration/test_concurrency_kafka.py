@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from connectors.base import Connectors, StepCall
-from orchestrator.core import events as ev
 from orchestrator.core.commands import AdmitExecution
 from orchestrator.engine.admission_epoch import EPOCH_KEY, EpochFence
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.builder import Workflow
 from tests.integration.conftest import TestKeyspace
+from tests.integration.slots import admissions, most_held
 
 pytestmark = pytest.mark.integration
 
@@ -91,18 +91,7 @@ async def test_two_workers_never_hold_more_than_the_limit(
             assert (await first.wait(execution_id, timeout=60)).status == "succeeded"
         histories = [await first.history(i) for i in ids]
 
-    moments = []  # (time, +1 admitted / -1 ended) from every execution's recorded events
-    for history in histories:
-        for envelope in history:
-            if envelope.type == ev.EXECUTION_ADMITTED:
-                moments.append((envelope.time, 1))
-            elif envelope.type in ev.TERMINAL_TYPES:
-                moments.append((envelope.time, -1))
-    held = most = 0
-    for _, change in sorted(moments, key=lambda m: (m[0], m[1])):  # an end before a grant at one instant
-        held += change
-        most = max(most, held)
-    assert most <= 2 and len([m for m in moments if m[1] == 1]) == 6
+    assert most_held(histories) <= 2 and sum(admissions(h) for h in histories) == 6
 
 
 async def test_a_grant_of_an_older_admitter_epoch_admits_nothing(

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,9 +20,9 @@ from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from schemas.builder import Workflow, retry
 from tests.integration.conftest import TestKeyspace
+from tests.integration.workers import REPO, spawn_worker, stop_workers
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 EXECUTIONS = 240
 STEPS = 6
 
@@ -42,16 +40,6 @@ def workflow_file(folder: Path) -> Path:
     path = folder / "chain.yaml"
     path.write_text(yaml.safe_dump(chain.to_dict()))
     return path
-
-
-def spawn_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "worker"],
-        cwd=REPO,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
 
 
 async def test_sigkill_one_of_two_workers(
@@ -112,13 +100,7 @@ async def test_sigkill_one_of_two_workers(
                 assert sorted(completed) == sorted(f"s{i}" for i in range(STEPS)), execution_id
             print(f"all {EXECUTIONS} executions done {recovery:.1f}s after the kill")
     finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.terminate()
-                try:
-                    worker.wait(15)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+        stop_workers(workers)
 
 
 async def wait_for_progress(runtime: Runtime, ids: list[str]) -> None:

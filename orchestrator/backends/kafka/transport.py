@@ -688,17 +688,7 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
                 self._park(lane, seen, record, header)
                 lane.read_past(record.offset)
                 continue
-            try:
-                if record.value is None:
-                    raise CodecError("empty record")
-                self.decoded += 1
-                item = self._decode(record.value)
-            except Exception as exc:  # a poison record: decoding is pure, it would fail again
-                log.error("skipping bad record %s offset %d: %s", lane.tp, record.offset, exc)
-                self.skipped += 1
-                ahead.forget(record.offset)
-                lane.read_past(record.offset)
-                self._dirty.set()
+            if (item := self._decode_ahead(lane, record)) is None:
                 continue
             tenant = header if header is not None else tenant_of(item)
             if ahead.admit(record.offset, tenant):
@@ -713,6 +703,24 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
             self._reposition(lane)
         self._tune_fetch_wait()
 
+    def _decode_ahead(self, lane: _Lane[T], record: Any) -> T | None:
+        """Read-ahead: the record decoded, or None for a poison record (decoding is pure, it would
+        fail again), which is logged, neither held nor deferred, and committed past."""
+        ahead = lane.read_ahead
+        assert ahead is not None
+        try:
+            if record.value is None:
+                raise CodecError("empty record")
+            self.decoded += 1
+            return self._decode(record.value)
+        except Exception as exc:
+            log.error("skipping bad record %s offset %d: %s", lane.tp, record.offset, exc)
+            self.skipped += 1
+            ahead.forget(record.offset)
+            lane.read_past(record.offset)
+            self._dirty.set()
+            return None
+
     def _park(self, lane: _Lane[T], seen: Seen, record: Any, tenant: str) -> None:
         if seen is Seen.NEW and lane.parked is not None:  # a record deferred again is parked or not already
             lane.parked.park(record.offset, tenant, record)
@@ -724,17 +732,8 @@ class _Group(ConsumerRebalanceListener, Generic[T]):  # type: ignore[misc]
         for tenant in parked.tenants():
             while ahead.has_room(tenant) and (oldest := parked.oldest(tenant)) is not None:
                 offset, record = oldest
-                if ahead.deferred_tenant(offset) != tenant:
-                    continue  # taken since, or forgotten
-                try:
-                    self.decoded += 1
-                    item = self._decode(record.value)
-                except Exception as exc:  # a poison record: as when it is read from Kafka
-                    log.error("skipping bad record %s offset %d: %s", lane.tp, offset, exc)
-                    self.skipped += 1
-                    ahead.forget(offset)
-                    self._dirty.set()
-                    continue
+                if ahead.deferred_tenant(offset) != tenant or (item := self._decode_ahead(lane, record)) is None:
+                    continue  # taken since or forgotten, or it does not decode
                 ahead.admit(offset, tenant)
                 lane.take(offset, record.key, item, tenant)
 
