@@ -595,7 +595,7 @@ def test_serve_killed_mid_stream_starts_each_message_once(kafka_url: str, tmp_pa
             "type": "task",
             "connector": "python",
             "config": {"function": "tests.integration.steps:pause"},
-            "input": {"n": "`0`", "seconds": "`0.01`"},
+            "input": {"n": "`0`", "seconds": "`0.05`"},
         }
     ]
     path = tmp_path / "crashy.yaml"
