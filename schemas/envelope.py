@@ -18,21 +18,16 @@ from typing import Any
 
 import orjson
 
+from schemas.canonical_json import canonical_bytes
 from schemas.strict_json import has_long_digit_runs
 
 SCHEMA_VERSION = 1
 SPEC_VERSION = "1.0"
 TYPE_PREFIX = "io.orchestrator."
 DEFAULT_SOURCE = "/orchestrator"
-# Canonical JSON: compact, UTF-8, keys sorted. Strict: a value JSON cannot hold (NaN, infinity,
-# an object that is not JSON) is an error, so every stored and emitted byte is strict JSON.
-_canonical_json = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-).encode
-# The same for hashing envelopes read back, whose data is JSON already (``default`` never fires).
-_canonical_lenient = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-).encode
+# Canonical JSON (schemas/canonical_json.py): compact, UTF-8, keys sorted. Strict: a value JSON
+# cannot hold (NaN, infinity, an object that is not JSON) is an error, so every stored and emitted
+# byte is strict JSON. Envelopes read back are hashed in the lenient form (``default`` never fires).
 # "chainhash" sorts right before "codec", which every envelope has; only "actor" and
 # "causationid" (string values, whose quotes JSON escapes) can come before it.
 _CODEC_KEY = '"codec":'
@@ -46,8 +41,8 @@ class EnvelopeError(ValueError):
 def _canonical(event: dict[str, Any]) -> bytes:
     """The canonical UTF-8 bytes; EnvelopeError naming the event when its data is not strict JSON."""
     try:
-        encoded = _canonical_json(event).encode("utf-8")  # an unpaired surrogate fails here
-    except (TypeError, ValueError, RecursionError) as exc:
+        encoded = canonical_bytes(event)
+    except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError: an unpaired surrogate
         where = f"{event.get('type')} #{event.get('sequence')} of {event.get('subject')}"
         raise EnvelopeError(f"{where}: the event data is not strict JSON: {exc}") from None
     return encoded
@@ -187,11 +182,7 @@ def chain_hash(previous: str, envelope: Envelope) -> str:
     """
     event = envelope.to_cloudevent()
     event.pop("chainhash", None)
-    return _digest(previous, _canonical_lenient(event))
-
-
-def _digest(previous: str, canonical: str) -> str:
-    return hashlib.sha256(f"{previous}\n{canonical}".encode()).hexdigest()
+    return hashlib.sha256(b"%s\n%s" % (previous.encode(), canonical_bytes(event, lenient=True))).hexdigest()
 
 
 def chained(previous: str, envelope: Envelope) -> Envelope:
