@@ -55,6 +55,10 @@ def test_every_float_is_written_as_the_standard_encoder_writes_it() -> None:
         [[[[[[[[[[[]]]]]]]]]]],
         [1] * 3 + [[1, {"a": [2]}]],
         (1, 2, "tuple"),
+        {"wall_seconds": 3.2e-05, "more": [3.2e-05, 1e-05, 5e-324], "big": 1.5e16},
+        {"wall_seconds": 3.2e-05, "text": "took 0.000032 s"},  # its text in a string: the long way
+        {"a": 3e-05, "b": 13e-05, "c": 10.00003},  # one float's text inside another's
+        {"negative": -3.2e-05, "x": 1},
     ],
 )
 def test_json_values_are_byte_for_byte_the_standard_encoding(value: Any) -> None:
@@ -145,3 +149,16 @@ def test_a_cycle_is_refused_as_the_standard_encoder_refuses_it() -> None:
 def test_a_long_list_is_the_standard_encoding() -> None:
     wide = {"xs": list(range(150_000)), "f": [0.5] * 10}
     assert canonical_bytes(wide) == reference(wide)
+
+
+def test_small_positive_floats_are_mended_not_sent_the_long_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    import schemas.canonical_json as canonical
+
+    def no_long_way(value: Any) -> str:
+        raise AssertionError("went the long way")
+
+    monkeypatch.setattr(canonical, "_STRICT", no_long_way)
+    value = {"resources": {"wall_seconds": 3.2e-05, "bytes_in": 2}, "at": 1765160000.123456}
+    assert canonical_bytes(value) == reference(value) == b'{"at":1765160000.123456,"resources":{"bytes_in":2,"wall_seconds":3.2e-05}}'
+    with pytest.raises(AssertionError, match="long way"):
+        canonical_bytes({"wall_seconds": 3.2e-05, "text": "0.000032"})
