@@ -66,11 +66,15 @@ def _odd_floats(values: Iterable[Any], odd: list[float], depth: int = 0) -> bool
 def _mended(quick: bytes, odd: list[float]) -> bytes | None:
     """orjson's ``quick`` with each odd float written as the standard encoder writes it; None
     when a float's text occurs elsewhere too."""
-    texts = [(orjson.dumps(value), float.__repr__(value).encode(), count) for value, count in Counter(odd).items()]
-    for text, standard, count in texts:
-        if text != standard and quick.count(text) != count:
-            return None
-    for text, standard, _ in texts:
+    counts = Counter(odd) if len(odd) > 1 else {odd[0]: 1}
+    changes = []
+    for value, count in counts.items():
+        text, standard = orjson.dumps(value), float.__repr__(value).encode()
+        if text != standard:
+            if quick.count(text) != count:
+                return None
+            changes.append((text, standard))
+    for text, standard in changes:  # no text is part of another: each was counted alone
         quick = quick.replace(text, standard)
     return quick
 

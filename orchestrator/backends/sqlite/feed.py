@@ -14,6 +14,7 @@ a file of schema 1 is upgraded when it is opened.
 from __future__ import annotations
 
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Sequence, Set
 from typing import Protocol, TypeVar, TypeVarTuple
 
@@ -103,13 +104,15 @@ class RecentEvents:
 
     def __init__(self, capacity: int = 8192) -> None:
         self._capacity = capacity
-        self._events: dict[int, Envelope] = {}
+        # An OrderedDict drops its oldest entry in constant time; a dict's ``next(iter(...))``
+        # walks over the slots of every entry deleted before it (quadratic in a long run).
+        self._events: OrderedDict[int, Envelope] = OrderedDict()
 
     def add(self, first: int, events: Sequence[Envelope]) -> None:
         for offset, event in enumerate(events):
             self._events[first + offset] = event
-        while len(self._events) > self._capacity:  # dicts keep insertion order: oldest first
-            del self._events[next(iter(self._events))]
+        while len(self._events) > self._capacity:
+            self._events.popitem(last=False)
 
     def get(self, position: int) -> Envelope | None:
         return self._events.get(position)
