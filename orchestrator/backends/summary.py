@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from orchestrator.core.events import EVENT_AWAITED, EXECUTION_STARTED, STATUS_BY_TERMINAL_TYPE
 from orchestrator.ports import ExecutionSummary
@@ -41,10 +40,12 @@ def summarize(previous: ExecutionSummary | None, events: Sequence[Envelope]) -> 
             key = str(event.data["correlation_key"])
     if summary is None:
         raise ValueError("nothing to summarise")
-    if changed is not None:
-        summary = replace(
-            summary, status=status, updated_at=changed.time, last_sequence=changed.sequence, correlation_key=key
-        )
+    if changed is not None:  # built directly: dataclasses.replace costs twice as much, per append
+        s = summary
+        summary = ExecutionSummary(
+            s.execution_id, s.workflow, s.version, s.tenant, status, s.started_at, changed.time, changed.sequence,
+            s.parent_id, s.started_by, key,
+        )  # fmt: skip
     return summary
 
 

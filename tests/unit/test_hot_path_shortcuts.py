@@ -111,3 +111,20 @@ async def test_a_runtime_raises_the_threshold_until_it_stops(
     async with Runtime(Settings(event_log_url="memory://", gc_threshold=15_000)):
         assert gc.get_threshold()[0] == 15_000
     assert gc.get_threshold() == default_thresholds
+
+
+def test_a_summary_keeps_every_field_it_does_not_change() -> None:
+    """``summarize`` builds the next summary field by field: a field added to ExecutionSummary and
+    not passed on would come back as its default, which this catches."""
+    import dataclasses
+
+    from orchestrator.ports import ExecutionSummary
+
+    values = {f.name: (7 if f.type in ("int", int) else f"x-{f.name}") for f in dataclasses.fields(ExecutionSummary)}
+    previous = ExecutionSummary(**{**values, "execution_id": "e1", "last_sequence": 1})
+    after = summarize(previous, [event("e1", 2)])
+    changed = {"updated_at", "last_sequence"}
+    assert {k: v for k, v in dataclasses.asdict(after).items() if k not in changed} == {
+        k: v for k, v in dataclasses.asdict(previous).items() if k not in changed
+    }
+    assert after.last_sequence == 2
