@@ -44,3 +44,20 @@ def test_an_out_of_range_time_fails_as_datetime_does() -> None:
     for bad in (math.inf, math.nan, 1e20):
         with pytest.raises((OverflowError, ValueError, OSError)):
             rfc3339(bad)
+
+
+def test_the_quick_parse_is_what_datetime_reads() -> None:
+    rng = random.Random(5)
+    values = [rng.uniform(-1e9, 4e9) for _ in range(30_000)] + [0.0, 1.0, -0.5, 1_765_160_000.999999]
+    texts = [rfc3339(v) for v in values]
+    assert [parse_rfc3339(t) for t in texts] == [datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() for t in texts]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-13-01T00:00:00.000000Z", "2026-12-08T25:00:00.000000Z", "2026-12-08T00:00:00.+00000Z",
+     "2026-12-08T00:00:00.00000²Z", "2026-12-08T00:00:00.0_0000Z", "2026-12-08 00:00:00.000000X"],
+)  # fmt: skip
+def test_bad_text_in_the_engines_shape_is_a_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rfc3339(text)
