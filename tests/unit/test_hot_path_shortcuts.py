@@ -150,3 +150,31 @@ async def test_a_group_commit_stores_every_body_byte_for_byte(tmp_path: Path) ->
             await reader.stop()
     finally:
         await log.stop()
+
+
+async def test_a_feed_read_fills_in_what_another_process_wrote_between_its_own_events(tmp_path: Path) -> None:
+    """The writer skips the bodies of the positions it holds in memory; the positions between
+    them that another process wrote are read by position: the same page as a plain reader's."""
+    mine = SQLiteEventLog.from_url(f"sqlite:///{tmp_path}/o.db")
+    theirs = SQLiteEventLog.from_url(f"sqlite:///{tmp_path}/o.db")
+    for log in (mine, theirs):
+        await log.start()
+    try:
+        for n in range(6):
+            await (mine if n % 2 == 0 else theirs).append(f"e{n}", 0, [started(f"e{n}", input={"n": n})])
+        await mine.append("e0", 1, [event("e0", 2), event("e0", 3)])
+        for feed_of in (mine, theirs):
+            page = await feed_of.feed().read_after(0)
+            assert [(at, e.to_bytes()) for at, e in page.items] == [
+                (at, e.to_bytes()) for at, e in (await theirs.feed().read_after(0)).items
+            ]
+            assert [at for at, _ in page.items] == list(range(1, 9)) and page.last == 8
+        wanted = {"ExecutionStarted"}
+        fields_mine = await mine.feed().read_fields_after(0, 100, wanted)  # type: ignore[attr-defined]
+        fields_theirs = await theirs.feed().read_fields_after(0, 100, wanted)  # type: ignore[attr-defined]
+        assert fields_mine == fields_theirs and [item[8] for item in fields_mine.items][:6] == [
+            {"input": {"n": n}} for n in range(6)
+        ]
+    finally:
+        await mine.stop()
+        await theirs.stop()

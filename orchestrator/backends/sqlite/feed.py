@@ -13,6 +13,7 @@ a file of schema 1 is upgraded when it is opened.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Sequence, Set
@@ -25,7 +26,12 @@ from schemas.envelope import Envelope
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
-_READ_AFTER = "SELECT position, body FROM events WHERE position > ? ORDER BY position LIMIT ?"
+# The bodies of positions this process holds in memory (``RecentEvents``) are not read: NULL.
+_READ_AFTER = (
+    "SELECT position, CASE WHEN position BETWEEN ? AND ? THEN NULL ELSE body END FROM events"
+    " WHERE position > ? ORDER BY position LIMIT ?"
+)
+_BODIES_AT = "SELECT position, body FROM events WHERE position IN (SELECT value FROM json_each(?))"
 _HEAD = (
     "SELECT max(coalesce((SELECT max(position) FROM events), 0),"
     " (SELECT position FROM feed_head WHERE id = 0))"
@@ -117,6 +123,14 @@ class RecentEvents:
     def get(self, position: int) -> Envelope | None:
         return self._events.get(position)
 
+    def span(self) -> tuple[int, int]:
+        """The oldest and newest positions held (``(0, -1)`` when none): the rows whose bodies a
+        read may skip. Positions in between that are not held (another process wrote them, or
+        they were dropped since) are read again by position."""
+        if not self._events:
+            return 0, -1
+        return next(iter(self._events)), next(reversed(self._events))
+
 
 class SQLiteFeed:
     """Reads of the feed run on the event log's thread and connection, between its commits."""
@@ -129,12 +143,11 @@ class SQLiteFeed:
         self._recent = recent or RecentEvents(0)
 
     async def read_after(self, position: int, limit: int = 1000) -> FeedPage:
-        rows = await self._db.run(self._read_after, position, limit)
-        found = [self._recent.get(at) for at, _ in rows]
-        missing = [body for (_, body), envelope in zip(rows, found, strict=True) if envelope is None]
+        rows, last = await self._rows_after(position, limit)
+        missing = [body for _, envelope, body in rows if envelope is None]
         decoded = iter(await self._log.codec.decode(missing) if missing else ())
-        items = [(at, envelope or next(decoded)) for (at, _), envelope in zip(rows, found, strict=True)]
-        return FeedPage(items, items[-1][0] if items else position)
+        items = [(at, envelope or next(decoded)) for at, envelope, _ in rows]
+        return FeedPage(items, last)
 
     async def read_fields_after(self, position: int, limit: int, wanted: Set[str]) -> fields.FieldsPage:
         """``read_after`` as fields (``schemas.fields``): recent events from their envelopes,
@@ -144,16 +157,46 @@ class SQLiteFeed:
             page = await self.read_after(position, limit)
             of = fields.of_envelope
             return fields.FieldsPage([of(at, envelope, wanted) for at, envelope in page.items], page.last)
-        rows = await self._db.run(self._read_after, position, limit)
-        read, of, recent = fields.from_bytes, fields.of_envelope, self._recent.get
-        items = [of(at, envelope, wanted) if (envelope := recent(at)) else read(at, body, wanted) for at, body in rows]
-        return fields.FieldsPage(items, rows[-1][0] if rows else position)
+        rows, last = await self._rows_after(position, limit)
+        read, of = fields.from_bytes, fields.of_envelope
+        items = [read(at, body, wanted) if envelope is None else of(at, envelope, wanted) for at, envelope, body in rows]
+        return fields.FieldsPage(items, last)
 
+    async def _rows_after(self, position: int, limit: int) -> tuple[list[tuple[int, Envelope | None, bytes]], int]:
+        """The events after ``position``, each with its envelope when this process holds it, else
+        with its stored body; and the last position read. A body the first read skipped but
+        the envelope is gone meanwhile is read again by position (a row deleted in between, by
+        retention, is left out)."""
+        low, high = self._recent.span()
+        rows = await self._db.run(self._read_after, position, limit, low, high)
+        recent = self._recent.get
+        found: list[tuple[int, Envelope | None, bytes]] = []
+        unread: list[int] = []
+        for at, body in rows:
+            if body is not None:
+                found.append((at, None, body))
+            elif (envelope := recent(at)) is not None:
+                found.append((at, envelope, b""))
+            else:
+                unread.append(at)
+                found.append((at, None, b""))
+        if unread:
+            bodies = await self._db.run(self._bodies_at, unread)
+            found = [
+                (at, envelope, body if envelope is not None or body else bodies[at])
+                for at, envelope, body in found
+                if envelope is not None or body or at in bodies
+            ]
+        return found, rows[-1][0] if rows else position
     async def head(self) -> int:
         return await self._db.run(self._head)
 
-    def _read_after(self, position: int, limit: int) -> list[tuple[int, bytes]]:
-        return list(self._db.connection.execute(_READ_AFTER, (position, max(limit, 0))).fetchall())
+    def _read_after(self, position: int, limit: int, low: int, high: int) -> list[tuple[int, bytes | None]]:
+        params = (low, high, position, max(limit, 0))
+        return list(self._db.connection.execute(_READ_AFTER, params).fetchall())
+
+    def _bodies_at(self, positions: list[int]) -> dict[int, bytes]:
+        return dict(self._db.connection.execute(_BODIES_AT, (json.dumps(positions),)).fetchall())
 
     def _head(self) -> int:
         return last_position(self._db.connection)
