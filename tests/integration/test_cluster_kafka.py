@@ -8,8 +8,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -23,16 +21,10 @@ from orchestrator.ports import NodeRecord
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from tests.integration.conftest import TestKeyspace
+from tests.integration.workers import REPO, spawn_worker, stop_workers
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 8
-
-
-def spawn_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "worker"], cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
 
 
 async def test_the_cassandra_node_directory_keeps_one_record_per_node(cassandra_keyspace: TestKeyspace) -> None:
@@ -100,10 +92,4 @@ async def test_two_workers_split_the_partitions_and_a_killed_one_turns_dead(
 
             await view_until(taken_over)
     finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.terminate()
-                try:
-                    worker.wait(15)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+        stop_workers(workers)

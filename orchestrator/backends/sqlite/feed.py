@@ -188,6 +188,7 @@ class SQLiteFeed:
                 if envelope is not None or body or at in bodies
             ]
         return found, rows[-1][0] if rows else position
+
     async def head(self) -> int:
         return await self._db.run(self._head)
 
